@@ -1,0 +1,123 @@
+// Per-route concurrency limit with a bounded FIFO wait list. Pure logic: time and timers come
+// in through LimiterClock, so it is unit-tested without a loop or sockets.
+//
+// Keyed by route name in a LimiterRegistry so counts survive a reload: reconfigure() changes
+// the limits in place and in-flight requests carry over to the new limit.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "config/config.h"
+
+namespace loopguard::routing {
+
+using TimePointMs = uint64_t;  // monotonic milliseconds
+
+// One timer per limiter, armed for the earliest queue deadline.
+class LimiterClock {
+ public:
+  virtual ~LimiterClock() = default;
+  virtual TimePointMs now() const = 0;
+  virtual void arm(TimePointMs deadline) = 0;  // replaces any earlier arming
+  virtual void disarm() = 0;
+};
+
+// An extra admission condition beyond max_in_flight: a pool route also needs a free worker
+// slot. tryTake() takes one unit of capacity if there is one; giveBack() returns it. When
+// capacity frees up, the gate's owner calls Limiter::pump() on its limiters.
+class CapacityGate {
+ public:
+  virtual ~CapacityGate() = default;
+  virtual bool tryTake() = 0;
+  virtual void giveBack() = 0;
+  virtual bool hasCapacity() const = 0;
+};
+
+class Limiter;
+
+// A request's place in a limiter. Owned by the request (intrusive: no allocation to queue).
+// The callbacks may be invoked from inside another request's release() or from the timer.
+class LimiterWaiter {
+ public:
+  virtual ~LimiterWaiter() = default;
+  virtual void onAdmitted() = 0;     // left the queue holding a slot (and a gate unit, if any)
+  virtual void onQueueTimeout() = 0; // left the queue without a slot
+
+ private:
+  friend class Limiter;
+  LimiterWaiter* prev_ = nullptr;
+  LimiterWaiter* next_ = nullptr;
+  TimePointMs enqueued_at_ = 0;
+  TimePointMs deadline_ = 0;
+  bool queued_ = false;
+};
+
+enum class Admission {
+  Admitted,   // slot taken now; no callback will follow
+  Queued,     // exactly one of onAdmitted / onQueueTimeout follows, unless cancel() first
+  QueueFull,  // refused; nothing held
+};
+
+struct LimiterStats {
+  uint64_t in_flight = 0;
+  uint64_t queue_depth = 0;
+  uint64_t rejected_queue_full = 0;
+  uint64_t rejected_queue_timeout = 0;
+};
+
+class Limiter {
+ public:
+  Limiter(config::RouteLimits limits, LimiterClock& clock, CapacityGate* gate = nullptr);
+  ~Limiter();
+  Limiter(const Limiter&) = delete;
+  Limiter& operator=(const Limiter&) = delete;
+
+  // Admit now, queue (FIFO, bounded by max_queue, deadline now + queue_timeout), or refuse.
+  // With a gate, admission also needs gate->tryTake(); a gated limiter queues requests even
+  // when max_in_flight is unset (waiting for a worker counts as queued).
+  [[nodiscard]] Admission admit(LimiterWaiter& waiter);
+
+  // The queued waiter leaves at once (its client went away). No callback. No-op if not queued.
+  void cancel(LimiterWaiter& waiter);
+
+  // A slot held by an admitted request is given back (exactly once per admission). Gives the
+  // gate unit back too, then admits queued waiters while there is room.
+  void release();
+
+  // Admit queued waiters while there is room (called by a gate owner when capacity frees).
+  void pump();
+
+  // Called by the clock's owner when the armed deadline passes: every expired waiter gets
+  // onQueueTimeout(), then the timer is re-armed for the next deadline.
+  void onTimer();
+
+  // Reload: new limits apply to new admissions and to the queue; in-flight requests carry over.
+  void reconfigure(const config::RouteLimits& limits, CapacityGate* gate);
+
+  // Refuse every queued waiter now (with onQueueTimeout), e.g. a pool that has no workers.
+  void failAllQueued();
+
+  // When the oldest queued waiter was queued, if any (for fair pumping across routes).
+  std::optional<TimePointMs> oldestEnqueuedAt() const;
+
+  const LimiterStats& stats() const { return stats_; }
+  const config::RouteLimits& limits() const { return limits_; }
+
+ private:
+  bool hasRoom() const;
+  void unlink(LimiterWaiter& waiter);
+  void rearm();
+
+  config::RouteLimits limits_;
+  LimiterClock& clock_;
+  CapacityGate* gate_;
+  LimiterWaiter* head_ = nullptr;
+  LimiterWaiter* tail_ = nullptr;
+  LimiterStats stats_;
+};
+
+}  // namespace loopguard::routing
