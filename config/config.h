@@ -24,6 +24,8 @@ constexpr uint64_t kGiB = 1024 * kMiB;
 struct SourcePos {
   int line = 0;  // 1-based; 0 = unknown
   int column = 0;
+  // Without it the defaulted operator== of Upstream, Pool and Route would be deleted.
+  bool operator==(const SourcePos&) const = default;
 };
 
 // A socket address as written in the config: "host:port", "[v6]:port" or "unix:/path".
@@ -116,7 +118,7 @@ enum class MatchKind { Prefix, Exact, Regex };
 
 struct RouteMatch {
   MatchKind kind = MatchKind::Prefix;
-  std::string pattern;               // the prefix, exact path or ECMAScript regex
+  std::string pattern;               // the prefix, exact path or RE2 regex (checked to compile)
   std::vector<std::string> methods;  // empty = any; upper-case
   std::string host;                  // empty = any; compared case-insensitively, port ignored
   bool operator==(const RouteMatch&) const = default;

@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "config/config.h"
 
@@ -41,11 +43,12 @@ class Limiter;
 
 // A request's place in a limiter. Owned by the request (intrusive: no allocation to queue).
 // The callbacks may be invoked from inside another request's release() or from the timer.
+// A queued waiter must be cancel()ed before it is destroyed.
 class LimiterWaiter {
  public:
   virtual ~LimiterWaiter() = default;
-  virtual void onAdmitted() = 0;     // left the queue holding a slot (and a gate unit, if any)
-  virtual void onQueueTimeout() = 0; // left the queue without a slot
+  virtual void onAdmitted() = 0;      // left the queue holding a slot (and a gate unit, if any)
+  virtual void onQueueTimeout() = 0;  // left the queue without a slot
 
  private:
   friend class Limiter;
@@ -54,6 +57,7 @@ class LimiterWaiter {
   TimePointMs enqueued_at_ = 0;
   TimePointMs deadline_ = 0;
   bool queued_ = false;
+  const Limiter* owner_ = nullptr;  // the limiter it is queued in, so a stray cancel() is a no-op
 };
 
 enum class Admission {
@@ -67,11 +71,14 @@ struct LimiterStats {
   uint64_t queue_depth = 0;
   uint64_t rejected_queue_full = 0;
   uint64_t rejected_queue_timeout = 0;
+  uint64_t rejected_no_workers = 0;  // refused by failAllQueued(); not a queue timeout
 };
 
 class Limiter {
  public:
   Limiter(config::RouteLimits limits, LimiterClock& clock, CapacityGate* gate = nullptr);
+  // Must not be destroyed with waiters queued (asserted; in a release build they are unlinked
+  // without a callback, and the timer is disarmed).
   ~Limiter();
   Limiter(const Limiter&) = delete;
   Limiter& operator=(const Limiter&) = delete;
@@ -92,13 +99,23 @@ class Limiter {
   void pump();
 
   // Called by the clock's owner when the armed deadline passes: every expired waiter gets
-  // onQueueTimeout(), then the timer is re-armed for the next deadline.
+  // onQueueTimeout(), then the timer is re-armed for the next deadline. The armed deadline is a
+  // lower bound (a cancel or an admission from the queue head does not re-arm), so a call that
+  // finds nothing expired is normal: it just re-arms.
   void onTimer();
 
   // Reload: new limits apply to new admissions and to the queue; in-flight requests carry over.
+  // Queued waiters keep their deadlines, and stay queued even if max_queue shrank below the depth
+  // (they were accepted; new ones are refused until the depth is below). If the gate changes,
+  // units taken from the old gate are given back to it as in-flight requests release (oldest
+  // gate first), so the old gate must stay alive until gateUnitsHeld(old) == 0.
   void reconfigure(const config::RouteLimits& limits, CapacityGate* gate);
 
+  // Units of `gate` held by in-flight requests of this limiter (current or retired gate).
+  uint64_t gateUnitsHeld(const CapacityGate* gate) const;
+
   // Refuse every queued waiter now (with onQueueTimeout), e.g. a pool that has no workers.
+  // Counted as rejected_no_workers. A waiter queued by one of those callbacks is refused too.
   void failAllQueued();
 
   // When the oldest queued waiter was queued, if any (for fair pumping across routes).
@@ -108,15 +125,27 @@ class Limiter {
   const config::RouteLimits& limits() const { return limits_; }
 
  private:
-  bool hasRoom() const;
+  bool hasRoom() const;  // below max_in_flight (the gate is not asked)
+  bool tryTakeSlot();    // hasRoom() and a gate unit: takes both, or nothing
   void unlink(LimiterWaiter& waiter);
   void rearm();
+  void disarm();
+  uint64_t retiredHeld() const;
 
   config::RouteLimits limits_;
   LimiterClock& clock_;
   CapacityGate* gate_;
+  // In-flight admissions made under gate_ (each holds one of its units, if gate_ is set).
+  // in_flight == gate_held_ + the units listed in retired_gates_.
+  uint64_t gate_held_ = 0;
+  // Gates (nullptr: none) replaced by reconfigure() while admissions made under them were still
+  // in flight, oldest first.
+  std::vector<std::pair<CapacityGate*, uint64_t>> retired_gates_;
   LimiterWaiter* head_ = nullptr;
   LimiterWaiter* tail_ = nullptr;
+  std::optional<TimePointMs> armed_;  // what the clock is armed for, if anything
+  bool pumping_ = false;
+  bool repump_ = false;
   LimiterStats stats_;
 };
 

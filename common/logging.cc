@@ -1,0 +1,89 @@
+#include "common/logging.h"
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <memory>
+
+namespace loopguard {
+
+namespace {
+
+constexpr const char* kComponents[] = {"proxy", "upstream", "offload", "admin", "main", "config"};
+
+// {"time":"...","level":"info","logger":"proxy","msg":"..."} with the message JSON-escaped.
+class JsonFormatter final : public spdlog::formatter {
+ public:
+  explicit JsonFormatter(bool raw_message) : raw_(raw_message) {}
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    if (raw_) {  // the access log already writes a JSON object
+      dest.append(msg.payload.begin(), msg.payload.end());
+      dest.push_back('\n');
+      return;
+    }
+    time_.format(msg, dest);
+    fmt::format_to(std::back_inserter(dest), ",\"level\":\"{}\",\"logger\":\"",
+                   spdlog::level::to_string_view(msg.level));
+    dest.append(msg.logger_name.begin(), msg.logger_name.end());
+    dest.append(std::string_view("\",\"msg\":\""));
+    for (char c : msg.payload) {
+      auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        dest.push_back('\\');
+        dest.push_back(c);
+      } else if (u < 0x20) {
+        fmt::format_to(std::back_inserter(dest), "\\u{:04x}", u);
+      } else {
+        dest.push_back(c);
+      }
+    }
+    dest.append(std::string_view("\"}\n"));
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JsonFormatter>(raw_);
+  }
+
+ private:
+  bool raw_;
+  spdlog::pattern_formatter time_{"{\"time\":\"%Y-%m-%dT%H:%M:%S.%e%z\"", spdlog::pattern_time_type::utc, ""};
+};
+
+}  // namespace
+
+bool setupLogging(const std::string& level, LogFormatKind format) {
+  spdlog::level::level_enum lvl = spdlog::level::from_str(level);
+  if (lvl == spdlog::level::off && level != "off") return false;
+  static auto err_sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  static auto out_sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
+  for (const char* name : kComponents) {
+    auto logger = spdlog::get(name);
+    if (!logger) {
+      logger = std::make_shared<spdlog::logger>(name, err_sink);
+      spdlog::register_logger(logger);
+    }
+    logger->set_level(lvl);
+    if (format == LogFormatKind::Json) {
+      logger->set_formatter(std::make_unique<JsonFormatter>(false));
+    } else {
+      logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
+    }
+    logger->flush_on(spdlog::level::trace);
+  }
+  auto access = spdlog::get("access");
+  if (!access) {
+    access = std::make_shared<spdlog::logger>("access", out_sink);
+    spdlog::register_logger(access);
+  }
+  access->set_level(spdlog::level::info);
+  access->flush_on(spdlog::level::info);
+  if (format == LogFormatKind::Json) {
+    access->set_formatter(std::make_unique<JsonFormatter>(true));
+  } else {
+    access->set_pattern("%Y-%m-%dT%H:%M:%S.%e %v");
+  }
+  spdlog::set_default_logger(spdlog::get("main"));
+  return true;
+}
+
+}  // namespace loopguard

@@ -1,0 +1,55 @@
+// loopguard: command line entry point. Parsing only; the work is in the subcommands.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "main/commands.h"
+
+namespace {
+
+void addCommonOptions(CLI::App* cmd, loopguard::CommonOptions& options, bool with_logging) {
+  cmd->add_option("-c,--config", options.config_path, "YAML config file")->required();
+  if (!with_logging) return;
+  cmd->add_option_function<std::string>(
+         "--log-level", [&options](const std::string& v) { options.log_level = v; },
+         "Override log.level")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  cmd->add_option_function<std::string>(
+         "--log-format", [&options](const std::string& v) { options.log_format = v; },
+         "Override log.format")
+      ->check(CLI::IsMember({"text", "json"}));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"loopguard: a reverse proxy that keeps CPU-heavy routes off your app's event loop"};
+  app.require_subcommand(1);
+  loopguard::CommonOptions options;
+
+  CLI::App* proxy = app.add_subcommand("proxy", "Run the proxy; supervises the pools it declares");
+  addCommonOptions(proxy, options, true);
+  CLI::App* offload = app.add_subcommand("offload", "Run a standalone offload pool (sidecar)");
+  addCommonOptions(offload, options, true);
+  CLI::App* validate = app.add_subcommand("validate", "Check a config file and report every error");
+  addCommonOptions(validate, options, false);
+  app.add_subcommand("version", "Print the version");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << (app.get_subcommands().empty() ? app.help() : app.get_subcommands()[0]->help());
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "loopguard: " << e.what() << "\n\n";
+    const auto subs = app.get_subcommands();
+    std::cerr << (subs.empty() ? app.help() : subs[0]->help());
+    return 2;
+  }
+
+  if (proxy->parsed()) return loopguard::runProxy(options);
+  if (offload->parsed()) return loopguard::runOffload(options);
+  if (validate->parsed()) return loopguard::runValidate(options);
+  std::cout << "loopguard " << LOOPGUARD_VERSION << "\n";
+  return 0;
+}

@@ -1,0 +1,878 @@
+#include "proxy/exchange.h"
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/server/client_connection.h"
+
+namespace loopguard::proxy {
+
+using http::BodyFraming;
+using routing::Admission;
+using upstream::AcquireResult;
+using upstream::UpstreamErrorKind;
+
+namespace {
+
+bool validRequestId(std::string_view id) {
+  if (id.empty() || id.size() > 200) return false;
+  for (char c : id) {
+    if (c <= 0x20 || c >= 0x7f) return false;
+  }
+  return true;
+}
+
+bool idempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
+         method == "DELETE" || method == "TRACE";
+}
+
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+constexpr uint64_t kMaxResponseHeadBytes = 64 * 1024;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// OutputBatch
+
+void OutputBatch::addData(const char* at, size_t len) {
+  if (len == 0) return;
+  pieces_.push_back({at, len, len});
+  bytes_ += len;
+}
+
+void OutputBatch::addFrame(std::string_view text) {
+  pieces_.push_back({nullptr, frames_.size(), text.size()});
+  frames_.append(text);
+  bytes_ += text.size();
+}
+
+void OutputBatch::addOwned(const std::string& text) { addData(text.data(), text.size()); }
+
+const std::vector<uv_buf_t>& OutputBatch::buffers() {
+  bufs_.clear();
+  for (const Piece& p : pieces_) {
+    const char* base = p.data != nullptr ? p.data : frames_.data() + p.offset_or_len;
+    bufs_.push_back(uv_buf_init(const_cast<char*>(base), static_cast<unsigned>(p.len)));
+  }
+  return bufs_;
+}
+
+void OutputBatch::clear() {
+  pieces_.clear();
+  frames_.clear();
+  bufs_.clear();
+  bytes_ = 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Set-up
+
+Exchange::Exchange(ProxyContext& context, ClientConnection& client)
+    : context_(context),
+      client_(client),
+      phase_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onPhaseTimer>),
+      budget_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onBudgetTimer>) {}
+
+Exchange::~Exchange() = default;
+
+void Exchange::start(bool has_body) {
+  http::MessageParser& p = client_.parser();
+  phase_ = Phase::Forwarding;  // provisional: every path below moves on from here
+  start_ms_ = uv_now(context_.loop);
+  request_side_ = has_body ? RequestSide::Body : RequestSide::Complete;
+  response_side_ = ResponseSide::None;
+  method_.assign(p.method());
+  status_ = 0;
+  bytes_sent_ = 0;
+  request_body_bytes_ = 0;
+  keep_alive_ = p.keepAlive();
+  snapshot_ = context_.snapshot;
+  ++context_.counters.requests_total;
+
+  bool has_id = false;
+  std::string_view given_id = p.headers().get("x-request-id", &has_id);
+  if (has_id && validRequestId(given_id)) {
+    request_id_.assign(given_id);
+  } else {
+    context_.ids.next(request_id_);
+  }
+
+  http::RequestFacts facts;
+  facts.method = p.method();
+  facts.target = p.target();
+  facts.http_major = p.httpMajor();
+  facts.http_minor = p.httpMinor();
+  facts.has_transfer_encoding = p.hasTransferEncoding();
+  facts.saw_line_folding = p.sawLineFolding();
+  if (http::HeadProblem problem = http::checkRequestHead(facts, p.headers())) {
+    keep_alive_ = false;
+    respondError(problem.status, problem.message);
+    return;
+  }
+  if (!route()) return;
+
+  const config::Route& r = *route_->route;
+  if (r.timeout.count() > 0) budget_timer_.start(static_cast<uint64_t>(r.timeout.count()));
+  if (request_side_ == RequestSide::Body && r.buffer_request) {
+    phase_ = Phase::BufferingBody;
+    buffered_body_.clear();
+    if (expect_continue_) {
+      to_client_.addFrame(kContinue);
+      flushClient();
+    }
+    pumpRequestBody();
+    return;
+  }
+  admit();
+}
+
+// Matches a route and settles the request's framing. False when it already answered.
+bool Exchange::route() {
+  http::MessageParser& p = client_.parser();
+  const config::Config& cfg = snapshot_->config();
+  routing::RequestView view{p.method(), routing::requestPath(p.target()), p.headers().get("host")};
+  route_ = snapshot_->table.match(view);
+  if (route_ == nullptr) {
+    if (request_side_ != RequestSide::Complete) keep_alive_ = false;
+    respondError(404, "no route matches the request");
+    return false;
+  }
+  runtime_ = &snapshot_->routes[route_->index];
+
+  if (p.chunked()) {
+    request_framing_ = BodyFraming::Chunked;
+  } else if (p.hasContentLength()) {
+    request_framing_ = BodyFraming::ContentLength;
+  } else {
+    request_framing_ = BodyFraming::None;
+  }
+  uint64_t max_body = cfg.limits.max_body_bytes;
+  if (max_body > 0 && p.hasContentLength() && p.contentLength() > max_body) {
+    keep_alive_ = false;
+    respondError(413, "request body too large");
+    return false;
+  }
+  if (route_->route->buffer_request && p.hasContentLength() &&
+      p.contentLength() > route_->route->buffer_limit) {
+    keep_alive_ = false;
+    respondError(413, "request body larger than the route's buffer_limit");
+    return false;
+  }
+
+  bool has_expect = false;
+  std::string_view expect = p.headers().get("expect", &has_expect);
+  expect_continue_ = false;
+  if (has_expect) {
+    if (!http::equalsIgnoreCase(expect, "100-continue")) {
+      keep_alive_ = false;
+      respondError(417, "unsupported Expect header");
+      return false;
+    }
+    // We answer 100 Continue ourselves when we are ready for the body; HTTP/1.0 has no 100.
+    expect_continue_ = p.httpMinor() == 1 && request_side_ == RequestSide::Body;
+  }
+
+  head_request_ = p.methodId() == HTTP_HEAD;
+  websocket_ = false;
+  upgrade_declined_ = false;
+  bool has_upgrade = false;
+  std::string_view upgrade = p.headers().get("upgrade", &has_upgrade);
+  if (has_upgrade) {
+    if (p.upgradeRequested() && p.methodId() == HTTP_GET &&
+        http::equalsIgnoreCase(upgrade, "websocket")) {
+      websocket_ = true;
+    } else {
+      // Other protocols (h2c...) are not passed on. The parser stopped for the upgrade, so this
+      // connection ends after the response.
+      upgrade_declined_ = p.upgradeRequested();
+      if (upgrade_declined_) keep_alive_ = false;
+    }
+  }
+  return true;
+}
+
+void Exchange::admit() {
+  phase_ = Phase::Queued;
+  switch (runtime_->limiter->limiter().admit(*this)) {
+    case Admission::Admitted:
+      slot_held_ = true;
+      acquireTarget();
+      return;
+    case Admission::Queued:
+      queued_ = true;
+      return;
+    case Admission::QueueFull:
+      respondError(route_->route->limits.overflow_status, "route queue is full", "queue_full");
+      return;
+  }
+}
+
+void Exchange::onAdmitted() {
+  queued_ = false;
+  slot_held_ = true;
+  acquireTarget();
+}
+
+void Exchange::onQueueTimeout() {
+  queued_ = false;
+  respondError(route_->route->limits.overflow_status, "timed out waiting in the route queue",
+               "queue_timeout");
+}
+
+void Exchange::acquireTarget() {
+  phase_ = Phase::Connecting;
+  acquiring_ = true;
+  upstream::AcquireOptions options;
+  options.fresh = retried_;
+  AcquireResult r = runtime_->target->acquire(*this, options);
+  switch (r.kind) {
+    case AcquireResult::Kind::Ready:
+      acquiring_ = false;
+      onTargetReady(r.connection, true);
+      return;
+    case AcquireResult::Kind::Failed:
+      acquiring_ = false;
+      upstreamFailed(UpstreamErrorKind::Connect, r.why);
+      return;
+    case AcquireResult::Kind::Pending:
+      return;
+  }
+}
+
+void Exchange::onTargetReady(upstream::UpstreamConnection* connection, bool reused) {
+  acquiring_ = false;
+  upstream_ = connection;
+  upstream_reused_ = reused;
+  target_name_ = connection->peerName();
+  connection->attach(this, this, kMaxResponseHeadBytes);
+  connection->countRequest();
+  phase_ = Phase::Forwarding;
+  response_started_ = false;
+  request_sent_ = false;
+  informational_ = false;
+  upstream_eof_ = false;
+  upgrade_accepted_ = false;
+  sendRequestHead();
+}
+
+void Exchange::onTargetFailed(UpstreamErrorKind kind, const char* why) {
+  acquiring_ = false;
+  upstreamFailed(kind, why);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request: client -> upstream
+
+void Exchange::sendRequestHead() {
+  http::MessageParser& p = client_.parser();
+  http::UpstreamRequestParams params;
+  params.method = p.method();
+  params.target = p.target();
+  params.client_ip = client_.peerIp();
+  params.request_id = request_id_;
+  params.websocket_upgrade = websocket_;
+  bool buffered = route_->route->buffer_request && request_framing_ != BodyFraming::None;
+  if (buffered) {
+    params.framing = BodyFraming::ContentLength;
+    params.content_length = buffered_body_.size();
+  } else {
+    params.framing = request_framing_;
+    params.content_length = p.contentLength();
+  }
+  head_.clear();
+  http::writeUpstreamRequestHead(head_, params, p.headers());
+  to_upstream_.clear();
+  to_upstream_.addOwned(head_);
+  if (buffered) {
+    to_upstream_.addOwned(buffered_body_);
+  } else if (request_side_ == RequestSide::Body) {
+    if (expect_continue_ && request_body_bytes_ == 0 && client_.socket().input().empty()) {
+      to_client_.addFrame(kContinue);
+      flushClient();
+    }
+    pumpRequestBody();  // sends the head along with whatever body is already here
+    return;
+  }
+  flushUpstream();
+}
+
+void Exchange::pumpRequestBody() {
+  if (request_side_ != RequestSide::Body) return;
+  if (phase_ == Phase::Forwarding && upstream_writing_) return;
+  if (phase_ != Phase::Forwarding && phase_ != Phase::BufferingBody) return;
+  net::Socket& in = client_.socket();
+  std::string_view input = in.input();
+  if (input.empty()) {
+    in.readStart();
+    if (phase_ == Phase::Forwarding) flushUpstream();  // the head, if nothing else
+    return;
+  }
+  http::MessageParser& p = client_.parser();
+  p.resume();
+  http::ParseResult r = p.execute(input.data(), input.size());
+  if (r.status == http::ParseStatus::Error || r.status == http::ParseStatus::HeadTooLarge) {
+    in.consume(input.size());
+    keep_alive_ = false;
+    respondError(400, r.reason ? r.reason : "malformed request body");
+    return;
+  }
+  bool lend = phase_ == Phase::Forwarding && !to_upstream_.empty();
+  if (lend && !client_buf_lent_) {
+    in.lend();
+    client_buf_lent_ = true;
+  }
+  in.consume(r.consumed);
+  if (body_too_large_) {
+    body_too_large_ = false;
+    keep_alive_ = false;
+    respondError(413, "request body too large");
+    return;
+  }
+  if (phase_ == Phase::BufferingBody) {
+    if (request_side_ == RequestSide::Complete) {
+      admit();
+    } else {
+      in.readStart();
+    }
+    return;
+  }
+  flushUpstream();
+  if (request_side_ == RequestSide::Body && in.input().empty()) in.readStart();
+}
+
+void Exchange::onRequestBody(const char* at, size_t len) {
+  request_body_bytes_ += len;
+  uint64_t max_body = snapshot_->config().limits.max_body_bytes;
+  if ((max_body > 0 && request_body_bytes_ > max_body) || body_too_large_) {
+    body_too_large_ = true;
+    return;
+  }
+  if (phase_ == Phase::BufferingBody) {
+    if (buffered_body_.size() + len > route_->route->buffer_limit) {
+      body_too_large_ = true;
+      return;
+    }
+    buffered_body_.append(at, len);
+    return;
+  }
+  if (request_framing_ == BodyFraming::Chunked) {
+    std::string size_line;
+    http::appendHex(size_line, len);
+    size_line.append("\r\n");
+    to_upstream_.addFrame(size_line);
+    to_upstream_.addData(at, len);
+    to_upstream_.addFrame("\r\n");
+  } else {
+    to_upstream_.addData(at, len);
+  }
+}
+
+void Exchange::onRequestComplete() {
+  request_side_ = RequestSide::Complete;
+  if (phase_ == Phase::Forwarding && request_framing_ == BodyFraming::Chunked) {
+    to_upstream_.addFrame("0\r\n\r\n");
+  }
+}
+
+void Exchange::flushUpstream() {
+  if (upstream_ == nullptr || upstream_writing_) return;
+  if (to_upstream_.empty()) {
+    if (request_side_ == RequestSide::Complete && !request_sent_) {
+      request_sent_ = true;
+      armResponseTimeout();
+    }
+    return;
+  }
+  const auto& bufs = to_upstream_.buffers();
+  int rc = upstream_->socket().write(bufs.data(), static_cast<unsigned>(bufs.size()));
+  if (rc != 0) {
+    to_upstream_.clear();
+    upstreamFailed(UpstreamErrorKind::Reset, "write to upstream failed");
+    return;
+  }
+  upstream_writing_ = true;
+}
+
+void Exchange::onUpstreamWritten(int status) {
+  upstream_writing_ = false;
+  to_upstream_.clear();
+  if (client_buf_lent_) {
+    client_buf_lent_ = false;
+    client_.socket().unlend();
+  }
+  if (status < 0) {
+    upstreamFailed(UpstreamErrorKind::Reset, "upstream closed while receiving the request");
+    return;
+  }
+  if (phase_ == Phase::Tunnel) {
+    pumpTunnel();
+    return;
+  }
+  if (request_side_ == RequestSide::Complete) {
+    if (!request_sent_) {
+      request_sent_ = true;
+      armResponseTimeout();
+    }
+    return;
+  }
+  pumpRequestBody();
+}
+
+void Exchange::armResponseTimeout() {
+  if (response_side_ != ResponseSide::None || upstream_ == nullptr) return;
+  phase_timer_.start(static_cast<uint64_t>(runtime_->target->responseTimeout().count()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response: upstream -> client
+
+void Exchange::onUpstreamInput() {
+  if (phase_ == Phase::Tunnel) {
+    pumpTunnel();
+    return;
+  }
+  parseResponse();
+}
+
+void Exchange::parseResponse() {
+  if (upstream_ == nullptr || phase_ != Phase::Forwarding) return;
+  if (client_writing_ || upgrade_accepted_ || response_side_ == ResponseSide::Complete) return;
+  net::Socket& in = upstream_->socket();
+  std::string_view input = in.input();
+  if (input.empty()) {
+    if (upstream_eof_) {
+      handleUpstreamEof();
+    } else {
+      in.readStart();
+    }
+    return;
+  }
+  response_started_ = true;
+  http::ParseResult r = upstream_->parser().execute(input.data(), input.size());
+  if (r.status == http::ParseStatus::Error || r.status == http::ParseStatus::HeadTooLarge) {
+    in.consume(input.size());
+    spdlog::get("upstream")->warn("upstream {}: invalid response: {}", target_name_,
+                                  r.reason ? r.reason : "?");
+    if (response_side_ == ResponseSide::None) {
+      to_client_.clear();
+      upstreamFailed(UpstreamErrorKind::Reset, "invalid response from upstream");
+    } else {
+      abort("invalid response body from upstream");
+    }
+    return;
+  }
+  if (r.status == http::ParseStatus::Upgraded) {
+    if (!websocket_ || response_side_ == ResponseSide::None) {
+      in.consume(input.size());
+      upstreamFailed(UpstreamErrorKind::Reset, "unexpected upgrade from upstream");
+      return;
+    }
+    upgrade_accepted_ = true;
+  }
+  if (!to_client_.empty() && !upstream_buf_lent_) {
+    in.lend();
+    upstream_buf_lent_ = true;
+  }
+  in.consume(r.consumed);
+  flushClient();
+  if (!client_writing_ && !upgrade_accepted_ && response_side_ != ResponseSide::Complete) {
+    if (upstream_eof_ && in.input().empty()) {
+      handleUpstreamEof();
+    } else {
+      in.readStart();
+    }
+  }
+}
+
+int Exchange::onHeadComplete() {
+  http::MessageParser& p = upstream_->parser();
+  int status = p.statusCode();
+  if (status >= 100 && status < 200 && status != 101) {
+    informational_ = true;  // 103 Early Hints and friends are dropped; 100 is ours to send
+    return 0;
+  }
+  if (status == 101 && !websocket_) return -1;  // an upgrade nobody asked for
+  phase_timer_.stop();
+  status_ = status;
+  response_keep_alive_ = p.keepAlive();
+
+  http::ClientResponseParams params;
+  params.status = status;
+  params.client_minor = client_.parser().httpMinor();
+  params.request_id = request_id_;
+  params.upgrade = status == 101;
+  bool no_body = head_request_ || status == 204 || status == 304 || status == 101;
+  if (no_body) {
+    response_framing_ = BodyFraming::None;
+    if (head_request_ && p.hasContentLength()) {
+      params.framing = BodyFraming::ContentLength;  // what a GET would have carried
+      params.content_length = p.contentLength();
+    }
+  } else if (p.hasContentLength() && !p.chunked()) {
+    response_framing_ = BodyFraming::ContentLength;
+    params.framing = BodyFraming::ContentLength;
+    params.content_length = p.contentLength();
+  } else if (params.client_minor == 1) {
+    response_framing_ = BodyFraming::Chunked;
+    params.framing = BodyFraming::Chunked;
+  } else {
+    response_framing_ = BodyFraming::UntilClose;  // HTTP/1.0 client: the close ends the body
+    keep_alive_ = false;
+  }
+  if (context_.draining || request_side_ != RequestSide::Complete) keep_alive_ = false;
+  params.keep_alive = keep_alive_;
+  client_head_.clear();
+  http::writeClientResponseHead(client_head_, params, p.headers());
+  to_client_.addOwned(client_head_);
+  response_side_ = ResponseSide::HeadQueued;
+  return head_request_ ? http::kSkipBody : 0;
+}
+
+void Exchange::onBodyData(const char* at, size_t len) {
+  if (informational_) return;
+  response_side_ = ResponseSide::Body;
+  if (response_framing_ == BodyFraming::Chunked) {
+    std::string size_line;
+    http::appendHex(size_line, len);
+    size_line.append("\r\n");
+    to_client_.addFrame(size_line);
+    to_client_.addData(at, len);
+    to_client_.addFrame("\r\n");
+  } else {
+    to_client_.addData(at, len);
+  }
+}
+
+int Exchange::onMessageComplete() {
+  if (informational_) {
+    informational_ = false;
+    return 0;  // the real response follows on the same connection
+  }
+  if (status_ == 101) return 0;  // llhttp stops with an upgrade next
+  response_side_ = ResponseSide::Complete;
+  if (response_framing_ == BodyFraming::Chunked) to_client_.addFrame("0\r\n\r\n");
+  return http::kPauseParser;
+}
+
+void Exchange::flushClient() {
+  if (client_writing_) return;
+  if (to_client_.empty()) {
+    if (phase_ == Phase::Finishing || response_side_ == ResponseSide::Complete) {
+      if (request_side_ != RequestSide::Complete || !request_sent_) keep_alive_ = false;
+      finish();
+    } else if (upgrade_accepted_) {
+      startTunnel();
+    }
+    return;
+  }
+  const auto& bufs = to_client_.buffers();
+  int rc = client_.socket().write(bufs.data(), static_cast<unsigned>(bufs.size()));
+  if (rc != 0) {
+    to_client_.clear();
+    abort("write to client failed");
+    return;
+  }
+  bytes_sent_ += to_client_.bytes();
+  client_writing_ = true;
+}
+
+void Exchange::onClientWritten(int status) {
+  client_writing_ = false;
+  to_client_.clear();
+  if (upstream_buf_lent_) {
+    upstream_buf_lent_ = false;
+    if (upstream_ != nullptr) upstream_->socket().unlend();
+  }
+  if (phase_ == Phase::Idle) return;
+  if (status < 0) {
+    abort("client went away");
+    return;
+  }
+  switch (phase_) {
+    case Phase::Finishing:
+      flushClient();  // anything queued behind a 100 Continue, then finish()
+      return;
+    case Phase::Tunnel:
+      pumpTunnel();
+      return;
+    case Phase::Forwarding:
+      if (response_side_ == ResponseSide::Complete) {
+        flushClient();
+      } else if (upgrade_accepted_) {
+        startTunnel();
+      } else {
+        parseResponse();
+      }
+      return;
+    default:
+      return;  // a 100 Continue went out; nothing else to do yet
+  }
+}
+
+void Exchange::onUpstreamClosed(int status) {
+  (void)status;
+  if (phase_ == Phase::Tunnel) {
+    abort("tunnel closed by upstream");
+    return;
+  }
+  upstream_eof_ = true;
+  if (client_writing_ || !upstream_->socket().input().empty()) {
+    return;  // parseResponse() deals with it once the input before the close is parsed
+  }
+  handleUpstreamEof();
+}
+
+void Exchange::handleUpstreamEof() {
+  if (upstream_ == nullptr) return;
+  http::MessageParser& p = upstream_->parser();
+  response_keep_alive_ = false;
+  if (response_side_ != ResponseSide::None && p.inMessage() && p.needsEof()) {
+    // A body delimited by the close: this close is its end.
+    p.finish();
+    flushClient();
+    return;
+  }
+  if (response_side_ == ResponseSide::None) {
+    upstreamFailed(UpstreamErrorKind::Reset, "upstream closed the connection before responding");
+  } else {
+    abort("upstream closed the connection mid-response");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tunnel (after a 101)
+
+void Exchange::startTunnel() {
+  phase_ = Phase::Tunnel;
+  upstream_->beginTunnel();
+  client_.socket().readStart();
+  pumpTunnel();
+}
+
+void Exchange::pumpTunnel() {
+  if (phase_ != Phase::Tunnel || upstream_ == nullptr) return;
+  net::Socket& down = client_.socket();
+  net::Socket& up = upstream_->socket();
+  if (!upstream_writing_) {
+    std::string_view in = down.input();
+    if (!in.empty()) {
+      to_upstream_.addData(in.data(), in.size());
+      down.lend();
+      client_buf_lent_ = true;
+      down.consume(in.size());
+      flushUpstream();
+    } else {
+      down.readStart();
+    }
+  }
+  if (!client_writing_ && upstream_ != nullptr) {
+    std::string_view in = up.input();
+    if (!in.empty()) {
+      to_client_.addData(in.data(), in.size());
+      up.lend();
+      upstream_buf_lent_ = true;
+      up.consume(in.size());
+      flushClient();
+    } else {
+      up.readStart();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ends
+
+void Exchange::upstreamFailed(UpstreamErrorKind kind, const char* why) {
+  bool retry = kind == UpstreamErrorKind::Reset && upstream_reused_ && !response_started_ &&
+               !retried_ && idempotent(method_) &&
+               (request_framing_ == BodyFraming::None || route_->route->buffer_request);
+  if (retry) {
+    // The pooled connection was closed by the app as we reused it: nothing reached the app's
+    // handler, so one fresh attempt is safe for an idempotent request.
+    retried_ = true;
+    releaseUpstream(false);
+    to_upstream_.clear();
+    acquireTarget();
+    return;
+  }
+  spdlog::get("upstream")->warn("request {}: upstream {} failed ({}): {}", request_id_,
+                                target_name_.empty() ? runtime_->target->name() : target_name_,
+                                upstream::errorKindName(kind), why);
+  if (kind == UpstreamErrorKind::Timeout) {
+    respondError(504, "upstream timed out");
+  } else {
+    respondError(502, why);
+  }
+}
+
+void Exchange::respondError(int status, const char* message, const char* overload_reason) {
+  if (response_side_ != ResponseSide::None && bytes_sent_ > 0) {
+    abort(message);  // the client already has part of another response
+    return;
+  }
+  cancelWaits();
+  if (upstream_buf_lent_ && !client_writing_) {
+    upstream_buf_lent_ = false;
+    upstream_->socket().unlend();
+  }
+  releaseUpstream(false);
+  if (!client_writing_) to_client_.clear();
+  response_side_ = ResponseSide::None;
+  if (request_side_ != RequestSide::Complete) keep_alive_ = false;
+  status_ = status;
+  http::ErrorResponse e;
+  e.status = status;
+  e.error = message;
+  e.route = route_ != nullptr ? std::string_view(route_->route->name) : std::string_view();
+  e.request_id = request_id_;
+  e.overload_reason = overload_reason;
+  if (route_ != nullptr && *overload_reason != '\0') {
+    uint64_t wait_s = (static_cast<uint64_t>(route_->route->limits.queue_timeout.count()) + 999) / 1000;
+    e.retry_after_seconds = static_cast<uint32_t>(wait_s == 0 ? 1 : wait_s);
+  }
+  e.keep_alive = keep_alive_ && !context_.draining;
+  keep_alive_ = e.keep_alive;
+  e.client_minor = client_.parser().httpMinor() == 0 ? 0 : 1;
+  client_head_.clear();
+  http::writeErrorResponse(client_head_, e);
+  to_client_.addOwned(client_head_);
+  phase_ = Phase::Finishing;
+  flushClient();
+}
+
+void Exchange::abort(const char* why) {
+  if (phase_ == Phase::Idle) return;
+  spdlog::get("proxy")->debug("request {}: aborted: {}", request_id_, why);
+  if (status_ == 0) status_ = 499;  // nginx's "client closed request", for the access log
+  keep_alive_ = false;
+  finish();
+}
+
+void Exchange::cancelWaits() {
+  if (queued_) {
+    queued_ = false;
+    runtime_->limiter->limiter().cancel(*this);
+  }
+  if (acquiring_) {
+    acquiring_ = false;
+    runtime_->target->cancel(*this);
+  }
+  phase_timer_.stop();
+}
+
+void Exchange::releaseSlot() {
+  if (!slot_held_) return;
+  slot_held_ = false;
+  runtime_->limiter->limiter().release();
+}
+
+void Exchange::releaseUpstream(bool reusable) {
+  if (upstream_ == nullptr) return;
+  upstream::UpstreamConnection* c = std::exchange(upstream_, nullptr);
+  if (client_buf_lent_) {
+    // The write that used the client's buffer dies with this connection.
+    client_buf_lent_ = false;
+    client_.socket().unlend();
+  }
+  if (upstream_buf_lent_) {
+    upstream_buf_lent_ = false;
+    c->socket().unlend();
+  }
+  upstream_writing_ = false;
+  if (!reusable) c->close();
+  runtime_->target->release(c, reusable);
+}
+
+void Exchange::finish() {
+  cancelWaits();
+  budget_timer_.stop();
+  bool reusable = response_side_ == ResponseSide::Complete && request_sent_ &&
+                  response_keep_alive_ && phase_ != Phase::Tunnel && !client_writing_ &&
+                  upstream_ != nullptr && upstream_->socket().input().empty();
+  releaseUpstream(reusable);
+  releaseSlot();
+  writeAccessLog();
+  bool keep_alive = keep_alive_ && request_side_ == RequestSide::Complete && !context_.draining &&
+                    response_framing_ != BodyFraming::UntilClose && !client_writing_;
+  phase_ = Phase::Idle;
+  to_upstream_.clear();
+  if (!client_writing_) to_client_.clear();
+  snapshot_.reset();
+  route_ = nullptr;
+  runtime_ = nullptr;
+  retried_ = false;
+  response_framing_ = BodyFraming::None;
+  request_framing_ = BodyFraming::None;
+  if (buffered_body_.capacity() > 64 * 1024) std::string().swap(buffered_body_);
+  target_name_.clear();
+  client_.onExchangeDone(keep_alive);
+}
+
+void Exchange::onClientGone() {
+  if (phase_ == Phase::Idle) return;
+  abort("client closed the connection");
+}
+
+void Exchange::onClientInput() {
+  switch (phase_) {
+    case Phase::BufferingBody:
+    case Phase::Forwarding:
+      pumpRequestBody();
+      return;
+    case Phase::Tunnel:
+      pumpTunnel();
+      return;
+    default:
+      return;  // kept in the buffer until the request can use it
+  }
+}
+
+void Exchange::onPhaseTimer() {
+  if (phase_ == Phase::Forwarding && response_side_ == ResponseSide::None) {
+    upstreamFailed(UpstreamErrorKind::Timeout, "no response head within response_timeout");
+  }
+}
+
+void Exchange::onBudgetTimer() {
+  if (phase_ == Phase::Idle || phase_ == Phase::Finishing) return;
+  if (response_side_ == ResponseSide::None || bytes_sent_ == 0) {
+    respondError(504, "route timeout exceeded");
+  } else {
+    abort("route timeout exceeded mid-response");
+  }
+}
+
+void Exchange::writeAccessLog() {
+  if (!context_.access) return;
+  uint64_t elapsed = uv_now(context_.loop) - start_ms_;
+  const std::string& path = client_.parser().target();
+  std::string_view route = route_ != nullptr ? std::string_view(route_->route->name) : "-";
+  if (context_.access_json) {
+    std::string line;
+    line.reserve(256);
+    line.append("{\"id\":\"");
+    http::appendJsonEscaped(line, request_id_);
+    line.append("\",\"method\":\"");
+    http::appendJsonEscaped(line, method_);
+    line.append("\",\"path\":\"");
+    http::appendJsonEscaped(line, path);
+    line.append("\",\"route\":\"");
+    http::appendJsonEscaped(line, route);
+    line.append("\",\"status\":");
+    http::appendDecimal(line, static_cast<uint64_t>(status_));
+    line.append(",\"bytes\":");
+    http::appendDecimal(line, bytes_sent_);
+    line.append(",\"duration_ms\":");
+    http::appendDecimal(line, elapsed);
+    line.append(",\"target\":\"");
+    http::appendJsonEscaped(line, target_name_.empty() ? std::string_view("-") : target_name_);
+    line.append("\"}");
+    context_.access->info(line);
+  } else {
+    context_.access->info("{} {} {} route={} status={} bytes={} duration_ms={} target={}",
+                          request_id_, method_, path, route, status_, bytes_sent_, elapsed,
+                          target_name_.empty() ? std::string_view("-") : target_name_);
+  }
+}
+
+}  // namespace loopguard::proxy

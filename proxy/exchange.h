@@ -1,0 +1,196 @@
+// One request's life, from a parsed head to the last response byte, as explicit phases. Every
+// path (response done, client gone, upstream error, timeout, refusal) ends in exactly one
+// finish(), which releases what was taken: the route slot, the upstream connection, the timers.
+//
+// Bodies are never copied on the streaming path: spans of one side's read buffer go into a
+// writev on the other side, and that buffer stays lent (and that side stops parsing) until the
+// write completes. One write in flight per socket; a slow reader therefore stops the reads on the
+// other side instead of growing a buffer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <uv.h>
+
+#include "proxy/http/header_rules.h"
+#include "proxy/http/message_parser.h"
+#include "proxy/proxy_context.h"
+#include "proxy/routing/limiter.h"
+#include "proxy/upstream/target.h"
+#include "proxy/upstream/upstream_connection.h"
+#include "proxy/uv/timer.h"
+
+namespace loopguard::proxy {
+
+class ClientConnection;
+
+// Bytes queued for one writev: pieces of a read buffer, or of a small frame buffer that the
+// Exchange owns (chunk-size lines, heads). Offsets into the frame buffer are resolved only when
+// the write is issued, because the buffer may grow while pieces are added.
+class OutputBatch {
+ public:
+  void addData(const char* at, size_t len);
+  void addFrame(std::string_view text);   // copied into the frame buffer
+  void addOwned(const std::string& text);  // a string that outlives the write
+  bool empty() const { return pieces_.empty(); }
+  size_t bytes() const { return bytes_; }
+  // Builds the uv_buf_t array; valid until clear().
+  const std::vector<uv_buf_t>& buffers();
+  void clear();
+
+ private:
+  struct Piece {
+    const char* data;  // null: frame piece
+    size_t offset_or_len;
+    size_t len;
+  };
+  std::vector<Piece> pieces_;
+  std::string frames_;
+  std::vector<uv_buf_t> bufs_;
+  size_t bytes_ = 0;
+};
+
+class Exchange final : private routing::LimiterWaiter,
+                       private upstream::TargetWaiter,
+                       private upstream::UpstreamHandler,
+                       private http::ParserEvents {
+ public:
+  enum class Phase {
+    Idle,           // no request
+    BufferingBody,  // buffer_request: reading the whole body before asking for a slot
+    Queued,         // waiting in the route's limiter
+    Connecting,     // slot held; waiting for an upstream connection
+    Forwarding,     // request going up and/or response coming down
+    Tunnel,         // after a 101: raw bytes both ways
+    Finishing,      // last bytes of a response the proxy made itself are being written
+  };
+
+  Exchange(ProxyContext& context, ClientConnection& client);
+  ~Exchange();
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  // The request head has been parsed (the client's parser is paused after it).
+  void start(bool has_body);
+  // Client events while the exchange runs.
+  void onClientInput();
+  void onClientWritten(int status);
+  void onClientGone();
+  // Body pieces and the end of the request, from the client's parser.
+  void onRequestBody(const char* at, size_t len);
+  void onRequestComplete();
+
+  Phase phase() const { return phase_; }
+  bool active() const { return phase_ != Phase::Idle; }
+
+ private:
+  enum class RequestSide { Head, Body, Complete };
+  enum class ResponseSide { None, HeadQueued, Body, Complete };
+
+  // Start-up steps.
+  bool route();
+  void admit();
+  void acquireTarget();
+  void sendRequestHead();
+
+  // Request body streaming (client -> upstream).
+  void pumpRequestBody();
+  void flushUpstream();
+
+  // Response streaming (upstream -> client).
+  void parseResponse();
+  void flushClient();
+
+  // Ends.
+  void respondError(int status, const char* message, const char* overload_reason = "");
+  void upstreamFailed(upstream::UpstreamErrorKind kind, const char* why);
+  void finish();
+  void abort(const char* why);
+  void releaseSlot();
+  void releaseUpstream(bool reusable);
+  void writeAccessLog();
+
+  // Tunnel.
+  void startTunnel();
+  void pumpTunnel();
+
+  // LimiterWaiter
+  void onAdmitted() override;
+  void onQueueTimeout() override;
+  // TargetWaiter
+  void onTargetReady(upstream::UpstreamConnection* connection, bool reused) override;
+  void onTargetFailed(upstream::UpstreamErrorKind kind, const char* why) override;
+  // UpstreamHandler
+  void onUpstreamWritten(int status) override;
+  void onUpstreamInput() override;
+  void onUpstreamClosed(int status) override;
+  // ParserEvents (the upstream's response parser)
+  int onHeadComplete() override;
+  void onBodyData(const char* at, size_t len) override;
+  int onMessageComplete() override;
+
+  void handleUpstreamEof();
+  void armResponseTimeout();
+  void cancelWaits();
+  void onPhaseTimer();
+  void onBudgetTimer();
+  bool clientWantsKeepAlive() const;
+
+  ProxyContext& context_;
+  ClientConnection& client_;
+  uv::Timer phase_timer_;   // response timeout while waiting for the response head
+  uv::Timer budget_timer_;  // the route's whole-request `timeout`
+
+  Phase phase_ = Phase::Idle;
+  RequestSide request_side_ = RequestSide::Head;
+  ResponseSide response_side_ = ResponseSide::None;
+
+  std::shared_ptr<const Snapshot> snapshot_;
+  const routing::CompiledRoute* route_ = nullptr;
+  const RouteRuntime* runtime_ = nullptr;
+  bool slot_held_ = false;
+  bool queued_ = false;
+
+  upstream::UpstreamConnection* upstream_ = nullptr;
+  bool upstream_reused_ = false;
+  bool retried_ = false;
+  bool acquiring_ = false;
+  bool upstream_writing_ = false;
+  bool client_writing_ = false;
+  bool client_buf_lent_ = false;    // the client's read buffer backs the upstream write
+  bool upstream_buf_lent_ = false;  // the upstream's read buffer backs the client write
+  bool upstream_eof_ = false;       // upstream closed; handled once its input is parsed
+  bool body_too_large_ = false;     // set inside a parser callback, acted on after it
+  bool upgrade_accepted_ = false;   // a 101 is on its way to the client
+  bool request_sent_ = false;   // the whole request is upstream
+  bool response_started_ = false;  // any response byte from upstream
+  bool informational_ = false;     // current upstream message is a 1xx we drop
+  bool websocket_ = false;
+  bool upgrade_declined_ = false;
+  bool expect_continue_ = false;
+  bool keep_alive_ = true;         // the client connection may carry another request
+  bool response_keep_alive_ = true;
+  bool head_request_ = false;
+
+  http::BodyFraming request_framing_ = http::BodyFraming::None;
+  http::BodyFraming response_framing_ = http::BodyFraming::None;
+  uint64_t request_body_bytes_ = 0;
+  std::string buffered_body_;  // buffer_request
+  std::string request_id_;
+  std::string head_;           // the head being written (upstream request or client response)
+  std::string client_head_;
+  OutputBatch to_upstream_;
+  OutputBatch to_client_;
+
+  // Access log.
+  uint64_t start_ms_ = 0;
+  int status_ = 0;
+  uint64_t bytes_sent_ = 0;
+  std::string method_;
+  std::string target_name_;
+};
+
+}  // namespace loopguard::proxy

@@ -1,0 +1,108 @@
+// llhttp adapter shared by the client side (requests) and the upstream side (responses).
+// Every lenient flag stays off. Spans handed out by llhttp point into the caller's read buffer,
+// so names, values and the target are copied into the head before execute() returns; body
+// spans are passed on as they are (the caller lends its buffer to the write that sends them).
+#pragma once
+
+#include <llhttp.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "proxy/http/header_map.h"
+
+namespace loopguard::http {
+
+class ParserEvents {
+ public:
+  virtual ~ParserEvents() = default;
+  // Return 0 to go on, kPauseParser to stop after the head, kSkipBody (responses to HEAD etc.).
+  virtual int onHeadComplete() = 0;
+  virtual void onBodyData(const char* at, size_t len) = 0;
+  // Return 0 to go on with the next message, kPauseParser to stop right after this one.
+  virtual int onMessageComplete() = 0;
+};
+
+constexpr int kPauseParser = HPE_PAUSED;
+constexpr int kSkipBody = 1;
+
+enum class ParseStatus {
+  NeedMore,     // every byte consumed, message not complete
+  Paused,       // a callback paused; `consumed` bytes were used
+  Upgraded,     // a complete upgrade request/response; `consumed` bytes were used
+  HeadTooLarge, // head exceeded max_head_bytes
+  Error,        // malformed; `reason` says why
+};
+
+struct ParseResult {
+  ParseStatus status = ParseStatus::NeedMore;
+  size_t consumed = 0;
+  const char* reason = nullptr;
+};
+
+class MessageParser {
+ public:
+  MessageParser(llhttp_type_t type, ParserEvents& events, uint64_t max_head_bytes);
+  MessageParser(const MessageParser&) = delete;
+  MessageParser& operator=(const MessageParser&) = delete;
+
+  ParseResult execute(const char* data, size_t len);
+  void resume();                // after Paused
+  void resumeAfterUpgrade();    // after Upgraded, when the upgrade was declined
+  // The peer closed: completes a message delimited by EOF. False if it was cut short.
+  bool finish();
+  void reset();                 // before the next message on the same connection (after a pause)
+  void setMaxHeadBytes(uint64_t n) { max_head_bytes_ = n; }
+  void setEvents(ParserEvents& events) { events_ = &events; }
+
+  // Whether a message has started (any byte of it seen).
+  bool inMessage() const { return in_message_; }
+  bool headComplete() const { return head_complete_; }
+
+  // The head, valid from onHeadComplete until the next message starts.
+  std::string_view method() const { return llhttp_method_name(static_cast<llhttp_method_t>(parser_.method)); }
+  llhttp_method_t methodId() const { return static_cast<llhttp_method_t>(parser_.method); }
+  const std::string& target() const { return target_; }
+  int httpMajor() const { return parser_.http_major; }
+  int httpMinor() const { return parser_.http_minor; }
+  int statusCode() const { return parser_.status_code; }
+  const HeaderMap& headers() const { return headers_; }
+  HeaderMap& mutableHeaders() { return headers_; }
+  bool keepAlive() const { return llhttp_should_keep_alive(&parser_) != 0; }
+  bool chunked() const { return (parser_.flags & F_CHUNKED) != 0; }
+  bool hasContentLength() const { return (parser_.flags & F_CONTENT_LENGTH) != 0; }
+  bool hasTransferEncoding() const { return (parser_.flags & F_TRANSFER_ENCODING) != 0; }
+  uint64_t contentLength() const { return declared_length_; }
+  bool upgradeRequested() const { return parser_.upgrade != 0; }
+  bool needsEof() const { return llhttp_message_needs_eof(&parser_) != 0; }
+  // Set when a header value held a CR/LF: obs-fold or a bare line break llhttp let through.
+  bool sawLineFolding() const { return saw_fold_; }
+
+ private:
+  static int onMessageBegin(llhttp_t* p);
+  static int onUrl(llhttp_t* p, const char* at, size_t len);
+  static int onHeaderField(llhttp_t* p, const char* at, size_t len);
+  static int onHeaderValue(llhttp_t* p, const char* at, size_t len);
+  static int onHeaderValueComplete(llhttp_t* p);
+  static int onHeadersComplete(llhttp_t* p);
+  static int onBody(llhttp_t* p, const char* at, size_t len);
+  static int onMessageCompleteCb(llhttp_t* p);
+  bool countHeadBytes(size_t len);
+
+  llhttp_t parser_{};
+  llhttp_settings_t settings_{};
+  ParserEvents* events_;
+  uint64_t max_head_bytes_;
+  uint64_t head_bytes_ = 0;
+  uint64_t declared_length_ = 0;
+  std::string target_;
+  HeaderMap headers_;
+  bool in_message_ = false;
+  bool head_complete_ = false;
+  bool in_value_ = false;
+  bool head_too_large_ = false;
+  bool saw_fold_ = false;
+};
+
+}  // namespace loopguard::http

@@ -1,0 +1,32 @@
+// Fixed-size read buffers shared by every connection on the loop. A connection holds a block
+// only while it has unparsed or lent-out bytes, and gives it back when its input is drained,
+// so an idle keep-alive connection costs no buffer at all.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace loopguard::net {
+
+class BufferPool {
+ public:
+  static constexpr size_t kBlockSize = 64 * 1024;
+
+  explicit BufferPool(size_t max_free_blocks = 256) : max_free_(max_free_blocks) {}
+  ~BufferPool();
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+
+  char* take();
+  void give(char* block);
+
+  size_t freeBlocks() const { return free_.size(); }
+  size_t blocksInUse() const { return in_use_; }
+
+ private:
+  std::vector<char*> free_;
+  size_t max_free_;
+  size_t in_use_ = 0;
+};
+
+}  // namespace loopguard::net

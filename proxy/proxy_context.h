@@ -1,0 +1,66 @@
+// State shared by every connection of one proxy on one loop: the current config snapshot, the
+// per-route limiters and targets it points at, the buffer pool, ids and loggers. Owned by the
+// ProxyServer; passed by reference (no globals).
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "config/config.h"
+#include "proxy/net/buffer_pool.h"
+#include "proxy/routing/route_limiter.h"
+#include "proxy/routing/route_table.h"
+#include "proxy/upstream/target.h"
+
+namespace loopguard::proxy {
+
+// What a route resolves to in one snapshot.
+struct RouteRuntime {
+  std::shared_ptr<routing::RouteLimiter> limiter;
+  std::shared_ptr<upstream::Target> target;
+};
+
+// An immutable view of one config: an Exchange keeps the snapshot it started with.
+struct Snapshot {
+  explicit Snapshot(std::shared_ptr<const config::Config> c) : table(std::move(c)) {}
+  const config::Config& config() const { return table.config(); }
+  routing::RouteTable table;
+  std::vector<RouteRuntime> routes;  // by route index
+};
+
+// X-Request-Id values: 128 random bits as 32 hex digits.
+class RequestIds {
+ public:
+  RequestIds() : rng_(std::random_device{}()) {}
+  void next(std::string& out);
+
+ private:
+  std::mt19937_64 rng_;
+};
+
+struct ProxyCounters {
+  uint64_t client_connections = 0;  // open now
+  uint64_t requests_total = 0;
+};
+
+struct ProxyContext {
+  ProxyContext(uv_loop_t* l) : loop(l) {}
+  uv_loop_t* loop;
+  net::BufferPool buffers;
+  std::shared_ptr<const Snapshot> snapshot;
+  RequestIds ids;
+  ProxyCounters counters;
+  std::shared_ptr<spdlog::logger> log;     // "proxy"
+  std::shared_ptr<spdlog::logger> access;  // null when the access log is off
+  bool access_json = false;
+  bool draining = false;
+};
+
+}  // namespace loopguard::proxy

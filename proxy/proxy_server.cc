@@ -1,0 +1,125 @@
+#include "proxy/proxy_server.h"
+
+#include <spdlog/spdlog.h>
+
+namespace loopguard::proxy {
+
+ProxyServer::ProxyServer(uv_loop_t* loop, std::shared_ptr<const config::Config> config,
+                         PoolResolver pools)
+    : loop_(loop),
+      pools_(std::move(pools)),
+      context_(loop),
+      listener_(
+          loop, [this](uv_stream_t* s) { acceptOne(s); },
+          [this] {
+            return connections_.size() < context_.snapshot->config().limits.max_connections;
+          }) {
+  context_.log = spdlog::get("proxy");
+  context_.access = spdlog::get("access");
+  context_.access_json = config->log.format == config::LogFormat::Json;
+  if (!config->log.access_log) context_.access.reset();
+  context_.snapshot = buildSnapshot(std::move(config));
+  connections_.on_removed = [](void* self) { static_cast<ProxyServer*>(self)->onConnectionRemoved(); };
+  connections_.on_removed_ctx = this;
+}
+
+ProxyServer::~ProxyServer() = default;
+
+bool ProxyServer::start(const config::Address& listen, std::string& error) {
+  return listener_.listen(listen, error) == 0;
+}
+
+std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
+    std::shared_ptr<const config::Config> config) {
+  auto snapshot = std::make_shared<Snapshot>(config);
+  std::map<std::string, std::shared_ptr<upstream::Cluster>> clusters;
+  for (const config::Upstream& u : config->upstreams) {
+    auto old = clusters_.find(u.name);
+    if (old != clusters_.end() && old->second->config() == u) {
+      clusters[u.name] = old->second;  // unchanged: keep its pooled connections
+    } else {
+      clusters[u.name] = std::make_shared<upstream::Cluster>(context_.loop, context_.buffers, u,
+                                                             upstream_counters_[u.name]);
+    }
+  }
+  for (auto& [name, cluster] : clusters_) {
+    auto now = clusters.find(name);
+    if (now == clusters.end() || now->second != cluster) {
+      cluster->shutdown();
+      retired_clusters_.push_back(cluster);  // kept until its connections are gone
+    }
+  }
+  clusters_ = std::move(clusters);
+
+  std::map<std::string, std::shared_ptr<routing::RouteLimiter>> limiters;
+  for (const config::Route& r : config->routes) {
+    RouteRuntime rt;
+    PoolBinding pool;
+    if (r.target_kind == config::TargetKind::Upstream) {
+      rt.target = clusters_.at(r.target);
+    } else if (pools_) {
+      pool = pools_(r.target);
+      rt.target = pool.target;
+    }
+    auto old = limiters_.find(r.name);
+    if (old != limiters_.end()) {
+      rt.limiter = old->second;
+      rt.limiter->limiter().reconfigure(r.limits, pool.gate);
+    } else {
+      rt.limiter = std::make_shared<routing::RouteLimiter>(context_.loop, r.limits, pool.gate);
+    }
+    if (pool.add_waiting_limiter) pool.add_waiting_limiter(rt.limiter);
+    limiters[r.name] = rt.limiter;
+    snapshot->routes.push_back(std::move(rt));
+  }
+  limiters_ = std::move(limiters);
+  return snapshot;
+}
+
+void ProxyServer::applyConfig(std::shared_ptr<const config::Config> config) {
+  context_.snapshot = buildSnapshot(std::move(config));
+}
+
+void ProxyServer::acceptOne(uv_stream_t* server) {
+  auto* c = new ClientConnection(context_, connections_);
+  if (c->accept(server) != 0) {
+    c->close();
+    return;
+  }
+  c->start();
+}
+
+void ProxyServer::onConnectionRemoved() {
+  if (context_.draining) {
+    checkDrained();
+  } else {
+    listener_.resume();
+  }
+}
+
+void ProxyServer::drain(std::function<void()> done) {
+  drain_done_ = std::move(done);
+  context_.draining = true;
+  listener_.close();
+  connections_.forEach([](ClientConnection* c) { c->closeIfIdle(); });
+  checkDrained();
+}
+
+void ProxyServer::checkDrained() {
+  if (!context_.draining || connections_.size() > 0 || !drain_done_) return;
+  for (auto& [name, cluster] : clusters_) cluster->shutdown();
+  for (auto& cluster : retired_clusters_) cluster->shutdown();
+  auto done = std::move(drain_done_);
+  drain_done_ = nullptr;
+  done();
+}
+
+void ProxyServer::closeAll() {
+  context_.draining = true;
+  listener_.close();
+  connections_.forEach([](ClientConnection* c) { c->close(); });
+  for (auto& [name, cluster] : clusters_) cluster->shutdown();
+  for (auto& cluster : retired_clusters_) cluster->shutdown();
+}
+
+}  // namespace loopguard::proxy

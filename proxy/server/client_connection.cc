@@ -1,0 +1,213 @@
+#include "proxy/server/client_connection.h"
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/http/header_rules.h"
+
+namespace loopguard::proxy {
+
+// ---------------------------------------------------------------------------------------------
+// ConnectionSet
+
+void ConnectionSet::add(ClientConnection* c) {
+  c->set_prev = nullptr;
+  c->set_next = head_;
+  if (head_) head_->set_prev = c;
+  head_ = c;
+  ++size_;
+}
+
+void ConnectionSet::remove(ClientConnection* c) {
+  if (c->set_prev) c->set_prev->set_next = c->set_next;
+  if (c->set_next) c->set_next->set_prev = c->set_prev;
+  if (head_ == c) head_ = c->set_next;
+  c->set_prev = c->set_next = nullptr;
+  --size_;
+  if (on_removed) on_removed(on_removed_ctx);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ClientConnection
+
+ClientConnection::ClientConnection(ProxyContext& context, ConnectionSet& set)
+    : context_(context),
+      set_(set),
+      socket_(context.loop, context.buffers, *this),
+      parser_(HTTP_REQUEST, *this, context.snapshot->config().limits.max_header_bytes),
+      timer_(context.loop, this, &uv::bindTimer<ClientConnection, &ClientConnection::onTimer>),
+      exchange_(context, *this) {
+  set_.add(this);
+  ++context_.counters.client_connections;
+}
+
+ClientConnection::~ClientConnection() { --context_.counters.client_connections; }
+
+int ClientConnection::accept(uv_stream_t* server) { return socket_.accept(server); }
+
+void ClientConnection::start() {
+  peer_ip_ = socket_.peerIp();
+  // A connection that never sends a byte gets the header timeout too, then a silent close.
+  timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.header.count()));
+  socket_.readStart();
+}
+
+void ClientConnection::onSocketRead() {
+  switch (state_) {
+    case State::AwaitingHead:
+      parseHeads();
+      return;
+    case State::Exchanging:
+      exchange_.onClientInput();
+      return;
+    case State::Closing:
+      return;
+  }
+}
+
+void ClientConnection::parseHeads() {
+  if (in_parse_loop_) return;
+  in_parse_loop_ = true;
+  parseHeadsLoop();
+  in_parse_loop_ = false;
+}
+
+void ClientConnection::parseHeadsLoop() {
+  while (state_ == State::AwaitingHead) {
+    std::string_view input = socket_.input();
+    if (input.empty()) {
+      socket_.readStart();
+      return;
+    }
+    if (!parser_.inMessage() && !head_timer_armed_) {
+      // First byte of a new request: from here the whole head must arrive within the timeout.
+      head_timer_armed_ = true;
+      timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.header.count()));
+    }
+    http::ParseResult r = parser_.execute(input.data(), input.size());
+    switch (r.status) {
+      case http::ParseStatus::NeedMore:
+        socket_.consume(r.consumed);
+        continue;
+      case http::ParseStatus::Paused:
+      case http::ParseStatus::Upgraded: {
+        socket_.consume(r.consumed);
+        timer_.stop();
+        head_timer_armed_ = false;
+        state_ = State::Exchanging;
+        bool has_body = parser_.chunked() || (parser_.hasContentLength() && parser_.contentLength() > 0);
+        exchange_.start(has_body);
+        continue;  // the exchange may already be done (loop only if it left us AwaitingHead)
+      }
+      case http::ParseStatus::HeadTooLarge:
+        rejectRequest(431, "request head larger than max_header_bytes");
+        return;
+      case http::ParseStatus::Error:
+        rejectRequest(400, r.reason);
+        return;
+    }
+  }
+}
+
+int ClientConnection::onHeadComplete() {
+  bool has_body = parser_.chunked() || (parser_.hasContentLength() && parser_.contentLength() > 0);
+  // With a body, stop here: the Exchange reads the body when the upstream can take it.
+  // Without one, llhttp completes the message right away and we stop after it.
+  return has_body ? http::kPauseParser : 0;
+}
+
+void ClientConnection::onBodyData(const char* at, size_t len) { exchange_.onRequestBody(at, len); }
+
+int ClientConnection::onMessageComplete() {
+  if (state_ == State::Exchanging) exchange_.onRequestComplete();
+  return http::kPauseParser;
+}
+
+void ClientConnection::onExchangeDone(bool keep_alive) {
+  if (state_ == State::Closing) return;
+  if (!keep_alive || context_.draining) {
+    close();
+    return;
+  }
+  state_ = State::AwaitingHead;
+  parser_.resume();
+  parser_.reset();
+  timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.idle.count()));
+  head_timer_armed_ = false;
+  // Pipelined requests already buffered are parsed by the running parseHeads() loop if we are
+  // inside it; otherwise start it here.
+  if (!socket_.input().empty()) {
+    parseHeads();
+  } else {
+    socket_.readStart();
+  }
+}
+
+void ClientConnection::rejectRequest(int status, const char* message) {
+  context_.log->debug("client {}: rejecting request: {} {}", peer_ip_, status, message);
+  socket_.readStop();
+  socket_.consume(socket_.input().size());
+  timer_.stop();
+  http::ErrorResponse e;
+  e.status = status;
+  e.error = message;
+  e.keep_alive = false;
+  e.client_minor = 1;
+  out_.clear();
+  http::writeErrorResponse(out_, e);
+  if (context_.access) {
+    context_.access->info("- - - route=- status={} bytes={} duration_ms=0 target=- ({})", status,
+                          out_.size(), message);
+  }
+  state_ = State::Closing;
+  close_after_write_ = true;
+  uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+  if (socket_.write(&buf, 1) != 0) close();
+}
+
+void ClientConnection::onSocketEof(int /*status*/) {
+  if (state_ == State::Exchanging) {
+    exchange_.onClientGone();
+    return;
+  }
+  if (state_ == State::AwaitingHead) close();
+}
+
+void ClientConnection::onSocketWritten(int status) {
+  if (state_ == State::Exchanging) {
+    exchange_.onClientWritten(status);
+    return;
+  }
+  if (close_after_write_) close();
+}
+
+void ClientConnection::onTimer() {
+  if (state_ != State::AwaitingHead) return;
+  if (parser_.inMessage() || head_timer_armed_) {
+    rejectRequest(408, "request head not received within timeouts.header");
+  } else {
+    close();  // idle keep-alive connection, or one that never sent anything
+  }
+}
+
+void ClientConnection::closeIfIdle() {
+  if (state_ == State::AwaitingHead && !parser_.inMessage() && !head_timer_armed_) close();
+}
+
+void ClientConnection::close() {
+  if (state_ == State::Closing && socket_.closed()) return;
+  if (state_ == State::Exchanging && exchange_.active()) {
+    exchange_.onClientGone();  // ends in onExchangeDone(false) -> close()
+    return;
+  }
+  state_ = State::Closing;
+  timer_.stop();
+  if (!socket_.closed()) socket_.close(&ClientConnection::onClosed, this);
+}
+
+void ClientConnection::onClosed(void* self) {
+  auto* c = static_cast<ClientConnection*>(self);
+  c->set_.remove(c);
+  delete c;
+}
+
+}  // namespace loopguard::proxy

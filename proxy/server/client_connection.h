@@ -1,0 +1,107 @@
+// One client connection: owns the socket, the llhttp request parser and the connection-level
+// timers (header, idle). Requests are handled one at a time in arrival order, which is what
+// keeps pipelined responses in order: the parser pauses after each message and resumes when the
+// Exchange for it is done. It knows nothing about routes: each request goes to the Exchange.
+#pragma once
+
+#include <uv.h>
+
+#include <string>
+
+#include "proxy/exchange.h"
+#include "proxy/http/message_parser.h"
+#include "proxy/net/socket.h"
+#include "proxy/proxy_context.h"
+#include "proxy/uv/timer.h"
+
+namespace loopguard::proxy {
+
+class ConnectionSet;
+
+class ClientConnection final : private net::SocketEvents, private http::ParserEvents {
+ public:
+  enum class State {
+    AwaitingHead,  // between requests or inside a head
+    Exchanging,    // a request is with the Exchange
+    Closing,       // socket closing; nothing else happens
+  };
+
+  ClientConnection(ProxyContext& context, ConnectionSet& set);
+  ClientConnection(const ClientConnection&) = delete;
+  ClientConnection& operator=(const ClientConnection&) = delete;
+
+  int accept(uv_stream_t* server);
+  void start();
+
+  // From the Exchange.
+  void onExchangeDone(bool keep_alive);
+  net::Socket& socket() { return socket_; }
+  http::MessageParser& parser() { return parser_; }
+  const std::string& peerIp() const { return peer_ip_; }
+
+  // Drain: close now if idle between requests; otherwise the current exchange answers with
+  // "Connection: close" and the connection ends after it.
+  void closeIfIdle();
+  void close();
+  State state() const { return state_; }
+
+  // Intrusive membership of the ConnectionSet.
+  ClientConnection* set_prev = nullptr;
+  ClientConnection* set_next = nullptr;
+
+ private:
+  ~ClientConnection();
+  // SocketEvents
+  void onSocketRead() override;
+  void onSocketEof(int status) override;
+  void onSocketWritten(int status) override;
+  // ParserEvents: the head pauses the parser; the body and the end go to the Exchange.
+  int onHeadComplete() override;
+  void onBodyData(const char* at, size_t len) override;
+  int onMessageComplete() override;
+
+  void parseHeads();
+  void parseHeadsLoop();
+  void rejectRequest(int status, const char* message);
+  void armIdle();
+  void onTimer();
+  static void onClosed(void* self);
+
+  ProxyContext& context_;
+  ConnectionSet& set_;
+  net::Socket socket_;
+  http::MessageParser parser_;
+  uv::Timer timer_;  // header timeout while a head arrives, idle timeout between requests
+  Exchange exchange_;
+  State state_ = State::AwaitingHead;
+  bool head_timer_armed_ = false;
+  bool in_parse_loop_ = false;  // parseHeads() is on the stack: it picks up pipelined input
+  bool close_after_write_ = false;
+  std::string peer_ip_;
+  std::string out_;  // a response this class writes itself (malformed request)
+};
+
+// Every open client connection, for max_connections and drain.
+class ConnectionSet {
+ public:
+  void add(ClientConnection* c);
+  void remove(ClientConnection* c);
+  size_t size() const { return size_; }
+  template <class Fn>
+  void forEach(Fn&& fn) {
+    for (ClientConnection* c = head_; c != nullptr;) {
+      ClientConnection* next = c->set_next;
+      fn(c);
+      c = next;
+    }
+  }
+  // Called whenever a connection closes (the listener resumes accepting, drain checks done).
+  void (*on_removed)(void* ctx) = nullptr;
+  void* on_removed_ctx = nullptr;
+
+ private:
+  ClientConnection* head_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace loopguard::proxy

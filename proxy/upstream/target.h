@@ -1,0 +1,57 @@
+// What a route points at. Two kinds share this interface: a Cluster (the app's own processes,
+// reached over keep-alive pools) and, in offload/, a WorkerPool (processes loopguard runs).
+// Either way the request travels over an UpstreamConnection.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "config/config.h"
+
+namespace loopguard::upstream {
+
+class UpstreamConnection;
+
+enum class UpstreamErrorKind { Connect, Reset, Timeout };
+const char* errorKindName(UpstreamErrorKind kind);
+
+class TargetWaiter {
+ public:
+  virtual ~TargetWaiter() = default;
+  // A connection ready for one request. `reused`: it served a request before.
+  virtual void onTargetReady(UpstreamConnection* connection, bool reused) = 0;
+  virtual void onTargetFailed(UpstreamErrorKind kind, const char* why) = 0;
+};
+
+struct AcquireOptions {
+  bool fresh = false;  // a new connection, not a pooled one (for the one retry)
+};
+
+struct AcquireResult {
+  enum class Kind { Ready, Pending, Failed };
+  Kind kind = Kind::Pending;
+  UpstreamConnection* connection = nullptr;  // Ready
+  const char* why = "";                      // Failed
+  static AcquireResult ready(UpstreamConnection* c) { return {Kind::Ready, c, ""}; }
+  static AcquireResult pending() { return {Kind::Pending, nullptr, ""}; }
+  static AcquireResult failed(const char* why) { return {Kind::Failed, nullptr, why}; }
+};
+
+class Target {
+ public:
+  virtual ~Target() = default;
+  virtual const std::string& name() const = 0;
+
+  // Ready: a pooled connection usable now (no callback follows). Pending: exactly one waiter
+  // callback follows later, unless cancel() first. Failed: nothing follows; `why` says why.
+  virtual AcquireResult acquire(TargetWaiter& waiter, const AcquireOptions& options) = 0;
+  virtual void cancel(TargetWaiter& waiter) = 0;
+
+  // The request on `connection` is over. `reusable`: both messages complete and keep-alive.
+  virtual void release(UpstreamConnection* connection, bool reusable) = 0;
+
+  // Until the response head, once the request is sent.
+  virtual config::Duration responseTimeout() const = 0;
+};
+
+}  // namespace loopguard::upstream

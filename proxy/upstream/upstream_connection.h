@@ -1,0 +1,90 @@
+// One connection to an upstream endpoint (an app process or an offload worker), carrying one
+// request at a time. Owns its socket and the llhttp response parser. Deletes itself from its
+// socket's close callback; its Owner (the pool it belongs to) is told first.
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+#include <string>
+
+#include "proxy/http/message_parser.h"
+#include "proxy/net/socket.h"
+#include "proxy/upstream/target.h"
+#include "proxy/uv/timer.h"
+
+namespace loopguard::upstream {
+
+// The exchange currently using the connection.
+class UpstreamHandler {
+ public:
+  virtual ~UpstreamHandler() = default;
+  virtual void onUpstreamWritten(int status) = 0;
+  virtual void onUpstreamInput() = 0;  // bytes to parse: call parseInput() when ready for them
+  virtual void onUpstreamClosed(int status) = 0;  // EOF/reset while a request is on it
+};
+
+// The pool the connection belongs to.
+class ConnectionOwner {
+ public:
+  virtual ~ConnectionOwner() = default;
+  virtual void onConnectResult(UpstreamConnection* connection, int status) = 0;
+  virtual void onIdleClosed(UpstreamConnection* connection) = 0;  // left the idle set
+  virtual void onConnectionGone(UpstreamConnection* connection) = 0;  // about to be deleted
+};
+
+class UpstreamConnection final : private net::SocketEvents {
+ public:
+  enum class State { Connecting, Idle, Active, Tunnel, Closing };
+
+  UpstreamConnection(uv_loop_t* loop, net::BufferPool& pool, ConnectionOwner& owner,
+                     std::string peer_name);
+  UpstreamConnection(const UpstreamConnection&) = delete;
+  UpstreamConnection& operator=(const UpstreamConnection&) = delete;
+
+  int connectTcp(const sockaddr* addr, uint64_t timeout_ms);
+  int connectUnix(const std::string& path, uint64_t timeout_ms);
+
+  // Pool side.
+  void becomeIdle(uint64_t idle_timeout_ms);
+  // Exchange side.
+  void attach(UpstreamHandler* handler, http::ParserEvents* events, uint64_t max_head_bytes);
+  void detach();  // the exchange is done with it (the pool decides reuse or close)
+  void beginTunnel() { state_ = State::Tunnel; }
+
+  // Closes now. Safe in any state; deletion follows from the close callback.
+  void close();
+
+  State state() const { return state_; }
+  net::Socket& socket() { return socket_; }
+  http::MessageParser& parser() { return *parser_; }
+  const std::string& peerName() const { return peer_name_; }
+  uint64_t requestsServed() const { return requests_served_; }
+  void countRequest() { ++requests_served_; }
+  void* ownerTag = nullptr;  // for the owning pool's bookkeeping (which endpoint)
+
+  // Intrusive idle list links, managed by the owner.
+  UpstreamConnection* idle_prev = nullptr;
+  UpstreamConnection* idle_next = nullptr;
+
+ private:
+  ~UpstreamConnection();
+  void onSocketRead() override;
+  void onSocketEof(int status) override;
+  void onSocketWritten(int status) override;
+  void onSocketConnected(int status) override;
+  void onTimer();
+  static void onClosed(void* self);
+
+  uv_loop_t* loop_;
+  ConnectionOwner& owner_;
+  std::string peer_name_;
+  net::Socket socket_;
+  uv::Timer timer_;
+  State state_ = State::Connecting;
+  UpstreamHandler* handler_ = nullptr;
+  std::unique_ptr<http::MessageParser> parser_;
+  uint64_t requests_served_ = 0;
+};
+
+}  // namespace loopguard::upstream

@@ -1,0 +1,43 @@
+// A one-shot/repeating timer owned by one object. The callback is a member function of the
+// owner, bound once at construction, so arming it on the hot path allocates nothing.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+
+#include "proxy/uv/handle.h"
+
+namespace loopguard::uv {
+
+class Timer {
+ public:
+  using Fn = void (*)(void* owner);
+
+  Timer(uv_loop_t* loop, void* owner, Fn fn);
+  ~Timer() = default;  // Handle closes the uv_timer_t
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+
+  void start(uint64_t timeout_ms, uint64_t repeat_ms = 0);
+  void stop();
+  bool active() const;
+  void unref();  // do not keep the loop alive for this timer alone
+  void close() { handle_.close(); }
+
+ private:
+  Handle<uv_timer_t> handle_;
+  void* owner_;
+  Fn fn_;
+};
+
+// Binds a member function as a Timer callback: Timer t(loop, this, &bindTimer<Foo, &Foo::onX>);
+template <class Owner, void (Owner::*Method)()>
+void bindTimer(void* owner) {
+  (static_cast<Owner*>(owner)->*Method)();
+}
+
+// Monotonic milliseconds from the loop's cached clock.
+inline uint64_t nowMs(uv_loop_t* loop) { return uv_now(loop); }
+
+}  // namespace loopguard::uv
