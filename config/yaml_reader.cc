@@ -105,7 +105,8 @@ std::optional<Fields> readMapping(YamlReader& reader, const Item& item, std::str
     return std::nullopt;
   }
   for (auto it = item.node.begin(); it != item.node.end(); ++it) {
-    const YAML::Node& key = it->first;
+    // Copies: the iterator hands out a temporary pair, references into it would dangle.
+    const YAML::Node key = it->first;
     SourcePos key_pos = toSourcePos(key.Mark());
     std::string prefix = item.path.empty() ? "" : item.path + ": ";
     if (!key.IsScalar()) {
@@ -135,7 +136,7 @@ std::optional<Fields> readMapping(YamlReader& reader, const Item& item, std::str
       reader.error(key_pos, std::move(message));
       continue;
     }
-    const YAML::Node& value = it->second;
+    const YAML::Node value = it->second;
     bool empty = !value.IsDefined() || value.IsNull();
     // yaml-cpp marks an empty value at the next token, often the next line; the key is exact.
     SourcePos value_pos = empty ? key_pos : toSourcePos(value.Mark());

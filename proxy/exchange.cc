@@ -192,6 +192,10 @@ bool Exchange::route() {
 }
 
 void Exchange::admit() {
+  if (const char* reason = runtime_->target->unavailableReason()) {
+    respondError(503, "no worker is available for this route", reason);
+    return;
+  }
   phase_ = Phase::Queued;
   switch (runtime_->limiter->limiter().admit(*this)) {
     case Admission::Admitted:
@@ -215,6 +219,10 @@ void Exchange::onAdmitted() {
 
 void Exchange::onQueueTimeout() {
   queued_ = false;
+  if (const char* reason = runtime_->target->unavailableReason()) {
+    respondError(503, "no worker is available for this route", reason);
+    return;
+  }
   respondError(route_->route->limits.overflow_status, "timed out waiting in the route queue",
                "queue_timeout");
 }
@@ -622,6 +630,14 @@ void Exchange::onUpstreamClosed(int status) {
   handleUpstreamEof();
 }
 
+void Exchange::onUpstreamFailed(UpstreamErrorKind kind, const char* why) {
+  if (phase_ == Phase::Tunnel || (response_side_ != ResponseSide::None && bytes_sent_ > 0)) {
+    abort(why);
+    return;
+  }
+  upstreamFailed(kind, why);
+}
+
 void Exchange::handleUpstreamEof() {
   if (upstream_ == nullptr) return;
   http::MessageParser& p = upstream_->parser();
@@ -685,7 +701,8 @@ void Exchange::pumpTunnel() {
 void Exchange::upstreamFailed(UpstreamErrorKind kind, const char* why) {
   bool retry = kind == UpstreamErrorKind::Reset && upstream_reused_ && !response_started_ &&
                !retried_ && idempotent(method_) &&
-               (request_framing_ == BodyFraming::None || route_->route->buffer_request);
+               (request_framing_ == BodyFraming::None || route_->route->buffer_request) &&
+               upstream_ != nullptr && runtime_->target->retryable(upstream_);
   if (retry) {
     // The pooled connection was closed by the app as we reused it: nothing reached the app's
     // handler, so one fresh attempt is safe for an idempotent request.

@@ -127,6 +127,7 @@ class Exchange final : private routing::LimiterWaiter,
   void onUpstreamWritten(int status) override;
   void onUpstreamInput() override;
   void onUpstreamClosed(int status) override;
+  void onUpstreamFailed(upstream::UpstreamErrorKind kind, const char* why) override;
   // ParserEvents (the upstream's response parser)
   int onHeadComplete() override;
   void onBodyData(const char* at, size_t len) override;

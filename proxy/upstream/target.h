@@ -52,6 +52,18 @@ class Target {
 
   // Until the response head, once the request is sent.
   virtual config::Duration responseTimeout() const = 0;
+
+  // Whether a request that failed on a reused `connection` before any response byte may be
+  // sent again (idempotent only; the Exchange checks that). A worker pool says no when the
+  // worker itself died: the request may be what killed it.
+  virtual bool retryable(const UpstreamConnection* connection) const {
+    (void)connection;
+    return true;
+  }
+
+  // Non-null when the target cannot serve anything now (e.g. "no_workers"): requests are
+  // refused at once with 503 and this reason instead of waiting in the queue.
+  virtual const char* unavailableReason() const { return nullptr; }
 };
 
 }  // namespace loopguard::upstream

@@ -127,6 +127,14 @@ void UpstreamConnection::close() {
   socket_.close(&UpstreamConnection::onClosed, this);
 }
 
+void UpstreamConnection::fail(UpstreamErrorKind kind, const char* why) {
+  UpstreamHandler* h = handler_;
+  if (h != nullptr && (state_ == State::Active || state_ == State::Tunnel)) {
+    h->onUpstreamFailed(kind, why);  // the handler releases (and so closes) the connection
+  }
+  close();
+}
+
 void UpstreamConnection::onClosed(void* self) {
   auto* c = static_cast<UpstreamConnection*>(self);
   c->owner_.onConnectionGone(c);

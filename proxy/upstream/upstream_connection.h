@@ -22,6 +22,8 @@ class UpstreamHandler {
   virtual void onUpstreamWritten(int status) = 0;
   virtual void onUpstreamInput() = 0;  // bytes to parse: call parseInput() when ready for them
   virtual void onUpstreamClosed(int status) = 0;  // EOF/reset while a request is on it
+  // The owner gave up on the request (e.g. a worker killed at request_timeout).
+  virtual void onUpstreamFailed(UpstreamErrorKind kind, const char* why) = 0;
 };
 
 // The pool the connection belongs to.
@@ -54,6 +56,9 @@ class UpstreamConnection final : private net::SocketEvents {
 
   // Closes now. Safe in any state; deletion follows from the close callback.
   void close();
+  // The owner gives up on the request in progress: the handler hears why, then it closes.
+  void fail(UpstreamErrorKind kind, const char* why);
+  UpstreamHandler* handler() const { return handler_; }
 
   State state() const { return state_; }
   net::Socket& socket() { return socket_; }
