@@ -74,10 +74,12 @@ int MessageParser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
   if (!m->in_value_) {
     m->headers_.beginValue();
     m->in_value_ = true;
+  } else if (!(m->last_value_end_ == m->prev_exec_end_ && at == m->exec_begin_)) {
+    // llhttp hands out an obs-folded line as a second piece of the same value; a genuine
+    // continuation only happens when the value was split between two reads.
+    m->saw_fold_ = true;
   }
-  for (size_t i = 0; i < len; ++i) {
-    if (at[i] == '\r' || at[i] == '\n') m->saw_fold_ = true;
-  }
+  m->last_value_end_ = at + len;
   m->headers_.appendValue(at, len);
   return 0;
 }
@@ -111,7 +113,9 @@ int MessageParser::onMessageCompleteCb(llhttp_t* p) {
 }
 
 ParseResult MessageParser::execute(const char* data, size_t len) {
+  exec_begin_ = data;
   llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+  prev_exec_end_ = data + len;
   ParseResult r;
   switch (err) {
     case HPE_OK:

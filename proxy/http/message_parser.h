@@ -103,6 +103,11 @@ class MessageParser {
   bool in_value_ = false;
   bool head_too_large_ = false;
   bool saw_fold_ = false;
+  // Where the current and the previous execute() input began/ended, and where the last value
+  // piece ended: a value continued anywhere but across an input boundary was folded.
+  const char* exec_begin_ = nullptr;
+  const char* prev_exec_end_ = nullptr;
+  const char* last_value_end_ = nullptr;
 };
 
 }  // namespace loopguard::http

@@ -648,7 +648,7 @@ class RawConn:
         try:
             self.sock.sendall(data)
             return True
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:
             return False
 
     def _fill(self, deadline):
@@ -768,6 +768,14 @@ class RawConn:
         """Sends one well-formed request and reads its response."""
         self.send(build_request(method, path, headers, body, host, version))
         return self.read_response(timeout, method=method)
+
+    def hang_up(self):
+        """Closes like a client that gives up: FIN now, even if another thread is reading."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.close()
 
     def close(self):
         try:
@@ -978,3 +986,38 @@ class Background(threading.Thread):
         if self.error:
             raise self.error
         return self.value
+
+
+class Pending:
+    """A request sent now on a connection of its own, its response read by a background thread
+    (read=False: nobody reads, e.g. to hang up while it is queued). result() returns the Response
+    with .elapsed = seconds from the send to the complete response."""
+
+    def __init__(self, target, path, method="GET", headers=None, body=b"", read=True, timeout=20):
+        self.conn = RawConn(target)
+        self.path = path
+        self.method = method
+        self.timeout = timeout
+        self.job = None
+        self.t_send = time.monotonic()
+        self.conn.send(build_request(method, path, headers, body))
+        if read:
+            self.read_in_background()
+
+    def read_in_background(self):
+        self.job = Background(self._read)
+        return self
+
+    def _read(self):
+        r = self.conn.read_response(timeout=self.timeout, method=self.method)
+        r.elapsed = time.monotonic() - self.t_send
+        return r
+
+    def result(self, timeout=None):
+        try:
+            return self.job.result(timeout or self.timeout + 5)
+        finally:
+            self.conn.close()
+
+    def hang_up(self):
+        self.conn.hang_up()

@@ -1,0 +1,239 @@
+"""Timeouts and upstream failures: header timeout (slowloris), keep-alive idle timeout, upstream
+response timeout, route timeout, refused / reset / black-holed upstreams and endpoint failover."""
+import selectors
+import socket
+import threading
+import time
+
+import pytest
+
+from harness import (Background, Blackhole, DeadPort, RawConn, assert_proxy_error, build_request,
+                     http_request, pattern_bytes, proxy_config)
+
+HEADER_TIMEOUT = 1.0
+IDLE_TIMEOUT = 2.0
+
+
+@pytest.fixture
+def dead(procs):
+    d = DeadPort()
+    procs.on_cleanup(d.close)
+    return d
+
+
+@pytest.fixture
+def env(procs, dead):
+    """Routes (by prefix) to upstreams that share one fake upstream process but differ in their
+    timeouts, plus a refused endpoint and a failover pair."""
+    up = procs.upstream("app")
+    config = proxy_config(
+        {"app": {"endpoints": [up.address]},
+         "slowup": {"endpoints": [up.address], "response_timeout": "500ms"},
+         "dead": {"endpoints": [dead.address], "connect_timeout": "500ms"},
+         "failover": {"endpoints": [dead.address, up.address], "balance": "round_robin"}},
+        [{"name": "slowup", "match": {"prefix": "/slowup/"}, "upstream": "slowup"},
+         {"name": "budget", "match": {"prefix": "/budget/"}, "upstream": "app",
+          "timeout": "500ms"},
+         {"name": "dead", "match": {"prefix": "/dead/"}, "upstream": "dead"},
+         {"name": "failover", "match": {"prefix": "/failover/"}, "upstream": "failover"},
+         {"name": "default", "match": {"prefix": "/"}, "upstream": "app"}],
+        timeouts={"header": "1s", "idle": "2s"})
+    return procs.proxy(config), up
+
+
+# ---- client side: header and idle timeouts ---------------------------------------------------------
+def test_slowloris_connections_get_408_after_header_timeout_without_delaying_others(env):
+    proxy, up = env
+    n = 50
+    conns, started = [], []
+    for _ in range(n):
+        started.append(time.monotonic())
+        c = RawConn(proxy.port)
+        c.send(b"GET /echo HTTP/1.1\r\nHost: test.local\r\nX-Slow: ")
+        conns.append(c)
+    stop = threading.Event()
+    done = set()
+
+    def trickle():  # one byte per connection every 100 ms; the head never completes
+        while not stop.is_set():
+            for i, c in enumerate(conns):
+                if i not in done and not c.try_send(b"a"):
+                    done.add(i)
+            stop.wait(0.1)
+
+    trickler = Background(trickle)
+    try:
+        # While the slow heads are pending, normal requests are served at once.
+        for i in range(5):
+            r = http_request(proxy.port, "GET", f"/echo?normal={i}", timeout=5)
+            assert r.status == 200, r
+            assert r.elapsed < 0.5, f"normal request took {r.elapsed:.3f}s behind slowloris clients"
+
+        # Every slow connection gets 408 and is closed after about the header timeout.
+        sel = selectors.DefaultSelector()
+        for i, c in enumerate(conns):
+            c.sock.setblocking(False)
+            sel.register(c.sock, selectors.EVENT_READ, i)
+        received = {i: bytearray() for i in range(n)}
+        closed_at = {}
+        deadline = time.monotonic() + HEADER_TIMEOUT + 4
+        while len(closed_at) < n and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=0.1):
+                i = key.data
+                try:
+                    data = key.fileobj.recv(65536)
+                except BlockingIOError:
+                    continue
+                except ConnectionResetError:
+                    data = b""
+                if data:
+                    received[i] += data
+                else:
+                    closed_at[i] = time.monotonic()
+                    done.add(i)
+                    sel.unregister(key.fileobj)
+        sel.close()
+    finally:
+        stop.set()
+        trickler.result()
+        for c in conns:
+            c.close()
+    assert len(closed_at) == n, f"{n - len(closed_at)} slow connections still open"
+    for i in range(n):
+        head = bytes(received[i])
+        assert head.startswith(b"HTTP/1.1 408 ") or head.startswith(b"HTTP/1.0 408 "), \
+            f"connection {i} got {head[:200]!r}"
+        assert b"application/json" in head.lower()
+        elapsed = closed_at[i] - started[i]
+        assert HEADER_TIMEOUT - 0.1 <= elapsed <= HEADER_TIMEOUT + 1.5, \
+            f"connection {i} closed after {elapsed:.2f}s (header timeout {HEADER_TIMEOUT}s)"
+    assert up.stats()["requests"] == 5, "a partial head was forwarded"
+
+
+def test_idle_keepalive_connection_is_closed_after_idle_timeout(env):
+    proxy, _ = env
+    with RawConn(proxy.port) as c:
+        assert c.request("GET", "/echo").status == 200
+        t0 = time.monotonic()
+        leftover = c.wait_closed(IDLE_TIMEOUT + 3)
+        elapsed = time.monotonic() - t0
+    assert leftover == b"", f"an idle connection got bytes: {leftover[:200]!r}"
+    # idle (2s), not the header timeout (1s), governs a connection between requests
+    assert IDLE_TIMEOUT - 0.2 <= elapsed <= IDLE_TIMEOUT + 1.5, f"closed after {elapsed:.2f}s"
+
+
+def test_keepalive_connection_used_within_idle_timeout_stays_open(env):
+    proxy, _ = env
+    with RawConn(proxy.port) as c:
+        for i in range(3):
+            assert c.request("GET", f"/echo?i={i}").status == 200
+            assert c.read_available(IDLE_TIMEOUT * 0.6) == b"" and not c.eof
+        assert c.request("GET", "/echo?last").status == 200
+
+
+# ---- upstream side ------------------------------------------------------------------------------------------
+def test_upstream_response_timeout_gives_504_json_and_drops_the_connection(env):
+    proxy, up = env
+    up.reset_stats()
+    with RawConn(proxy.port) as c:
+        t0 = time.monotonic()
+        r = c.request("GET", "/slowup/delay?ms=3000", timeout=5)
+        elapsed = time.monotonic() - t0
+    assert_proxy_error(r, 504, route="slowup")
+    assert r.header("x-loopguard-overload") is None
+    assert 0.4 <= elapsed <= 1.5, f"504 after {elapsed:.2f}s (response_timeout 500ms)"
+    # The upstream connection with a response still owed is closed, not reused.
+    up.wait_stats(lambda s: s["aborted"] >= 1, timeout=3, desc="proxy to close the upstream conn")
+    assert http_request(proxy.port, "GET", "/slowup/echo").status == 200
+
+
+def test_upstream_response_timeout_covers_only_the_response_head(env):
+    proxy, _ = env
+    r = http_request(proxy.port, "GET", "/slowup/slowhead?ms=0&body_ms=1200&n=1000", timeout=5)
+    assert r.status == 200, r
+    assert r.body == pattern_bytes(0, 1000)
+
+
+def test_route_timeout_gives_504_json(env):
+    proxy, _ = env
+    t0 = time.monotonic()
+    r = http_request(proxy.port, "GET", "/budget/delay?ms=3000", timeout=5)
+    elapsed = time.monotonic() - t0
+    assert_proxy_error(r, 504, route="budget")
+    assert 0.4 <= elapsed <= 1.5, f"504 after {elapsed:.2f}s (route timeout 500ms)"
+
+
+def test_route_timeout_after_response_head_cuts_the_response(env):
+    proxy, _ = env
+    with RawConn(proxy.port) as c:
+        t0 = time.monotonic()
+        c.send(build_request("GET", "/budget/slowhead?ms=0&body_ms=3000&n=1000"))
+        _, status, _, headers = c.read_head(timeout=2)
+        assert status == 200
+        rest = c.wait_closed(timeout=3)
+        elapsed = time.monotonic() - t0
+    assert len(rest) < 1000, "the whole body arrived although the route budget had passed"
+    assert 0.4 <= elapsed <= 1.5, f"cut after {elapsed:.2f}s (route timeout 500ms)"
+
+
+def test_refused_upstream_gives_502_json(env):
+    proxy, _ = env
+    t0 = time.monotonic()
+    r = http_request(proxy.port, "GET", "/dead/echo", timeout=5)
+    assert_proxy_error(r, 502, route="dead")
+    assert time.monotonic() - t0 < 1.0, "a refused connect must fail fast"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_upstream_reset_before_responding_gives_502(env, method):
+    proxy, up = env
+    up.reset_stats()
+    r = http_request(proxy.port, method, "/reset", body=b"x" if method == "POST" else None)
+    assert_proxy_error(r, 502, route="default")
+    resets = up.stats()["resets"]
+    if method == "POST":
+        assert resets == 1, "a POST that reached the upstream must never be retried"
+    else:
+        assert resets in (1, 2), f"a GET may be retried once, not {resets - 1} times"
+
+
+def test_upstream_rst_before_responding_gives_502(env):
+    proxy, _ = env
+    r = http_request(proxy.port, "POST", "/reset?rst=1", body=b"x")
+    assert_proxy_error(r, 502, route="default")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_refused_endpoint_is_skipped_for_the_next_one(env, method):
+    """endpoints [refused, live]: a request that could not even connect is safe to send to the
+    next endpoint, whatever its method."""
+    proxy, up = env
+    for i in range(6):
+        r = http_request(proxy.port, method, f"/failover/echo?i={i}",
+                         body=b"payload" if method == "POST" else None, timeout=5)
+        assert r.status == 200, r
+        assert r.elapsed < 1.5
+
+
+def test_connect_timeout_to_blackholed_endpoint(procs):
+    """A SYN nobody answers: connect_timeout gives 502 alone, and failover to a live endpoint."""
+    hole = Blackhole()
+    procs.on_cleanup(hole.close)
+    if not hole.works():
+        pytest.skip("this kernel answers SYNs to a full accept queue; cannot black-hole locally")
+    up = procs.upstream("app")
+    proxy = procs.proxy(proxy_config(
+        {"hole": {"endpoints": [hole.address], "connect_timeout": "300ms"},
+         "pair": {"endpoints": [hole.address, up.address], "connect_timeout": "300ms",
+                  "balance": "round_robin"}},
+        [{"name": "hole", "match": {"prefix": "/hole/"}, "upstream": "hole"},
+         {"name": "pair", "match": {"prefix": "/pair/"}, "upstream": "pair"}]))
+    t0 = time.monotonic()
+    r = http_request(proxy.port, "GET", "/hole/echo", timeout=5)
+    elapsed = time.monotonic() - t0
+    assert_proxy_error(r, 502, route="hole")
+    assert 0.25 <= elapsed <= 1.5, f"502 after {elapsed:.2f}s (connect_timeout 300ms)"
+    for i in range(4):
+        r = http_request(proxy.port, "GET", f"/pair/echo?i={i}", timeout=5)
+        assert r.status == 200, r
+        assert r.elapsed < 1.5
