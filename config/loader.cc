@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 
@@ -44,9 +45,63 @@ constexpr std::string_view kLimitsKeys[] = {"max_connections", "max_header_bytes
 constexpr std::string_view kTimeoutsKeys[] = {"header", "idle", "drain"};
 constexpr std::string_view kOffloadKeys[] = {"listen", "pool"};
 
+// Where the first byte that is not part of well-formed UTF-8 sits, if any. yaml-cpp passes such
+// bytes through, and they would surface much later, as an exception from the JSON encoder
+// behind GET /config.
+std::optional<SourcePos> findInvalidUtf8(std::string_view text, unsigned char& bad) {
+  int line = 1;
+  size_t line_start = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    size_t extra = 0;
+    unsigned char low = 0x80;  // allowed range of the first continuation byte
+    unsigned char high = 0xBF;
+    if (byte < 0x80) {
+      extra = 0;
+    } else if (byte >= 0xC2 && byte <= 0xDF) {
+      extra = 1;
+    } else if (byte >= 0xE0 && byte <= 0xEF) {
+      extra = 2;
+      if (byte == 0xE0) low = 0xA0;   // overlong
+      if (byte == 0xED) high = 0x9F;  // UTF-16 surrogates
+    } else if (byte >= 0xF0 && byte <= 0xF4) {
+      extra = 3;
+      if (byte == 0xF0) low = 0x90;   // overlong
+      if (byte == 0xF4) high = 0x8F;  // beyond U+10FFFF
+    } else {
+      bad = byte;
+      return SourcePos{line, static_cast<int>(i - line_start) + 1};
+    }
+    for (size_t k = 1; k <= extra; ++k) {
+      const auto next = i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0;
+      const unsigned char lo = k == 1 ? low : 0x80;
+      const unsigned char hi = k == 1 ? high : 0xBF;
+      if (next < lo || next > hi) {
+        bad = byte;
+        return SourcePos{line, static_cast<int>(i - line_start) + 1};
+      }
+    }
+    if (byte == '\n') {
+      ++line;
+      line_start = i + 1;
+    }
+    i += extra + 1;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 void SchemaLoader::load(std::string_view yaml) {
+  unsigned char bad = 0;
+  if (std::optional<SourcePos> pos = findInvalidUtf8(yaml, bad)) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02X", bad);
+    reader_.error(*pos,
+                  std::string("not valid UTF-8 (byte ") + hex + "); the config must be UTF-8 text");
+    return;
+  }
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(std::string(yaml));

@@ -69,10 +69,8 @@ int runProxy(const CommonOptions& options) {
       uv_run(&loop, UV_RUN_DEFAULT);
       exit_code = lifecycle.exitCode();
     }
-    // Whatever is still open (a forced stop) closes now, before the server's memory goes.
-    uv_walk(&loop, [](uv_handle_t* h, void*) { if (!uv_is_closing(h)) uv_close(h, nullptr); }, nullptr);
-    uv_run(&loop, UV_RUN_DEFAULT);
   }
+  // The server's handles were closed by their owners as it went; let the close callbacks run.
   uv_run(&loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&loop) != 0) log->warn("event loop closed with handles still open");
   log->info("stopped");
