@@ -200,10 +200,12 @@ void Exchange::admit() {
   switch (runtime_->limiter->limiter().admit(*this)) {
     case Admission::Admitted:
       slot_held_ = true;
+      runtime_->metrics->queue_wait.record(0);
       acquireTarget();
       return;
     case Admission::Queued:
       queued_ = true;
+      queued_at_ms_ = uv_now(context_.loop);
       return;
     case Admission::QueueFull:
       respondError(route_->route->limits.overflow_status, "route queue is full", "queue_full");
@@ -214,6 +216,8 @@ void Exchange::admit() {
 void Exchange::onAdmitted() {
   queued_ = false;
   slot_held_ = true;
+  runtime_->metrics->queue_wait.record(
+      static_cast<double>(uv_now(context_.loop) - queued_at_ms_) / 1000.0);
   acquireTarget();
 }
 
@@ -699,6 +703,8 @@ void Exchange::pumpTunnel() {
 // Ends
 
 void Exchange::upstreamFailed(UpstreamErrorKind kind, const char* why) {
+  // Connect failures are counted by the target as it tries each endpoint.
+  if (kind != UpstreamErrorKind::Connect) runtime_->target->recordError(kind);
   bool retry = kind == UpstreamErrorKind::Reset && upstream_reused_ && !response_started_ &&
                !retried_ && idempotent(method_) &&
                (request_framing_ == BodyFraming::None || route_->route->buffer_request) &&
@@ -737,6 +743,9 @@ void Exchange::respondError(int status, const char* message, const char* overloa
   response_side_ = ResponseSide::None;
   if (request_side_ != RequestSide::Complete) keep_alive_ = false;
   status_ = status;
+  if (*overload_reason != '\0' && runtime_ != nullptr) {
+    runtime_->metrics->countRejection(overload_reason);
+  }
   http::ErrorResponse e;
   e.status = status;
   e.error = message;
@@ -808,6 +817,7 @@ void Exchange::finish() {
                   upstream_ != nullptr && upstream_->socket().input().empty();
   releaseUpstream(reusable);
   releaseSlot();
+  recordMetrics();
   writeAccessLog();
   bool keep_alive = keep_alive_ && request_side_ == RequestSide::Complete && !context_.draining &&
                     response_framing_ != BodyFraming::UntilClose && !client_writing_;
@@ -857,6 +867,12 @@ void Exchange::onBudgetTimer() {
   } else {
     abort("route timeout exceeded mid-response");
   }
+}
+
+void Exchange::recordMetrics() {
+  metrics::RouteMetrics& m = runtime_ != nullptr ? *runtime_->metrics : context_.unrouted;
+  ++m.requests_by_code[status_];
+  m.duration.record(static_cast<double>(uv_now(context_.loop) - start_ms_) / 1000.0);
 }
 
 void Exchange::writeAccessLog() {

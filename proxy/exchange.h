@@ -112,6 +112,7 @@ class Exchange final : private routing::LimiterWaiter,
   void releaseSlot();
   void releaseUpstream(bool reusable);
   void writeAccessLog();
+  void recordMetrics();
 
   // Tunnel.
   void startTunnel();
@@ -186,8 +187,9 @@ class Exchange final : private routing::LimiterWaiter,
   OutputBatch to_upstream_;
   OutputBatch to_client_;
 
-  // Access log.
+  // Access log and metrics.
   uint64_t start_ms_ = 0;
+  uint64_t queued_at_ms_ = 0;
   int status_ = 0;
   uint64_t bytes_sent_ = 0;
   std::string method_;

@@ -14,6 +14,7 @@
 #include <spdlog/logger.h>
 
 #include "config/config.h"
+#include "proxy/metrics/route_metrics.h"
 #include "proxy/net/buffer_pool.h"
 #include "proxy/routing/route_limiter.h"
 #include "proxy/routing/route_table.h"
@@ -25,6 +26,7 @@ namespace loopguard::proxy {
 struct RouteRuntime {
   std::shared_ptr<routing::RouteLimiter> limiter;
   std::shared_ptr<upstream::Target> target;
+  std::shared_ptr<metrics::RouteMetrics> metrics;
 };
 
 // An immutable view of one config: an Exchange keeps the snapshot it started with.
@@ -57,6 +59,7 @@ struct ProxyContext {
   std::shared_ptr<const Snapshot> snapshot;
   RequestIds ids;
   ProxyCounters counters;
+  metrics::RouteMetrics unrouted;  // requests refused before a route was chosen
   std::shared_ptr<spdlog::logger> log;     // "proxy"
   std::shared_ptr<spdlog::logger> access;  // null when the access log is off
   bool access_json = false;

@@ -69,6 +69,9 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
       rt.limiter = std::make_shared<routing::RouteLimiter>(context_.loop, r.limits, pool.gate);
     }
     if (pool.add_waiting_limiter) pool.add_waiting_limiter(rt.limiter);
+    auto& m = route_metrics_[r.name];
+    if (!m) m = std::make_shared<metrics::RouteMetrics>();
+    rt.metrics = m;
     limiters[r.name] = rt.limiter;
     snapshot->routes.push_back(std::move(rt));
   }
@@ -120,6 +123,71 @@ void ProxyServer::closeAll() {
   connections_.forEach([](ClientConnection* c) { c->close(); });
   for (auto& [name, cluster] : clusters_) cluster->shutdown();
   for (auto& cluster : retired_clusters_) cluster->shutdown();
+}
+
+}  // namespace loopguard::proxy
+
+namespace loopguard::proxy {
+
+void ProxyServer::writeMetrics(metrics::PrometheusWriter& out) const {
+  out.family("loopguard_requests_total", "counter", "Requests answered, by route and status code.");
+  auto each_route = [&](auto&& fn) {
+    for (const auto& [name, m] : route_metrics_) fn(std::string_view(name), *m);
+    fn(std::string_view("_unrouted"), context_.unrouted);
+  };
+  each_route([&](std::string_view route, const metrics::RouteMetrics& m) {
+    for (const auto& [code, n] : m.requests_by_code) {
+      out.sample("loopguard_requests_total", {{"route", route}, {"code", std::to_string(code)}}, n);
+    }
+  });
+  out.family("loopguard_request_duration_seconds", "histogram",
+             "Time from the request head to the last response byte, by route.");
+  each_route([&](std::string_view route, const metrics::RouteMetrics& m) {
+    out.histogram("loopguard_request_duration_seconds", {{"route", route}}, m.duration);
+  });
+  out.family("loopguard_route_queue_wait_seconds", "histogram",
+             "Time admitted requests waited in the route queue (0 when admitted at once).");
+  for (const auto& [name, m] : route_metrics_) {
+    out.histogram("loopguard_route_queue_wait_seconds", {{"route", name}}, m->queue_wait);
+  }
+  out.family("loopguard_route_in_flight", "gauge", "Requests holding a route slot.");
+  for (const auto& [name, l] : limiters_) {
+    out.sample("loopguard_route_in_flight", {{"route", name}}, l->limiter().stats().in_flight);
+  }
+  out.family("loopguard_route_queue_depth", "gauge", "Requests waiting in the route queue.");
+  for (const auto& [name, l] : limiters_) {
+    out.sample("loopguard_route_queue_depth", {{"route", name}}, l->limiter().stats().queue_depth);
+  }
+  out.family("loopguard_route_rejected_total", "counter",
+             "Requests refused by a route's limits, by reason.");
+  for (const auto& [name, m] : route_metrics_) {
+    out.sample("loopguard_route_rejected_total", {{"route", name}, {"reason", "queue_full"}},
+               m->rejected_queue_full);
+    out.sample("loopguard_route_rejected_total", {{"route", name}, {"reason", "queue_timeout"}},
+               m->rejected_queue_timeout);
+    out.sample("loopguard_route_rejected_total", {{"route", name}, {"reason", "no_workers"}},
+               m->rejected_no_workers);
+  }
+  out.family("loopguard_upstream_errors_total", "counter", "Upstream failures, by kind.");
+  uint64_t upstream_connections = 0;
+  for (const auto& [name, c] : upstream_counters_) {
+    out.sample("loopguard_upstream_errors_total", {{"upstream", name}, {"kind", "connect"}},
+               c.errors_connect);
+    out.sample("loopguard_upstream_errors_total", {{"upstream", name}, {"kind", "reset"}},
+               c.errors_reset);
+    out.sample("loopguard_upstream_errors_total", {{"upstream", name}, {"kind", "timeout"}},
+               c.errors_timeout);
+    upstream_connections += c.open_connections;
+  }
+  out.family("loopguard_upstream_connections", "gauge",
+             "Connections open (or connecting) to each upstream.");
+  for (const auto& [name, c] : upstream_counters_) {
+    out.sample("loopguard_upstream_connections", {{"upstream", name}}, c.open_connections);
+  }
+  out.family("loopguard_connections", "gauge", "Open connections, by side.");
+  out.sample("loopguard_connections", {{"side", "client"}},
+             static_cast<uint64_t>(context_.counters.client_connections));
+  out.sample("loopguard_connections", {{"side", "upstream"}}, upstream_connections);
 }
 
 }  // namespace loopguard::proxy

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/metrics/prometheus.h"
 #include "proxy/proxy_context.h"
 #include "proxy/server/client_connection.h"
 #include "proxy/server/listener.h"
@@ -59,6 +60,8 @@ class ProxyServer {
   const std::map<std::string, std::shared_ptr<routing::RouteLimiter>>& limiters() const {
     return limiters_;
   }
+  // Route, upstream and connection families of /metrics.
+  void writeMetrics(metrics::PrometheusWriter& out) const;
 
  private:
   std::shared_ptr<const Snapshot> buildSnapshot(std::shared_ptr<const config::Config> config);
@@ -75,6 +78,7 @@ class ProxyServer {
   std::map<std::string, std::shared_ptr<upstream::Cluster>> clusters_;      // by upstream name
   std::vector<std::shared_ptr<upstream::Cluster>> retired_clusters_;
   std::map<std::string, upstream::UpstreamCounters> upstream_counters_;     // survive reloads
+  std::map<std::string, std::shared_ptr<metrics::RouteMetrics>> route_metrics_;  // survive too
   std::function<void()> drain_done_;
 };
 

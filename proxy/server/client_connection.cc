@@ -154,6 +154,7 @@ void ClientConnection::rejectRequest(int status, const char* message) {
   e.client_minor = 1;
   out_.clear();
   http::writeErrorResponse(out_, e);
+  ++context_.unrouted.requests_by_code[status];
   if (context_.access) {
     context_.access->info("- - - route=- status={} bytes={} duration_ms=0 target=- ({})", status,
                           out_.size(), message);

@@ -175,6 +175,14 @@ void Cluster::connectNextOrFail(Attempt attempt, UpstreamErrorKind kind, const c
   if (!connectNext(attempt)) attempt.waiter->onTargetFailed(kind, why);
 }
 
+void Cluster::recordError(UpstreamErrorKind kind) {
+  switch (kind) {
+    case UpstreamErrorKind::Connect: ++counters_.errors_connect; return;
+    case UpstreamErrorKind::Reset: ++counters_.errors_reset; return;
+    case UpstreamErrorKind::Timeout: ++counters_.errors_timeout; return;
+  }
+}
+
 void Cluster::cancel(TargetWaiter& waiter) {
   for (auto& [conn, attempt] : connecting_) {
     if (attempt.waiter == &waiter) attempt.waiter = nullptr;

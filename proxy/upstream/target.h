@@ -64,6 +64,9 @@ class Target {
   // Non-null when the target cannot serve anything now (e.g. "no_workers"): requests are
   // refused at once with 503 and this reason instead of waiting in the queue.
   virtual const char* unavailableReason() const { return nullptr; }
+
+  // A request failed after its connection was handed out (reset or timeout), for metrics.
+  virtual void recordError(UpstreamErrorKind kind) { (void)kind; }
 };
 
 }  // namespace loopguard::upstream

@@ -287,7 +287,8 @@ class Upstream:
 
 
 LISTEN_RE = re.compile(
-    r"(admin )?listening on (unix:[^\s\"',}\]]+|\[[0-9A-Fa-f:.]+\]:\d+|[0-9A-Za-z.\-]+:\d+)")
+    r"(admin )?listening on (unix:[^\s\"',}\]]+|\[[0-9A-Fa-f:.]+\]:\d{1,5}(?!\d)|"
+    r"[0-9A-Za-z.\-]+:\d{1,5}(?!\d))")
 
 
 class Proxy:

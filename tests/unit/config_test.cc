@@ -397,6 +397,19 @@ TEST(ConfigErrorTest, SecondYamlDocumentIsAnError) {
   expectOneError(yaml, 9, 1, "one YAML document");
 }
 
+TEST(ConfigErrorTest, InvalidUtf8IsRefusedWithItsPosition) {
+  // Would otherwise load, then make the JSON encoder behind GET /config throw.
+  expectOneError("listen: \"127.0.0.1:8080\"\nlog: {level: \"inf\xFFo\"}\n", 2, 18,
+                 "not valid UTF-8 (byte 0xFF)");
+  expectOneError("a: \"\xC3\"\n", 1, 5, "not valid UTF-8 (byte 0xC3)");  // truncated sequence
+  expectOneError("a: \"\xED\xA0\x80\"\n", 1, 5, "not valid UTF-8");      // a UTF-16 surrogate
+  LoadResult ok = load(std::string(kMinimal) +
+                       "pools: {cpu: {command: [w, \"{port}\"], env: {N: \"caf\xC3\xA9 "
+                       "\xE2\x82\xAC \xF0\x9F\x98\x80\"}}}\n");
+  ASSERT_TRUE(ok.ok()) << formatted(ok);
+  EXPECT_EQ(ok.config->pools[0].env.at("N"), "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
+}
+
 TEST(ConfigErrorTest, TopLevelMustBeAMapping) {
   expectOneError("- a\n- b\n", 1, 1, "must be a mapping");
   expectOneError("just a string\n", 1, 1, "must be a mapping");

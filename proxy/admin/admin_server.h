@@ -1,0 +1,56 @@
+// The admin listener: a deliberately small HTTP/1.1 server on the proxy's own loop. One request
+// per connection (answered with Connection: close), so it shares no state with the data path
+// and stays responsive while routes are saturated: it never waits on a limiter or upstream.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "config/config.h"
+#include "proxy/net/buffer_pool.h"
+#include "proxy/server/listener.h"
+
+namespace loopguard::admin {
+
+struct AdminRequest {
+  std::string method;
+  std::string path;  // without the query string
+  std::string query;
+};
+
+struct AdminResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+};
+
+using AdminHandler = std::function<AdminResponse(const AdminRequest&)>;
+
+class AdminServer {
+ public:
+  AdminServer(uv_loop_t* loop, AdminHandler handler);
+  ~AdminServer();
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  bool start(const config::Address& address, std::string& error);
+  const std::string& boundAddress() const { return listener_.boundAddress(); }
+  // Stops accepting and closes open admin connections.
+  void close();
+
+ private:
+  class Connection;
+  void acceptOne(uv_stream_t* server);
+
+  uv_loop_t* loop_;
+  AdminHandler handler_;
+  net::BufferPool buffers_{8};
+  proxy::Listener listener_;
+  Connection* connections_ = nullptr;  // intrusive list, for close()
+  size_t open_ = 0;
+};
+
+}  // namespace loopguard::admin

@@ -1,0 +1,23 @@
+// Per-route counters. Keyed by route name and shared across config snapshots, so a reload
+// keeps them (Prometheus counters must not reset while the process lives).
+#pragma once
+
+#include <cstdint>
+#include <map>
+
+#include "proxy/metrics/histogram.h"
+
+namespace loopguard::metrics {
+
+struct RouteMetrics {
+  std::map<int, uint64_t> requests_by_code;
+  Histogram duration;
+  Histogram queue_wait;
+  uint64_t rejected_queue_full = 0;
+  uint64_t rejected_queue_timeout = 0;
+  uint64_t rejected_no_workers = 0;
+
+  void countRejection(const char* reason);
+};
+
+}  // namespace loopguard::metrics
