@@ -251,18 +251,23 @@ void SchemaLoader::readOffload(const Item& item) {
   if (ok) config_.offload = std::move(offload);
 }
 
+// Port 0 asks the kernel for a free port, so two listeners on "host:0" never clash.
+static bool sameSocket(const Address& a, const Address& b) {
+  return a == b && !(a.kind == Address::Kind::Tcp && a.port == 0);
+}
+
 void SchemaLoader::checkListenersDiffer() {
-  if (config_.listen && config_.admin.listen && *config_.listen == *config_.admin.listen) {
+  if (config_.listen && config_.admin.listen && sameSocket(*config_.listen, *config_.admin.listen)) {
     reader_.error(admin_listen_pos_,
                   "admin.listen: must differ from listen (" + config_.listen->toString() + ")");
   }
   if (!config_.offload) return;
   const Address& offload = config_.offload->listen;
-  if (config_.listen && *config_.listen == offload) {
+  if (config_.listen && sameSocket(*config_.listen, offload)) {
     reader_.error(offload_listen_pos_,
                   "offload.listen: must differ from listen (" + offload.toString() + ")");
   }
-  if (config_.admin.listen && *config_.admin.listen == offload) {
+  if (config_.admin.listen && sameSocket(*config_.admin.listen, offload)) {
     reader_.error(offload_listen_pos_,
                   "offload.listen: must differ from admin.listen (" + offload.toString() + ")");
   }

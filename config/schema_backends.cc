@@ -114,8 +114,9 @@ void SchemaLoader::readPool(const Field& entry) {
   }
   uint64_t number = 0;
   if (const Field* f = fields->get("workers")) {
-    if (reader_.count(f->value, number, 1, kMaxWorkers))
+    if (reader_.count(f->value, number, 1, kMaxWorkers)) {
       pool.workers = static_cast<uint32_t>(number);
+    }
   }
   if (const Field* f = fields->get("concurrency_per_worker")) {
     if (reader_.count(f->value, number, 1, UINT32_MAX)) {
@@ -136,8 +137,9 @@ void SchemaLoader::readPool(const Field& entry) {
           }
         }
       }
-      if (const Field* t = ready->get("timeout"))
+      if (const Field* t = ready->get("timeout")) {
         reader_.duration(t->value, pool.ready.timeout, false);
+      }
     }
   }
   if (const Field* f = fields->get("request_timeout")) {
@@ -151,9 +153,12 @@ void SchemaLoader::readPool(const Field& entry) {
     if (auto backoff = reader_.mapping(f->value, "restart_backoff", kBackoffKeys)) {
       Backoff& b = pool.restart_backoff;
       bool ok = true;
-      if (const Field* i = backoff->get("initial"))
+      if (const Field* i = backoff->get("initial")) {
         ok &= reader_.duration(i->value, b.initial, false);
-      if (const Field* m = backoff->get("max")) ok &= reader_.duration(m->value, b.max, false);
+      }
+      if (const Field* m = backoff->get("max")) {
+        ok &= reader_.duration(m->value, b.max, false);
+      }
       if (ok && b.initial > b.max) {
         reader_.error(f->value, "initial (" + formatDuration(b.initial) +
                                     ") must not be greater than max (" + formatDuration(b.max) +

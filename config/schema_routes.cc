@@ -2,6 +2,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "config/schema_loader.h"
 #include "config/values.h"
@@ -89,11 +90,10 @@ void SchemaLoader::readRoute(const Item& item, size_t index) {
   const Field* upstream = fields->get("upstream");
   const Field* pool = fields->get("pool");
   if (upstream != nullptr && pool != nullptr) {
-    const Field* later = upstream->key_pos.line > pool->key_pos.line ||
-                                 (upstream->key_pos.line == pool->key_pos.line &&
-                                  upstream->key_pos.column > pool->key_pos.column)
-                             ? upstream
-                             : pool;
+    // Point at whichever of the two comes second: that is the one that clashes.
+    const SourcePos& u = upstream->key_pos;
+    const SourcePos& p = pool->key_pos;
+    const Field* later = std::tie(u.line, u.column) > std::tie(p.line, p.column) ? upstream : pool;
     reader_.error(later->key_pos, item.path + ": has both upstream and pool; use exactly one");
   } else if (upstream == nullptr && pool == nullptr) {
     reader_.error(item, "needs a target: exactly one of upstream or pool");
@@ -115,8 +115,9 @@ void SchemaLoader::readRoute(const Item& item, size_t index) {
   route.buffer_request = route.target_kind == TargetKind::Pool;
 
   if (const Field* f = fields->get("limits")) readRouteLimits(f->value, route.limits);
-  if (const Field* f = fields->get("buffer_request"))
+  if (const Field* f = fields->get("buffer_request")) {
     reader_.boolean(f->value, route.buffer_request);
+  }
   if (const Field* f = fields->get("buffer_limit")) reader_.size(f->value, route.buffer_limit, 1);
   if (const Field* f = fields->get("timeout")) reader_.duration(f->value, route.timeout, true);
   config_.routes.push_back(std::move(route));
@@ -159,8 +160,9 @@ void SchemaLoader::readMatch(const Item& item, RouteMatch& out) {
     std::vector<std::string> methods;
     if (auto items = reader_.sequence(f->value, "[GET, POST]")) {
       // An explicit empty list reads like "no method": omit the key to allow every method.
-      if (items->empty())
+      if (items->empty()) {
         reader_.error(f->value, "must not be empty (omit it to allow any method)");
+      }
       for (const Item& element : *items) {
         std::string method;
         if (!reader_.string(element, method)) continue;
@@ -181,9 +183,14 @@ void SchemaLoader::readMatch(const Item& item, RouteMatch& out) {
   if (const Field* f = fields->get("host")) {
     std::string host;
     if (reader_.nonEmptyString(f->value, host)) {
+      // The request's port is ignored when matching, so a port here could never match.
+      bool bracketed = host.starts_with("[") && host.ends_with("]");
       if (host.find_first_of(" \t/") != std::string::npos) {
         reader_.error(f->value,
                       "bad host " + quoted(host) + " (expected a name such as api.example.com)");
+      } else if (!bracketed && host.find(':') != std::string::npos) {
+        reader_.error(f->value, "host " + quoted(host) +
+                                    " must not include a port (ports are ignored when matching)");
       } else {
         out.host = toLower(std::move(host));
       }
@@ -199,8 +206,9 @@ void SchemaLoader::readRouteLimits(const Item& item, RouteLimits& out) {
     uint64_t value = 0;
     if (reader_.count(f->value, value, 1, UINT32_MAX)) out.max_in_flight = value;
   }
-  if (const Field* f = fields->get("max_queue"))
+  if (const Field* f = fields->get("max_queue")) {
     reader_.count(f->value, out.max_queue, 0, UINT32_MAX);
+  }
   // A zero queue timeout would turn every queued request into a 503; max_queue: 0 says "no
   // queue" explicitly.
   if (const Field* f = fields->get("queue_timeout")) {

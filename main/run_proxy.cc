@@ -1,18 +1,13 @@
-// `loopguard proxy`: load the config, start the proxy on one loop, drain on SIGTERM/SIGINT,
-// reload on SIGHUP.
+// `loopguard proxy`: load the config, run a ProxyApp on one loop until it has drained.
 #include <spdlog/spdlog.h>
 
 #include <iostream>
 
-#include "common/logging.h"
 #include "config/loader.h"
 #include "main/commands.h"
-#include "main/lifecycle.h"
-#include "proxy/proxy_server.h"
+#include "main/proxy_app.h"
 
 namespace loopguard {
-
-namespace {
 
 std::shared_ptr<const config::Config> loadOrReport(const std::string& path, config::Purpose p) {
   config::LoadResult result = config::loadConfigFile(path, p);
@@ -23,57 +18,30 @@ std::shared_ptr<const config::Config> loadOrReport(const std::string& path, conf
   return result.config;
 }
 
-}  // namespace
-
-bool setupLoggingFor(const CommonOptions& options, const config::Config& cfg) {
-  std::string level = options.log_level.value_or(cfg.log.level);
-  std::string format = options.log_format.value_or(
-      cfg.log.format == config::LogFormat::Json ? "json" : "text");
-  if (!setupLogging(level, format == "json" ? LogFormatKind::Json : LogFormatKind::Text)) {
-    std::cerr << "loopguard: unknown log level " << level << "\n";
-    return false;
-  }
-  return true;
-}
-
 int runProxy(const CommonOptions& options) {
   auto cfg = loadOrReport(options.config_path, config::Purpose::Proxy);
   if (!cfg) return 1;
   if (!setupLoggingFor(options, *cfg)) return 2;
-  auto log = spdlog::get("main");
 
   uv_loop_t loop;
   uv_loop_init(&loop);
   int exit_code = 0;
   {
-    proxy::ProxyServer server(&loop, cfg);
-    std::string error;
-    if (!server.start(*cfg->listen, error)) {
-      log->error("cannot listen on {}: {}", cfg->listen->toString(), error);
+    // Offload pools plug in through AppHooks (see offload/).
+    AppHooks hooks;
+    ProxyApp app(&loop, options, cfg, std::move(hooks));
+    if (!app.start(*cfg->listen)) {
       exit_code = 1;
+      uv_run(&loop, UV_RUN_NOWAIT);
     } else {
-      log->info("listening on {}", server.boundAddress());
-      Lifecycle lifecycle(&loop, cfg->timeouts.drain);
-      lifecycle.onDrain = [&](std::function<void()> done) { server.drain(std::move(done)); };
-      lifecycle.onForceStop = [&] { server.closeAll(); };
-      lifecycle.onReload = [&]() {
-        config::LoadResult r = config::loadConfigFile(options.config_path, config::Purpose::Proxy);
-        if (!r.ok()) {
-          for (const auto& e : r.errors) log->error("reload rejected: {}", e.format());
-          return;
-        }
-        server.applyConfig(r.config);
-        log->info("config reloaded from {}", options.config_path);
-      };
-      lifecycle.start();
       uv_run(&loop, UV_RUN_DEFAULT);
-      exit_code = lifecycle.exitCode();
+      exit_code = app.exitCode();
     }
   }
-  // The server's handles were closed by their owners as it went; let the close callbacks run.
+  // The app's handles were closed by their owners as it went; let the close callbacks run.
   uv_run(&loop, UV_RUN_DEFAULT);
-  if (uv_loop_close(&loop) != 0) log->warn("event loop closed with handles still open");
-  log->info("stopped");
+  if (uv_loop_close(&loop) != 0) spdlog::get("main")->warn("event loop closed with handles open");
+  spdlog::get("main")->info("stopped");
   return exit_code;
 }
 

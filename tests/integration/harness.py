@@ -154,7 +154,7 @@ class _LineReader(threading.Thread):
             self.cond.notify_all()
 
 
-def short_tmpdir(prefix="lg-"):
+def short_tmpdir(prefix="lgit-"):
     """A short directory under /tmp (unix socket paths must stay under 108 bytes)."""
     return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
 

@@ -861,6 +861,9 @@ routes:
   expectOneError(route("{prefix: /, methods: []}"), 4, 33, "must not be empty (omit it");
   expectOneError(route("{prefix: /, methods: GET}"), 4, 33, "expected a list");
   expectOneError(route("{prefix: /, host: \"a b\"}"), 4, 30, "bad host");
+  expectOneError(route("{prefix: /, host: \"api.example.com:8080\"}"), 4, 30,
+                 "must not include a port");
+  EXPECT_TRUE(load(route("{prefix: /, host: \"[::1]\"}")).ok());
   expectOneError(route("{prefix: /}", "    limits: {max_in_flight: 0}\n"), 6, 29,
                  "routes[0].limits.max_in_flight: must be at least 1");
   expectOneError(route("{prefix: /}", "    limits: {overflow_status: 500}\n"), 6, 31,

@@ -1,0 +1,64 @@
+#include "main/config_watcher.h"
+
+#include <fstream>
+#include <sstream>
+
+namespace loopguard {
+
+namespace {
+constexpr uint64_t kDebounceMs = 200;
+
+std::string folderOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+}  // namespace
+
+bool readWholeFile(const std::string& path, std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  out = ss.str();
+  return true;
+}
+
+ConfigWatcher::ConfigWatcher(uv_loop_t* loop, std::string path, std::function<void()> on_change)
+    : loop_(loop),
+      path_(std::move(path)),
+      on_change_(std::move(on_change)),
+      debounce_(loop, this, &uv::bindTimer<ConfigWatcher, &ConfigWatcher::onDebounced>) {}
+
+bool ConfigWatcher::start(std::string current) {
+  current_ = std::move(current);
+  if (uv_fs_event_init(loop_, event_.get()) != 0) return false;
+  event_.markInitialized();
+  event_.get()->data = this;
+  int rc = uv_fs_event_start(
+      event_.get(),
+      [](uv_fs_event_t* h, const char*, int, int) {
+        auto* self = static_cast<ConfigWatcher*>(h->data);
+        self->debounce_.start(kDebounceMs);
+      },
+      folderOf(path_).c_str(), 0);
+  if (rc != 0) return false;
+  uv_unref(event_.base());  // watching alone must not keep the process alive
+  return true;
+}
+
+void ConfigWatcher::onDebounced() {
+  std::string content;
+  if (!readWholeFile(path_, content)) return;  // mid-swap; a later event brings it back
+  if (content == current_) return;
+  current_ = content;
+  on_change_();
+}
+
+void ConfigWatcher::stop() {
+  debounce_.stop();
+  event_.close();
+}
+
+}  // namespace loopguard

@@ -1,0 +1,74 @@
+// `loopguard proxy` as one object: the proxy server, its admin listener, the config watcher
+// and the process lifecycle (signals, drain), all on one loop. Reload comes from three places
+// (SIGHUP, POST /reload, a change of the file) and goes through one function.
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "main/commands.h"
+#include "main/config_watcher.h"
+#include "main/lifecycle.h"
+#include "proxy/admin/admin_server.h"
+#include "proxy/metrics/loop_lag.h"
+#include "proxy/proxy_server.h"
+
+namespace loopguard {
+
+struct ReloadResult {
+  bool ok = false;
+  bool changed = false;
+  std::vector<std::string> errors;            // FILE:LINE:COL: message
+  std::vector<std::string> restart_required;  // keys whose change waits for a restart
+};
+
+// Extra pieces a subcommand plugs into the app (the offload pools).
+struct AppHooks {
+  proxy::PoolResolver pools;                             // `pool:` routes
+  std::function<bool(std::string&)> pools_ready;         // /readyz: false + reason if not
+  std::function<void(metrics::PrometheusWriter&)> pool_metrics;
+  std::function<void(const config::Config&)> on_config;  // start/roll pools for a config
+  std::function<void(std::function<void()>)> stop_pools; // drain: stop workers, then done()
+  std::function<void()> kill_pools;                      // second signal: stop at once
+};
+
+class ProxyApp {
+ public:
+  ProxyApp(uv_loop_t* loop, CommonOptions options, std::shared_ptr<const config::Config> config,
+           AppHooks hooks);
+  ~ProxyApp();
+
+  // Listens (proxy + admin); false if it could not.
+  bool start(const config::Address& listen);
+  ReloadResult reload(const char* trigger);
+  int exitCode() const { return lifecycle_.exitCode(); }
+
+ private:
+  admin::AdminResponse handleAdmin(const admin::AdminRequest& request);
+  std::string renderMetrics();
+  void beginDrain(std::function<void()> done);
+  void finishDrain();
+  void forceStop();
+
+  uv_loop_t* loop_;
+  CommonOptions options_;
+  std::shared_ptr<const config::Config> config_;
+  AppHooks hooks_;
+  proxy::ProxyServer server_;
+  std::unique_ptr<admin::AdminServer> admin_;
+  ConfigWatcher watcher_;
+  Lifecycle lifecycle_;
+  metrics::LoopLagMonitor lag_;
+  uint64_t reloads_ok_ = 0;
+  uint64_t reloads_failed_ = 0;
+  std::function<void()> drain_done_;
+};
+
+// Applies the config's log settings (overridden by --log-level / --log-format).
+bool setupLoggingFor(const CommonOptions& options, const config::Config& cfg);
+
+}  // namespace loopguard

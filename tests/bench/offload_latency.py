@@ -1,0 +1,444 @@
+#!/usr/bin/python3
+"""The seed experiment: does offloading the CPU routes keep an async app's I/O route fast?
+
+The demo app (deploy/examples/app.py, one uvicorn process) gets a fixed offered load on its I/O
+route (GET /io, open loop, default 200 req/s for 10 s), first alone ("io only"), then while CPU
+clients hammer GET /cpu/hash back to back ("io + cpu", default 2 clients). Three ways in:
+
+  direct     straight to the app
+  proxy      through loopguard, every route to the app (quickstart-no-offload.yaml): a proxy alone
+  offload    through loopguard with /cpu/ offloaded to its worker pool (quickstart.yaml)
+
+Rounds alternate the variants (the order rotates each round) so a noisy neighbour on a shared
+machine hurts them all alike; each cell reports the median over rounds, and the ratio column is the
+median over rounds of p99(io + cpu) / p99(io only). A benchmark never fails: a variant that cannot
+run (say, a loopguard build without the offload pool) is reported as unavailable, with the reason.
+
+Output: a Markdown table on stdout, and in --out-dir (default tests/bench/results/):
+offload_latency-<stamp>.md / .json (every run's summary) / .png (gnuplot, if installed).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+EXAMPLES = os.path.join(ROOT, "deploy", "examples")
+PROBE = os.path.join(HERE, "latency_probe.py")
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+VARIANTS = {
+    "direct": "direct to the app (uvicorn, 1 process)",
+    "proxy": "through loopguard, no offload",
+    "offload": "through loopguard, /cpu/ offloaded to a 2-worker pool",
+}
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, timeout=5.0):
+    """(status, body) or (None, error text); never raises."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except Exception as e:  # noqa: BLE001 - any failure is just "not yet"
+        return None, str(e).encode()
+
+
+def pid_of(body):
+    try:
+        return json.loads(body).get("pid")
+    except (ValueError, AttributeError):
+        return None
+
+
+def descendants(pid):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            children.setdefault(int(stat[stat.rfind(b")") + 2:].split()[1]), []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+class Proc:
+    """A process this script started (own session), stopped with SIGTERM then SIGKILL; whatever it
+    started itself (loopguard's pool workers) is stopped too if it outlives it."""
+
+    def __init__(self, name, cmd, cwd, log_path):
+        self.name, self.log_path = name, log_path
+        self.log = open(log_path, "wb")
+        self.p = subprocess.Popen(cmd, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def tail(self, n=15):
+        try:
+            with open(self.log_path, "rb") as f:
+                return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, grace=20.0):
+        kids = descendants(self.p.pid) if self.alive() else []
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        for pid in kids:  # normally already gone: loopguard stops its workers itself
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+
+
+def wait_http(url, deadline_s, procs, want=lambda status, body: status == 200):
+    deadline = time.monotonic() + deadline_s
+    status, body = None, b""
+    while time.monotonic() < deadline:
+        status, body = http_get(url, timeout=3)
+        if want(status, body):
+            return True, status, body
+        for p in procs:
+            if not p.alive():
+                return False, status, f"{p.name} exited (code {p.p.returncode})".encode()
+        time.sleep(0.2)
+    return False, status, body
+
+
+def write_config(src, dst, app_port, proxy_port, admin_port):
+    """A copy of an example config on free ports, the pool's workdir made absolute (so it is right
+    whether loopguard resolves a relative workdir against its cwd or the config's folder)."""
+    with open(src) as f:
+        text = f.read()
+    text = (text.replace("127.0.0.1:8000", f"127.0.0.1:{app_port}")
+                .replace("127.0.0.1:8080", f"127.0.0.1:{proxy_port}")
+                .replace("127.0.0.1:9901", f"127.0.0.1:{admin_port}")
+                .replace('workdir: "."', f'workdir: "{EXAMPLES}"'))
+    with open(dst, "w") as f:
+        f.write(text)
+
+
+def run_probe(args, timeout):
+    out = subprocess.run([PYTHON, PROBE, *args], capture_output=True, text=True, timeout=timeout)
+    try:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": (out.stderr or out.stdout)[-400:]}
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def machine_info(loopguard_bin):
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    build_type = "?"
+    cache = os.path.join(os.path.dirname(loopguard_bin), "CMakeCache.txt")
+    if os.path.exists(cache):
+        with open(cache) as f:
+            for line in f:
+                if line.startswith("CMAKE_BUILD_TYPE:"):
+                    build_type = line.split("=", 1)[1].strip() or "?"
+    version = subprocess.run([loopguard_bin, "version"], capture_output=True, text=True).stdout.strip()
+    py = subprocess.run([PYTHON, "-c", "import fastapi, uvicorn, sys; print(sys.version.split()[0], "
+                         "fastapi.__version__, uvicorn.__version__)"],
+                        capture_output=True, text=True).stdout.split()
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+        "loopguard": f"{version} ({build_type}) {loopguard_bin}",
+        "python": py[0] if py else "?", "fastapi": py[1] if len(py) > 1 else "?",
+        "uvicorn": py[2] if len(py) > 2 else "?",
+        "loadavg_start": loadavg(),
+    }
+
+
+def fmt(v, digits=1):
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rate", type=float, default=200.0, help="offered load on GET /io, req/s")
+    ap.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each run")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cpu-clients", type=int, default=2)
+    ap.add_argument("--cpu-path", default="/cpu/hash")
+    ap.add_argument("--variants", default="direct,proxy,offload",
+                    help="comma-separated, of: " + ", ".join(VARIANTS))
+    ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    args = ap.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    for v in variants:
+        if v not in VARIANTS:
+            ap.error(f"unknown variant {v!r}")
+
+    loopguard_bin = os.environ.get("LOOPGUARD_BIN") or os.path.join(ROOT, "build", "loopguard")
+    if any(v != "direct" for v in variants) and not os.access(loopguard_bin, os.X_OK):
+        log(f"no loopguard binary at {loopguard_bin}: only the direct variant runs")
+        variants = [v for v in variants if v == "direct"]
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = os.path.join(args.out_dir, f"offload_latency-{stamp}")
+    work = tempfile.mkdtemp(prefix="lg-bench-", dir="/tmp")
+    info = machine_info(loopguard_bin) if os.access(loopguard_bin, os.X_OK) else {}
+    ports = {"app": free_port(), "proxy": free_port(), "offload": free_port(), "admin": free_port()}
+    procs, unavailable, targets = [], {}, {}
+    app_pid = None
+    try:
+        log(f"starting the demo app on 127.0.0.1:{ports['app']}")
+        app = Proc("app", [PYTHON, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port",
+                           str(ports["app"]), "--log-level", "warning"],
+                   EXAMPLES, os.path.join(work, "app.log"))
+        procs.append(app)
+        ok, _, body = wait_http(f"http://127.0.0.1:{ports['app']}/healthz", 30, [app])
+        if not ok:
+            raise SystemExit(f"the demo app did not start: {body!r}\n{app.tail()}")
+        app_pid = pid_of(body)
+        targets["direct"] = f"http://127.0.0.1:{ports['app']}"
+
+        for v, src in (("proxy", "quickstart-no-offload.yaml"), ("offload", "quickstart.yaml")):
+            if v not in variants:
+                continue
+            cfg = os.path.join(work, f"{v}.yaml")
+            write_config(os.path.join(EXAMPLES, src), cfg, ports["app"], ports[v], ports["admin"])
+            log(f"starting loopguard ({v}) on 127.0.0.1:{ports[v]}")
+            p = Proc(f"loopguard-{v}", [loopguard_bin, "proxy", "--config", cfg], EXAMPLES,
+                     os.path.join(work, f"loopguard-{v}.log"))
+            procs.append(p)
+            url = f"http://127.0.0.1:{ports[v]}"
+            ok, status, body = wait_http(url + "/healthz", 30, [p])
+            if ok and v == "offload":
+                # Ready when a /cpu/ request is answered by a pool worker (not by the app itself).
+                ok, status, body = wait_http(
+                    url + "/cpu/hash?iterations=1", 60, [p],
+                    want=lambda s, b: s == 200 and pid_of(b) not in (None, app_pid))
+            if not ok:
+                reason = body.decode("utf-8", "replace")[:200] if body else f"status {status}"
+                unavailable[v] = f"{reason}; log: {p.tail(3)!r}"
+                log(f"variant {v} unavailable: {unavailable[v]}")
+                p.stop(5)
+                continue
+            targets[v] = url
+
+        runnable = [v for v in variants if v in targets]
+        for v in runnable:  # warm up connections, imports, worker caches
+            for path in ("/io", args.cpu_path):
+                for _ in range(5):
+                    http_get(targets[v] + path, timeout=10)
+
+        runs = []
+        for rnd in range(args.rounds):
+            order = runnable[rnd % len(runnable):] + runnable[:rnd % len(runnable)] if runnable else []
+            for v in order:
+                for phase in ("io", "io+cpu"):
+                    run = {"round": rnd + 1, "variant": v, "phase": phase, "loadavg": loadavg()}
+                    hammer = None
+                    if phase == "io+cpu":
+                        hammer = subprocess.Popen(
+                            [PYTHON, PROBE, "loop", targets[v] + args.cpu_path, "--clients",
+                             str(args.cpu_clients), "--duration",
+                             str(args.warmup + args.duration + 1.5)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                        time.sleep(1.0)  # the CPU load is on before the I/O load starts
+                    run["io"] = run_probe(["rate", targets[v] + "/io", "--rate", str(args.rate),
+                                           "--duration", str(args.duration), "--warmup",
+                                           str(args.warmup)], timeout=args.duration + 60)
+                    if hammer is not None:
+                        try:
+                            out, err = hammer.communicate(timeout=args.duration + 60)
+                            run["cpu"] = json.loads(out.strip().splitlines()[-1])
+                        except (subprocess.TimeoutExpired, ValueError, IndexError):
+                            hammer.kill()
+                            run["cpu"] = {"error": "hammer failed"}
+                    io = run["io"]
+                    cpu = run.get("cpu", {})
+                    log(f"round {rnd + 1} {v:8s} {phase:7s} io p50 {fmt(io.get('p50_ms'))} "
+                        f"p99 {fmt(io.get('p99_ms'))} ms {fmt(io.get('rps'))} req/s "
+                        f"err {io.get('error_count', '?')}"
+                        + (f" | cpu p50 {fmt(cpu.get('p50_ms'))} p99 {fmt(cpu.get('p99_ms'))} ms "
+                           f"{fmt(cpu.get('rps'))} req/s err {cpu.get('error_count', '?')}"
+                           if phase == "io+cpu" else "")
+                        + f" (load {run['loadavg']:.2f})")
+                    runs.append(run)
+                    time.sleep(1.0)
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    report(args, info, variants, unavailable, runs, base)
+    return 0
+
+
+def cell(runs, v, phase, side, key):
+    return median([r.get(side, {}).get(key) for r in runs if r["variant"] == v and r["phase"] == phase])
+
+
+def report(args, info, variants, unavailable, runs, base):
+    rows, ratios = [], {}
+    for v in variants:
+        if v in unavailable or not any(r["variant"] == v for r in runs):
+            continue
+        per_round = []
+        for rnd in sorted({r["round"] for r in runs}):
+            a = [r for r in runs if r["variant"] == v and r["round"] == rnd and r["phase"] == "io"]
+            b = [r for r in runs if r["variant"] == v and r["round"] == rnd and r["phase"] == "io+cpu"]
+            if a and b and a[0]["io"].get("p99_ms") and b[0]["io"].get("p99_ms") is not None:
+                per_round.append(b[0]["io"]["p99_ms"] / a[0]["io"]["p99_ms"])
+        ratios[v] = {"median": median(per_round), "per_round": [round(x, 2) for x in per_round]}
+        for phase in ("io", "io+cpu"):
+            rows.append({
+                "variant": v, "phase": phase,
+                "io_p50": cell(runs, v, phase, "io", "p50_ms"),
+                "io_p99": cell(runs, v, phase, "io", "p99_ms"),
+                "io_rps": cell(runs, v, phase, "io", "rps"),
+                "io_err": cell(runs, v, phase, "io", "error_count"),
+                "cpu_p50": cell(runs, v, phase, "cpu", "p50_ms") if phase == "io+cpu" else None,
+                "cpu_p99": cell(runs, v, phase, "cpu", "p99_ms") if phase == "io+cpu" else None,
+                "cpu_rps": cell(runs, v, phase, "cpu", "rps") if phase == "io+cpu" else None,
+                "cpu_err": cell(runs, v, phase, "cpu", "error_count") if phase == "io+cpu" else None,
+            })
+
+    lines = [
+        f"## Offload latency: GET /io at {args.rate:g} req/s offered, alone and with "
+        f"{args.cpu_clients} clients on GET {args.cpu_path}",
+        "",
+        f"{info.get('date', '?')} · {info.get('cores', '?')} cores ({info.get('cpu', '?')}) · "
+        f"Linux {info.get('kernel', '?')} · Python {info.get('python', '?')}, FastAPI "
+        f"{info.get('fastapi', '?')}, uvicorn {info.get('uvicorn', '?')} · "
+        f"{info.get('loopguard', '?')}",
+        f"{args.rounds} rounds × {args.duration:g} s per run (after {args.warmup:g} s warm-up), "
+        f"variants alternated; each cell is the median over rounds. Load average at start: "
+        f"{info.get('loadavg_start', '?')}.",
+        "",
+        "| variant | load | I/O p50 ms | I/O p99 ms | I/O req/s | I/O errors | CPU p50 ms | CPU p99 ms "
+        "| CPU req/s | I/O p99 ratio (loaded / alone) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        ratio = ""
+        if row["phase"] == "io+cpu" and ratios.get(row["variant"], {}).get("median") is not None:
+            r = ratios[row["variant"]]
+            ratio = f"**{r['median']:.2f}×** ({', '.join(f'{x:.2f}' for x in r['per_round'])})"
+        lines.append(
+            f"| {row['variant']} | {'I/O only' if row['phase'] == 'io' else 'I/O + CPU'} "
+            f"| {fmt(row['io_p50'])} | {fmt(row['io_p99'])} | {fmt(row['io_rps'])} "
+            f"| {fmt(row['io_err'], 0)} | {fmt(row['cpu_p50'])} | {fmt(row['cpu_p99'])} "
+            f"| {fmt(row['cpu_rps'])} | {ratio} |")
+    lines.append("")
+    for v in variants:
+        lines.append(f"- **{v}**: {VARIANTS[v]}"
+                     + (f" — *unavailable*: {unavailable[v]}" if v in unavailable else ""))
+    lines.append("")
+    lines.append("Latency is measured from the moment each request was due (open loop), so it "
+                 "includes any wait caused by a stalled server. The ratio column is the median "
+                 "over rounds of p99(I/O + CPU) / p99(I/O only), per-round values in brackets. "
+                 "Target: ≤ 1.2× through loopguard with offload.")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(base + ".md", "w") as f:
+        f.write(text)
+    with open(base + ".json", "w") as f:
+        json.dump({"args": vars(args), "machine": info, "unavailable": unavailable,
+                   "ratios": ratios, "table": rows, "runs": runs}, f, indent=1)
+    chart(rows, args, info, base)
+    log(f"results: {base}.md, {base}.json" + (", .png" if os.path.exists(base + ".png") else ""))
+
+
+def chart(rows, args, info, base):
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot or not rows:
+        if not gnuplot:
+            log("gnuplot not installed (deploy/install-deps.sh --bench): no chart")
+        return
+    variants = []
+    for row in rows:
+        if row["variant"] not in variants:
+            variants.append(row["variant"])
+    dat = base + ".dat"
+    with open(dat, "w") as f:
+        f.write("# variant io_only_p50 io_only_p99 io_cpu_p50 io_cpu_p99\n")
+        for v in variants:
+            alone = next(r for r in rows if r["variant"] == v and r["phase"] == "io")
+            loaded = next(r for r in rows if r["variant"] == v and r["phase"] == "io+cpu")
+            vals = [alone["io_p50"], alone["io_p99"], loaded["io_p50"], loaded["io_p99"]]
+            f.write(f'"{v}" ' + " ".join("NaN" if x is None else f"{x:.2f}" for x in vals) + "\n")
+    script = f"""
+set terminal pngcairo size 900,520 font "sans,10"
+set output "{base}.png"
+set title "GET /io at {args.rate:g} req/s: alone vs. with {args.cpu_clients} clients on {args.cpu_path}\\n{info.get('date', '')}, {info.get('cores', '?')} cores"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set logscale y
+set yrange [1:*]
+set ylabel "latency, ms (log scale)"
+set grid ytics
+set key top left
+plot "{dat}" using 2:xtic(1) title "I/O only p50" lc rgb "#9ecae1", \\
+     "" using 3 title "I/O only p99" lc rgb "#3182bd", \\
+     "" using 4 title "I/O + CPU p50" lc rgb "#fdae6b", \\
+     "" using 5 title "I/O + CPU p99" lc rgb "#e6550d"
+"""
+    r = subprocess.run([gnuplot], input=script, capture_output=True, text=True)
+    if r.returncode != 0:
+        log(f"gnuplot failed: {r.stderr.strip()[:300]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
