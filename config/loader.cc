@@ -45,6 +45,11 @@ constexpr std::string_view kLimitsKeys[] = {"max_connections", "max_header_bytes
 constexpr std::string_view kTimeoutsKeys[] = {"header", "idle", "drain"};
 constexpr std::string_view kOffloadKeys[] = {"listen", "pool"};
 
+// Port 0 asks the kernel for a free port, so two listeners on "host:0" never clash.
+bool sameSocket(const Address& a, const Address& b) {
+  return a == b && !(a.kind == Address::Kind::Tcp && a.port == 0);
+}
+
 // Where the first byte that is not part of well-formed UTF-8 sits, if any. yaml-cpp passes such
 // bytes through, and they would surface much later, as an exception from the JSON encoder
 // behind GET /config.
@@ -251,13 +256,9 @@ void SchemaLoader::readOffload(const Item& item) {
   if (ok) config_.offload = std::move(offload);
 }
 
-// Port 0 asks the kernel for a free port, so two listeners on "host:0" never clash.
-static bool sameSocket(const Address& a, const Address& b) {
-  return a == b && !(a.kind == Address::Kind::Tcp && a.port == 0);
-}
-
 void SchemaLoader::checkListenersDiffer() {
-  if (config_.listen && config_.admin.listen && sameSocket(*config_.listen, *config_.admin.listen)) {
+  if (config_.listen && config_.admin.listen &&
+      sameSocket(*config_.listen, *config_.admin.listen)) {
     reader_.error(admin_listen_pos_,
                   "admin.listen: must differ from listen (" + config_.listen->toString() + ")");
   }

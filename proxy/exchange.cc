@@ -141,6 +141,7 @@ bool Exchange::route() {
 
   if (p.chunked()) {
     request_framing_ = BodyFraming::Chunked;
+    chunked_validator_.reset();
   } else if (p.hasContentLength()) {
     request_framing_ = BodyFraming::ContentLength;
   } else {
@@ -322,10 +323,15 @@ void Exchange::pumpRequestBody() {
   http::MessageParser& p = client_.parser();
   p.resume();
   http::ParseResult r = p.execute(input.data(), input.size());
-  if (r.status == http::ParseStatus::Error || r.status == http::ParseStatus::HeadTooLarge) {
+  bool framing_ok = r.status != http::ParseStatus::Error &&
+                    r.status != http::ParseStatus::HeadTooLarge &&
+                    (request_framing_ != BodyFraming::Chunked ||
+                     chunked_validator_.feed(input.data(), r.consumed));
+  if (!framing_ok) {
     in.consume(input.size());
+    to_upstream_.clear();
     keep_alive_ = false;
-    respondError(400, r.reason ? r.reason : "malformed request body");
+    respondError(400, r.reason ? r.reason : "malformed chunked body");
     return;
   }
   bool lend = phase_ == Phase::Forwarding && !to_upstream_.empty();

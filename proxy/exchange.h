@@ -15,6 +15,7 @@
 
 #include <uv.h>
 
+#include "proxy/http/chunked_validator.h"
 #include "proxy/http/header_rules.h"
 #include "proxy/http/message_parser.h"
 #include "proxy/proxy_context.h"
@@ -184,6 +185,7 @@ class Exchange final : private routing::LimiterWaiter,
   std::string request_id_;
   std::string head_;           // the head being written (upstream request or client response)
   std::string client_head_;
+  http::ChunkedValidator chunked_validator_;  // chunked request bodies only
   OutputBatch to_upstream_;
   OutputBatch to_client_;
 

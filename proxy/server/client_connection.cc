@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstring>
+
 #include "proxy/http/header_rules.h"
 
 namespace loopguard::proxy {
@@ -86,10 +88,16 @@ void ClientConnection::parseHeadsLoop() {
     http::ParseResult r = parser_.execute(input.data(), input.size());
     switch (r.status) {
       case http::ParseStatus::NeedMore:
+        noteHeadBytes(input.substr(0, r.consumed));
         socket_.consume(r.consumed);
         continue;
       case http::ParseStatus::Paused:
       case http::ParseStatus::Upgraded: {
+        noteHeadBytes(input.substr(0, r.consumed));
+        if (std::string_view(head_tail_, 4) != "\r\n\r\n") {
+          rejectRequest(400, "request head does not end with CRLF CRLF");
+          return;
+        }
         socket_.consume(r.consumed);
         timer_.stop();
         head_timer_armed_ = false;
@@ -106,6 +114,16 @@ void ClientConnection::parseHeadsLoop() {
         return;
     }
   }
+}
+
+void ClientConnection::noteHeadBytes(std::string_view bytes) {
+  if (bytes.size() >= 4) {
+    bytes.remove_prefix(bytes.size() - 4);
+    bytes.copy(head_tail_, 4);
+    return;
+  }
+  std::memmove(head_tail_, head_tail_ + bytes.size(), 4 - bytes.size());
+  bytes.copy(head_tail_ + 4 - bytes.size(), bytes.size());
 }
 
 int ClientConnection::onHeadComplete() {
@@ -147,17 +165,20 @@ void ClientConnection::rejectRequest(int status, const char* message) {
   socket_.readStop();
   socket_.consume(socket_.input().size());
   timer_.stop();
+  std::string request_id;
+  context_.ids.next(request_id);
   http::ErrorResponse e;
   e.status = status;
   e.error = message;
+  e.request_id = request_id;
   e.keep_alive = false;
   e.client_minor = 1;
   out_.clear();
   http::writeErrorResponse(out_, e);
   ++context_.unrouted.requests_by_code[status];
   if (context_.access) {
-    context_.access->info("- - - route=- status={} bytes={} duration_ms=0 target=- ({})", status,
-                          out_.size(), message);
+    context_.access->info("{} - - route=- status={} bytes={} duration_ms=0 target=- ({})",
+                          request_id, status, out_.size(), message);
   }
   state_ = State::Closing;
   close_after_write_ = true;

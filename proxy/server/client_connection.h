@@ -77,6 +77,10 @@ class ClientConnection final : private net::SocketEvents, private http::ParserEv
   bool head_timer_armed_ = false;
   bool in_parse_loop_ = false;  // parseHeads() is on the stack: it picks up pipelined input
   bool close_after_write_ = false;
+  // The last bytes of the head seen so far: llhttp accepts a bare LF as the head's final line
+  // ending, so the proxy checks that the head really ends in CRLF CRLF.
+  char head_tail_[4] = {0, 0, 0, 0};
+  void noteHeadBytes(std::string_view bytes);
   std::string peer_ip_;
   std::string out_;  // a response this class writes itself (malformed request)
 };

@@ -105,7 +105,8 @@ def test_expect_100_continue(up):
 
 def test_peak_in_flight_is_exact(up):
     up.reset_stats()
-    jobs = [Background(http_request, up.port, "GET", "/delay?ms=400") for _ in range(5)]
+    jobs = [Background(http_request, up.port, "GET", "/delay?ms=1500") for _ in range(5)]
+    up.wait_stats(lambda s: s["in_flight"] == 5, timeout=3)
     for j in jobs:
         assert j.result().status == 200
     s = up.stats()

@@ -1003,6 +1003,10 @@ TEST(ConfigPurposeTest, AnyAcceptsProxyOrOffloadConfigs) {
       "missing required key \"listen\" (needed by loopguard proxy; loopguard "
       "offload needs offload)",
       Purpose::Any);
+  // Port 0 means "any free port", so two such listeners never collide.
+  EXPECT_TRUE(load(std::string(kMinimal).replace(9, 14, "127.0.0.1:0") +
+                   "admin: {listen: \"127.0.0.1:0\"}\n")
+                  .ok());
   // Listeners must not collide.
   expectOneError(
       "pools: {cpu: {command: [w, \"{socket}\"]}}\n"
