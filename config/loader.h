@@ -37,7 +37,8 @@ struct LoadResult {
 LoadResult loadConfigFile(const std::string& path, Purpose purpose);
 LoadResult loadConfigString(std::string_view yaml, const std::string& file_name, Purpose purpose);
 
-// Parses "250ms", "5s", "2m", "1h" (also "0"). Returns false on anything else.
+// Parses "250ms", "5s", "2m", "1h", "1.5s" (also "0"). Returns false on anything else; the exact
+// grammar and a variant that says why are in config/values.h.
 bool parseDuration(std::string_view text, Duration& out);
 // Parses "512", "64KiB", "10MiB", "1GiB" (also "KB"/"MB"/"GB" as powers of 1000). False on error.
 bool parseSize(std::string_view text, uint64_t& out);

@@ -1,6 +1,7 @@
 // loopguard: command line entry point. Parsing only; the work is in the subcommands.
 #include <CLI/CLI.hpp>
 
+#include <csignal>
 #include <iostream>
 
 #include "main/commands.h"
@@ -23,6 +24,8 @@ void addCommonOptions(CLI::App* cmd, loopguard::CommonOptions& options, bool wit
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A write to a peer that has gone must come back as EPIPE, not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"loopguard: a reverse proxy that keeps CPU-heavy routes off your app's event loop"};
   app.require_subcommand(1);
   loopguard::CommonOptions options;

@@ -237,6 +237,8 @@ void Exchange::acquireTarget() {
   acquiring_ = true;
   upstream::AcquireOptions options;
   options.fresh = retried_;
+  options.route = route_->route->name;
+  options.request_id = request_id_;
   AcquireResult r = runtime_->target->acquire(*this, options);
   switch (r.kind) {
     case AcquireResult::Kind::Ready:

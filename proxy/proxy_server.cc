@@ -97,20 +97,19 @@ void ProxyServer::onConnectionRemoved() {
   if (context_.draining) checkDrained();
 }
 
-// Kubernetes removes a pod's endpoints while it is already terminating, so connections keep
-// arriving for a moment after SIGTERM. While in-flight work keeps the process alive anyway, the
-// listener keeps accepting and those requests are served (with "Connection: close"); the
-// listener closes the moment the last connection is gone, and the drain is done.
+// As the SPEC orders it: readiness turns 503 (the admin side), the listener closes at once,
+// idle keep-alive connections close, in-flight requests finish with "Connection: close".
+// In Kubernetes a preStop sleep keeps the pod serving until its endpoints are gone.
 void ProxyServer::drain(std::function<void()> done) {
   drain_done_ = std::move(done);
   context_.draining = true;
+  listener_.close();
   connections_.forEach([](ClientConnection* c) { c->closeIfIdle(); });
   checkDrained();
 }
 
 void ProxyServer::checkDrained() {
   if (!context_.draining || connections_.size() > 0 || !drain_done_) return;
-  listener_.close();
   for (auto& [name, cluster] : clusters_) cluster->shutdown();
   for (auto& cluster : retired_clusters_) cluster->shutdown();
   auto done = std::move(drain_done_);

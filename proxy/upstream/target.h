@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "config/config.h"
 
@@ -25,6 +26,10 @@ class TargetWaiter {
 
 struct AcquireOptions {
   bool fresh = false;  // a new connection, not a pooled one (for the one retry)
+  // Who asks, for the target's own logs (a worker pool names slow and timed-out requests).
+  // Valid during acquire() only.
+  std::string_view route;
+  std::string_view request_id;
 };
 
 struct AcquireResult {

@@ -19,7 +19,11 @@ can be put in front of it (/api/echo and /echo both echo):
 Every request also honours `set_header=Name:Value` (repeatable) and `close=1`.
 
 Control endpoints (exact paths, never counted in the stats):
-  /__stats          JSON counters (see Stats.snapshot)
+  /__stats          JSON counters (see Stats.snapshot): requests, distinct connections, open
+                    connections, in_flight / peak_in_flight (also per first path segment:
+                    group_peaks["/limited"]), per-path counts, an arrival log, aborts, ...
+                    A request stops counting as in flight just before the last bytes of its
+                    response are written, so a peak never includes one the peer saw finish.
   /__reset_stats    zero the counters
   /__config?keepalive_ms=N&drop_next=N   close idle keep-alive connections after N ms (0 = never);
                     drop the next N requests: read them fully, then close without responding
@@ -36,7 +40,6 @@ import re
 import select
 import signal
 import socket
-import sys
 import threading
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -96,6 +99,8 @@ class Stats:
         self.seen_conns = set()
         self.in_flight = getattr(self, "in_flight", 0)
         self.peak_in_flight = self.in_flight
+        self.group_in_flight = getattr(self, "group_in_flight", {})
+        self.group_peaks = dict(self.group_in_flight)
         self.paths = {}
         self.log = []
         self.aborted = 0
@@ -117,6 +122,9 @@ class Stats:
                 "open_connections": len(self.open_conns),
                 "in_flight": self.in_flight,
                 "peak_in_flight": self.peak_in_flight,
+                # the same per first path segment ("/limited/delay" -> "/limited")
+                "group_in_flight": dict(self.group_in_flight),
+                "group_peaks": dict(self.group_peaks),
                 "paths": dict(self.paths),
                 "log": list(self.log),  # "METHOD target" in arrival order (last 2000)
                 "aborted": self.aborted,  # peer hung up while we were delaying / writing
@@ -133,6 +141,7 @@ class Stats:
             }
 
     def count_request(self, conn, method, target, path):
+        group = group_of(path)
         with self.lock:
             self.requests += 1
             self.seen_conns.add(conn.conn_id)
@@ -144,10 +153,16 @@ class Stats:
             self.in_flight += 1
             if self.in_flight > self.peak_in_flight:
                 self.peak_in_flight = self.in_flight
+            n = self.group_in_flight.get(group, 0) + 1
+            self.group_in_flight[group] = n
+            if n > self.group_peaks.get(group, 0):
+                self.group_peaks[group] = n
 
-    def done_request(self):
+    def done_request(self, path):
+        group = group_of(path)
         with self.lock:
             self.in_flight -= 1
+            self.group_in_flight[group] -= 1
 
     def bump(self, name, by=1):
         with self.lock:
@@ -156,6 +171,11 @@ class Stats:
     def conn_closed(self, conn):
         with self.lock:
             self.open_conns.discard(conn.conn_id)
+
+
+def group_of(path):
+    """The first path segment: "/limited/delay" -> "/limited", "/echo" -> "/echo"."""
+    return "/" + path.lstrip("/").split("/", 1)[0]
 
 
 class Request:
@@ -213,7 +233,7 @@ class Connection:
         with Connection._id_lock:
             Connection._next_id += 1
             self.conn_id = Connection._next_id
-        self.counted = False
+        self.open_request = None  # path of the counted request not yet finished
 
     # -- low-level reading --
     def _recv(self):
@@ -345,6 +365,9 @@ class Connection:
 
     # -- response writing --
     def send_head(self, req, status, headers, keepalive, reason=None):
+        self.sock.sendall(self.build_head(req, status, headers, keepalive, reason))
+
+    def build_head(self, req, status, headers, keepalive, reason=None):
         if reason is None:
             reason = REASONS.get(status, "Status")
         out = [f"HTTP/1.1 {status} {reason}"]
@@ -356,7 +379,7 @@ class Connection:
             out.append(f"{n.strip()}: {v.strip()}")
         if status >= 200 and status != 101:
             out.append("Connection: keep-alive" if keepalive else "Connection: close")
-        self.sock.sendall(("\r\n".join(out) + "\r\n\r\n").encode("latin-1"))
+        return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1")
 
     def send_simple(self, req, status, body=b"", ctype="application/json", keepalive=True,
                     extra=()):
@@ -365,9 +388,11 @@ class Connection:
         if not no_body:
             headers.append(("Content-Type", ctype))
             headers.append(("Content-Length", str(len(body))))
-        self.send_head(req, status, headers, keepalive)
+        head = self.build_head(req, status, headers, keepalive)
         if body and not no_body and req.method != "HEAD":
-            self.sock.sendall(body)
+            head += body
+        self.end_request()
+        self.sock.sendall(head)
 
     def send_json(self, req, obj, status=200, keepalive=True):
         self.send_simple(req, status, json.dumps(obj).encode(), keepalive=keepalive)
@@ -405,6 +430,7 @@ class Connection:
                 self.nreq += 1
                 if not control:
                     self.stats.count_request(self, req.method, req.target, req.path)
+                    self.open_request = req.path
                 try:
                     if req.header("expect") and req.header("expect").lower() == "100-continue":
                         if not control:
@@ -420,8 +446,7 @@ class Connection:
                         return
                     keep = self.dispatch(req, control)
                 finally:
-                    if not control:
-                        self.stats.done_request()
+                    self.end_request()
                 if not keep:
                     return
         except (PeerGone, BrokenPipeError, ConnectionResetError):
@@ -434,6 +459,14 @@ class Connection:
                 self.sock.close()
             except OSError:
                 pass
+
+    def end_request(self):
+        """The current request stops counting as in flight (once). Called just before the last
+        bytes of a response are written: the peer cannot have seen the response end before, so
+        peak_in_flight never counts a request the peer already considers finished."""
+        if self.open_request is not None:
+            self.stats.done_request(self.open_request)
+            self.open_request = None
 
     def bad_request(self):
         self.stats.bump("bad_requests")

@@ -5,17 +5,15 @@
 Not named test_*.py, so ctest does not register it and it never needs the binary.
 """
 import hashlib
-import json
 import os
 import socket
-import threading
 import time
 
 import pytest
 
 import harness
 from harness import (Background, Blackhole, DeadPort, RawConn, build_request, chunked_body,
-                     echo_header, http_request, pattern_bytes, MiB)
+                     http_request, pattern_bytes)
 
 
 @pytest.fixture
@@ -111,6 +109,18 @@ def test_peak_in_flight_is_exact(up):
         assert j.result().status == 200
     s = up.stats()
     assert s["peak_in_flight"] == 5 and s["in_flight"] == 0
+    assert s["group_peaks"] == {"/delay": 5} and s["group_in_flight"] == {"/delay": 0}
+
+
+def test_group_peaks_count_each_first_path_segment(up):
+    up.reset_stats()
+    jobs = [Background(http_request, up.port, "GET", p)
+            for p in ("/a/delay?ms=1000", "/a/delay?ms=1000", "/b/delay?ms=1000")]
+    up.wait_stats(lambda s: s["in_flight"] == 3, timeout=3)
+    for j in jobs:
+        assert j.result().status == 200
+    s = up.stats()
+    assert s["group_peaks"] == {"/a": 2, "/b": 1} and s["peak_in_flight"] == 3
 
 
 def test_delay_notices_peer_hangup(up):

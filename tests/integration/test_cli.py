@@ -1,7 +1,6 @@
 """Command line: subcommands, --help, usage errors (exit 2) and `validate` (exit 0 / exit 1 with
 FILE:LINE:COL: message lines)."""
 import json
-import os
 import re
 
 import pytest

@@ -59,7 +59,7 @@ def test_ten_concurrent_requests_two_in_flight_three_queued_five_refused_at_once
         assert_overload(results[i], 503, "queue_full")
         assert results[i].elapsed < 0.3, f"refusal {i} took {results[i].elapsed:.2f}s, not at once"
     s = up.stats()
-    assert s["peak_in_flight"] == 2, s
+    assert s["group_peaks"]["/limited"] == 2, s
     assert ids_in(s["log"], "/limited/") == ["0", "1", "2", "3", "4"], "not served in FIFO order"
     # 2 in flight at a time: requests 2 and 3 wait one round, request 4 two rounds.
     assert results[4].elapsed > max(results[2].elapsed, results[3].elapsed) + 0.5, \
@@ -158,7 +158,7 @@ def test_slot_is_released_exactly_once_after_disconnects(env):
         time.sleep(0.03)
     statuses = [p.result().status for p in burst]
     assert statuses == [200, 200, 503], statuses  # 1 in flight, 1 queued, 1 refused
-    assert up.stats()["peak_in_flight"] == 1, "a slot was released twice: 2 requests in flight"
+    assert up.stats()["group_peaks"]["/one"] == 1, "a slot was released twice: 2 requests in flight"
 
 
 def test_route_without_limits_runs_all_requests_concurrently(env):
@@ -166,5 +166,5 @@ def test_route_without_limits_runs_all_requests_concurrently(env):
     pending = [Pending(proxy.port, f"/free/delay?ms=700&id={i}") for i in range(12)]
     results = [p.result() for p in pending]
     assert [r.status for r in results] == [200] * 12
-    assert up.stats()["peak_in_flight"] == 12
+    assert up.stats()["group_peaks"]["/free"] == 12
     assert max(r.elapsed for r in results) < 1.5

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from harness import (GiB, KiB, MiB, RawConn, build_request, maps_library, pattern_view, rss_bytes,
-                     sha256, simple_config)
+from harness import (GiB, KiB, MiB, RawConn, build_request, http_request, maps_library,
+                     pattern_view, rss_bytes, sha256, simple_config)
 
 RSS_LIMIT = 64 * MiB
 
@@ -128,3 +128,25 @@ def test_response_chunks_are_forwarded_as_they_arrive(env):
         last = time.monotonic() - t0
     assert first < 0.4, f"first chunk after {first:.2f}s: the response was buffered"
     assert last >= 1.4, f"last chunk after {last:.2f}s: the fake upstream did not drip"
+
+
+def test_clients_hanging_up_mid_response_do_not_hurt_the_proxy(env):
+    """Writing to a client that has gone (EPIPE / ECONNRESET) must only end that exchange: the
+    process survives (SIGPIPE ignored) and keeps accepting."""
+    proxy, _ = env
+    for i in range(20):
+        c = RawConn(proxy.port)
+        c.send(build_request("GET", "/stream?n=104857600"))
+        c.read_head()
+        c.read_exact(1000)
+        c.hang_up()
+        try:
+            r = http_request(proxy.port, "GET", f"/echo?after-hangup={i}", timeout=5)
+        except OSError as e:
+            try:
+                rc = proxy.proc.wait(1)
+            except Exception:
+                rc = "none, still running"
+            pytest.fail(f"after hang-up {i}: {e!r}; proxy exit code: {rc} (-13 = killed by SIGPIPE)")
+        assert r.status == 200, r
+    assert proxy.running()

@@ -1,7 +1,6 @@
 """Timeouts and upstream failures: header timeout (slowloris), keep-alive idle timeout, upstream
 response timeout, route timeout, refused / reset / black-holed upstreams and endpoint failover."""
 import selectors
-import socket
 import threading
 import time
 

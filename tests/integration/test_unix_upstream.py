@@ -2,8 +2,7 @@
 import os
 import subprocess
 
-from harness import (MiB, http_connection, http_request, proxy_config, sha256, short_tmpdir,
-                     simple_config)
+from harness import MiB, http_connection, http_request, proxy_config, sha256, simple_config
 
 
 def test_upstream_on_unix_socket_serves_requests_over_one_pooled_connection(procs):
@@ -51,5 +50,6 @@ def test_unix_upstream_behind_unix_listener(procs):
     sock_path = os.path.join(procs.workdir, "front.sock")
     proxy = procs.proxy(simple_config(up).replace('listen: "127.0.0.1:0"',
                                                   f'listen: "unix:{sock_path}"'))
+    assert proxy.unix_path == sock_path
     r = http_request(("unix", sock_path), "GET", "/bytes?n=100000")
     assert r.status == 200 and len(r.body) == 100000
