@@ -813,8 +813,7 @@ void Exchange::releaseUpstream(bool reusable) {
     c->socket().unlend();
   }
   upstream_writing_ = false;
-  if (!reusable) c->close();
-  runtime_->target->release(c, reusable);
+  runtime_->target->release(c, reusable);  // the target closes it when not reusable
 }
 
 void Exchange::finish() {

@@ -50,6 +50,8 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
     }
   }
   clusters_ = std::move(clusters);
+  // A retired cluster lives until its last connection is gone (connections call back into it).
+  std::erase_if(retired_clusters_, [](const auto& c) { return c->drained() && c.use_count() == 1; });
 
   std::map<std::string, std::shared_ptr<routing::RouteLimiter>> limiters;
   for (const config::Route& r : config->routes) {

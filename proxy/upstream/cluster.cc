@@ -208,7 +208,13 @@ void Cluster::onConnectResult(UpstreamConnection* c, int status) {
     return;
   }
   if (attempt.waiter == nullptr || shut_down_) {
-    release(c, true);  // nobody wants it any more: pool it for the next request
+    // Nobody wants it any more: pool it for the next request.
+    if (!shut_down_ && e.idle_count < config_.max_idle_connections) {
+      c->becomeIdle(static_cast<uint64_t>(config_.idle_timeout.count()));
+      pushIdle(e, c);
+    } else {
+      c->close();
+    }
     return;
   }
   ++e.active;
@@ -217,7 +223,8 @@ void Cluster::onConnectResult(UpstreamConnection* c, int status) {
 
 void Cluster::release(UpstreamConnection* c, bool reusable) {
   auto& e = *static_cast<Endpoint*>(c->ownerTag);
-  if (c->state() == UpstreamConnection::State::Active) {
+  if (c->state() == UpstreamConnection::State::Active ||
+      c->state() == UpstreamConnection::State::Tunnel) {
     if (e.active > 0) --e.active;
   }
   if (reusable && !shut_down_ && !e.retired && e.idle_count < config_.max_idle_connections &&
