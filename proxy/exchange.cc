@@ -272,6 +272,12 @@ void Exchange::onTargetReady(upstream::UpstreamConnection* connection, bool reus
 
 void Exchange::onTargetFailed(UpstreamErrorKind kind, const char* why) {
   acquiring_ = false;
+  // A worker pool that lost every worker while this request waited for one: an overload
+  // refusal (503 no_workers), like a queued request, not an upstream error.
+  if (const char* reason = runtime_->target->unavailableReason()) {
+    respondError(503, "no worker is available for this route", reason);
+    return;
+  }
   upstreamFailed(kind, why);
 }
 
@@ -357,6 +363,7 @@ void Exchange::pumpRequestBody() {
     return;
   }
   flushUpstream();
+  if (phase_ != Phase::Forwarding) return;  // a synchronous write may have ended the exchange
   if (request_side_ == RequestSide::Body && in.input().empty()) in.readStart();
 }
 
@@ -404,13 +411,19 @@ void Exchange::flushUpstream() {
     return;
   }
   const auto& bufs = to_upstream_.buffers();
-  int rc = upstream_->socket().write(bufs.data(), static_cast<unsigned>(bufs.size()));
-  if (rc != 0) {
-    to_upstream_.clear();
-    upstreamFailed(UpstreamErrorKind::Reset, "write to upstream failed");
-    return;
-  }
   upstream_writing_ = true;
+  switch (upstream_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()))) {
+    case net::Socket::WriteStatus::Pending:
+      return;
+    case net::Socket::WriteStatus::Done:
+      onUpstreamWritten(0);  // the kernel took it all: carry on as the callback would
+      return;
+    case net::Socket::WriteStatus::Error:
+      upstream_writing_ = false;
+      to_upstream_.clear();
+      upstreamFailed(UpstreamErrorKind::Reset, "write to upstream failed");
+      return;
+  }
 }
 
 void Exchange::onUpstreamWritten(int status) {
@@ -495,6 +508,7 @@ void Exchange::parseResponse() {
   }
   in.consume(r.consumed);
   flushClient();
+  if (phase_ != Phase::Forwarding || upstream_ == nullptr) return;  // finished meanwhile
   if (!client_writing_ && !upgrade_accepted_ && response_side_ != ResponseSide::Complete) {
     if (upstream_eof_ && in.input().empty()) {
       handleUpstreamEof();
@@ -578,7 +592,8 @@ void Exchange::flushClient() {
   if (client_writing_) return;
   if (to_client_.empty()) {
     if (phase_ == Phase::Finishing || response_side_ == ResponseSide::Complete) {
-      if (request_side_ != RequestSide::Complete || !request_sent_) keep_alive_ = false;
+      // An early answer to an upload still in progress: the rest of its body is unread.
+      if (request_side_ != RequestSide::Complete) keep_alive_ = false;
       finish();
     } else if (upgrade_accepted_) {
       startTunnel();
@@ -586,14 +601,20 @@ void Exchange::flushClient() {
     return;
   }
   const auto& bufs = to_client_.buffers();
-  int rc = client_.socket().write(bufs.data(), static_cast<unsigned>(bufs.size()));
-  if (rc != 0) {
-    to_client_.clear();
-    abort("write to client failed");
-    return;
-  }
   bytes_sent_ += to_client_.bytes();
   client_writing_ = true;
+  switch (client_.socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()))) {
+    case net::Socket::WriteStatus::Pending:
+      return;
+    case net::Socket::WriteStatus::Done:
+      onClientWritten(0);  // the kernel took it all: carry on as the callback would
+      return;
+    case net::Socket::WriteStatus::Error:
+      client_writing_ = false;
+      to_client_.clear();
+      abort("write to client failed");
+      return;
+  }
 }
 
 void Exchange::onClientWritten(int status) {
@@ -693,7 +714,8 @@ void Exchange::pumpTunnel() {
       down.readStart();
     }
   }
-  if (!client_writing_ && upstream_ != nullptr) {
+  if (phase_ != Phase::Tunnel || upstream_ == nullptr) return;  // ended by that write
+  if (!client_writing_) {
     std::string_view in = up.input();
     if (!in.empty()) {
       to_client_.addData(in.data(), in.size());

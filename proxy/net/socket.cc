@@ -128,6 +128,24 @@ int Socket::write(const uv_buf_t* bufs, unsigned count) {
   return rc;
 }
 
+Socket::WriteStatus Socket::writeNow(const uv_buf_t* bufs, unsigned count) {
+  if (handle_.closed()) return WriteStatus::Error;
+  int n = uv_try_write(handle_.stream(), bufs, count);
+  if (n < 0 && n != UV_EAGAIN) return WriteStatus::Error;
+  size_t written = n > 0 ? static_cast<size_t>(n) : 0;
+  unsigned i = 0;
+  while (i < count && written >= bufs[i].len) {
+    written -= bufs[i].len;
+    ++i;
+  }
+  if (i == count) return WriteStatus::Done;
+  rest_.assign(bufs + i, bufs + count);
+  rest_[0].base += written;
+  rest_[0].len -= written;
+  return write(rest_.data(), static_cast<unsigned>(rest_.size())) == 0 ? WriteStatus::Pending
+                                                                        : WriteStatus::Error;
+}
+
 size_t Socket::writeQueueSize() const {
   return handle_.closed() ? 0 : handle_.stream()->write_queue_size;
 }

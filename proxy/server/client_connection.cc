@@ -152,9 +152,14 @@ void ClientConnection::onExchangeDone(bool keep_alive) {
   timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.idle.count()));
   head_timer_armed_ = false;
   // Pipelined requests already buffered are parsed by the running parseHeads() loop if we are
-  // inside it; otherwise start it here.
+  // inside it; otherwise on the next loop turn: the exchange that just ended may still have
+  // frames on the stack (a write can complete synchronously), and the next request must not
+  // start underneath them.
   if (!socket_.input().empty()) {
-    parseHeads();
+    if (!in_parse_loop_) {
+      parse_pending_ = true;
+      timer_.start(0);
+    }
   } else {
     socket_.readStart();
   }
@@ -204,6 +209,12 @@ void ClientConnection::onSocketWritten(int status) {
 
 void ClientConnection::onTimer() {
   if (state_ != State::AwaitingHead) return;
+  if (parse_pending_) {
+    parse_pending_ = false;
+    timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.idle.count()));
+    parseHeads();
+    return;
+  }
   if (parser_.inMessage() || head_timer_armed_) {
     rejectRequest(408, "request head not received within timeouts.header");
   } else {

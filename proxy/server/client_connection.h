@@ -76,6 +76,7 @@ class ClientConnection final : private net::SocketEvents, private http::ParserEv
   State state_ = State::AwaitingHead;
   bool head_timer_armed_ = false;
   bool in_parse_loop_ = false;  // parseHeads() is on the stack: it picks up pipelined input
+  bool parse_pending_ = false;  // buffered pipelined input waits for the next loop turn
   bool close_after_write_ = false;
   // The last bytes of the head seen so far: llhttp accepts a bare LF as the head's final line
   // ending, so the proxy checks that the head really ends in CRLF CRLF.
