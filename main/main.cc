@@ -3,8 +3,10 @@
 
 #include <csignal>
 #include <iostream>
+#include <string_view>
 
 #include "main/commands.h"
+#include "offload/exec_wrapper.h"
 
 namespace {
 
@@ -24,6 +26,10 @@ void addCommonOptions(CLI::App* cmd, loopguard::CommonOptions& options, bool wit
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Worker processes start through this binary (offload/exec_wrapper.h); not a user command.
+  if (argc > 1 && std::string_view(argv[1]) == loopguard::offload::kExecWrapperArg) {
+    return loopguard::offload::runExecWrapper(argc, argv);
+  }
   // A write to a peer that has gone must come back as EPIPE, not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"loopguard: a reverse proxy that keeps CPU-heavy routes off your app's event loop"};

@@ -66,7 +66,7 @@ bool ProxyApp::start(const config::Address& listen) {
 ReloadResult ProxyApp::reload(const char* trigger) {
   auto log = spdlog::get("main");
   ReloadResult result;
-  config::LoadResult loaded = config::loadConfigFile(options_.config_path, config::Purpose::Proxy);
+  config::LoadResult loaded = config::loadConfigFile(options_.config_path, hooks_.purpose);
   if (!loaded.ok()) {
     ++reloads_failed_;
     for (const auto& e : loaded.errors) {
@@ -77,6 +77,7 @@ ReloadResult ProxyApp::reload(const char* trigger) {
                loaded.errors.size());
     return result;
   }
+  if (hooks_.served_config) loaded.config = hooks_.served_config(*loaded.config);
   const config::Config& next = *loaded.config;
   if (next.listen != config_->listen) result.restart_required.push_back("listen");
   if (next.admin.listen != config_->admin.listen) result.restart_required.push_back("admin.listen");

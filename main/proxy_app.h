@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/loader.h"
 #include "main/commands.h"
 #include "main/config_watcher.h"
 #include "main/lifecycle.h"
@@ -34,6 +35,9 @@ struct AppHooks {
   std::function<void(const config::Config&)> on_config;  // start/roll pools for a config
   std::function<void(std::function<void()>)> stop_pools; // drain: stop workers, then done()
   std::function<void()> kill_pools;                      // second signal: stop at once
+  // `loopguard offload`: reloads read the file as an offload config and serve its sidecar view.
+  config::Purpose purpose = config::Purpose::Proxy;
+  std::function<std::shared_ptr<const config::Config>(const config::Config&)> served_config;
 };
 
 class ProxyApp {

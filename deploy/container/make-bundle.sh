@@ -12,8 +12,10 @@
 # Nothing is taken from the image it runs in: not LD_LIBRARY_PATH (never set, so the pool
 # workers that loopguard starts see the app image's own environment), not the image's libc.
 # PREFIX must be the path the bundle is used at (the Dockerfile uses /opt/loopguard, and the
-# Kubernetes manifests mount the bundle there). Used elsewhere, start it through its loader:
-#   DIR/lib/ld-linux-x86-64.so.2 DIR/bin/loopguard version
+# Kubernetes manifests mount the bundle there). Copied elsewhere it still runs through its loader
+# (DIR/lib/ld-linux-x86-64.so.2 DIR/bin/loopguard version: install-loopguard.sh checks a copy so),
+# but not with pools: loopguard starts its workers by re-executing /proc/self/exe, which is then
+# the loader.
 #
 # Runs at image build time (deploy/Dockerfile). Needs ldd and patchelf.
 set -eu

@@ -163,6 +163,32 @@ def run_probe(args, timeout):
         return {"error": (out.stderr or out.stdout)[-400:]}
 
 
+def cpu_busy(interval=1.0):
+    """Share of all CPUs busy over `interval` seconds, 0..1 (from /proc/stat)."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields), idle
+    t0, i0 = sample()
+    time.sleep(interval)
+    t1, i1 = sample()
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_quiet(limit, max_wait):
+    """Waits (up to max_wait s) until the machine is quiet: less than `limit` of its CPU busy over
+    two consecutive seconds. This script's own processes are idle then, so what is measured is
+    someone else (a build, another benchmark). Returns the last busy share seen."""
+    deadline = time.monotonic() + max_wait
+    quiet_seconds, busy = 0, cpu_busy()
+    while True:
+        quiet_seconds = quiet_seconds + 1 if busy < limit else 0
+        if quiet_seconds >= 2 or time.monotonic() >= deadline:
+            return busy
+        busy = cpu_busy()
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return float(f.read().split()[0])
@@ -219,6 +245,10 @@ def main():
     ap.add_argument("--variants", default="direct,proxy,offload",
                     help="comma-separated, of: " + ", ".join(VARIANTS))
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    ap.add_argument("--quiet-wait", type=float, default=120.0,
+                    help="before each run, wait up to this many seconds for the machine to be "
+                         "quiet (other work below --quiet-limit of the CPU); 0: do not wait")
+    ap.add_argument("--quiet-limit", type=float, default=0.15)
     args = ap.parse_args()
     variants = [v for v in args.variants.split(",") if v]
     for v in variants:
@@ -268,7 +298,7 @@ def main():
                     want=lambda s, b: s == 200 and pid_of(b) not in (None, app_pid))
             if not ok:
                 reason = body.decode("utf-8", "replace")[:200] if body else f"status {status}"
-                unavailable[v] = f"{reason}; log: {p.tail(3)!r}"
+                unavailable[v] = f"{reason}; its log ends: " + " / ".join(p.tail(3).splitlines())
                 log(f"variant {v} unavailable: {unavailable[v]}")
                 p.stop(5)
                 continue
@@ -285,7 +315,10 @@ def main():
             order = runnable[rnd % len(runnable):] + runnable[:rnd % len(runnable)] if runnable else []
             for v in order:
                 for phase in ("io", "io+cpu"):
-                    run = {"round": rnd + 1, "variant": v, "phase": phase, "loadavg": loadavg()}
+                    busy = (wait_quiet(args.quiet_limit, args.quiet_wait) if args.quiet_wait > 0
+                            else cpu_busy(0.5))
+                    run = {"round": rnd + 1, "variant": v, "phase": phase, "loadavg": loadavg(),
+                           "busy_before": round(busy, 3)}
                     hammer = None
                     if phase == "io+cpu":
                         hammer = subprocess.Popen(
@@ -312,9 +345,8 @@ def main():
                         + (f" | cpu p50 {fmt(cpu.get('p50_ms'))} p99 {fmt(cpu.get('p99_ms'))} ms "
                            f"{fmt(cpu.get('rps'))} req/s err {cpu.get('error_count', '?')}"
                            if phase == "io+cpu" else "")
-                        + f" (load {run['loadavg']:.2f})")
+                        + f" (load {run['loadavg']:.2f}, cpu busy before {busy:.0%})")
                     runs.append(run)
-                    time.sleep(1.0)
     finally:
         for p in reversed(procs):
             p.stop()
@@ -379,6 +411,13 @@ def report(args, info, variants, unavailable, runs, base):
             f"| {fmt(row['io_p50'])} | {fmt(row['io_p99'])} | {fmt(row['io_rps'])} "
             f"| {fmt(row['io_err'], 0)} | {fmt(row['cpu_p50'])} | {fmt(row['cpu_p99'])} "
             f"| {fmt(row['cpu_rps'])} | {ratio} |")
+    noisy = [r for r in runs if r.get("busy_before", 0) >= args.quiet_limit]
+    lines.append("")
+    lines.append(f"Before each run the script waited (up to {args.quiet_wait:g} s) for other work on "
+                 f"the machine to fall below {args.quiet_limit:.0%} of its CPU; "
+                 + (f"{len(noisy)} of {len(runs)} runs started anyway on a busier machine "
+                    f"(busy {', '.join(format(r['busy_before'], '.0%') for r in noisy)})."
+                    if noisy else "every run started on a quiet machine."))
     lines.append("")
     for v in variants:
         lines.append(f"- **{v}**: {VARIANTS[v]}"

@@ -1,0 +1,19 @@
+// `loopguard offload`: a standalone pool (sidecar). The same app, server and pool code as
+// `loopguard proxy`, serving `offload.listen` with one implicit route to `offload.pool`
+// (offload/sidecar.h), so a proxy elsewhere reaches the pool as an ordinary upstream.
+#include "main/serve.h"
+#include "offload/sidecar.h"
+
+namespace loopguard {
+
+int runOffload(const CommonOptions& options) {
+  auto file = loadOrReport(options.config_path, config::Purpose::Offload);
+  if (!file) return 1;
+  if (!setupLoggingFor(options, *file)) return 2;
+  return serveApp(options, offload::sidecarConfig(*file), [](AppHooks& hooks) {
+    hooks.purpose = config::Purpose::Offload;
+    hooks.served_config = [](const config::Config& file) { return offload::sidecarConfig(file); };
+  });
+}
+
+}  // namespace loopguard

@@ -1,0 +1,28 @@
+// What `loopguard proxy` and `loopguard offload` share: a ProxyApp with a PoolSet plugged in
+// (the resolver for `pool:` routes, readiness, metrics, and the pools' part of reload, drain
+// and forced stop), run on one loop until it has drained.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "config/loader.h"
+#include "main/commands.h"
+#include "main/proxy_app.h"
+#include "offload/pool_set.h"
+
+namespace loopguard {
+
+// Loads a config file; prints every error on stderr and returns null if it is not valid.
+std::shared_ptr<const config::Config> loadOrReport(const std::string& path, config::Purpose p);
+
+// `pools` must outlive the app.
+AppHooks poolHooks(offload::PoolSet& pools);
+
+// Runs the app for `cfg` (its listen address must be set) with the pools it uses; returns the
+// exit code. `customize` may adjust the hooks (the sidecar's reload).
+int serveApp(const CommonOptions& options, std::shared_ptr<const config::Config> cfg,
+             const std::function<void(AppHooks&)>& customize);
+
+}  // namespace loopguard

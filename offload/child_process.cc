@@ -1,0 +1,186 @@
+#include "offload/child_process.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/wait.h>
+
+#include <cassert>
+
+#include "offload/exec_wrapper.h"
+
+namespace loopguard::offload {
+
+namespace {
+
+// After the exit, how long to wait for the pipes' EOF. A grandchild that escaped the process
+// group may keep them open for ever; the owner must hear about the exit anyway.
+constexpr uint64_t kLingerMs = 250;
+
+}  // namespace
+
+ChildProcess::ChildProcess(uv_loop_t* loop, ChildEvents& events, std::string log_tag)
+    : loop_(loop),
+      events_(events),
+      tag_(std::move(log_tag)),
+      out_([this](std::string_view line) {
+        recent_.emplace_back(line);
+        if (recent_.size() > OutputLines::kKeepLines) recent_.pop_front();
+        spdlog::get("offload")->info("[{}] {}", tag_, line);
+      }),
+      err_([this](std::string_view line) {
+        recent_.emplace_back(line);
+        if (recent_.size() > OutputLines::kKeepLines) recent_.pop_front();
+        spdlog::get("offload")->info("[{}] {}", tag_, line);
+      }),
+      linger_timer_(loop, this, &uv::bindTimer<ChildProcess, &ChildProcess::onLingerTimeout>) {
+  out_.self = this;
+  err_.self = this;
+}
+
+ChildProcess::~ChildProcess() {
+  assert((state_ == State::Idle || state_ == State::Exited) && "ChildProcess destroyed while running");
+}
+
+int ChildProcess::spawn(const SpawnSpec& spec, std::string& error) {
+  if (state_ != State::Idle || process_.initialized()) {  // one spawn per object
+    error = "already spawned";
+    return UV_EINVAL;
+  }
+  for (Stream* s : {&out_, &err_}) {
+    int rc = uv_pipe_init(loop_, s->pipe.get(), 0);
+    if (rc != 0) {
+      error = std::string("pipe: ") + uv_strerror(rc);
+      return rc;
+    }
+    s->pipe.markInitialized();
+    s->pipe.get()->data = s;
+  }
+
+  std::vector<std::string> argv_strings = wrapCommand(spec.command);
+  std::vector<char*> argv;
+  for (std::string& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_strings = spec.env;
+  std::vector<char*> env;
+  for (std::string& e : env_strings) env.push_back(e.data());
+  env.push_back(nullptr);
+
+  uv_stdio_container_t stdio[3];
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+  stdio[1].data.stream = out_.pipe.stream();
+  stdio[2].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+  stdio[2].data.stream = err_.pipe.stream();
+
+  uv_process_options_t options{};
+  options.file = kSelfExe;
+  options.args = argv.data();
+  options.env = env.data();
+  options.cwd = spec.workdir.empty() ? nullptr : spec.workdir.c_str();
+  // Its own session and process group (pgid == pid): signals go to the worker and whatever it
+  // forked, and a Ctrl-C on loopguard's terminal does not reach workers behind its back.
+  options.flags = UV_PROCESS_DETACHED;
+  options.stdio_count = 3;
+  options.stdio = stdio;
+  options.exit_cb = [](uv_process_t* p, int64_t code, int signal) {
+    static_cast<ChildProcess*>(p->data)->onExit(code, signal);
+  };
+  process_.get()->data = this;
+  int rc = uv_spawn(loop_, process_.get(), &options);
+  // uv_spawn initializes the handle even when it fails, so it must be closed either way.
+  process_.markInitialized();
+  if (rc != 0) {
+    error = spec.workdir.empty() ? uv_strerror(rc)
+                                 : std::string(uv_strerror(rc)) + " (workdir " + spec.workdir + ")";
+    return rc;
+  }
+  pid_ = process_.get()->pid;
+  state_ = State::Running;
+  startReading(out_);
+  startReading(err_);
+  return 0;
+}
+
+void ChildProcess::startReading(Stream& s) {
+  s.open = true;
+  int rc = uv_read_start(
+      s.pipe.stream(),
+      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+        auto* stream = static_cast<Stream*>(h->data);
+        *buf = uv_buf_init(stream->buffer, sizeof(stream->buffer));
+      },
+      [](uv_stream_t* h, ssize_t nread, const uv_buf_t* buf) {
+        auto* stream = static_cast<Stream*>(h->data);
+        if (nread > 0) {
+          stream->lines.feed(std::string_view(buf->base, static_cast<size_t>(nread)));
+        } else if (nread < 0) {
+          stream->self->onStreamEnd(*stream);
+        }
+      });
+  if (rc != 0) onStreamEnd(s);
+}
+
+void ChildProcess::onStreamEnd(Stream& s) {
+  if (!s.open) return;
+  s.open = false;
+  s.lines.finish();
+  s.pipe.close();
+  maybeFinish();
+}
+
+void ChildProcess::onExit(int64_t code, int signal) {
+  if (state_ != State::Running) return;
+  status_.code = code;
+  status_.signal = signal;
+  state_ = State::Draining;
+  // The leader is gone; anything it left in its group (forked helpers) goes with it. The pgid
+  // stays reserved while any member lives, so this cannot hit an unrelated process group.
+  ::kill(-pid_, SIGKILL);
+  maybeFinish();
+  if (state_ == State::Draining) linger_timer_.start(kLingerMs);
+}
+
+void ChildProcess::maybeFinish() {
+  if (state_ == State::Draining && !out_.open && !err_.open) finish();
+}
+
+void ChildProcess::onLingerTimeout() {
+  if (state_ == State::Draining) finish();
+}
+
+void ChildProcess::finish() {
+  linger_timer_.stop();
+  for (Stream* s : {&out_, &err_}) {
+    if (s->open) {
+      s->open = false;
+      s->lines.finish();
+      s->pipe.close();
+    }
+  }
+  state_ = State::Exited;
+  events_.onChildExited(status_);
+}
+
+void ChildProcess::signalGroup(int signum) {
+  if (state_ != State::Running || pid_ <= 0) return;
+  ::kill(-pid_, signum);
+}
+
+bool ChildProcess::exitedUnreaped() const {
+  if (state_ != State::Running) return state_ != State::Idle;
+  siginfo_t info{};
+  // WNOWAIT leaves the zombie for libuv to reap and report as usual.
+  if (waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0) return false;
+  return info.si_pid == pid_;
+}
+
+std::string ChildProcess::lastOutput() const {
+  std::string text;
+  for (const std::string& line : recent_) {
+    if (!text.empty()) text += " | ";
+    text += line;
+  }
+  return text;
+}
+
+}  // namespace loopguard::offload

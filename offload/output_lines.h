@@ -1,0 +1,39 @@
+// Splits a child's stdout/stderr bytes into lines for the log, with a bound on a line's length
+// (a process writing megabytes without a newline must not grow loopguard's memory), and keeps
+// the last few lines so a worker that fails to start can be reported with what it said.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace loopguard::offload {
+
+class OutputLines {
+ public:
+  static constexpr size_t kMaxLine = 8 * 1024;
+  static constexpr size_t kKeepLines = 8;
+
+  using Emit = std::function<void(std::string_view line)>;
+  explicit OutputLines(Emit emit) : emit_(std::move(emit)) {}
+
+  // New bytes: every complete line is emitted (CR before LF dropped); a line longer than
+  // kMaxLine is emitted in kMaxLine pieces.
+  void feed(std::string_view bytes);
+  // End of stream: emits an unterminated last line.
+  void finish();
+
+  // The last kKeepLines lines emitted, oldest first.
+  const std::deque<std::string>& last() const { return last_; }
+
+ private:
+  void emitLine(std::string_view line);
+
+  Emit emit_;
+  std::string partial_;
+  std::deque<std::string> last_;
+};
+
+}  // namespace loopguard::offload

@@ -1,0 +1,34 @@
+#include "offload/sidecar.h"
+
+namespace loopguard::offload {
+
+config::RouteLimits sidecarLimits(const config::Pool& pool) {
+  config::RouteLimits limits;
+  limits.max_queue = kSidecarMaxQueue;
+  limits.queue_timeout = pool.request_timeout;
+  limits.overflow_status = 503;
+  return limits;
+}
+
+std::shared_ptr<const config::Config> sidecarConfig(const config::Config& file) {
+  auto config = std::make_shared<config::Config>(file);
+  const config::Pool* pool = file.offload ? file.findPool(file.offload->pool) : nullptr;
+  config->pools.clear();
+  config->routes.clear();
+  config->upstreams.clear();
+  if (pool == nullptr) return config;
+  config->listen = file.offload->listen;
+  config->pools.push_back(*pool);
+  config::Route route;
+  route.name = kSidecarRoute;
+  route.match.kind = config::MatchKind::Prefix;
+  route.match.pattern = "/";
+  route.target_kind = config::TargetKind::Pool;
+  route.target = pool->name;
+  route.limits = sidecarLimits(*pool);
+  route.buffer_request = true;  // as for any pool route: a slow upload never holds a worker
+  config->routes.push_back(std::move(route));
+  return config;
+}
+
+}  // namespace loopguard::offload

@@ -1,0 +1,500 @@
+#include "offload/worker_pool.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace loopguard::offload {
+
+using upstream::AcquireResult;
+using upstream::UpstreamConnection;
+using upstream::UpstreamErrorKind;
+
+namespace {
+
+// Idle keep-alive connections to a worker are dropped after 1 s: well below the keep-alive
+// timeout of common app servers (uvicorn 5 s, gunicorn 2 s, Node 5 s), so loopguard never
+// writes a request to a connection the worker is closing.
+constexpr uint64_t kIdleTimeoutMs = 1'000;
+constexpr uint64_t kConnectTimeoutMs = 2'000;
+// A request whose connects keep failing (its workers keep dying under it) fails with 502.
+constexpr uint32_t kMaxConnectAttempts = 3;
+// The exchange's response-head timeout is a backstop behind the pool's own request_timeout.
+constexpr int64_t kResponseBackstopMs = 1'000;
+
+std::shared_ptr<spdlog::logger> log() { return spdlog::get("offload"); }
+
+}  // namespace
+
+WorkerPool::WorkerPool(uv_loop_t* loop, net::BufferPool& buffers, RuntimeDir& dir,
+                       const config::Pool& config)
+    : loop_(loop),
+      buffers_(buffers),
+      name_(config.name),
+      supervisor_(loop, buffers, dir, *this, config),
+      deadline_timer_(loop, this, &uv::bindTimer<WorkerPool, &WorkerPool::onDeadlineTimer>) {}
+
+WorkerPool::~WorkerPool() = default;
+
+void WorkerPool::addWaitingLimiter(const std::shared_ptr<routing::RouteLimiter>& limiter) {
+  for (const auto& weak : limiters_) {
+    if (weak.lock() == limiter) return;
+  }
+  // Drop the limiters of routes that are gone while we are at it.
+  limiters_.erase(std::remove_if(limiters_.begin(), limiters_.end(),
+                                 [](const auto& weak) { return weak.expired(); }),
+                  limiters_.end());
+  limiters_.push_back(limiter);
+}
+
+config::Duration WorkerPool::responseTimeout() const {
+  return config().request_timeout + config::Duration(kResponseBackstopMs);
+}
+
+const char* WorkerPool::unavailableReason() const {
+  return supervisor_.available() ? nullptr : "no_workers";
+}
+
+bool WorkerPool::retryable(const UpstreamConnection* connection) const {
+  // Retry only when the worker is alive: a request that was on a worker when it died may be
+  // what killed it. The exit may not be reported yet when the connection's EOF arrives, so
+  // the process is asked directly.
+  const Worker& w = workerOf(connection);
+  return w.dispatchable() && !w.processGone();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admission (CapacityGate)
+
+bool WorkerPool::tryTake() {
+  if (!supervisor_.available() || pump_budget_ == 0) return false;
+  if (!ledger_.tryTake()) return false;
+  if (pump_budget_ > 0) --pump_budget_;
+  return true;
+}
+
+void WorkerPool::giveBack() {
+  if (!ledger_.giveBack()) {
+    log()->error("pool {}: a capacity unit was given back twice", name_);
+    return;
+  }
+  pumpWaiting();
+}
+
+bool WorkerPool::hasCapacity() const { return supervisor_.available() && ledger_.hasRoom(); }
+
+void WorkerPool::pumpWaiting() {
+  // Re-entered from an admission's own callbacks (a request that fails at once gives its unit
+  // back): leave a note, the outer loop runs again.
+  if (pumping_) {
+    repump_ = true;
+    return;
+  }
+  pumping_ = true;
+  do {
+    repump_ = false;
+    std::vector<const routing::Limiter*> stuck;  // have waiters but admitted nothing
+    while (hasCapacity()) {
+      std::shared_ptr<routing::RouteLimiter> oldest;
+      routing::TimePointMs oldest_at = 0;
+      for (const auto& weak : limiters_) {
+        auto limiter = weak.lock();
+        if (!limiter) continue;
+        std::optional<routing::TimePointMs> at = limiter->limiter().oldestEnqueuedAt();
+        if (!at || std::find(stuck.begin(), stuck.end(), &limiter->limiter()) != stuck.end()) {
+          continue;
+        }
+        if (!oldest || *at < oldest_at) {
+          oldest = std::move(limiter);
+          oldest_at = *at;
+        }
+      }
+      if (!oldest) break;
+      // One admission per turn, so the next unit goes to whichever route then has the oldest
+      // waiter: one queue per route, served oldest first across routes.
+      pump_budget_ = 1;
+      oldest->limiter().pump();
+      bool admitted = pump_budget_ == 0;
+      pump_budget_ = -1;
+      if (!admitted) stuck.push_back(&oldest->limiter());  // its own max_in_flight is full
+    }
+  } while (repump_);
+  pumping_ = false;
+}
+
+void WorkerPool::failWaiting() {
+  // Nobody will serve these soon: 503 no_workers now rather than at the queue timeout.
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (Request& r : pending) {
+    if (r.waiter != nullptr) r.waiter->onTargetFailed(UpstreamErrorKind::Connect, "no worker is available");
+  }
+  for (const auto& weak : limiters_) {
+    if (auto limiter = weak.lock()) limiter->limiter().failAllQueued();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch (Target)
+
+Worker* WorkerPool::pick() {
+  const auto& workers = supervisor_.workers();
+  auto it = pickLeastBusy(workers.begin(), workers.end(), config().concurrency_per_worker,
+                          [](const std::unique_ptr<Worker>& w) {
+                            return DispatchView{w->dispatchable(), w->in_flight, w->served};
+                          });
+  return it == workers.end() ? nullptr : it->get();
+}
+
+AcquireResult WorkerPool::acquire(upstream::TargetWaiter& waiter,
+                                  const upstream::AcquireOptions& options) {
+  if (supervisor_.stopping()) return AcquireResult::failed("worker pool is stopping");
+  Request r;
+  r.waiter = &waiter;
+  r.fresh = options.fresh;
+  r.route.assign(options.route);
+  r.request_id.assign(options.request_id);
+  Worker* w = pick();
+  if (w == nullptr) {
+    pending_.push_back(std::move(r));
+    return AcquireResult::pending();
+  }
+  return startOn(*w, std::move(r), true);
+}
+
+AcquireResult WorkerPool::startOn(Worker& w, Request r, bool sync) {
+  ++w.in_flight;
+  ++w.served;
+  if (!r.fresh) {
+    if (UpstreamConnection* c = popIdle(w)) {
+      track(c, w, r);
+      upstream::TargetWaiter* waiter = r.waiter;
+      supervisor_.onDispatched(w);
+      if (sync) return AcquireResult::ready(c);
+      waiter->onTargetReady(c, true);
+      return AcquireResult::pending();
+    }
+  }
+  auto* c = new UpstreamConnection(loop_, buffers_, *this, w.name());
+  c->ownerTag = &w;
+  ++w.open_connections;
+  // Recorded before the connect: a connect that fails at once closes the connection, and
+  // onConnectionGone() then retries the request elsewhere like any failed connect.
+  connecting_.emplace(c, std::move(r));
+  int rc;
+  if (w.address().is_unix) {
+    rc = c->connectUnix(w.address().path, kConnectTimeoutMs);
+  } else {
+    sockaddr_in addr{};
+    uv_ip4_addr("127.0.0.1", w.address().port, &addr);
+    rc = c->connectTcp(reinterpret_cast<const sockaddr*>(&addr), kConnectTimeoutMs);
+  }
+  if (rc != 0) {
+    c->close();
+  } else {
+    supervisor_.onDispatched(w);
+  }
+  return AcquireResult::pending();
+}
+
+void WorkerPool::dispatchOrWait(Request r) {
+  if (r.waiter == nullptr) return;
+  if (Worker* w = pick()) {
+    startOn(*w, std::move(r), false);
+  } else {
+    pending_.push_back(std::move(r));
+  }
+}
+
+void WorkerPool::retryElsewhere(Request r, const char* why) {
+  if (r.waiter == nullptr) return;
+  // Nothing reached a worker, so another worker may take it whatever the method.
+  if (++r.attempts >= kMaxConnectAttempts) {
+    r.waiter->onTargetFailed(UpstreamErrorKind::Connect, why);
+    return;
+  }
+  dispatchOrWait(std::move(r));
+}
+
+void WorkerPool::servePending() {
+  while (!pending_.empty()) {
+    if (pending_.front().waiter == nullptr) {
+      pending_.pop_front();
+      continue;
+    }
+    Worker* w = pick();
+    if (w == nullptr) return;
+    Request r = std::move(pending_.front());
+    pending_.pop_front();
+    startOn(*w, std::move(r), false);
+  }
+}
+
+void WorkerPool::cancel(upstream::TargetWaiter& waiter) {
+  for (Request& r : pending_) {
+    if (r.waiter == &waiter) r.waiter = nullptr;
+  }
+  for (auto& [c, r] : connecting_) {
+    if (r.waiter == &waiter) r.waiter = nullptr;
+  }
+}
+
+void WorkerPool::track(UpstreamConnection* c, Worker& w, Request& r) {
+  uint64_t now = uv_now(loop_);
+  Running& run = running_[c];
+  run.worker = &w;
+  run.started_at = now;
+  run.route = std::move(r.route);
+  run.request_id = std::move(r.request_id);
+  const config::Pool& cfg = config();
+  uint64_t first = now + static_cast<uint64_t>(cfg.request_timeout.count());
+  if (cfg.slow_after.count() > 0) {
+    first = std::min(first, now + static_cast<uint64_t>(cfg.slow_after.count()));
+  }
+  armDeadline(first);
+}
+
+void WorkerPool::release(UpstreamConnection* c, bool reusable) {
+  Worker& w = workerOf(c);
+  if (auto it = running_.find(c); it != running_.end()) {
+    running_.erase(it);
+    --w.in_flight;
+    if (running_.empty()) disarmDeadline();
+  }
+  // A connection that ends badly may mean the worker just died (its sockets close before its
+  // exit is reported): stop sending it requests now rather than after a refused connect.
+  if (!reusable && w.dispatchable() && w.processGone()) supervisor_.onWorkerVanished(w);
+  if (reusable && w.dispatchable() && c->state() == UpstreamConnection::State::Active &&
+      w.idle_count < config().concurrency_per_worker) {
+    c->detach();
+    c->becomeIdle(kIdleTimeoutMs);
+    pushIdle(w, c);
+  } else {
+    // Never reused after anything but a complete exchange on a healthy worker.
+    c->close();
+  }
+  slotFreed(w);
+}
+
+void WorkerPool::slotFreed(Worker& w) {
+  supervisor_.onRequestDone(w);
+  servePending();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections (ConnectionOwner)
+
+void WorkerPool::onConnectResult(UpstreamConnection* c, int status) {
+  auto it = connecting_.find(c);
+  if (it == connecting_.end()) return;
+  Request r = std::move(it->second);
+  connecting_.erase(it);
+  Worker& w = workerOf(c);
+  --w.in_flight;
+  if (status != 0) {
+    --w.served;
+    c->close();
+    if (w.processGone()) {
+      supervisor_.onWorkerVanished(w);
+    } else {
+      supervisor_.onConnectRefused(w, status == UV_ETIMEDOUT ? "connect timed out"
+                                                             : uv_strerror(status));
+    }
+    retryElsewhere(std::move(r), "cannot connect to a worker");
+    slotFreed(w);
+    return;
+  }
+  if (r.waiter == nullptr) {
+    // The request went away while connecting: keep the connection for the next one.
+    --w.served;
+    if (w.dispatchable() && w.idle_count < config().concurrency_per_worker) {
+      c->becomeIdle(kIdleTimeoutMs);
+      pushIdle(w, c);
+    } else {
+      c->close();
+    }
+    slotFreed(w);
+    return;
+  }
+  ++w.in_flight;
+  upstream::TargetWaiter* waiter = r.waiter;
+  track(c, w, r);
+  waiter->onTargetReady(c, false);
+}
+
+void WorkerPool::onIdleClosed(UpstreamConnection* c) { removeIdle(workerOf(c), c); }
+
+void WorkerPool::onConnectionGone(UpstreamConnection* c) {
+  Worker& w = workerOf(c);
+  if (auto it = connecting_.find(c); it != connecting_.end()) {
+    // Closed before its connect finished (a connect that failed at once, or a dying worker).
+    Request r = std::move(it->second);
+    connecting_.erase(it);
+    --w.in_flight;
+    --w.served;
+    retryElsewhere(std::move(r), "cannot connect to a worker");
+    supervisor_.onRequestDone(w);
+  }
+  if (auto it = running_.find(c); it != running_.end()) {
+    // Its exchange never released it (should not happen); keep the counts true anyway.
+    running_.erase(it);
+    --w.in_flight;
+    if (running_.empty()) disarmDeadline();
+    supervisor_.onRequestDone(w);
+  }
+  if (c->idle_prev != nullptr || c->idle_next != nullptr || w.idle_head == c) removeIdle(w, c);
+  --w.open_connections;
+  if (w.state() == Worker::State::Exited && w.open_connections == 0) supervisor_.sweepSoon();
+}
+
+UpstreamConnection* WorkerPool::popIdle(Worker& w) {
+  UpstreamConnection* c = w.idle_head;
+  if (c != nullptr) removeIdle(w, c);
+  return c;
+}
+
+void WorkerPool::pushIdle(Worker& w, UpstreamConnection* c) {
+  // LIFO: the most recently used connection is the least likely to have been closed.
+  c->idle_prev = nullptr;
+  c->idle_next = w.idle_head;
+  if (w.idle_head != nullptr) w.idle_head->idle_prev = c;
+  w.idle_head = c;
+  ++w.idle_count;
+}
+
+void WorkerPool::removeIdle(Worker& w, UpstreamConnection* c) {
+  if (c->idle_prev != nullptr) c->idle_prev->idle_next = c->idle_next;
+  if (c->idle_next != nullptr) c->idle_next->idle_prev = c->idle_prev;
+  if (w.idle_head == c) w.idle_head = c->idle_next;
+  c->idle_prev = c->idle_next = nullptr;
+  --w.idle_count;
+}
+
+void WorkerPool::closeIdle(Worker& w) {
+  while (UpstreamConnection* c = popIdle(w)) c->close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker lifecycle (SupervisorEvents)
+
+void WorkerPool::onWorkerReady(Worker&) {}  // onCapacityChanged() follows
+
+void WorkerPool::onWorkerStopping(Worker& w) { closeIdle(w); }
+
+void WorkerPool::onWorkerExited(Worker& w) {
+  closeIdle(w);
+  std::vector<UpstreamConnection*> doomed;
+  for (const auto& [c, run] : running_) {
+    if (run.worker == &w) doomed.push_back(c);
+  }
+  for (const auto& [c, r] : connecting_) {
+    if (&workerOf(c) == &w) doomed.push_back(c);
+  }
+  // Each fail() may re-enter the pool (the exchange releases, the next request is dispatched):
+  // re-check that the connection is still ours before touching it.
+  for (UpstreamConnection* c : doomed) {
+    if (running_.count(c) != 0) {
+      c->fail(UpstreamErrorKind::Reset, "the worker died while handling the request");
+    } else if (connecting_.count(c) != 0) {
+      c->close();  // onConnectionGone() retries it on another worker
+    }
+  }
+}
+
+void WorkerPool::onCapacityChanged() {
+  ledger_.setSlots(static_cast<uint64_t>(supervisor_.readyWorkers()) *
+                   config().concurrency_per_worker);
+  bool available = supervisor_.available();
+  bool lost = available_ && !available;
+  available_ = available;
+  if (lost) {
+    if (!supervisor_.stopping()) {
+      log()->error("pool {}: no worker can start: refusing its requests with 503 (no_workers) "
+                   "until one is ready",
+                   name_);
+    }
+    failWaiting();
+    return;
+  }
+  servePending();
+  pumpWaiting();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deadlines: request_timeout and slow_after
+
+void WorkerPool::armDeadline(uint64_t at) {
+  if (armed_ && *armed_ <= at) return;
+  armed_ = at;
+  uint64_t now = uv_now(loop_);
+  deadline_timer_.start(at > now ? at - now : 0);
+}
+
+void WorkerPool::disarmDeadline() {
+  // An armed timer would keep the loop (and so the process) alive with nothing to time.
+  armed_.reset();
+  deadline_timer_.stop();
+}
+
+void WorkerPool::onDeadlineTimer() {
+  armed_.reset();
+  const config::Pool& cfg = config();
+  const uint64_t timeout = static_cast<uint64_t>(cfg.request_timeout.count());
+  const uint64_t slow = static_cast<uint64_t>(cfg.slow_after.count());
+  uint64_t now = uv_now(loop_);
+  std::vector<UpstreamConnection*> expired;
+  for (auto& [c, run] : running_) {
+    if (slow > 0 && !run.slow_reported && now >= run.started_at + slow) reportSlow(run, now);
+    if (!run.timed_out && now >= run.started_at + timeout) expired.push_back(c);
+  }
+  for (UpstreamConnection* c : expired) timeOut(c);
+  // Re-arm for the earliest deadline left (timeOut() may have changed the set).
+  std::optional<uint64_t> next;
+  for (const auto& [c, run] : running_) {
+    if (!run.timed_out) {
+      uint64_t at = run.started_at + timeout;
+      next = next ? std::min(*next, at) : at;
+    }
+    if (slow > 0 && !run.slow_reported) {
+      uint64_t at = run.started_at + slow;
+      next = next ? std::min(*next, at) : at;
+    }
+  }
+  if (next) armDeadline(*next);
+}
+
+void WorkerPool::reportSlow(Running& run, uint64_t now) {
+  run.slow_reported = true;
+  Worker& w = *run.worker;
+  log()->warn("pool {}: slow request {} on route {}: worker {} (pid {}) busy for {} ms "
+              "(slow_after {} ms)",
+              name_, run.request_id, run.route, w.index(), w.pid(), now - run.started_at,
+              config().slow_after.count());
+  supervisor_.runDiagnostic(w);
+}
+
+void WorkerPool::timeOut(UpstreamConnection* c) {
+  auto it = running_.find(c);
+  if (it == running_.end()) return;
+  Running& run = it->second;
+  run.timed_out = true;
+  if (c->state() == UpstreamConnection::State::Tunnel) return;  // an upgraded stream: no limit
+  // The worker sent its whole response; only the client is slow to read it.
+  if (c->state() == UpstreamConnection::State::Active && c->parser().headComplete() &&
+      !c->parser().inMessage()) {
+    return;
+  }
+  Worker& w = *run.worker;
+  uint64_t now = uv_now(loop_);
+  // A diagnostic that never ran for this request (slow_after off or not below the timeout)
+  // still runs before the kill.
+  if (config().slow_after.count() > 0 && !run.slow_reported) reportSlow(run, now);
+  log()->warn("pool {}: request {} on route {} exceeded request_timeout ({} ms) on worker {} "
+              "(pid {}): killing the worker",
+              name_, run.request_id, run.route, config().request_timeout.count(), w.index(),
+              w.pid());
+  supervisor_.onRequestTimeout(w);
+  c->fail(UpstreamErrorKind::Timeout, "the worker exceeded request_timeout");
+}
+
+}  // namespace loopguard::offload

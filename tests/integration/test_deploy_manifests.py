@@ -1,0 +1,631 @@
+"""deploy/kubernetes/ and deploy/Dockerfile kept honest without a cluster.
+
+- Every manifest validates against the Kubernetes API schemas (npm package kubernetes-models, run by
+  tests/deploy/validate-manifests.mjs, which also rejects fields the schema does not define).
+- Every loopguard config embedded in a ConfigMap passes `loopguard validate`.
+- Manifests and configs agree: container ports vs `listen`/`admin.listen`/`offload.listen`, probes
+  on the admin port, Services' targetPorts, the offload socket shared through an emptyDir, DNS
+  upstreams naming the offload Service, the HPA's target, the termination budget
+  (terminationGracePeriodSeconds > preStop sleeps + drains), the bundle shared by an init container.
+- deploy/Dockerfile agrees with deploy/install-deps.sh, the binary's shared libraries and the
+  image's default config.
+
+Needs node (Node.js) and the npm packages of tests/deploy/node/ (installed here with `npm ci` when
+missing); skipped with a reason when node is not installed. The image itself is built by the slower
+tests/deploy/build-image.sh.
+"""
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from harness import loopguard_bin
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "kubernetes"
+NODE_DIR = ROOT / "tests" / "deploy" / "node"
+VALIDATOR = ROOT / "tests" / "deploy" / "validate-manifests.mjs"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+IMAGE_CONFIG = ROOT / "deploy" / "container" / "loopguard.yaml"
+INSTALL_DEPS = ROOT / "deploy" / "install-deps.sh"
+BUNDLE_DIR = "/opt/loopguard"      # where the bundle's binary expects to be (make-bundle.sh)
+IMAGE_UID = 10001                  # USER of deploy/Dockerfile
+
+
+# ---- node + the validator ------------------------------------------------------------------------
+def _node():
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node (Node.js) is not installed: the Kubernetes schema checks need it "
+                    "(apt-get install nodejs, then npm ci --prefix tests/deploy/node)")
+    modules = NODE_DIR / "node_modules"
+    marker = modules / ".package-lock.json"
+    lock = NODE_DIR / "package-lock.json"
+    stale = not (modules / "kubernetes-models" / "package.json").exists() or \
+        not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime
+    if stale:
+        npm = shutil.which("npm")
+        if not npm:
+            pytest.skip("npm is not installed and tests/deploy/node/node_modules is missing")
+        r = subprocess.run([npm, "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
+                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            pytest.fail(f"npm ci --prefix tests/deploy/node failed:\n{r.stdout}\n{r.stderr}",
+                        pytrace=False)
+    return node
+
+
+def run_validator(*args):
+    return subprocess.run([_node(), str(VALIDATOR), *map(str, args)], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("configs")
+    r = run_validator("--json", "--extract-configs", out, K8S)
+    if r.returncode != 0:
+        pytest.fail(f"deploy/kubernetes/ does not validate:\n{r.stderr}", pytrace=False)
+    return json.loads(r.stdout), out
+
+
+@pytest.fixture(scope="module")
+def docs(extracted):
+    return extracted[0]
+
+
+# ---- helpers over the parsed manifests ---------------------------------------------------------
+def pattern_of(doc):
+    return pathlib.Path(doc["file"]).parent.name          # "sidecar" | "scale-out"
+
+
+def ns_of(obj):
+    return obj["metadata"].get("namespace")
+
+
+def objects(docs, kind, pattern=None):
+    return [d for d in docs if d["object"]["kind"] == kind
+            and (pattern is None or pattern_of(d) == pattern)]
+
+
+def parse_duration(text, default):
+    if text is None:
+        return default
+    m = re.fullmatch(r"(\d+)(ms|s|m|h)", str(text))
+    assert m, f"bad duration {text!r}"
+    return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def parse_address(text):
+    """'host:port' -> ('tcp', host, port); 'unix:/path' -> ('unix', path, None)."""
+    if text.startswith("unix:"):
+        return ("unix", text[len("unix:"):], None)
+    host, _, port = text.rpartition(":")
+    return ("tcp", host, int(port))
+
+
+class Pod:
+    """A workload's pod template, with the loopguard containers and their configs resolved."""
+
+    def __init__(self, doc, docs):
+        self.doc = doc
+        self.obj = doc["object"]
+        self.name = self.obj["metadata"]["name"]
+        self.ns = ns_of(self.obj)
+        self.pattern = pattern_of(doc)
+        self.spec = self.obj["spec"]["template"]["spec"]
+        self.labels = self.obj["spec"]["template"]["metadata"].get("labels", {})
+        self.init = self.spec.get("initContainers", [])
+        self.sidecars = [c for c in self.init if c.get("restartPolicy") == "Always"]
+        self.plain_init = [c for c in self.init if c.get("restartPolicy") != "Always"]
+        self.main = self.spec["containers"]
+        self.running = self.sidecars + self.main         # containers that serve while the pod runs
+        self.volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
+        self.loopguard = {}                               # container name -> (mode, config)
+        for c in self.running:
+            argv = c.get("command", []) + c.get("args", [])
+            if argv and pathlib.PurePosixPath(argv[0]).name == "loopguard" and \
+                    len(argv) > 1 and argv[1] in ("proxy", "offload"):
+                assert "--config" in argv, f"{self.name}/{c['name']}: no --config"
+                path = argv[argv.index("--config") + 1]
+                self.loopguard[c["name"]] = (argv[1], self.config_for(c, path, docs))
+
+    def where(self, c=None):
+        return f"{self.doc['file']}: {self.name}" + (f"/{c['name']}" if c else "")
+
+    def container(self, name):
+        return next(c for c in self.init + self.main if c["name"] == name)
+
+    def mount_of(self, c, path):
+        """The volumeMount of container c holding path, and path relative to it."""
+        best = None
+        for m in c.get("volumeMounts", []):
+            mp = m["mountPath"].rstrip("/")
+            if path == mp or path.startswith(mp + "/"):
+                if best is None or len(mp) > len(best[0]["mountPath"].rstrip("/")):
+                    best = (m, path[len(mp):].lstrip("/"))
+        return best
+
+    def config_for(self, c, path, docs):
+        found = self.mount_of(c, path)
+        assert found, f"{self.where(c)}: --config {path} is on no volumeMount"
+        mount, rel = found
+        assert "subPath" not in mount, \
+            f"{self.where(c)}: config mounted with subPath: ConfigMap updates would never reach it"
+        assert mount.get("readOnly") is True, f"{self.where(c)}: config mount should be readOnly"
+        vol = self.volumes[mount["name"]]
+        assert "configMap" in vol, f"{self.where(c)}: --config {path} is not from a ConfigMap"
+        key = rel
+        for item in vol["configMap"].get("items", []) or []:
+            if item["path"] == rel:
+                key = item["key"]
+        cms = [d for d in docs if d["object"]["kind"] == "ConfigMap"
+               and d["object"]["metadata"]["name"] == vol["configMap"]["name"]
+               and ns_of(d["object"]) == self.ns and pattern_of(d) == self.pattern]
+        assert len(cms) == 1, f"{self.where(c)}: ConfigMap {vol['configMap']['name']} not found once"
+        assert key in cms[0]["configs"], \
+            f"{self.where(c)}: ConfigMap {vol['configMap']['name']} has no key {key}"
+        return cms[0]["configs"][key]
+
+    def port_number(self, c, port):
+        """A probe's port: a number, or a name looked up in the same container (as the kubelet does)."""
+        if isinstance(port, int):
+            return port
+        for p in c.get("ports", []):
+            if p.get("name") == port:
+                return p["containerPort"]
+        raise AssertionError(f"{self.where(c)}: probe port {port!r} is not a port of this container")
+
+    def container_ports(self, c):
+        return {p["containerPort"] for p in c.get("ports", [])}
+
+    def prestop_sleep(self, c):
+        pre = (c.get("lifecycle") or {}).get("preStop")
+        if not pre:
+            return 0
+        if "sleep" in pre:
+            return pre["sleep"]["seconds"]
+        cmd = pre.get("exec", {}).get("command", [])
+        if len(cmd) == 2 and pathlib.PurePosixPath(cmd[0]).name == "sleep":
+            return float(cmd[1])
+        raise AssertionError(f"{self.where(c)}: cannot tell how long preStop {cmd} takes")
+
+
+@pytest.fixture(scope="module")
+def pods(docs):
+    return [Pod(d, docs) for d in docs
+            if d["object"]["kind"] in ("Deployment", "StatefulSet", "DaemonSet")]
+
+
+def loopguard_containers(pods, mode):
+    for pod in pods:
+        for name, (m, cfg) in pod.loopguard.items():
+            if m == mode:
+                yield pod, pod.container(name), cfg
+
+
+# ---- schema validation ---------------------------------------------------------------------------
+def test_every_manifest_validates_against_the_kubernetes_schemas(docs):
+    kinds = {(pattern_of(d), d["object"]["kind"]) for d in docs}
+    for want in [("sidecar", "ConfigMap"), ("sidecar", "Deployment"), ("sidecar", "Service"),
+                 ("scale-out", "ConfigMap"), ("scale-out", "Deployment"), ("scale-out", "Service"),
+                 ("scale-out", "HorizontalPodAutoscaler")]:
+        assert want in kinds, f"deploy/kubernetes/{want[0]}/ has no {want[1]}"
+    names = [(d["object"]["kind"], ns_of(d["object"]), d["object"]["metadata"]["name"], pattern_of(d))
+             for d in docs]
+    assert len(names) == len(set(names)), "two objects with the same kind/namespace/name"
+
+
+def test_the_validator_rejects_what_the_api_server_would(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: broken}
+spec:
+  selector: {matchLabels: {a: b}}
+  template:
+    metadata: {labels: {a: b}}
+    spec:
+      containers:
+        - name: c
+          image: i
+          readinesProbe: {httpGet: {path: /readyz, port: 9901}}
+          ports: [{containerPort: "8080"}]
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: h}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: broken}
+  metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 70}}}]
+---
+apiVersion: v1
+kind: Servise
+metadata: {name: s}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm}
+data:
+  proxy.yaml: |
+    listen: [unclosed
+""")
+    r = run_validator(bad)
+    assert r.returncode == 1, r.stderr
+    for expected in ['unknown field "readinesProbe"', "containerPort must be integer",
+                     "must have required property maxReplicas", "unknown apiVersion/kind v1/Servise",
+                     "data.proxy.yaml: YAML"]:
+        assert expected in r.stderr, f"not reported: {expected}\n{r.stderr}"
+
+
+def test_embedded_loopguard_configs_pass_validate(extracted):
+    _, out = extracted
+    files = sorted(out.iterdir())
+    assert len(files) >= 4, f"expected the proxy and offload configs of both patterns, got {files}"
+    for f in files:
+        r = subprocess.run([loopguard_bin(), "validate", "--config", str(f)], capture_output=True,
+                           text=True, timeout=30, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, f"{f.name}: loopguard validate failed:\n{r.stderr}"
+
+
+# ---- ports, probes, mounts -----------------------------------------------------------------------
+def test_each_pattern_has_its_containers(pods):
+    by_pattern = {}
+    for pod in pods:
+        by_pattern.setdefault(pod.pattern, []).extend(m for m, _ in pod.loopguard.values())
+    assert sorted(by_pattern.get("sidecar", [])) == ["offload", "proxy"]
+    assert sorted(by_pattern.get("scale-out", [])) == ["offload", "proxy"]
+
+
+def test_loopguard_ports_and_probes_match_the_configs(pods):
+    for pod in pods:
+        for name, (mode, cfg) in pod.loopguard.items():
+            c = pod.container(name)
+            ports = pod.container_ports(c)
+            listens = []
+            if mode == "proxy":
+                listens.append(("listen", cfg["listen"]))
+            else:
+                listens.append(("offload.listen", cfg["offload"]["listen"]))
+            for key, addr in listens:
+                kind, host, port = parse_address(addr)
+                if kind == "tcp":
+                    assert port in ports, f"{pod.where(c)}: {key} port {port} is not a containerPort"
+                    assert host in ("0.0.0.0", "::", ""), \
+                        f"{pod.where(c)}: {key} {addr} is not reachable on the pod IP"
+            assert "admin" in cfg and "listen" in cfg["admin"], f"{pod.where(c)}: no admin.listen"
+            kind, host, admin_port = parse_address(cfg["admin"]["listen"])
+            assert kind == "tcp" and host in ("0.0.0.0", "::"), \
+                f"{pod.where(c)}: admin.listen {cfg['admin']['listen']}: the kubelet probes the pod IP"
+            assert admin_port in ports, f"{pod.where(c)}: admin port {admin_port} is not a containerPort"
+            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+                assert probe in c, f"{pod.where(c)}: no {probe}"
+                get = c[probe].get("httpGet")
+                assert get and get["path"] == path, f"{pod.where(c)}: {probe} should GET {path}"
+                assert pod.port_number(c, get["port"]) == admin_port, \
+                    f"{pod.where(c)}: {probe} is not on the admin port {admin_port}"
+
+
+def test_every_probe_port_exists(pods):
+    """A named probe port must be a port of the same container; a numbered one must be open in the pod."""
+    for pod in pods:
+        pod_ports = {p for c in pod.running for p in pod.container_ports(c)}
+        for c in pod.running:
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+                get = (c.get(probe) or {}).get("httpGet")
+                if get:
+                    assert pod.port_number(c, get["port"]) in pod_ports, \
+                        f"{pod.where(c)}: {probe} port {get['port']} is not open in the pod"
+
+
+def _service_targets(svc, pods):
+    spec = svc["object"]["spec"]
+    matching = [p for p in pods if p.ns == ns_of(svc["object"]) and p.pattern == pattern_of(svc)
+                and all(p.labels.get(k) == v for k, v in spec["selector"].items())]
+    assert len(matching) == 1, \
+        f"{svc['file']}: Service {svc['object']['metadata']['name']} selects {len(matching)} workloads"
+    pod = matching[0]
+    result = []
+    for port in spec["ports"]:
+        target = port.get("targetPort", port["port"])
+        owner = None
+        for c in pod.running:
+            for p in c.get("ports", []):
+                if target in (p["containerPort"], p.get("name")):
+                    owner = (c, p["containerPort"])
+        assert owner, f"{svc['file']}: targetPort {target} is no containerPort of {pod.name}"
+        c, number = owner
+        if isinstance(target, str):
+            assert c not in pod.sidecars, \
+                f"{svc['file']}: named targetPort {target!r} on native sidecar {c['name']}: " \
+                "Services resolve those only from Kubernetes 1.32 on; use the number"
+        result.append((port, pod, c, number))
+    return result
+
+
+def test_services_target_loopguard(docs, pods):
+    for svc in objects(docs, "Service"):
+        for port, pod, c, number in _service_targets(svc, pods):
+            assert c["name"] in pod.loopguard, \
+                f"{svc['file']}: Service {svc['object']['metadata']['name']} bypasses loopguard " \
+                f"(targets container {c['name']})"
+            mode, cfg = pod.loopguard[c["name"]]
+            listen = cfg["listen"] if mode == "proxy" else cfg["offload"]["listen"]
+            assert parse_address(listen)[2] == number, \
+                f"{svc['file']}: targetPort {number} is not the {mode}'s listen port ({listen})"
+
+
+def test_app_containers_are_only_reachable_through_loopguard(pods):
+    for pod, c, cfg in loopguard_containers(pods, "proxy"):
+        for up in cfg.get("upstreams", {}).values():
+            for ep in up["endpoints"]:
+                kind, host, port = parse_address(ep)
+                if kind == "tcp" and host in ("127.0.0.1", "localhost", "::1"):
+                    for other in pod.main:
+                        assert port not in pod.container_ports(other), \
+                            f"{pod.where(other)}: declares the app port {port} the proxy reaches on loopback"
+                        cmd = " ".join(other.get("command", []) + other.get("args", []))
+                        assert "0.0.0.0" not in cmd, \
+                            f"{pod.where(other)}: the app should bind loopback, not 0.0.0.0"
+
+
+def test_config_is_mounted_as_a_folder_for_hot_reload(pods):
+    # Pod.config_for asserts it for every loopguard container (no subPath, readOnly, ConfigMap);
+    # this test makes sure there is something to check.
+    assert sum(len(p.loopguard) for p in pods) >= 4
+
+
+# ---- the offload pool: socket, DNS, image, bundle ------------------------------------------------
+def test_offload_socket_is_shared_through_an_emptydir(pods):
+    checked = 0
+    for pod, c, cfg in loopguard_containers(pods, "proxy"):
+        for upname, up in cfg.get("upstreams", {}).items():
+            for ep in up["endpoints"]:
+                kind, path, _ = parse_address(ep)
+                if kind != "unix":
+                    continue
+                mine = pod.mount_of(c, path)
+                assert mine, f"{pod.where(c)}: upstream {upname} socket {path} is on no volume"
+                vol = pod.volumes[mine[0]["name"]]
+                assert "emptyDir" in vol, f"{pod.where(c)}: {path} is not in an emptyDir"
+                servers = []
+                for oname, (mode, ocfg) in pod.loopguard.items():
+                    if mode != "offload":
+                        continue
+                    ok, opath, _ = parse_address(ocfg["offload"]["listen"])
+                    oc = pod.container(oname)
+                    theirs = pod.mount_of(oc, opath) if ok == "unix" else None
+                    if theirs and theirs[0]["name"] == mine[0]["name"] and theirs[1] == mine[1]:
+                        servers.append(oname)
+                assert len(servers) == 1, \
+                    f"{pod.where(c)}: upstream {upname} ({ep}): no offload container of the pod " \
+                    f"listens on that socket in the same emptyDir ({mine[0]['name']}/{mine[1]})"
+                checked += 1
+    assert checked >= 1, "the sidecar pattern should reach its offload pool through a unix socket"
+
+
+def test_dns_upstreams_name_the_offload_service(docs, pods):
+    checked = 0
+    for pod, c, cfg in loopguard_containers(pods, "proxy"):
+        resolve = {}
+        for upname, up in cfg.get("upstreams", {}).items():
+            for ep in up["endpoints"]:
+                kind, host, port = parse_address(ep)
+                if kind != "tcp" or not host.endswith(".svc.cluster.local"):
+                    continue
+                svc_name, svc_ns = host.split(".")[:2]
+                assert svc_ns == (pod.ns or "default"), \
+                    f"{pod.where(c)}: {ep} is in namespace {svc_ns}, the manifests in {pod.ns}"
+                svcs = [s for s in objects(docs, "Service", pod.pattern)
+                        if s["object"]["metadata"]["name"] == svc_name and ns_of(s["object"]) == pod.ns]
+                assert len(svcs) == 1, f"{pod.where(c)}: no Service {svc_name} for {ep}"
+                svc = svcs[0]
+                assert svc["object"]["spec"].get("clusterIP") == "None", \
+                    f"{svc['file']}: {svc_name} should be headless, so loopguard sees every pod"
+                targets = [t for t in _service_targets(svc, pods) if t[0]["port"] == port]
+                assert targets, f"{pod.where(c)}: {ep}: Service {svc_name} has no port {port}"
+                _, tpod, tc, number = targets[0]
+                assert tc["name"] in tpod.loopguard and tpod.loopguard[tc["name"]][0] == "offload", \
+                    f"{pod.where(c)}: {ep} does not lead to a `loopguard offload` container"
+                listen = tpod.loopguard[tc["name"]][1]["offload"]["listen"]
+                assert parse_address(listen)[2] == number, \
+                    f"{svc['file']}: targetPort {number} != offload.listen {listen}"
+                every = parse_duration(up.get("resolve_every"), 30)
+                assert every <= 10, f"{pod.where(c)}: upstream {upname}: resolve_every {every}s is " \
+                    "too slow to follow the HPA"
+                resolve[tpod.name] = max(resolve.get(tpod.name, 0), every)
+                checked += 1
+        # The offload pods keep serving through their preStop sleep while proxies re-resolve.
+        for tname, every in resolve.items():
+            tpod = next(p for p in pods if p.name == tname and p.ns == pod.ns)
+            for oname in tpod.loopguard:
+                sleep = tpod.prestop_sleep(tpod.container(oname))
+                assert sleep >= every, f"{tpod.where(tpod.container(oname))}: preStop sleep " \
+                    f"{sleep}s < the proxies' resolve_every {every}s"
+    assert checked >= 1, "the scale-out pattern should reach its offload pool by DNS"
+
+
+def test_offload_pools_run_in_the_apps_image(pods):
+    for pod, c, cfg in loopguard_containers(pods, "offload"):
+        app_images = {a["image"] for p in pods if p.pattern == pod.pattern
+                      for a in p.main if a["name"] not in p.loopguard}
+        assert c["image"] in app_images, \
+            f"{pod.where(c)}: the pool runs the app's code: use the app's image ({app_images})"
+        assert cfg["offload"]["pool"] in cfg["pools"]
+
+
+def test_bundle_is_installed_by_an_init_container(pods):
+    checked = 0
+    for pod in pods:
+        for c in pod.running:
+            argv = c.get("command", [])
+            if not argv or not argv[0].startswith(BUNDLE_DIR + "/"):
+                continue
+            mount = next((m for m in c.get("volumeMounts", []) if m["mountPath"] == BUNDLE_DIR), None)
+            assert mount, f"{pod.where(c)}: runs {argv[0]} but mounts nothing at {BUNDLE_DIR}"
+            assert mount.get("readOnly") is True, f"{pod.where(c)}: mount the bundle readOnly"
+            assert "emptyDir" in pod.volumes[mount["name"]]
+            installers = []
+            for i in pod.plain_init:
+                cmd = i.get("command", []) + i.get("args", [])
+                if cmd and pathlib.PurePosixPath(cmd[0]).name == "install-loopguard":
+                    dest = cmd[1]
+                    im = pod.mount_of(i, dest)
+                    if im and im[0]["name"] == mount["name"] and im[1] == "":
+                        installers.append(i)
+            assert installers, f"{pod.where(c)}: no plain init container runs install-loopguard " \
+                f"into volume {mount['name']}"
+            order = [x["name"] for x in pod.init]
+            if c in pod.init:
+                assert order.index(installers[0]["name"]) < order.index(c["name"]), \
+                    f"{pod.where(c)}: starts before install-loopguard has filled {BUNDLE_DIR}"
+            checked += 1
+    assert checked >= 2, "both patterns run `loopguard offload` from the shared bundle"
+
+
+def test_sidecar_pattern_uses_native_sidecars_in_order(pods):
+    for pod in pods:
+        apps = [c for c in pod.main if c["name"] not in pod.loopguard]
+        if not apps:
+            continue                              # a loopguard-only pod (the scale-out pool)
+        for name in pod.loopguard:
+            assert pod.container(name) in pod.sidecars, \
+                f"{pod.where(pod.container(name))}: should be a native sidecar (initContainers, " \
+                "restartPolicy: Always) so it outlives the app on shutdown"
+        order = [c["name"] for c in pod.sidecars]
+        proxies = [order.index(n) for n, (m, _) in pod.loopguard.items() if m == "proxy"]
+        offloads = [order.index(n) for n, (m, _) in pod.loopguard.items() if m == "offload"]
+        if proxies and offloads:
+            assert max(offloads) < min(proxies), \
+                f"{pod.where()}: the offload sidecar must come before the proxy (it stops after it)"
+
+
+# ---- HPA, termination, security ------------------------------------------------------------------
+def test_hpa_targets_the_offload_deployment(docs, pods):
+    hpas = objects(docs, "HorizontalPodAutoscaler")
+    assert hpas
+    for h in hpas:
+        spec = h["object"]["spec"]
+        ref = spec["scaleTargetRef"]
+        assert ref["apiVersion"] == "apps/v1" and ref["kind"] == "Deployment"
+        targets = [p for p in pods if p.name == ref["name"] and p.ns == ns_of(h["object"])
+                   and p.pattern == pattern_of(h) and p.obj["kind"] == "Deployment"]
+        assert len(targets) == 1, f"{h['file']}: scaleTargetRef {ref['name']} is no Deployment here"
+        pod = targets[0]
+        assert any(m == "offload" for m, _ in pod.loopguard.values()), \
+            f"{h['file']}: the HPA should scale the offload pool"
+        assert "replicas" not in pod.obj["spec"], \
+            f"{pod.where()}: has spec.replicas: every `kubectl apply` would reset what the HPA set"
+        assert spec.get("minReplicas", 1) <= spec["maxReplicas"]
+        cpu = [m for m in spec["metrics"] if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
+        assert cpu and cpu[0]["resource"]["target"]["type"] == "Utilization"
+        for c in pod.running:
+            assert (c.get("resources") or {}).get("requests", {}).get("cpu"), \
+                f"{pod.where(c)}: no CPU request: the HPA cannot compute utilization"
+
+
+def test_termination_grace_covers_prestop_and_drains(pods):
+    for pod in pods:
+        grace = pod.spec.get("terminationGracePeriodSeconds", 30)
+        # Native sidecars stop one after another, after the main containers: the worst case is the
+        # sum of every preStop sleep and every loopguard drain in the pod.
+        budget = sum(pod.prestop_sleep(c) for c in pod.running)
+        budget += sum(parse_duration(cfg.get("timeouts", {}).get("drain"), 30)
+                      for _, cfg in pod.loopguard.values())
+        assert grace > budget, f"{pod.where()}: terminationGracePeriodSeconds {grace} <= " \
+            f"preStop sleeps + drains = {budget}"
+        for name, (mode, cfg) in pod.loopguard.items():
+            drain = parse_duration(cfg.get("timeouts", {}).get("drain"), 30)
+            routes = [parse_duration(r.get("timeout"), 0) for r in cfg.get("routes", [])]
+            if mode == "proxy" and routes:
+                assert drain >= max(routes), f"{pod.where(pod.container(name))}: drain {drain}s is " \
+                    f"shorter than the longest route timeout {max(routes)}s"
+
+
+def test_pods_run_as_the_images_non_root_user(pods):
+    for pod in pods:
+        sc = pod.spec.get("securityContext", {})
+        assert sc.get("runAsNonRoot") is True, f"{pod.where()}: runAsNonRoot"
+        assert sc.get("runAsUser") == IMAGE_UID, f"{pod.where()}: runAsUser {IMAGE_UID} (the image's USER)"
+        for c in pod.init + pod.main:
+            csc = c.get("securityContext", {})
+            assert csc.get("allowPrivilegeEscalation") is False, f"{pod.where(c)}"
+            assert "ALL" in csc.get("capabilities", {}).get("drop", []), f"{pod.where(c)}"
+
+
+# ---- deploy/Dockerfile ---------------------------------------------------------------------------
+def _dockerfile():
+    return DOCKERFILE.read_text()
+
+
+def test_dockerfile_builds_with_the_packages_of_install_deps():
+    text = _dockerfile()
+    m = re.search(r"build_pkgs=\(\s*(.*?)\)", INSTALL_DEPS.read_text(), re.S)
+    assert m, "deploy/install-deps.sh has no build_pkgs=(...)"
+    wanted = set(m.group(1).split()) - {"git", "googletest", "libgtest-dev", "libgmock-dev"}
+    build_stage = text.split(" AS bundle")[0]
+    missing = sorted(p for p in wanted if not re.search(rf"(?<![\w.+-]){re.escape(p)}(?![\w.+-])",
+                                                        build_stage))
+    assert not missing, f"deploy/Dockerfile's build stage lacks {missing} (in install-deps.sh)"
+    for p in ("googletest", "libgtest-dev", "libgmock-dev"):
+        assert p in build_stage, f"RUN_UNIT_TESTS=1 needs {p}"
+
+
+def test_dockerfile_shape():
+    text = _dockerfile()
+    assert re.search(r"^ARG BASE_IMAGE=\S*debian:bookworm", text, re.M), "FROM must be overridable"
+    froms = re.findall(r"^FROM (\S+) AS (\w+)", text, re.M)
+    assert [f[1] for f in froms] == ["build", "bundle", "runtime"], froms
+    assert froms[0][0] == froms[2][0] == "${BASE_IMAGE}"
+    runtime = text.split(" AS runtime")[1]
+    assert re.search(r"^USER 10001:10001$", runtime, re.M)
+    assert re.search(r'^ENTRYPOINT \["loopguard"\]$', runtime, re.M)
+    assert "--no-install-recommends" in runtime
+    assert not re.search(r"-dev\b|build-essential|cmake", runtime), "build packages in the runtime stage"
+
+
+def _runtime_packages():
+    runtime = _dockerfile().split(" AS runtime")[1]
+    m = re.search(r"apt-get install -y --no-install-recommends ([^;&\\]+)", runtime)
+    return set(m.group(1).split())
+
+
+def test_dockerfile_runtime_packages_cover_the_binarys_libraries():
+    """A new library dependency of loopguard must reach the runtime stage's apt-get install."""
+    if not shutil.which("ldd") or not shutil.which("dpkg-query"):
+        pytest.skip("needs ldd and dpkg (a Debian machine)")
+    out = subprocess.run(["ldd", loopguard_bin()], capture_output=True, text=True, check=True).stdout
+    base = {"libc6", "libstdc++6", "libgcc-s1"}      # in every Debian image
+    sanitizers = re.compile(r"lib(asan|ubsan|lsan|tsan)\.so")
+    packages = _runtime_packages()
+    for line in out.splitlines():
+        m = re.match(r"\s*(\S+) => (/\S+)", line)
+        if not m or sanitizers.match(m.group(1)):
+            continue
+        owner = None
+        for path in (m.group(2), os.path.realpath(m.group(2))):
+            r = subprocess.run(["dpkg-query", "-S", path], capture_output=True, text=True)
+            if r.returncode == 0:
+                owner = r.stdout.split(":")[0].strip()
+                break
+        if owner is None:
+            continue                                  # not from a Debian package (a local build)
+        assert owner in packages | base, \
+            f"loopguard links {m.group(1)} from package {owner}, not installed by the runtime stage"
+
+
+def test_image_default_config_validates_and_matches_expose():
+    r = subprocess.run([loopguard_bin(), "validate", "--config", str(IMAGE_CONFIG)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    text = IMAGE_CONFIG.read_text()
+    listen = re.search(r'^listen: "([^"]+)"', text, re.M).group(1)
+    admin = re.search(r'^admin:\n\s+(?:#.*\n\s+)*listen: "([^"]+)"', text, re.M).group(1)
+    exposed = set(re.search(r"^EXPOSE (.+)$", _dockerfile(), re.M).group(1).split())
+    for addr in (listen, admin):
+        assert str(parse_address(addr)[2]) in exposed, f"{addr} not in EXPOSE {exposed}"
