@@ -67,24 +67,61 @@ void OutputBatch::clear() {
 // ---------------------------------------------------------------------------------------------
 // Set-up
 
-Exchange::Exchange(ProxyContext& context, ClientConnection& client)
+Exchange::Exchange(ProxyContext& context)
     : context_(context),
-      client_(client),
       phase_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onPhaseTimer>),
       budget_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onBudgetTimer>) {}
 
 Exchange::~Exchange() = default;
 
+void Exchange::resetPerRequestState() {
+  phase_ = Phase::Idle;
+  request_side_ = RequestSide::Head;
+  response_side_ = ResponseSide::None;
+  route_ = nullptr;
+  runtime_ = nullptr;
+  slot_held_ = false;
+  queued_ = false;
+  upstream_ = nullptr;
+  upstream_reused_ = false;
+  retried_ = false;
+  acquiring_ = false;
+  upstream_writing_ = false;
+  client_writing_ = false;
+  client_buf_lent_ = false;
+  upstream_buf_lent_ = false;
+  upstream_eof_ = false;
+  body_too_large_ = false;
+  upgrade_accepted_ = false;
+  request_sent_ = false;
+  response_started_ = false;
+  informational_ = false;
+  websocket_ = false;
+  upgrade_declined_ = false;
+  expect_continue_ = false;
+  keep_alive_ = true;
+  response_keep_alive_ = true;
+  head_request_ = false;
+  request_framing_ = BodyFraming::None;
+  response_framing_ = BodyFraming::None;
+  request_body_bytes_ = 0;
+  buffered_body_.clear();
+  to_upstream_.clear();
+  to_client_.clear();
+  start_ms_ = 0;
+  queued_at_ms_ = 0;
+  status_ = 0;
+  bytes_sent_ = 0;
+  target_name_.clear();
+}
+
 void Exchange::start(bool has_body) {
-  http::MessageParser& p = client_.parser();
+  http::MessageParser& p = client_->parser();
+  resetPerRequestState();
   phase_ = Phase::Forwarding;  // provisional: every path below moves on from here
   start_ms_ = uv_now(context_.loop);
   request_side_ = has_body ? RequestSide::Body : RequestSide::Complete;
-  response_side_ = ResponseSide::None;
   method_.assign(p.method());
-  status_ = 0;
-  bytes_sent_ = 0;
-  request_body_bytes_ = 0;
   keep_alive_ = p.keepAlive();
   snapshot_ = context_.snapshot;
   ++context_.counters.requests_total;
@@ -128,7 +165,7 @@ void Exchange::start(bool has_body) {
 
 // Matches a route and settles the request's framing. False when it already answered.
 bool Exchange::route() {
-  http::MessageParser& p = client_.parser();
+  http::MessageParser& p = client_->parser();
   const config::Config& cfg = snapshot_->config();
   routing::RequestView view{p.method(), routing::requestPath(p.target()), p.headers().get("host")};
   route_ = snapshot_->table.match(view);
@@ -285,11 +322,11 @@ void Exchange::onTargetFailed(UpstreamErrorKind kind, const char* why) {
 // Request: client -> upstream
 
 void Exchange::sendRequestHead() {
-  http::MessageParser& p = client_.parser();
+  http::MessageParser& p = client_->parser();
   http::UpstreamRequestParams params;
   params.method = p.method();
   params.target = p.target();
-  params.client_ip = client_.peerIp();
+  params.client_ip = client_->peerIp();
   params.request_id = request_id_;
   params.websocket_upgrade = websocket_;
   bool buffered = route_->route->buffer_request && request_framing_ != BodyFraming::None;
@@ -307,7 +344,7 @@ void Exchange::sendRequestHead() {
   if (buffered) {
     to_upstream_.addOwned(buffered_body_);
   } else if (request_side_ == RequestSide::Body) {
-    if (expect_continue_ && request_body_bytes_ == 0 && client_.socket().input().empty()) {
+    if (expect_continue_ && request_body_bytes_ == 0 && client_->socket().input().empty()) {
       to_client_.addFrame(kContinue);
       flushClient();
     }
@@ -321,14 +358,14 @@ void Exchange::pumpRequestBody() {
   if (request_side_ != RequestSide::Body) return;
   if (phase_ == Phase::Forwarding && upstream_writing_) return;
   if (phase_ != Phase::Forwarding && phase_ != Phase::BufferingBody) return;
-  net::Socket& in = client_.socket();
+  net::Socket& in = client_->socket();
   std::string_view input = in.input();
   if (input.empty()) {
     in.readStart();
     if (phase_ == Phase::Forwarding) flushUpstream();  // the head, if nothing else
     return;
   }
-  http::MessageParser& p = client_.parser();
+  http::MessageParser& p = client_->parser();
   p.resume();
   http::ParseResult r = p.execute(input.data(), input.size());
   bool framing_ok = r.status != http::ParseStatus::Error &&
@@ -431,7 +468,7 @@ void Exchange::onUpstreamWritten(int status) {
   to_upstream_.clear();
   if (client_buf_lent_) {
     client_buf_lent_ = false;
-    client_.socket().unlend();
+    client_->socket().unlend();
   }
   if (status < 0) {
     upstreamFailed(UpstreamErrorKind::Reset, "upstream closed while receiving the request");
@@ -532,7 +569,7 @@ int Exchange::onHeadComplete() {
 
   http::ClientResponseParams params;
   params.status = status;
-  params.client_minor = client_.parser().httpMinor();
+  params.client_minor = client_->parser().httpMinor();
   params.request_id = request_id_;
   params.upgrade = status == 101;
   bool no_body = head_request_ || status == 204 || status == 304 || status == 101;
@@ -603,7 +640,7 @@ void Exchange::flushClient() {
   const auto& bufs = to_client_.buffers();
   bytes_sent_ += to_client_.bytes();
   client_writing_ = true;
-  switch (client_.socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()))) {
+  switch (client_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()))) {
     case net::Socket::WriteStatus::Pending:
       return;
     case net::Socket::WriteStatus::Done:
@@ -694,13 +731,13 @@ void Exchange::handleUpstreamEof() {
 void Exchange::startTunnel() {
   phase_ = Phase::Tunnel;
   upstream_->beginTunnel();
-  client_.socket().readStart();
+  client_->socket().readStart();
   pumpTunnel();
 }
 
 void Exchange::pumpTunnel() {
   if (phase_ != Phase::Tunnel || upstream_ == nullptr) return;
-  net::Socket& down = client_.socket();
+  net::Socket& down = client_->socket();
   net::Socket& up = upstream_->socket();
   if (!upstream_writing_) {
     std::string_view in = down.input();
@@ -788,7 +825,7 @@ void Exchange::respondError(int status, const char* message, const char* overloa
   }
   e.keep_alive = keep_alive_ && !context_.draining;
   keep_alive_ = e.keep_alive;
-  e.client_minor = client_.parser().httpMinor() == 0 ? 0 : 1;
+  e.client_minor = client_->parser().httpMinor() == 0 ? 0 : 1;
   client_head_.clear();
   http::writeErrorResponse(client_head_, e);
   to_client_.addOwned(client_head_);
@@ -828,7 +865,7 @@ void Exchange::releaseUpstream(bool reusable) {
   if (client_buf_lent_) {
     // The write that used the client's buffer dies with this connection.
     client_buf_lent_ = false;
-    client_.socket().unlend();
+    client_->socket().unlend();
   }
   if (upstream_buf_lent_) {
     upstream_buf_lent_ = false;
@@ -861,7 +898,7 @@ void Exchange::finish() {
   request_framing_ = BodyFraming::None;
   if (buffered_body_.capacity() > 64 * 1024) std::string().swap(buffered_body_);
   target_name_.clear();
-  client_.onExchangeDone(keep_alive);
+  client_->onExchangeDone(keep_alive);
 }
 
 void Exchange::onClientGone() {
@@ -907,7 +944,7 @@ void Exchange::recordMetrics() {
 void Exchange::writeAccessLog() {
   if (!context_.access) return;
   uint64_t elapsed = uv_now(context_.loop) - start_ms_;
-  const std::string& path = client_.parser().target();
+  const std::string& path = client_->parser().target();
   std::string_view route = route_ != nullptr ? std::string_view(route_->route->name) : "-";
   if (context_.access_json) {
     std::string line;

@@ -69,11 +69,13 @@ class Exchange final : private routing::LimiterWaiter,
     Finishing,      // last bytes of a response the proxy made itself are being written
   };
 
-  Exchange(ProxyContext& context, ClientConnection& client);
+  explicit Exchange(ProxyContext& context);
   ~Exchange();
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
+  // The connection this (pooled) exchange serves, until it is released.
+  void bind(ClientConnection& client) { client_ = &client; }
   // The request head has been parsed (the client's parser is paused after it).
   void start(bool has_body);
   // Client events while the exchange runs.
@@ -140,10 +142,11 @@ class Exchange final : private routing::LimiterWaiter,
   void cancelWaits();
   void onPhaseTimer();
   void onBudgetTimer();
-  bool clientWantsKeepAlive() const;
+  // A pooled exchange serves many requests: every per-request member starts from here.
+  void resetPerRequestState();
 
   ProxyContext& context_;
-  ClientConnection& client_;
+  ClientConnection* client_ = nullptr;
   uv::Timer phase_timer_;   // response timeout while waiting for the response head
   uv::Timer budget_timer_;  // the route's whole-request `timeout`
 

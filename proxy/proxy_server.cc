@@ -9,6 +9,7 @@ ProxyServer::ProxyServer(uv_loop_t* loop, std::shared_ptr<const config::Config> 
     : loop_(loop),
       pools_(std::move(pools)),
       context_(loop),
+      request_states_(context_),
       listener_(
           loop, [this](uv_stream_t* s) { acceptOne(s); },
           [this] {
@@ -86,7 +87,7 @@ void ProxyServer::applyConfig(std::shared_ptr<const config::Config> config) {
 }
 
 void ProxyServer::acceptOne(uv_stream_t* server) {
-  auto* c = new ClientConnection(context_, connections_);
+  auto* c = new ClientConnection(context_, connections_, request_states_);
   if (c->accept(server) != 0) {
     c->close();
     return;

@@ -73,6 +73,7 @@ class ProxyServer {
   PoolResolver pools_;
   ProxyContext context_;
   ConnectionSet connections_;
+  RequestStatePool request_states_;
   Listener listener_;
   std::map<std::string, std::shared_ptr<routing::RouteLimiter>> limiters_;  // by route name
   std::map<std::string, std::shared_ptr<upstream::Cluster>> clusters_;      // by upstream name

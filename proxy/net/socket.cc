@@ -37,11 +37,14 @@ int Socket::connectTcp(const sockaddr* addr) {
   handle_.markInitialized();
   handle_.get()->tcp.data = this;
   uv_tcp_nodelay(&handle_.get()->tcp, 1);
-  connect_req_.data = this;
-  return uv_tcp_connect(&connect_req_, &handle_.get()->tcp, addr, [](uv_connect_t* req, int status) {
-    auto* self = static_cast<Socket*>(req->data);
-    self->events_.onSocketConnected(status);
-  });
+  connect_req_ = std::make_unique<uv_connect_t>();
+  connect_req_->data = this;
+  return uv_tcp_connect(connect_req_.get(), &handle_.get()->tcp, addr,
+                        [](uv_connect_t* req, int status) {
+                          auto* self = static_cast<Socket*>(req->data);
+                          auto done = std::move(self->connect_req_);
+                          self->events_.onSocketConnected(status);
+                        });
 }
 
 int Socket::connectUnix(const std::string& path) {
@@ -50,10 +53,12 @@ int Socket::connectUnix(const std::string& path) {
   if (rc != 0) return rc;
   handle_.markInitialized();
   handle_.get()->pipe.data = this;
-  connect_req_.data = this;
-  uv_pipe_connect(&connect_req_, &handle_.get()->pipe, path.c_str(),
+  connect_req_ = std::make_unique<uv_connect_t>();
+  connect_req_->data = this;
+  uv_pipe_connect(connect_req_.get(), &handle_.get()->pipe, path.c_str(),
                   [](uv_connect_t* req, int status) {
                     auto* self = static_cast<Socket*>(req->data);
+                    auto done = std::move(self->connect_req_);
                     self->events_.onSocketConnected(status);
                   });
   return 0;
@@ -118,13 +123,19 @@ void Socket::releaseBlockIfDrained() {
 
 int Socket::write(const uv_buf_t* bufs, unsigned count) {
   if (handle_.closed()) return UV_EPIPE;
-  write_req_.data = this;
-  int rc = uv_write(&write_req_, handle_.stream(), bufs, count, [](uv_write_t* req, int status) {
+  write_req_ = std::make_unique<uv_write_t>();
+  write_req_->data = this;
+  int rc = uv_write(write_req_.get(), handle_.stream(), bufs, count, [](uv_write_t* req, int status) {
     auto* self = static_cast<Socket*>(req->data);
+    auto done = std::move(self->write_req_);  // freed after the callback; a new write makes its own
     self->writing_ = false;
     self->events_.onSocketWritten(status);
   });
-  if (rc == 0) writing_ = true;
+  if (rc == 0) {
+    writing_ = true;
+  } else {
+    write_req_.reset();
+  }
   return rc;
 }
 
@@ -152,8 +163,11 @@ size_t Socket::writeQueueSize() const {
 
 int Socket::shutdown() {
   if (handle_.closed()) return UV_EPIPE;
-  shutdown_req_.data = this;
-  return uv_shutdown(&shutdown_req_, handle_.stream(), [](uv_shutdown_t*, int) {});
+  shutdown_req_ = std::make_unique<uv_shutdown_t>();
+  shutdown_req_->data = this;
+  return uv_shutdown(shutdown_req_.get(), handle_.stream(), [](uv_shutdown_t* req, int) {
+    static_cast<Socket*>(req->data)->shutdown_req_.reset();
+  });
 }
 
 void Socket::close(ClosedFn on_closed, void* ctx) {

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -93,9 +94,11 @@ class Socket {
   bool is_tcp_ = true;
   bool reading_ = false;
   bool writing_ = false;
-  uv_write_t write_req_{};
-  uv_connect_t connect_req_{};
-  uv_shutdown_t shutdown_req_{};
+  // Requests live only while in flight (most writes complete at once through writeNow), so an
+  // idle connection does not carry ~370 bytes of request structs.
+  std::unique_ptr<uv_write_t> write_req_;
+  std::unique_ptr<uv_connect_t> connect_req_;
+  std::unique_ptr<uv_shutdown_t> shutdown_req_;
   std::vector<uv_buf_t> rest_;  // what writeNow() could not write at once
   char* block_ = nullptr;
   size_t begin_ = 0;

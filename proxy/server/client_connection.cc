@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstring>
+#include <utility>
 
 #include "proxy/http/header_rules.h"
 
@@ -31,18 +32,28 @@ void ConnectionSet::remove(ClientConnection* c) {
 // ---------------------------------------------------------------------------------------------
 // ClientConnection
 
-ClientConnection::ClientConnection(ProxyContext& context, ConnectionSet& set)
+ClientConnection::ClientConnection(ProxyContext& context, ConnectionSet& set,
+                                   RequestStatePool& states)
     : context_(context),
       set_(set),
+      states_(states),
       socket_(context.loop, context.buffers, *this),
-      parser_(HTTP_REQUEST, *this, context.snapshot->config().limits.max_header_bytes),
-      timer_(context.loop, this, &uv::bindTimer<ClientConnection, &ClientConnection::onTimer>),
-      exchange_(context, *this) {
+      timer_(context.loop, this, &uv::bindTimer<ClientConnection, &ClientConnection::onTimer>) {
   set_.add(this);
   ++context_.counters.client_connections;
 }
 
 ClientConnection::~ClientConnection() { --context_.counters.client_connections; }
+
+void ClientConnection::takeRequestState() {
+  if (request_ != nullptr) return;
+  request_ = states_.take(*this, *this, context_.snapshot->config().limits.max_header_bytes);
+}
+
+void ClientConnection::releaseRequestState() {
+  if (request_ == nullptr) return;
+  states_.release(std::exchange(request_, nullptr));
+}
 
 int ClientConnection::accept(uv_stream_t* server) { return socket_.accept(server); }
 
@@ -59,7 +70,7 @@ void ClientConnection::onSocketRead() {
       parseHeads();
       return;
     case State::Exchanging:
-      exchange_.onClientInput();
+      request_->exchange.onClientInput();
       return;
     case State::Closing:
       return;
@@ -80,12 +91,14 @@ void ClientConnection::parseHeadsLoop() {
       socket_.readStart();
       return;
     }
-    if (!parser_.inMessage() && !head_timer_armed_) {
+    takeRequestState();
+    http::MessageParser& parser = request_->parser;
+    if (!parser.inMessage() && !head_timer_armed_) {
       // First byte of a new request: from here the whole head must arrive within the timeout.
       head_timer_armed_ = true;
       timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.header.count()));
     }
-    http::ParseResult r = parser_.execute(input.data(), input.size());
+    http::ParseResult r = parser.execute(input.data(), input.size());
     switch (r.status) {
       case http::ParseStatus::NeedMore:
         noteHeadBytes(input.substr(0, r.consumed));
@@ -102,8 +115,9 @@ void ClientConnection::parseHeadsLoop() {
         timer_.stop();
         head_timer_armed_ = false;
         state_ = State::Exchanging;
-        bool has_body = parser_.chunked() || (parser_.hasContentLength() && parser_.contentLength() > 0);
-        exchange_.start(has_body);
+        bool has_body =
+            parser.chunked() || (parser.hasContentLength() && parser.contentLength() > 0);
+        request_->exchange.start(has_body);
         continue;  // the exchange may already be done (loop only if it left us AwaitingHead)
       }
       case http::ParseStatus::HeadTooLarge:
@@ -127,16 +141,19 @@ void ClientConnection::noteHeadBytes(std::string_view bytes) {
 }
 
 int ClientConnection::onHeadComplete() {
-  bool has_body = parser_.chunked() || (parser_.hasContentLength() && parser_.contentLength() > 0);
+  const http::MessageParser& p = request_->parser;
+  bool has_body = p.chunked() || (p.hasContentLength() && p.contentLength() > 0);
   // With a body, stop here: the Exchange reads the body when the upstream can take it.
   // Without one, llhttp completes the message right away and we stop after it.
   return has_body ? http::kPauseParser : 0;
 }
 
-void ClientConnection::onBodyData(const char* at, size_t len) { exchange_.onRequestBody(at, len); }
+void ClientConnection::onBodyData(const char* at, size_t len) {
+  request_->exchange.onRequestBody(at, len);
+}
 
 int ClientConnection::onMessageComplete() {
-  if (state_ == State::Exchanging) exchange_.onRequestComplete();
+  if (state_ == State::Exchanging) request_->exchange.onRequestComplete();
   return http::kPauseParser;
 }
 
@@ -147,8 +164,8 @@ void ClientConnection::onExchangeDone(bool keep_alive) {
     return;
   }
   state_ = State::AwaitingHead;
-  parser_.resume();
-  parser_.reset();
+  request_->parser.resume();
+  request_->parser.reset();
   timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.idle.count()));
   head_timer_armed_ = false;
   // Pipelined requests already buffered are parsed by the running parseHeads() loop if we are
@@ -161,6 +178,7 @@ void ClientConnection::onExchangeDone(bool keep_alive) {
       timer_.start(0);
     }
   } else {
+    releaseRequestState();  // idle: the parser and exchange go back to the pool
     socket_.readStart();
   }
 }
@@ -193,7 +211,7 @@ void ClientConnection::rejectRequest(int status, const char* message) {
 
 void ClientConnection::onSocketEof(int /*status*/) {
   if (state_ == State::Exchanging) {
-    exchange_.onClientGone();
+    request_->exchange.onClientGone();
     return;
   }
   if (state_ == State::AwaitingHead) close();
@@ -201,7 +219,7 @@ void ClientConnection::onSocketEof(int /*status*/) {
 
 void ClientConnection::onSocketWritten(int status) {
   if (state_ == State::Exchanging) {
-    exchange_.onClientWritten(status);
+    request_->exchange.onClientWritten(status);
     return;
   }
   if (close_after_write_) close();
@@ -215,7 +233,7 @@ void ClientConnection::onTimer() {
     parseHeads();
     return;
   }
-  if (parser_.inMessage() || head_timer_armed_) {
+  if (inMessage() || head_timer_armed_) {
     rejectRequest(408, "request head not received within timeouts.header");
   } else {
     close();  // idle keep-alive connection, or one that never sent anything
@@ -223,17 +241,18 @@ void ClientConnection::onTimer() {
 }
 
 void ClientConnection::closeIfIdle() {
-  if (state_ == State::AwaitingHead && !parser_.inMessage() && !head_timer_armed_) close();
+  if (state_ == State::AwaitingHead && !inMessage() && !head_timer_armed_) close();
 }
 
 void ClientConnection::close() {
   if (state_ == State::Closing && socket_.closed()) return;
-  if (state_ == State::Exchanging && exchange_.active()) {
-    exchange_.onClientGone();  // ends in onExchangeDone(false) -> close()
+  if (state_ == State::Exchanging && request_->exchange.active()) {
+    request_->exchange.onClientGone();  // ends in onExchangeDone(false) -> close()
     return;
   }
   state_ = State::Closing;
   timer_.stop();
+  releaseRequestState();
   if (!socket_.closed()) socket_.close(&ClientConnection::onClosed, this);
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "proxy/exchange.h"
+#include "proxy/server/request_state.h"
 #include "proxy/http/message_parser.h"
 #include "proxy/net/socket.h"
 #include "proxy/proxy_context.h"
@@ -26,7 +27,7 @@ class ClientConnection final : private net::SocketEvents, private http::ParserEv
     Closing,       // socket closing; nothing else happens
   };
 
-  ClientConnection(ProxyContext& context, ConnectionSet& set);
+  ClientConnection(ProxyContext& context, ConnectionSet& set, RequestStatePool& states);
   ClientConnection(const ClientConnection&) = delete;
   ClientConnection& operator=(const ClientConnection&) = delete;
 
@@ -36,7 +37,7 @@ class ClientConnection final : private net::SocketEvents, private http::ParserEv
   // From the Exchange.
   void onExchangeDone(bool keep_alive);
   net::Socket& socket() { return socket_; }
-  http::MessageParser& parser() { return parser_; }
+  http::MessageParser& parser() { return request_->parser; }  // only while a request is on
   const std::string& peerIp() const { return peer_ip_; }
 
   // Drain: close now if idle between requests; otherwise the current exchange answers with
@@ -62,6 +63,9 @@ class ClientConnection final : private net::SocketEvents, private http::ParserEv
 
   void parseHeads();
   void parseHeadsLoop();
+  bool inMessage() const { return request_ != nullptr && request_->parser.inMessage(); }
+  void takeRequestState();
+  void releaseRequestState();
   void rejectRequest(int status, const char* message);
   void armIdle();
   void onTimer();
@@ -69,10 +73,10 @@ class ClientConnection final : private net::SocketEvents, private http::ParserEv
 
   ProxyContext& context_;
   ConnectionSet& set_;
+  RequestStatePool& states_;
   net::Socket socket_;
-  http::MessageParser parser_;
   uv::Timer timer_;  // header timeout while a head arrives, idle timeout between requests
-  Exchange exchange_;
+  RequestState* request_ = nullptr;  // taken when a request's first byte arrives
   State state_ = State::AwaitingHead;
   bool head_timer_armed_ = false;
   bool in_parse_loop_ = false;  // parseHeads() is on the stack: it picks up pipelined input

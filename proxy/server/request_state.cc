@@ -1,0 +1,69 @@
+#include "proxy/server/request_state.h"
+
+namespace loopguard::proxy {
+
+namespace {
+// Parser events of a state in the free list: it parses nothing there.
+class NoEvents final : public http::ParserEvents {
+ public:
+  int onHeadComplete() override { return -1; }
+  void onBodyData(const char*, size_t) override {}
+  int onMessageComplete() override { return -1; }
+};
+NoEvents& noEvents() {
+  static NoEvents events;  // stateless
+  return events;
+}
+}  // namespace
+
+RequestStatePool::RequestStatePool(ProxyContext& context, size_t max_free)
+    : context_(context), max_free_(max_free) {
+  uv_check_init(context.loop, check_.get());
+  check_.markInitialized();
+  check_.get()->data = this;
+}
+
+RequestStatePool::~RequestStatePool() {
+  for (RequestState* s : releasing_) delete s;
+}
+
+RequestState* RequestStatePool::take(ClientConnection& owner, http::ParserEvents& events,
+                                     uint64_t max_head_bytes) {
+  RequestState* s;
+  if (free_.empty()) {
+    s = new RequestState(context_, events);
+  } else {
+    s = free_.back().release();
+    free_.pop_back();
+  }
+  s->parser.setEvents(events);
+  s->parser.setMaxHeadBytes(max_head_bytes);
+  s->parser.reset();
+  s->exchange.bind(owner);
+  return s;
+}
+
+void RequestStatePool::release(RequestState* state) {
+  state->parser.setEvents(noEvents());
+  if (releasing_.empty()) {
+    uv_check_start(check_.get(), [](uv_check_t* h) {
+      static_cast<RequestStatePool*>(h->data)->onCheck();
+    });
+  }
+  releasing_.push_back(state);
+}
+
+void RequestStatePool::onCheck() {
+  uv_check_stop(check_.get());
+  auto releasing = std::move(releasing_);
+  releasing_.clear();
+  for (RequestState* s : releasing) {
+    if (free_.size() < max_free_) {
+      free_.emplace_back(s);
+    } else {
+      delete s;
+    }
+  }
+}
+
+}  // namespace loopguard::proxy
