@@ -11,6 +11,9 @@
 
 namespace loopguard::config {
 
+// "text" in double quotes for messages, cut after 60 characters.
+std::string quoted(std::string_view text);
+
 // Longest duration accepted anywhere (365 days): far beyond any sane timeout, and small enough
 // that "now + duration" in milliseconds can never overflow.
 constexpr Duration kMaxDuration{365LL * 24 * 3600 * 1000};

@@ -7,11 +7,6 @@
 
 namespace loopguard::config {
 
-std::string quoted(std::string_view text) {
-  constexpr size_t kMaxShown = 60;
-  if (text.size() > kMaxShown) return "\"" + std::string(text.substr(0, kMaxShown)) + "...\"";
-  return "\"" + std::string(text) + "\"";
-}
 
 namespace {
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/values.h"
 #include "config/loader.h"
 
 namespace loopguard::config {
@@ -46,7 +47,6 @@ SourcePos toSourcePos(const YAML::Mark& mark);
 
 // `text` in double quotes for a message; cut after 60 characters so one bad value cannot flood
 // the terminal.
-std::string quoted(std::string_view text);
 
 class YamlReader {
  public:
