@@ -3,14 +3,16 @@
 # of it on 127.0.0.1:8080 with deploy/examples/quickstart.yaml (the /cpu/ routes go to a pool of 2
 # worker processes of the same app). Stays in the foreground until Ctrl-C / SIGTERM, then stops both.
 #
-#   deploy/run-demo.sh            install Debian packages, build, run the demo until Ctrl-C
+#   deploy/run-demo.sh            install Debian packages, build build/loopguard, run the demo
+#                                 until Ctrl-C
 #   deploy/run-demo.sh --check    same, but send a few requests through the proxy, print the
 #                                 answers, stop, and exit 0 only if all of them succeeded
 # Options:
 #   --no-deps                     skip deploy/install-deps.sh
 #   --no-build                    skip the build (uses build/loopguard, or $LOOPGUARD_BIN)
 #   --config FILE                 another loopguard config (default deploy/examples/quickstart.yaml)
-# Environment: LOOPGUARD_BIN=path   use this binary and do not build.
+# Environment: LOOPGUARD_BIN=path   use this binary and do not build;
+#              LOOPGUARD_BUILD_TYPE  CMake build type for build/ (default RelWithDebInfo).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0 ;;
     --config) [ $# -ge 2 ] || { echo "run-demo: --config needs a file" >&2; exit 2; }
               config="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; shift ;;
-    -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-demo: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -47,8 +49,13 @@ fi
 if [ -n "${LOOPGUARD_BIN:-}" ]; then
   BIN="$LOOPGUARD_BIN"
 elif [ "$build" = 1 ]; then
-  say "building loopguard (Release, into build/)"
-  cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  # An optimized build (RelWithDebInfo: -O2 -g) unless build/ is already configured, in which case
+  # its build type is kept. Override with LOOPGUARD_BUILD_TYPE=Release|Debug|... (reconfigures).
+  if [ -n "${LOOPGUARD_BUILD_TYPE:-}" ] || [ ! -f "$ROOT/build/CMakeCache.txt" ]; then
+    say "configuring build/ (${LOOPGUARD_BUILD_TYPE:-RelWithDebInfo})"
+    cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE="${LOOPGUARD_BUILD_TYPE:-RelWithDebInfo}" >/dev/null
+  fi
+  say "building loopguard (into build/)"
   cmake --build "$ROOT/build" -j "$(nproc)" --target loopguard
   BIN="$ROOT/build/loopguard"
 else
@@ -203,7 +210,7 @@ Try:
   curl http://$PROXY_ADDR/cpu/hash              # CPU route: served by a pool worker (another pid)
   curl 'http://$PROXY_ADDR/cpu/factorial?n=40000'
   curl -F file=@some-image.png -o thumb.jpg 'http://$PROXY_ADDR/cpu/thumbnail?size=128'
-$admin_hintThe latency experiment: tests/bench/offload_latency.sh
+${admin_hint}The latency experiment: tests/bench/offload_latency.sh
 Press Ctrl-C to stop.
 
 EOF

@@ -36,12 +36,14 @@ ProxyApp::~ProxyApp() = default;
 
 bool ProxyApp::start(const config::Address& listen) {
   auto log = spdlog::get("main");
+  // Signal handlers first: whoever saw "listening on" may send SIGTERM/SIGHUP right away, and
+  // the default action of both is to kill the process.
+  lifecycle_.start();
   std::string error;
   if (!server_.start(listen, error)) {
     log->error("cannot listen on {}: {}", listen.toString(), error);
     return false;
   }
-  log->info("listening on {}", server_.boundAddress());
   if (config_->admin.listen) {
     admin_ = std::make_unique<admin::AdminServer>(
         loop_, [this](const admin::AdminRequest& r) { return handleAdmin(r); });
@@ -52,6 +54,8 @@ bool ProxyApp::start(const config::Address& listen) {
     }
     log->info("admin listening on {}", admin_->boundAddress());
   }
+  // Last, so that a supervisor that waits for this line finds everything else up.
+  log->info("listening on {}", server_.boundAddress());
   std::string content;
   readWholeFile(options_.config_path, content);
   if (!watcher_.start(content)) {
@@ -59,7 +63,6 @@ bool ProxyApp::start(const config::Address& listen) {
               options_.config_path);
   }
   lag_.start();
-  lifecycle_.start();
   return true;
 }
 

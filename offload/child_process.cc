@@ -5,6 +5,10 @@
 #include <sys/wait.h>
 
 #include <cassert>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 
 #include "offload/exec_wrapper.h"
 
@@ -170,8 +174,27 @@ bool ChildProcess::exitedUnreaped() const {
   if (state_ != State::Running) return state_ != State::Idle;
   siginfo_t info{};
   // WNOWAIT leaves the zombie for libuv to reap and report as usual.
-  if (waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0) return false;
-  return info.si_pid == pid_;
+  if (waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+      info.si_pid == pid_) {
+    return true;
+  }
+  // Not a zombie yet, but maybe on its way: the kernel sets PF_EXITING before it closes the
+  // process's files, so a peer that sees its socket close can already see the flag. /proc is
+  // served from memory: this read does not block the loop.
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/stat", pid_);
+  std::ifstream in(path);
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return true;  // no such process any more
+  std::istringstream fields(stat.substr(paren + 1));
+  std::string state;
+  unsigned long field = 0;
+  fields >> state;
+  for (int i = 0; i < 6 && fields >> field; ++i) {
+  }  // ppid pgrp session tty_nr tpgid flags: the 6th is the flags word
+  constexpr unsigned long kPfExiting = 0x4;
+  return state == "Z" || state == "X" || (field & kPfExiting) != 0;
 }
 
 std::string ChildProcess::lastOutput() const {

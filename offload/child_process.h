@@ -48,8 +48,8 @@ class ChildProcess {
   int spawn(const SpawnSpec& spec, std::string& error);
   // Sends `signum` to the whole process group (the child leads it). No-op unless Running.
   void signalGroup(int signum);
-  // True if the child has already exited, even though libuv has not reaped it yet (the exit
-  // callback may come a loop turn after the child's sockets report EOF). Does not reap.
+  // True if the child has exited or is exiting, even though libuv has not reported it yet
+  // (its sockets report EOF before its exit callback comes). Does not reap.
   bool exitedUnreaped() const;
 
   State state() const { return state_; }

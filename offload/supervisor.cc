@@ -25,6 +25,10 @@ constexpr uint64_t kDiagnosticWaitMs = 5'000;
 // An on_slow command running longer than this is killed.
 constexpr uint64_t kDiagnosticLimitMs = 30'000;
 constexpr uint64_t kRssCheckMs = 1'000;
+// A worker that dropped a request or refused a connection gets this long to be reported dead
+// (the exit report lags its sockets' closing by a few milliseconds) before it is trusted again.
+constexpr uint64_t kSuspectGraceMs = 250;
+constexpr uint64_t kSuspectCheckMs = 20;
 
 std::shared_ptr<spdlog::logger> log() { return spdlog::get("offload"); }
 
@@ -90,6 +94,7 @@ Supervisor::Supervisor(uv_loop_t* loop, net::BufferPool& buffers, RuntimeDir& di
       events_(events),
       config_(config),
       rss_timer_(loop, this, &uv::bindTimer<Supervisor, &Supervisor::checkRss>),
+      suspect_timer_(loop, this, &uv::bindTimer<Supervisor, &Supervisor::checkSuspects>),
       sweep_timer_(loop, this, &uv::bindTimer<Supervisor, &Supervisor::sweep>),
       rng_(std::random_device{}()) {}
 
@@ -223,8 +228,8 @@ void Supervisor::onWorkerExited(Worker& w, const ExitStatus& status) {
   events_.onWorkerExited(w);
   Slot* s = slotOf(w);
   if (w.stopReason() != nullptr) {
-    log()->info("pool {}: worker {} (pid {}) stopped ({}): {}", config_.name, w.index(), w.pid(),
-                w.stopReason(), describeExit(status));
+    log()->info("pool {}: worker {} (pid {}) stopped ({}) after {} requests: {}", config_.name,
+                w.index(), w.pid(), w.stopReason(), w.served, describeExit(status));
   } else if (!w.everReady()) {
     std::string output = w.lastOutput();
     log()->error("pool {}: worker {} failed to start: {}{}{}", config_.name, w.index(),
@@ -312,28 +317,47 @@ void Supervisor::onRequestTimeout(Worker& w) {
   events_.onCapacityChanged();
 }
 
-void Supervisor::onWorkerVanished(Worker& w) {
+void Supervisor::onWorkerTrouble(Worker& w, bool refused, const std::string& why) {
   if (!w.dispatchable()) return;
-  // Its exit is not reported yet; that report logs it, counts it and restarts the slot.
-  w.markUnreachable();
-  events_.onWorkerStopping(w);
+  if (refused && w.refusedBefore && !w.processGone()) {
+    log()->warn("pool {}: worker {} (pid {}) refuses connections ({}): replacing it",
+                config_.name, w.index(), w.pid(), why);
+    count(RestartReason::Crash);
+    Slot* s = slotOf(w);
+    if (s != nullptr && s->serving == &w) s->serving = nullptr;
+    w.beginStopping("refuses connections");
+    events_.onWorkerStopping(w);
+    w.terminate(kKillGraceMs);
+    if (s != nullptr) scheduleRestart(*s);
+  } else {
+    w.refusedBefore |= refused;
+    w.suspect(uv_now(loop_));
+    if (!suspect_timer_.active()) suspect_timer_.start(kSuspectCheckMs, kSuspectCheckMs);
+  }
   updateAvailability();
   events_.onCapacityChanged();
 }
 
-void Supervisor::onConnectRefused(Worker& w, const std::string& why) {
-  if (!w.dispatchable()) return;
-  log()->warn("pool {}: worker {} (pid {}) refused a connection ({}): replacing it",
-              config_.name, w.index(), w.pid(), why);
-  count(RestartReason::Crash);
-  Slot* s = slotOf(w);
-  if (s != nullptr && s->serving == &w) s->serving = nullptr;
-  w.beginStopping("refused a connection");
-  events_.onWorkerStopping(w);
-  w.terminate(kKillGraceMs);
-  if (s != nullptr) scheduleRestart(*s);
-  updateAvailability();
-  events_.onCapacityChanged();
+void Supervisor::checkSuspects() {
+  bool changed = false;
+  bool waiting = false;
+  uint64_t now = uv_now(loop_);
+  for (const auto& w : workers_) {
+    if (w->state() != Worker::State::Ready || !w->suspected()) continue;
+    if (w->processGone() || now - w->suspectSince() < kSuspectGraceMs) {
+      waiting = true;  // dead: its exit report follows; or not decided yet
+      continue;
+    }
+    log()->info("pool {}: worker {} (pid {}) is alive after a failed connection: back in rotation",
+                config_.name, w->index(), w->pid());
+    w->clearSuspect();
+    changed = true;
+  }
+  if (!waiting) suspect_timer_.stop();
+  if (changed) {
+    updateAvailability();
+    events_.onCapacityChanged();
+  }
 }
 
 void Supervisor::runDiagnostic(Worker& w) {
@@ -428,6 +452,7 @@ void Supervisor::stop(std::function<void()> done) {
   if (!stopping_) {
     stopping_ = true;
     rss_timer_.stop();
+    suspect_timer_.stop();
     for (auto& s : slots_) {
       s->restart_timer.stop();
       s->restart_pending = false;
@@ -445,6 +470,7 @@ void Supervisor::stop(std::function<void()> done) {
 void Supervisor::kill() {
   stopping_ = true;
   rss_timer_.stop();
+  suspect_timer_.stop();
   for (auto& s : slots_) {
     s->restart_timer.stop();
     s->restart_pending = false;

@@ -65,10 +65,11 @@ class Supervisor final : private WorkerHost {
   void onDispatched(Worker& worker);    // recycle when max_requests is reached
   void onRequestDone(Worker& worker);   // signal a stopping worker once it is idle
   void onRequestTimeout(Worker& worker);  // kill it (after a running diagnostic) and replace it
-  // A live worker that refuses connections is broken: kill and replace it.
-  void onConnectRefused(Worker& worker, const std::string& why);
-  // Its process is gone (exit not reported yet): no more requests to it.
-  void onWorkerVanished(Worker& worker);
+  // A connection to `worker` ended in trouble: the worker closed it mid-request, or refused
+  // it. Either the worker is dying (its exit report follows) or, if it is still alive after a
+  // short grace, it goes back into rotation; one that keeps refusing connections while alive
+  // is killed and replaced.
+  void onWorkerTrouble(Worker& worker, bool refused, const std::string& why);
   void runDiagnostic(Worker& worker);   // on_slow, at most one at a time per worker
   void sweepSoon();                     // a worker or diagnostic may be deletable now
 
@@ -91,6 +92,7 @@ class Supervisor final : private WorkerHost {
   void count(RestartReason reason) { ++restarts_[static_cast<size_t>(reason)]; }
   void updateAvailability();
   void checkRss();
+  void checkSuspects();
   void onDiagnosticExited(Diagnostic& diagnostic);
   void sweep();
   void maybeFinishStop();
@@ -108,6 +110,7 @@ class Supervisor final : private WorkerHost {
   std::vector<std::unique_ptr<Diagnostic>> diagnostics_;
   std::array<uint64_t, kRestartReasonCount> restarts_{};
   uv::Timer rss_timer_;
+  uv::Timer suspect_timer_;  // while some worker is suspected
   uv::Timer sweep_timer_;  // deferred deletion, and the deferred stop callback
   std::mt19937_64 rng_;
   bool started_ = false;

@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -60,10 +61,14 @@ class Worker final : private ChildEvents, private ProbeOwner {
   void killNow();  // SIGKILL to the group
 
   State state() const { return state_; }
-  bool dispatchable() const { return state_ == State::Ready && !unreachable_; }
-  // A connect to it failed and its process turned out to be gone: no more requests until
-  // its exit is reported (a loop turn or so later).
-  void markUnreachable() { unreachable_ = true; }
+  bool dispatchable() const { return state_ == State::Ready && suspect_since_ == 0; }
+  // It dropped a request or refused a connection: no requests until it is either reported
+  // dead (its sockets close a moment before its exit is reported) or cleared.
+  void suspect(uint64_t now) { suspect_since_ = std::max<uint64_t>(now, 1); }
+  void clearSuspect() { suspect_since_ = 0; }
+  bool suspected() const { return suspect_since_ != 0; }
+  uint64_t suspectSince() const { return suspect_since_; }
+  bool refusedBefore = false;  // it refused a connect once already while alive
   bool everReady() const { return ready_at_ != 0; }
   bool terminated() const { return term_sent_; }
   const char* stopReason() const { return stop_why_; }
@@ -118,7 +123,7 @@ class Worker final : private ChildEvents, private ProbeOwner {
   uint64_t ready_at_ = 0;
   const char* stop_why_ = nullptr;
   bool term_sent_ = false;
-  bool unreachable_ = false;
+  uint64_t suspect_since_ = 0;
   uint64_t kill_grace_ms_ = 0;  // for the pending terminateAfter()
 };
 

@@ -24,6 +24,12 @@ constexpr int64_t kResponseBackstopMs = 1'000;
 
 std::shared_ptr<spdlog::logger> log() { return spdlog::get("offload"); }
 
+// Whether the worker has sent the whole response of the request on `c`.
+bool responseComplete(UpstreamConnection* c) {
+  return c->state() == UpstreamConnection::State::Active && c->hasParser() &&
+         c->parser().headComplete() && !c->parser().inMessage();
+}
+
 }  // namespace
 
 WorkerPool::WorkerPool(uv_loop_t* loop, net::BufferPool& buffers, RuntimeDir& dir,
@@ -256,14 +262,32 @@ void WorkerPool::track(UpstreamConnection* c, Worker& w, Request& r) {
 
 void WorkerPool::release(UpstreamConnection* c, bool reusable) {
   Worker& w = workerOf(c);
+  if (!reusable && mayStillBeWorking(c)) {
+    // The exchange gave up, the worker did not: its slot stays taken until it is done.
+    auto& run = running_.at(c);
+    run.given_up = true;
+    log()->debug("pool {}: request {} abandoned by its exchange; worker {} (pid {}) finishes it",
+                 name_, run.request_id, w.index(), w.pid());
+    run.abandoned = AbandonedRequest::start(
+        c,
+        [](void* self, UpstreamConnection* conn) {
+          auto* pool = static_cast<WorkerPool*>(self);
+          pool->running_.at(conn).abandoned = nullptr;  // it deletes itself
+          pool->release(conn, false);
+        },
+        this);
+    return;
+  }
   if (auto it = running_.find(c); it != running_.end()) {
     running_.erase(it);
     --w.in_flight;
     if (running_.empty()) disarmDeadline();
   }
-  // A connection that ends badly may mean the worker just died (its sockets close before its
-  // exit is reported): stop sending it requests now rather than after a refused connect.
-  if (!reusable && w.dispatchable() && w.processGone()) supervisor_.onWorkerVanished(w);
+  // The worker closed the connection before its response was whole: it may be dying (its
+  // sockets close a moment before its exit is reported). Send it nothing until that is clear.
+  if (!reusable && c->peerClosed() && w.dispatchable() && !responseComplete(c)) {
+    supervisor_.onWorkerTrouble(w, false, "closed a connection mid-request");
+  }
   if (reusable && w.dispatchable() && c->state() == UpstreamConnection::State::Active &&
       w.idle_count < config().concurrency_per_worker) {
     c->detach();
@@ -274,6 +298,18 @@ void WorkerPool::release(UpstreamConnection* c, bool reusable) {
     c->close();
   }
   slotFreed(w);
+}
+
+bool WorkerPool::mayStillBeWorking(UpstreamConnection* c) const {
+  auto it = running_.find(c);
+  if (it == running_.end() || it->second.given_up || it->second.timed_out) return false;
+  const Worker& w = *it->second.worker;
+  // The whole request reached a live worker, which has not answered or closed yet.
+  return c->state() == UpstreamConnection::State::Active && c->requestSent() &&
+         !c->peerClosed() && c->hasParser() && !c->parser().inMessage() &&
+         !c->parser().headComplete() && c->socket().input().empty() &&
+         (w.state() == Worker::State::Ready || w.state() == Worker::State::Stopping) &&
+         !w.processGone();
 }
 
 void WorkerPool::slotFreed(Worker& w) {
@@ -294,12 +330,8 @@ void WorkerPool::onConnectResult(UpstreamConnection* c, int status) {
   if (status != 0) {
     --w.served;
     c->close();
-    if (w.processGone()) {
-      supervisor_.onWorkerVanished(w);
-    } else {
-      supervisor_.onConnectRefused(w, status == UV_ETIMEDOUT ? "connect timed out"
-                                                             : uv_strerror(status));
-    }
+    supervisor_.onWorkerTrouble(w, true,
+                                status == UV_ETIMEDOUT ? "connect timed out" : uv_strerror(status));
     retryElsewhere(std::move(r), "cannot connect to a worker");
     slotFreed(w);
     return;
@@ -336,7 +368,8 @@ void WorkerPool::onConnectionGone(UpstreamConnection* c) {
     supervisor_.onRequestDone(w);
   }
   if (auto it = running_.find(c); it != running_.end()) {
-    // Its exchange never released it (should not happen); keep the counts true anyway.
+    // Closed without a release (should not happen); keep the counts true anyway.
+    if (it->second.abandoned != nullptr) AbandonedRequest::discard(it->second.abandoned);
     running_.erase(it);
     --w.in_flight;
     if (running_.empty()) disarmDeadline();
@@ -480,10 +513,7 @@ void WorkerPool::timeOut(UpstreamConnection* c) {
   run.timed_out = true;
   if (c->state() == UpstreamConnection::State::Tunnel) return;  // an upgraded stream: no limit
   // The worker sent its whole response; only the client is slow to read it.
-  if (c->state() == UpstreamConnection::State::Active && c->parser().headComplete() &&
-      !c->parser().inMessage()) {
-    return;
-  }
+  if (responseComplete(c)) return;
   Worker& w = *run.worker;
   uint64_t now = uv_now(loop_);
   // A diagnostic that never ran for this request (slow_after off or not below the timeout)

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "offload/abandoned_request.h"
 #include "offload/dispatch.h"
 #include "offload/supervisor.h"
 #include "proxy/routing/limiter.h"
@@ -97,6 +98,8 @@ class WorkerPool final : public upstream::Target,
     uint64_t started_at = 0;
     bool slow_reported = false;
     bool timed_out = false;
+    bool given_up = false;  // by its exchange; the worker is finishing it
+    AbandonedRequest* abandoned = nullptr;  // while it does
     std::string route;
     std::string request_id;
   };
@@ -109,6 +112,7 @@ class WorkerPool final : public upstream::Target,
   void retryElsewhere(Request request, const char* why);
   void servePending();
   void slotFreed(Worker& worker);
+  bool mayStillBeWorking(upstream::UpstreamConnection* connection) const;
   void track(upstream::UpstreamConnection* connection, Worker& worker, Request& request);
   void pumpWaiting();
   void failWaiting();

@@ -443,6 +443,7 @@ void Exchange::flushUpstream() {
   if (to_upstream_.empty()) {
     if (request_side_ == RequestSide::Complete && !request_sent_) {
       request_sent_ = true;
+      upstream_->markRequestSent();
       armResponseTimeout();
     }
     return;
@@ -481,6 +482,7 @@ void Exchange::onUpstreamWritten(int status) {
   if (request_side_ == RequestSide::Complete) {
     if (!request_sent_) {
       request_sent_ = true;
+      if (upstream_ != nullptr) upstream_->markRequestSent();
       armResponseTimeout();
     }
     return;

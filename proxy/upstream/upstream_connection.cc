@@ -52,6 +52,7 @@ void UpstreamConnection::attach(UpstreamHandler* handler, http::ParserEvents* ev
   timer_.stop();
   state_ = State::Active;
   handler_ = handler;
+  request_sent_ = false;
   if (!parser_) {
     parser_ = std::make_unique<http::MessageParser>(HTTP_RESPONSE, *events, max_head_bytes);
   } else {
@@ -82,6 +83,7 @@ void UpstreamConnection::onSocketRead() {
 }
 
 void UpstreamConnection::onSocketEof(int status) {
+  peer_closed_ = true;
   switch (state_) {
     case State::Active:
     case State::Tunnel:

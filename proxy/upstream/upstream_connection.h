@@ -63,9 +63,17 @@ class UpstreamConnection final : private net::SocketEvents {
   State state() const { return state_; }
   net::Socket& socket() { return socket_; }
   http::MessageParser& parser() { return *parser_; }
+  bool hasParser() const { return parser_ != nullptr; }  // attached at least once
   const std::string& peerName() const { return peer_name_; }
   uint64_t requestsServed() const { return requests_served_; }
+  // The peer closed (EOF or a read error). A worker pool reads this as "the worker may have
+  // died" when it happens mid-request.
+  bool peerClosed() const { return peer_closed_; }
   void countRequest() { ++requests_served_; }
+  // Set by the exchange once the whole request is written (cleared by attach()): a target that
+  // takes back an unfinished request knows the upstream is working on it.
+  void markRequestSent() { request_sent_ = true; }
+  bool requestSent() const { return request_sent_; }
   void* ownerTag = nullptr;  // for the owning pool's bookkeeping (which endpoint)
 
   // Intrusive idle list links, managed by the owner.
@@ -90,6 +98,8 @@ class UpstreamConnection final : private net::SocketEvents {
   UpstreamHandler* handler_ = nullptr;
   std::unique_ptr<http::MessageParser> parser_;
   uint64_t requests_served_ = 0;
+  bool peer_closed_ = false;
+  bool request_sent_ = false;
 };
 
 }  // namespace loopguard::upstream

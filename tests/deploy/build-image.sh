@@ -84,6 +84,7 @@ cleanup() {
       echo "--- $f (last 40 lines)"; tail -n 40 "$f"
     done
   fi
+  printf '==> [%4ds] cleaning up\n' "$((SECONDS - T0))"
   # Never rm -rf while something may still be mounted inside.
   if [ "$keep" = 1 ] || grep -q " $WORK/" /proc/mounts; then
     echo "build-image: work directory kept: $WORK"
@@ -167,7 +168,8 @@ t_build=$SECONDS
 podman build --isolation chroot "${build_args[@]}" -f "$CONTEXT/deploy/Dockerfile" -t "$IMAGE" "$CONTEXT" \
   >"$WORK/build.log" 2>&1 || fail "podman build failed (see build.log below)"
 say "built $IMAGE in $((SECONDS - t_build))s"
-grep -E '^make-bundle:|^loopguard [0-9]' "$WORK/build.log" | sed 's/^/    /' | sort -u || true
+grep -E '^make-bundle:|^loopguard [0-9]|tests passed, [0-9]+ tests failed' "$WORK/build.log" \
+  | sed 's/^/    /' | sort -u || true
 
 # ---- 3. the runtime image --------------------------------------------------------------------------
 say "runtime image: config"

@@ -42,12 +42,7 @@ def _node():
     if not node:
         pytest.skip("node (Node.js) is not installed: the Kubernetes schema checks need it "
                     "(apt-get install nodejs, then npm ci --prefix tests/deploy/node)")
-    modules = NODE_DIR / "node_modules"
-    marker = modules / ".package-lock.json"
-    lock = NODE_DIR / "package-lock.json"
-    stale = not (modules / "kubernetes-models" / "package.json").exists() or \
-        not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime
-    if stale:
+    if not _node_modules_match_the_lockfile():
         npm = shutil.which("npm")
         if not npm:
             pytest.skip("npm is not installed and tests/deploy/node/node_modules is missing")
@@ -57,6 +52,22 @@ def _node():
             pytest.fail(f"npm ci --prefix tests/deploy/node failed:\n{r.stdout}\n{r.stderr}",
                         pytrace=False)
     return node
+
+
+def _node_modules_match_the_lockfile():
+    """True when every package of package-lock.json is installed at its locked version."""
+    lock = json.loads((NODE_DIR / "package-lock.json").read_text())
+    for key, meta in lock.get("packages", {}).items():
+        if not key:
+            continue                                  # the root project itself
+        installed = NODE_DIR / key / "package.json"
+        try:
+            if json.loads(installed.read_text()).get("version") != meta.get("version"):
+                return False
+        except (OSError, ValueError):
+            if not meta.get("optional"):
+                return False
+    return True
 
 
 def run_validator(*args):

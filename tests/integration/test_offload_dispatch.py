@@ -6,7 +6,8 @@ import os
 import re
 import time
 
-from harness import Background, MiB, assert_overload, http_request, pid_alive
+from harness import (Background, MiB, RawConn, assert_overload, build_request, http_request,
+                     pid_alive, wait_until)
 from offload_support import (config_text, get, get_all, lines_matching, pool_def, pool_route,
                              ready_pids, wait_ready, worker_peaks)
 
@@ -167,3 +168,35 @@ def test_worker_connection_is_kept_alive_between_requests(procs):
         assert get(proxy, "/work?ms=1").status == 200
     # The worker served 5 requests; loopguard logged no connect error.
     assert not lines_matching(proxy, r"refused a connection|cannot connect")
+
+
+def test_a_request_its_client_abandoned_keeps_its_worker_slot_until_the_worker_is_done(procs):
+    proxy, stats = start(procs, {"workers": 1, "concurrency": 1})
+    wait_ready(proxy, 1)
+    gone = RawConn(proxy.target)
+    gone.send(build_request("GET", "/sleep?ms=1000"))
+    wait_until(lambda: worker_peaks(stats), 5, desc="the request to reach the worker")
+    t0 = time.monotonic()
+    gone.hang_up()  # the worker keeps sleeping on it
+    r = get(proxy, "/work?ms=1")
+    assert r.status == 200
+    # The next request waited for the worker instead of joining the abandoned one.
+    assert time.monotonic() - t0 >= 0.6
+    assert max(worker_peaks(stats).values()) == 1
+
+
+def test_route_timeout_504_keeps_the_worker_slot_until_the_worker_is_done(procs):
+    stats = procs.path("stats")
+    os.makedirs(stats)
+    short = dict(pool_route(name="short", prefix="/short/"), timeout="300ms")
+    text = config_text({"cpu": pool_def(stats_dir=stats, workers=1, concurrency=1)},
+                       [short, pool_route()])
+    proxy = procs.proxy(text)
+    wait_ready(proxy, 1)
+    slow = Background(get, proxy, "/short/sleep?ms=1200")
+    wait_until(lambda: worker_peaks(stats), 5, desc="the request to reach the worker")
+    t0 = time.monotonic()
+    assert slow.result().status == 504
+    r = get(proxy, "/work?ms=1")
+    assert r.status == 200 and time.monotonic() - t0 >= 0.5
+    assert max(worker_peaks(stats).values()) == 1

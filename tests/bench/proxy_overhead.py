@@ -1,0 +1,256 @@
+#!/usr/bin/python3
+"""What a proxy costs: the same fixed upstream reached directly, through loopguard, through nginx
+and through HAProxy, alternated within one run.
+
+Upstream: nginx, 1 worker — `return 200` with a 24-byte body on /small, static files of 16 KiB
+and 1 MiB under /files/. Proxies: loopguard (access log off), nginx (1 worker, upstream keepalive
+64, proxy_http_version 1.1, access_log off, 8 x 64 KiB proxy buffers), HAProxy (nbthread 1,
+http-reuse always, keep-alive on both sides). All three add X-Forwarded-For / X-Forwarded-Proto,
+as loopguard always does.
+
+Scenarios (wrk -t1 --latency, keep-alive): small body c=50, 16 KiB c=50, 1 MiB c=50, small body
+with 1,000 concurrent connections (idle upstream pool 64, as everywhere else, then 1024). Each
+round runs every scenario for every variant (the variant order rotates each round; each
+measurement is preceded by a short warm-up); cells report medians over rounds; the "x nginx" columns are the median over rounds of the ratio to nginx measured in
+that same round and scenario. CPU per request: utime+stime of the proxy's processes (for nginx,
+master + worker) over the measured run, divided by the requests wrk completed; on the "direct"
+row it is the upstream's own CPU per request, for scale.
+
+Pinning (2+ CPUs): the proxy alone on CPU 1; wrk and the upstream share CPU 0. See README.md.
+Output: Markdown table on stdout; results/proxy_overhead-<stamp>.{md,json,dat,png}.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as bl  # noqa: E402
+
+SCENARIOS = {
+    #  name        path              conns  idle upstream pool  label
+    "small": ("/small", 50, 64, "small body, c=50"),
+    "16k": ("/files/16k.bin", 50, 64, "16 KiB body, c=50"),
+    "1m": ("/files/1m.bin", 50, 64, "1 MiB body, c=50"),
+    "c1000": ("/small", 1000, 64, "small body, c=1000"),
+    "c1000-pool1024": ("/small", 1000, 1024, "small body, c=1000, pool 1024"),
+}
+# With 1,000 requests in flight and only 64 idle upstream connections kept, every proxy keeps
+# opening and closing upstream connections (connect churn): "c1000" measures that path,
+# "c1000-pool1024" (idle pool 1024 in all three proxies) the client-side scale alone. Its direct
+# row would repeat c1000's, so direct is not run there.
+VARIANTS = ["direct", "loopguard", "nginx", "haproxy"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=int, default=5, help="seconds per measured run (5)")
+    ap.add_argument("--warmup", type=int, default=1, help="seconds of warm-up before each (1)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--out-dir", default=bl.RESULTS)
+    args = ap.parse_args()
+    bl.RESULTS = args.out_dir
+    scenarios = [s for s in args.scenarios.split(",") if s in SCENARIOS]
+    variants = [v for v in args.variants.split(",") if v in VARIANTS]
+
+    missing = bl.ensure_tools(["wrk", "nginx"])
+    if missing:
+        print(f"proxy_overhead: cannot run without {', '.join(missing)} "
+              "(deploy/install-deps.sh --bench)", file=sys.stderr)
+        return 2
+
+    per_run = args.duration + args.warmup + 1.5
+    budget = len(scenarios) * len(variants) * args.rounds * per_run * 2 + 180
+    bl.set_budget(budget)
+    nofile = bl.raise_nofile(65536)
+    info = bl.machine_info()
+    binary = bl.loopguard_bin()
+    bl.log(f"{info['nproc']} CPUs ({info['cpu']}), nofile {nofile}, pinning "
+           f"{'proxy on CPU 1, wrk + upstream on CPU 0' if bl.PINNING else 'off'}; "
+           f"loopguard: {bl.describe_binary(binary)}; budget {budget:.0f} s")
+
+    procs = bl.Procs()
+    work = procs.workdir("overhead")
+    runs = []  # one dict per measured run
+    unavailable = {}
+    try:
+        up = bl.Upstream(procs, work, files={"16k.bin": 16 * 1024, "1m.bin": 1024 * 1024})
+        proxies = {}  # (variant, pool) -> Proxy
+        for pool in sorted({SCENARIOS[s][2] for s in scenarios}):
+            for v in variants:
+                if v == "direct" or v in unavailable:
+                    continue
+                p = bl.Proxy(procs, v, work, up.port, nofile=min(nofile, 20000), pool=pool,
+                             tag=f"-pool{pool}")
+                if p.error:
+                    unavailable[v] = p.error
+                    bl.log(f"{v}: unavailable: {p.error}")
+                else:
+                    proxies[(v, pool)] = p
+        # Sanity: every variant answers every scenario's path with the right body size.
+        want_len = {"/small": len(bl.SMALL_BODY), "/files/16k.bin": 16384, "/files/1m.bin": 1 << 20}
+        for key in list(proxies):
+            for path, n in want_len.items():
+                status, body = bl.http_get(proxies[key].port, path, timeout=5)
+                if status != 200 or len(body) != n:
+                    unavailable[key[0]] = f"GET {path}: status {status}, {len(body)} bytes (want {n})"
+                    bl.log(f"{key[0]}: unavailable: {unavailable[key[0]]}")
+                    proxies.pop(key).stop()
+                    break
+
+        for rnd in range(args.rounds):
+            for si, sc in enumerate(scenarios):
+                path, conns, pool, _label = SCENARIOS[sc]
+                active = [v for v in variants if (v == "direct" and pool == 64)
+                          or (v, pool) in proxies]
+                if not active:
+                    continue
+                k = (rnd + si) % len(active)
+                order = active[k:] + active[:k]
+                for v in order:
+                    port = up.port if v == "direct" else proxies[(v, pool)].port
+                    if args.warmup > 0:
+                        bl.run_wrk(port, path, conns, args.warmup)
+                    pids = up.pids() if v == "direct" else proxies[(v, pool)].pids()
+                    t0 = bl.cpu_ticks(pids)
+                    res, out = bl.run_wrk(port, path, conns, args.duration)
+                    t1 = bl.cpu_ticks(pids)
+                    cpu_us = None
+                    if res["requests"]:
+                        cpu_us = (t1 - t0) / bl.CLK_TCK * 1e6 / res["requests"]
+                    res.update(round=rnd, scenario=sc, variant=v, cpu_us=cpu_us)
+                    if res["rps"] is None:
+                        res["raw"] = out[-600:]
+                    runs.append(res)
+                    bl.log(f"round {rnd + 1}/{args.rounds} {sc:6s} {v:9s} "
+                           f"{bl.fmt(res['rps'])} req/s p50 {bl.fmt(res['p50'], 2)} ms "
+                           f"p99 {bl.fmt(res['p99'], 2)} ms cpu {bl.fmt(cpu_us, 1)} us/req "
+                           f"err {res['errors'] + res['non2xx']}")
+    except bl.BudgetExceeded as e:
+        bl.log(f"stopping early: {e}; reporting what was measured")
+    except RuntimeError as e:
+        bl.log(f"setup failed: {e}")
+        if not runs:
+            procs.cleanup()
+            return 2
+    finally:
+        procs.cleanup()
+        import signal
+        signal.alarm(0)
+
+    report(runs, scenarios, variants, unavailable, info, binary, args)
+    return 0
+
+
+def summarize(runs, scenarios, variants):
+    rows = []
+    for sc in scenarios:
+        for v in variants:
+            mine = [r for r in runs if r["scenario"] == sc and r["variant"] == v]
+            if not mine:
+                continue
+            ratio_rps, ratio_p99 = [], []
+            for r in mine:
+                ref = [x for x in runs if x["scenario"] == sc and x["variant"] == "nginx"
+                       and x["round"] == r["round"]]
+                if ref and ref[0]["rps"] and r["rps"]:
+                    ratio_rps.append(r["rps"] / ref[0]["rps"])
+                if ref and ref[0]["p99"] and r["p99"]:
+                    ratio_p99.append(r["p99"] / ref[0]["p99"])
+            rows.append({
+                "scenario": sc, "variant": v, "rounds": len(mine),
+                "rps": bl.median([r["rps"] for r in mine]),
+                "p50": bl.median([r["p50"] for r in mine]),
+                "p99": bl.median([r["p99"] for r in mine]),
+                "cpu_us": bl.median([r["cpu_us"] for r in mine]),
+                "x_nginx": bl.median(ratio_rps), "p99_x_nginx": bl.median(ratio_p99),
+                "errors": sum(r["errors"] + r["non2xx"] for r in mine),
+            })
+    return rows
+
+
+def report(runs, scenarios, variants, unavailable, info, binary, args):
+    rows = summarize(runs, scenarios, variants)
+    headers = ["scenario", "variant", "req/s", "× nginx", "p50 ms", "p99 ms", "p99 × nginx",
+               "CPU µs/req", "errors"]
+    table = []
+    for r in rows:
+        cpu = bl.fmt(r["cpu_us"], 1)
+        if r["variant"] == "direct" and r["cpu_us"] is not None:
+            cpu += " (upstream)"
+        table.append([SCENARIOS[r["scenario"]][3], r["variant"], bl.fmt(r["rps"]),
+                      bl.fmt(r["x_nginx"], 2), bl.fmt(r["p50"], 2), bl.fmt(r["p99"], 2),
+                      bl.fmt(r["p99_x_nginx"], 2), cpu, r["errors"]])
+    md = bl.markdown_table(headers, table, left={0, 1})
+    for v, why in unavailable.items():
+        md += f"\n\n{v}: unavailable — {why}"
+    header = [
+        f"# proxy_overhead — {info['date']}",
+        "",
+        f"Machine: {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']}; pinning: "
+        + ("proxy on CPU 1, wrk (-t1) + upstream nginx on CPU 0" if info["pinning"] else "none"),
+        f"Load average (1/5/15 min) at start: {info['load_start']}, at end: {bl.loadavg()} "
+        "(the machine is shared; medians of alternated rounds absorb some of it)",
+        f"loopguard: {bl.describe_binary(binary)}",
+        f"{args.rounds} rounds × {args.duration} s (+{args.warmup} s warm-up) per cell, variants "
+        "alternated, medians; × nginx = median of same-round ratios.",
+    ]
+    st = bl.stamp()
+    base = bl.write_results("proxy_overhead", st, md, {"machine": info, "args": vars(args),
+                                                         "summary": rows, "runs": runs,
+                                                         "unavailable": unavailable}, header)
+    chart(rows, scenarios, variants, base)
+    print("\n".join(header) + "\n\n" + md + "\n")
+    print(f"results: {base}.md / .json" + (" / .png" if os.path.exists(base + ".png") else ""))
+
+
+def chart(rows, scenarios, variants, base):
+    present = [v for v in variants if any(r["variant"] == v for r in rows)]
+    if not rows or not present:
+        return
+    # One line per scenario: label, then rps, p99, cpu for each present variant ("?" = missing).
+    with open(base + ".dat", "w") as f:
+        f.write("# scenario " + " ".join(f"{v}_rps {v}_p99 {v}_cpu" for v in present) + "\n")
+        for sc in scenarios:
+            cells = []
+            for v in present:
+                r = next((x for x in rows if x["scenario"] == sc and x["variant"] == v), None)
+                for key in ("rps", "p99", "cpu_us"):
+                    val = r[key] if r else None
+                    cells.append("?" if val is None else f"{val:.4g}")
+            f.write(f"\"{SCENARIOS[sc][3]}\" " + " ".join(cells) + "\n")
+    colors = {"direct": "#999999", "loopguard": "#1b9e77", "nginx": "#d95f02", "haproxy": "#7570b3"}
+
+    def panel(title, ylabel, offset, log_y, key):
+        plots = []
+        for i, v in enumerate(present):
+            col = 2 + i * 3 + offset
+            xt = ":xtic(1)" if i == 0 else ""
+            plots.append(f"'{base}.dat' using {col}{xt} title '{v}' lc rgb '{colors.get(v, '#000000')}'")
+        return (f"set title '{title}'\nset ylabel '{ylabel}'\n"
+                + ("set logscale y\n" if log_y else "unset logscale y\n")
+                + ("set key top right\n" if key else "unset key\n")
+                + "plot " + ", ".join(plots) + "\n")
+
+    script = f"""set terminal pngcairo size 1100,1000 font "sans,10"
+set output '{base}.png'
+set datafile missing '?'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set grid ytics
+set logscale y
+set multiplot layout 3,1 title "proxy overhead: medians, wrk -t1 keep-alive (log scales)"
+""" + panel("throughput, req/s (higher is better)", "req/s", 0, True, True) \
+        + panel("p99 latency, ms (lower is better)", "ms", 1, True, False) \
+        + panel("CPU per request of the proxy's processes (direct: the upstream), µs", "µs/req",
+                2, True, False) + "unset multiplot\n"
+    bl.gnuplot(script, "proxy_overhead")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
