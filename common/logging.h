@@ -12,4 +12,7 @@ enum class LogFormatKind { Text, Json };
 // Returns false if the level is unknown.
 bool setupLogging(const std::string& level, LogFormatKind format);
 
+// Writes out buffered access-log lines (called on a timer and at exit).
+void flushAccessLog();
+
 }  // namespace loopguard

@@ -26,7 +26,8 @@ ProxyApp::ProxyApp(uv_loop_t* loop, CommonOptions options,
       server_(loop, config, hooks_.pools),
       watcher_(loop, options_.config_path, [this] { reload("file change"); }),
       lifecycle_(loop, config->timeouts.drain),
-      lag_(loop) {
+      lag_(loop),
+      access_flush_(loop, nullptr, [](void*) { flushAccessLog(); }) {
   lifecycle_.onDrain = [this](std::function<void()> done) { beginDrain(std::move(done)); };
   lifecycle_.onForceStop = [this] { forceStop(); };
   lifecycle_.onReload = [this] { reload("SIGHUP"); };
@@ -63,6 +64,8 @@ bool ProxyApp::start(const config::Address& listen) {
               options_.config_path);
   }
   lag_.start();
+  access_flush_.start(200, 200);
+  access_flush_.unref();
   return true;
 }
 
@@ -172,9 +175,7 @@ void ProxyApp::beginDrain(std::function<void()> done) {
 
 void ProxyApp::finishDrain() {
   auto stopped = [this] {
-    watcher_.stop();
-    lag_.stop();
-    if (admin_) admin_->close();
+    stopHousekeeping();
     if (drain_done_) {
       auto done = std::move(drain_done_);
       drain_done_ = nullptr;
@@ -191,8 +192,14 @@ void ProxyApp::finishDrain() {
 void ProxyApp::forceStop() {
   server_.closeAll();
   if (hooks_.kill_pools) hooks_.kill_pools();
+  stopHousekeeping();
+}
+
+void ProxyApp::stopHousekeeping() {
   watcher_.stop();
   lag_.stop();
+  access_flush_.stop();
+  flushAccessLog();
   if (admin_) admin_->close();
 }
 

@@ -57,6 +57,7 @@ class ProxyApp {
   void beginDrain(std::function<void()> done);
   void finishDrain();
   void forceStop();
+  void stopHousekeeping();
 
   uv_loop_t* loop_;
   CommonOptions options_;
@@ -67,6 +68,7 @@ class ProxyApp {
   ConfigWatcher watcher_;
   Lifecycle lifecycle_;
   metrics::LoopLagMonitor lag_;
+  uv::Timer access_flush_;  // the access log is buffered; this bounds how late a line appears
   uint64_t reloads_ok_ = 0;
   uint64_t reloads_failed_ = 0;
   std::function<void()> drain_done_;

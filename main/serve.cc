@@ -1,5 +1,7 @@
 #include "main/serve.h"
 
+#include "common/logging.h"
+
 #include <spdlog/spdlog.h>
 
 #include <string>
@@ -85,6 +87,7 @@ int serveApp(const CommonOptions& options, std::shared_ptr<const config::Config>
   // The app's handles were closed by their owners as it went; let the close callbacks run.
   uv_run(&loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&loop) != 0) spdlog::get("main")->warn("event loop closed with handles open");
+  flushAccessLog();
   spdlog::get("main")->info("stopped");
   return exit_code;
 }
