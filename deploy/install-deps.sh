@@ -11,7 +11,7 @@ build_pkgs=(
 test_pkgs=(
   python3 python3-pytest python3-fastapi python3-uvicorn python3-aiosqlite
   python3-multipart python3-pil python3-prometheus-client
-  curl wrk procps iproute2
+  curl wrk procps iproute2 nodejs
 )
 bench_pkgs=(nginx haproxy hey gnuplot-nox)
 
@@ -22,14 +22,30 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all packages present"
-  exit 0
-fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-echo "install-deps: installing ${missing[*]}"
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+updated=0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  updated=1
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# Debian ships npm apart from nodejs (other nodejs builds bundle it).
+if ! command -v npm >/dev/null; then
+  [ $updated = 1 ] || $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends npm
+fi
+
+# The Kubernetes manifest checks validate with the npm package kubernetes-models, pinned by
+# tests/deploy/node/package-lock.json (installed into that folder only).
+here=$(cd "$(dirname "$0")/.." && pwd)
+lock="$here/tests/deploy/node/package-lock.json"
+stamp="$here/tests/deploy/node/node_modules/.installed-from-lock"
+if [ -f "$lock" ] && ! cmp -s "$lock" "$stamp" 2>/dev/null; then
+  npm ci --prefix "$here/tests/deploy/node" --no-audit --no-fund --loglevel=error
+  cp "$lock" "$stamp"
+fi
+echo "install-deps: ready"
