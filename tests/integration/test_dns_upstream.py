@@ -1,12 +1,19 @@
 """Upstream endpoints given by DNS name: resolved with uv_getaddrinfo at start and again every
 `resolve_every`, requests keep flowing across re-resolutions, and a name that does not resolve
 gives 502 (not a hang)."""
+import socket
 import time
+
+import pytest
 
 from harness import http_request, proxy_config
 
 
 def test_dns_name_endpoint_is_resolved_and_re_resolved(procs):
+    try:
+        socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+    except OSError as e:  # e.g. a bare chroot without /etc/hosts
+        pytest.skip(f"this machine cannot resolve localhost: {e}")
     up = procs.upstream("app")
     config = proxy_config(
         {"app": {"endpoints": [f"localhost:{up.port}"], "resolve_every": "200ms",
