@@ -90,6 +90,11 @@ def parse_head(head):
 
 
 # ---- open loop (asyncio) ------------------------------------------------------------------------------
+# A keep-alive connection idle this long is closed instead of reused: well below the 5 s after which
+# uvicorn closes an idle connection itself, so the generator never races the server's close (the
+# same rule as loopguard's upstream idle_timeout).
+IDLE_MAX_S = 2.0
+
 async def _read_response(reader):
     head = await reader.readuntil(b"\r\n\r\n")
     status, length, chunked, close = parse_head(head[:-4])
@@ -116,7 +121,13 @@ async def run_rate(url, rate, duration, warmup, timeout):
     opened = [0]
 
     async def one(due):
-        conn = idle.pop() if idle else None
+        conn = None
+        while idle:  # most recently used first; drop those idle too long (see IDLE_MAX_S)
+            candidate, last_used = idle.pop()
+            if loop.time() - last_used < IDLE_MAX_S:
+                conn = candidate
+                break
+            candidate[1].close()
         kind = None
         try:
             if conn is None:
@@ -130,7 +141,7 @@ async def run_rate(url, rate, duration, warmup, timeout):
             if close:
                 writer.close()
             else:
-                idle.append(conn)
+                idle.append((conn, loop.time()))
             if 200 <= status < 300:
                 records.append((due - start, latency, None))
                 return
@@ -161,7 +172,7 @@ async def run_rate(url, rate, duration, warmup, timeout):
     for t in tasks:
         if not t.done():
             t.cancel()
-    for _, writer in idle:
+    for (_, writer), _ in idle:
         writer.close()
 
     measured = [r for r in records if r[0] >= warmup]

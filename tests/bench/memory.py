@@ -232,11 +232,10 @@ set boxwidth 0.6
 set grid ytics
 set yrange [0:{top:.3f}]
 set xrange [-0.6:{len(rows) - 0.4}]
-unset key
-set arrow from -0.6,1 to {len(rows) - 0.4},1 nohead dt 2 lc rgb '#1b9e77'
-set label "loopguard target: 1 KiB" at graph 0.98, first 1 right offset 0,0.7 front tc rgb '#1b9e77'
-plot '{base}.dat' using 1:3:xtic(2) with boxes lc rgb '#4c72b0', \\
-     '' using 1:3:(sprintf("%.2f", $3)) with labels offset 0,0.8 notitle
+set key top right
+plot '{base}.dat' using 1:3:xtic(2) with boxes lc rgb '#4c72b0' notitle, \\
+     '' using 1:3:(sprintf("%.2f", $3)) with labels offset 0,0.8 notitle, \\
+     1 with lines dt 2 lw 1.5 lc rgb '#1b9e77' title "loopguard target: 1 KiB"
 """
     bl.gnuplot(script, "memory")
 

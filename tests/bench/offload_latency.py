@@ -3,11 +3,14 @@
 
 The demo app (deploy/examples/app.py, one uvicorn process) gets a fixed offered load on its I/O
 route (GET /io, open loop, default 200 req/s for 10 s), first alone ("io only"), then while CPU
-clients hammer GET /cpu/hash back to back ("io + cpu", default 2 clients). Three ways in:
+clients hammer GET /cpu/hash back to back ("io + cpu", default 2 clients). The ways in:
 
-  direct     straight to the app
-  proxy      through loopguard, every route to the app (quickstart-no-offload.yaml): a proxy alone
-  offload    through loopguard with /cpu/ offloaded to its worker pool (quickstart.yaml)
+  direct        straight to the app
+  proxy         through loopguard, every route to the app (quickstart-no-offload.yaml): a proxy alone
+  offload       through loopguard with /cpu/ offloaded to its worker pool (quickstart.yaml)
+  offload-nice  the same with the pool's command run under `nice -n 10`: on a machine with as many
+                cores as workers, busy workers otherwise compete with the app's own event loop for
+                the CPU; this shows how much of what is left is that
 
 Rounds alternate the variants (the order rotates each round) so a noisy neighbour on a shared
 machine hurts them all alike; each cell reports the median over rounds, and the ratio column is the
@@ -41,8 +44,12 @@ PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.execu
 VARIANTS = {
     "direct": "direct to the app (uvicorn, 1 process)",
     "proxy": "through loopguard, no offload",
-    "offload": "through loopguard, /cpu/ offloaded to a 2-worker pool",
+    "offload": "through loopguard, /cpu/ offloaded to a 2-worker pool (quickstart.yaml as shipped)",
+    "offload-nice": "as offload, the pool's command prefixed with `nice -n 10` (workers yield the "
+                    "CPU to the app and the proxy)",
 }
+CONFIGS = {"proxy": "quickstart-no-offload.yaml", "offload": "quickstart.yaml",
+           "offload-nice": "quickstart.yaml"}
 
 
 def log(msg):
@@ -142,7 +149,7 @@ def wait_http(url, deadline_s, procs, want=lambda status, body: status == 200):
     return False, status, body
 
 
-def write_config(src, dst, app_port, proxy_port, admin_port):
+def write_config(src, dst, app_port, proxy_port, admin_port, nice=False):
     """A copy of an example config on free ports, the pool's workdir made absolute (so it is right
     whether loopguard resolves a relative workdir against its cwd or the config's folder)."""
     with open(src) as f:
@@ -151,6 +158,9 @@ def write_config(src, dst, app_port, proxy_port, admin_port):
                 .replace("127.0.0.1:8080", f"127.0.0.1:{proxy_port}")
                 .replace("127.0.0.1:9901", f"127.0.0.1:{admin_port}")
                 .replace('workdir: "."', f'workdir: "{EXAMPLES}"'))
+    if nice:
+        assert 'command: ["/usr/bin/python3"' in text, "quickstart.yaml's pool command changed"
+        text = text.replace('command: ["/usr/bin/python3"', 'command: ["nice", "-n", "10", "/usr/bin/python3"')
     with open(dst, "w") as f:
         f.write(text)
 
@@ -242,7 +252,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cpu-clients", type=int, default=2)
     ap.add_argument("--cpu-path", default="/cpu/hash")
-    ap.add_argument("--variants", default="direct,proxy,offload",
+    ap.add_argument("--variants", default="direct,proxy,offload,offload-nice",
                     help="comma-separated, of: " + ", ".join(VARIANTS))
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
     ap.add_argument("--quiet-wait", type=float, default=120.0,
@@ -265,7 +275,7 @@ def main():
     base = os.path.join(args.out_dir, f"offload_latency-{stamp}")
     work = tempfile.mkdtemp(prefix="lg-bench-", dir="/tmp")
     info = machine_info(loopguard_bin) if os.access(loopguard_bin, os.X_OK) else {}
-    ports = {"app": free_port(), "proxy": free_port(), "offload": free_port(), "admin": free_port()}
+    ports = {"app": free_port()}
     procs, unavailable, targets = [], {}, {}
     app_pid = None
     try:
@@ -280,18 +290,20 @@ def main():
         app_pid = pid_of(body)
         targets["direct"] = f"http://127.0.0.1:{ports['app']}"
 
-        for v, src in (("proxy", "quickstart-no-offload.yaml"), ("offload", "quickstart.yaml")):
-            if v not in variants:
+        for v in variants:
+            if v == "direct":
                 continue
             cfg = os.path.join(work, f"{v}.yaml")
-            write_config(os.path.join(EXAMPLES, src), cfg, ports["app"], ports[v], ports["admin"])
+            ports[v], ports[v + "-admin"] = free_port(), free_port()
+            write_config(os.path.join(EXAMPLES, CONFIGS[v]), cfg, ports["app"], ports[v],
+                         ports[v + "-admin"], nice=v.endswith("-nice"))
             log(f"starting loopguard ({v}) on 127.0.0.1:{ports[v]}")
             p = Proc(f"loopguard-{v}", [loopguard_bin, "proxy", "--config", cfg], EXAMPLES,
                      os.path.join(work, f"loopguard-{v}.log"))
             procs.append(p)
             url = f"http://127.0.0.1:{ports[v]}"
             ok, status, body = wait_http(url + "/healthz", 30, [p])
-            if ok and v == "offload":
+            if ok and v.startswith("offload"):
                 # Ready when a /cpu/ request is answered by a pool worker (not by the app itself).
                 ok, status, body = wait_http(
                     url + "/cpu/hash?iterations=1", 60, [p],

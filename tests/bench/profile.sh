@@ -7,4 +7,4 @@
 # callgrind: loopguard under valgrind, wrk -t1 -c10 for 3 s (about 1-2 minutes).
 # Environment: LOOPGUARD_BIN. Build with symbols: -DCMAKE_CXX_FLAGS=-g (see README.md).
 . "$(dirname "${BASH_SOURCE[0]}")/bench_common.sh"
-bench_run profile "$@"
+bench_run profile_proxy "$@"

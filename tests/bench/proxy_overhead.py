@@ -11,10 +11,11 @@ as loopguard always does.
 Scenarios (wrk -t1 --latency, keep-alive): small body c=50, 16 KiB c=50, 1 MiB c=50, small body
 with 1,000 concurrent connections (idle upstream pool 64, as everywhere else, then 1024). Each
 round runs every scenario for every variant (the variant order rotates each round; each
-measurement is preceded by a short warm-up); cells report medians over rounds; the "x nginx" columns are the median over rounds of the ratio to nginx measured in
-that same round and scenario. CPU per request: utime+stime of the proxy's processes (for nginx,
-master + worker) over the measured run, divided by the requests wrk completed; on the "direct"
-row it is the upstream's own CPU per request, for scale.
+measurement is preceded by a short warm-up); cells report medians over rounds; the "x nginx"
+columns are the ratio of those medians to nginx's, followed by the lowest and highest ratio to
+nginx within one round (how much the rounds disagree). CPU per request: utime+stime of the
+proxy's processes (for nginx, master + worker) over the measured run, divided by the requests wrk
+completed; on the "direct" row it is the upstream's own CPU per request, for scale.
 
 Pinning (2+ CPUs): the proxy alone on CPU 1; wrk and the upstream share CPU 0. See README.md.
 Output: Markdown table on stdout; results/proxy_overhead-<stamp>.{md,json,dat,png}.
@@ -36,6 +37,8 @@ SCENARIOS = {
     "c1000": ("/small", 1000, 64, "small body, c=1000"),
     "c1000-pool1024": ("/small", 1000, 1024, "small body, c=1000, pool 1024"),
 }
+CHART_LABELS = {"small": "small, c=50", "16k": "16 KiB, c=50", "1m": "1 MiB, c=50",
+                "c1000": "small, c=1000", "c1000-pool1024": "c=1000, pool 1024"}
 # With 1,000 requests in flight and only 64 idle upstream connections kept, every proxy keeps
 # opening and closing upstream connections (connect churn): "c1000" measures that path,
 # "c1000-pool1024" (idle pool 1024 in all three proxies) the client-side scale alone. Its direct
@@ -45,14 +48,25 @@ VARIANTS = ["direct", "loopguard", "nginx", "haproxy"]
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--duration", type=int, default=5, help="seconds per measured run (5)")
+    ap.add_argument("--duration", type=int, default=3, help="seconds per measured run (3)")
     ap.add_argument("--warmup", type=int, default=1, help="seconds of warm-up before each (1)")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--out-dir", default=bl.RESULTS)
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="measure nothing: print the table and redraw the chart of a past run")
     args = ap.parse_args()
     bl.RESULTS = args.out_dir
+    if args.from_json:
+        with open(args.from_json) as f:
+            past = json.load(f)
+        for k in ("duration", "warmup", "rounds"):
+            setattr(args, k, past["args"][k])
+        report(past["runs"], [s for s in SCENARIOS if any(r["scenario"] == s for r in past["runs"])],
+               VARIANTS, past.get("unavailable", {}), past["machine"],
+               past.get("binary"), args)
+        return 0
     scenarios = [s for s in args.scenarios.split(",") if s in SCENARIOS]
     variants = [v for v in args.variants.split(",") if v in VARIANTS]
 
@@ -141,35 +155,49 @@ def main():
         import signal
         signal.alarm(0)
 
+    info["load_end"] = bl.loadavg()
     report(runs, scenarios, variants, unavailable, info, binary, args)
     return 0
 
 
 def summarize(runs, scenarios, variants):
+    """Medians over rounds per (scenario, variant). x_nginx / p99_x_nginx: ratio of the medians;
+    *_range: lowest and highest same-round ratio (how much the rounds disagree)."""
     rows = []
     for sc in scenarios:
+        ref = {r["round"]: r for r in runs if r["scenario"] == sc and r["variant"] == "nginx"}
+        ref_rps = bl.median([r["rps"] for r in ref.values()])
+        ref_p99 = bl.median([r["p99"] for r in ref.values()])
         for v in variants:
             mine = [r for r in runs if r["scenario"] == sc and r["variant"] == v]
             if not mine:
                 continue
-            ratio_rps, ratio_p99 = [], []
-            for r in mine:
-                ref = [x for x in runs if x["scenario"] == sc and x["variant"] == "nginx"
-                       and x["round"] == r["round"]]
-                if ref and ref[0]["rps"] and r["rps"]:
-                    ratio_rps.append(r["rps"] / ref[0]["rps"])
-                if ref and ref[0]["p99"] and r["p99"]:
-                    ratio_p99.append(r["p99"] / ref[0]["p99"])
-            rows.append({
+            ratio_rps = [r["rps"] / ref[r["round"]]["rps"] for r in mine
+                         if r["round"] in ref and r["rps"] and ref[r["round"]]["rps"]]
+            ratio_p99 = [r["p99"] / ref[r["round"]]["p99"] for r in mine
+                         if r["round"] in ref and r["p99"] and ref[r["round"]]["p99"]]
+            row = {
                 "scenario": sc, "variant": v, "rounds": len(mine),
                 "rps": bl.median([r["rps"] for r in mine]),
                 "p50": bl.median([r["p50"] for r in mine]),
                 "p99": bl.median([r["p99"] for r in mine]),
                 "cpu_us": bl.median([r["cpu_us"] for r in mine]),
-                "x_nginx": bl.median(ratio_rps), "p99_x_nginx": bl.median(ratio_p99),
                 "errors": sum(r["errors"] + r["non2xx"] for r in mine),
-            })
+                "x_nginx_range": [min(ratio_rps), max(ratio_rps)] if ratio_rps else None,
+                "p99_x_nginx_range": [min(ratio_p99), max(ratio_p99)] if ratio_p99 else None,
+            }
+            row["x_nginx"] = row["rps"] / ref_rps if row["rps"] and ref_rps else None
+            row["p99_x_nginx"] = row["p99"] / ref_p99 if row["p99"] and ref_p99 else None
+            rows.append(row)
     return rows
+
+
+def ratio(value, rng, variant):
+    if value is None:
+        return "—"
+    if variant == "nginx" or not rng:
+        return f"{value:.2f}"
+    return f"{value:.2f} ({rng[0]:.2f}–{rng[1]:.2f})"
 
 
 def report(runs, scenarios, variants, unavailable, info, binary, args):
@@ -182,8 +210,10 @@ def report(runs, scenarios, variants, unavailable, info, binary, args):
         if r["variant"] == "direct" and r["cpu_us"] is not None:
             cpu += " (upstream)"
         table.append([SCENARIOS[r["scenario"]][3], r["variant"], bl.fmt(r["rps"]),
-                      bl.fmt(r["x_nginx"], 2), bl.fmt(r["p50"], 2), bl.fmt(r["p99"], 2),
-                      bl.fmt(r["p99_x_nginx"], 2), cpu, r["errors"]])
+                      ratio(r["x_nginx"], r["x_nginx_range"], r["variant"]),
+                      bl.fmt(r["p50"], 2), bl.fmt(r["p99"], 2),
+                      ratio(r["p99_x_nginx"], r["p99_x_nginx_range"], r["variant"]), cpu,
+                      r["errors"]])
     md = bl.markdown_table(headers, table, left={0, 1})
     for v, why in unavailable.items():
         md += f"\n\n{v}: unavailable — {why}"
@@ -192,16 +222,18 @@ def report(runs, scenarios, variants, unavailable, info, binary, args):
         "",
         f"Machine: {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']}; pinning: "
         + ("proxy on CPU 1, wrk (-t1) + upstream nginx on CPU 0" if info["pinning"] else "none"),
-        f"Load average (1/5/15 min) at start: {info['load_start']}, at end: {bl.loadavg()} "
+        f"Load average (1/5/15 min) at start: {info['load_start']}, at end: {info.get('load_end', '?')} "
         "(the machine is shared; medians of alternated rounds absorb some of it)",
         f"loopguard: {bl.describe_binary(binary)}",
         f"{args.rounds} rounds × {args.duration} s (+{args.warmup} s warm-up) per cell, variants "
-        "alternated, medians; × nginx = median of same-round ratios.",
+        "alternated, medians; × nginx = ratio of the medians (in brackets: lowest–highest "
+        "same-round ratio). CPU µs/req: utime+stime of the proxy's processes / requests.",
     ]
     st = bl.stamp()
     base = bl.write_results("proxy_overhead", st, md, {"machine": info, "args": vars(args),
-                                                         "summary": rows, "runs": runs,
-                                                         "unavailable": unavailable}, header)
+                                                         "binary": binary, "summary": rows,
+                                                         "runs": runs, "unavailable": unavailable},
+                            header)
     chart(rows, scenarios, variants, base)
     print("\n".join(header) + "\n\n" + md + "\n")
     print(f"results: {base}.md / .json" + (" / .png" if os.path.exists(base + ".png") else ""))
@@ -221,7 +253,7 @@ def chart(rows, scenarios, variants, base):
                 for key in ("rps", "p99", "cpu_us"):
                     val = r[key] if r else None
                     cells.append("?" if val is None else f"{val:.4g}")
-            f.write(f"\"{SCENARIOS[sc][3]}\" " + " ".join(cells) + "\n")
+            f.write(f"\"{CHART_LABELS.get(sc, sc)}\" " + " ".join(cells) + "\n")
     colors = {"direct": "#999999", "loopguard": "#1b9e77", "nginx": "#d95f02", "haproxy": "#7570b3"}
 
     def panel(title, ylabel, offset, log_y, key):
@@ -230,12 +262,13 @@ def chart(rows, scenarios, variants, base):
             col = 2 + i * 3 + offset
             xt = ":xtic(1)" if i == 0 else ""
             plots.append(f"'{base}.dat' using {col}{xt} title '{v}' lc rgb '{colors.get(v, '#000000')}'")
+        title = title.replace("'", "''")
         return (f"set title '{title}'\nset ylabel '{ylabel}'\n"
                 + ("set logscale y\n" if log_y else "unset logscale y\n")
                 + ("set key top right\n" if key else "unset key\n")
                 + "plot " + ", ".join(plots) + "\n")
 
-    script = f"""set terminal pngcairo size 1100,1000 font "sans,10"
+    script = f"""set terminal pngcairo size 1200,1000 font "sans,10"
 set output '{base}.png'
 set datafile missing '?'
 set style data histograms

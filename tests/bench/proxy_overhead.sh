@@ -4,7 +4,7 @@
 # alternated in one run; medians of req/s, p50, p99 (wrk --latency) and CPU time per request of
 # each proxy. Scenarios: small body c=50, 16 KiB, 1 MiB, 1,000 connections (pool 64 and 1024).
 #
-#   tests/bench/proxy_overhead.sh [--duration 5] [--warmup 1] [--rounds 3]
+#   tests/bench/proxy_overhead.sh [--duration 3] [--warmup 1] [--rounds 5]
 #                                 [--scenarios small,16k,1m,c1000,c1000-pool1024]
 #                                 [--variants direct,loopguard,nginx,haproxy] [--out-dir DIR]
 # Environment: LOOPGUARD_BIN (default build-bench/loopguard, else build/loopguard).
