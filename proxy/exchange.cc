@@ -127,7 +127,7 @@ void Exchange::start(bool has_body) {
   ++context_.counters.requests_total;
 
   bool has_id = false;
-  std::string_view given_id = p.headers().get("x-request-id", &has_id);
+  std::string_view given_id = p.headers().get(http::HeaderId::XRequestId, &has_id);
   if (has_id && validRequestId(given_id)) {
     request_id_.assign(given_id);
   } else {
@@ -167,7 +167,7 @@ void Exchange::start(bool has_body) {
 bool Exchange::route() {
   http::MessageParser& p = client_->parser();
   const config::Config& cfg = snapshot_->config();
-  routing::RequestView view{p.method(), routing::requestPath(p.target()), p.headers().get("host")};
+  routing::RequestView view{p.method(), routing::requestPath(p.target()), p.headers().get(http::HeaderId::Host)};
   route_ = snapshot_->table.match(view);
   if (route_ == nullptr) {
     if (request_side_ != RequestSide::Complete) keep_alive_ = false;
@@ -198,7 +198,7 @@ bool Exchange::route() {
   }
 
   bool has_expect = false;
-  std::string_view expect = p.headers().get("expect", &has_expect);
+  std::string_view expect = p.headers().get(http::HeaderId::Expect, &has_expect);
   expect_continue_ = false;
   if (has_expect) {
     if (!http::equalsIgnoreCase(expect, "100-continue")) {
@@ -214,7 +214,7 @@ bool Exchange::route() {
   websocket_ = false;
   upgrade_declined_ = false;
   bool has_upgrade = false;
-  std::string_view upgrade = p.headers().get("upgrade", &has_upgrade);
+  std::string_view upgrade = p.headers().get(http::HeaderId::Upgrade, &has_upgrade);
   if (has_upgrade) {
     if (p.upgradeRequested() && p.methodId() == HTTP_GET &&
         http::equalsIgnoreCase(upgrade, "websocket")) {

@@ -37,14 +37,16 @@ struct Snapshot {
   std::vector<RouteRuntime> routes;  // by route index
 };
 
-// X-Request-Id values: 128 random bits as 32 hex digits.
+// X-Request-Id values: 128 bits as 32 hex digits, from a splitmix64 sequence seeded by the OS.
+// Unique and unguessable enough for correlating logs; not a security token.
 class RequestIds {
  public:
-  RequestIds() : rng_(std::random_device{}()) {}
+  RequestIds() : state_((uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()) {}
   void next(std::string& out);
 
  private:
-  std::mt19937_64 rng_;
+  uint64_t nextWord();
+  uint64_t state_;
 };
 
 struct ProxyCounters {

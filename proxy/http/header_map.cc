@@ -2,16 +2,31 @@
 
 namespace loopguard::http {
 
-namespace {
-inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
-}  // namespace
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
+HeaderId classifyHeader(std::string_view n) {
+  auto is = [&](std::string_view lower_name) { return equalsIgnoreCase(n, lower_name); };
+  switch (n.size()) {
+    case 2: return is("te") ? HeaderId::Te : HeaderId::Other;
+    case 4: return is("host") ? HeaderId::Host : HeaderId::Other;
+    case 6: return is("expect") ? HeaderId::Expect : HeaderId::Other;
+    case 7:
+      if (is("upgrade")) return HeaderId::Upgrade;
+      return is("trailer") ? HeaderId::Trailer : HeaderId::Other;
+    case 10:
+      if (is("connection")) return HeaderId::Connection;
+      return is("keep-alive") ? HeaderId::KeepAlive : HeaderId::Other;
+    case 12: return is("x-request-id") ? HeaderId::XRequestId : HeaderId::Other;
+    case 14: return is("content-length") ? HeaderId::ContentLength : HeaderId::Other;
+    case 15: return is("x-forwarded-for") ? HeaderId::XForwardedFor : HeaderId::Other;
+    case 16:
+      if (is("proxy-connection")) return HeaderId::ProxyConnection;
+      return is("x-forwarded-host") ? HeaderId::XForwardedHost : HeaderId::Other;
+    case 17:
+      if (is("transfer-encoding")) return HeaderId::TransferEncoding;
+      return is("x-forwarded-proto") ? HeaderId::XForwardedProto : HeaderId::Other;
+    case 18: return is("proxy-authenticate") ? HeaderId::ProxyAuthenticate : HeaderId::Other;
+    case 19: return is("proxy-authorization") ? HeaderId::ProxyAuthorization : HeaderId::Other;
+    default: return HeaderId::Other;
   }
-  return true;
 }
 
 void HeaderMap::appendName(const char* at, size_t len) {
@@ -40,6 +55,7 @@ void HeaderMap::add(std::string_view name, std::string_view value) {
   appendValue(value.data(), value.size());
 }
 
+
 std::string_view HeaderMap::get(std::string_view name, bool* found) const {
   for (size_t i = 0; i < entries_.size(); ++i) {
     if (equalsIgnoreCase(this->name(i), name)) {
@@ -49,6 +65,23 @@ std::string_view HeaderMap::get(std::string_view name, bool* found) const {
   }
   if (found) *found = false;
   return {};
+}
+
+std::string_view HeaderMap::get(HeaderId id, bool* found) const {
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    if (entries_[i].id == id) {
+      if (found) *found = true;
+      return value(i);
+    }
+  }
+  if (found) *found = false;
+  return {};
+}
+
+size_t HeaderMap::count(HeaderId id) const {
+  size_t n = 0;
+  for (const Entry& e : entries_) n += e.id == id ? 1 : 0;
+  return n;
 }
 
 size_t HeaderMap::count(std::string_view name) const {

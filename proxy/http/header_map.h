@@ -10,7 +10,38 @@
 
 namespace loopguard::http {
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
+inline char toLowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (toLowerAscii(a[i]) != toLowerAscii(b[i])) return false;
+  }
+  return true;
+}
+
+// The header names a proxy treats specially, recognised once per header (a switch on the
+// length, then one comparison) instead of comparing every name against every list.
+enum class HeaderId : uint8_t {
+  Other,
+  Connection,
+  KeepAlive,
+  ProxyConnection,
+  Te,
+  Trailer,
+  Upgrade,
+  ProxyAuthenticate,
+  ProxyAuthorization,
+  Expect,
+  ContentLength,
+  TransferEncoding,
+  Host,
+  XRequestId,
+  XForwardedFor,
+  XForwardedProto,
+  XForwardedHost,
+};
+HeaderId classifyHeader(std::string_view name);
 
 class HeaderMap {
  public:
@@ -20,9 +51,13 @@ class HeaderMap {
   }
 
   // Streaming construction, as llhttp hands out pieces of names and values.
-  void beginName() { entries_.push_back({offset(), 0, 0, 0}); }
+  void beginName() { entries_.push_back({offset(), 0, 0, 0, HeaderId::Other}); }
   void appendName(const char* at, size_t len);
-  void beginValue() { entries_.back().value_off = offset(); }
+  void beginValue() {
+    Entry& e = entries_.back();
+    e.id = classifyHeader(view(e.name_off, e.name_len));  // the name is complete now
+    e.value_off = offset();
+  }
   void appendValue(const char* at, size_t len);
   void finishValue();  // trims trailing whitespace
 
@@ -33,10 +68,13 @@ class HeaderMap {
   std::string_view value(size_t i) const {
     return view(entries_[i].value_off, entries_[i].value_len);
   }
+  HeaderId id(size_t i) const { return entries_[i].id; }
 
   // First value of `name`, or empty view with found=false.
   std::string_view get(std::string_view name, bool* found = nullptr) const;
+  std::string_view get(HeaderId id, bool* found = nullptr) const;
   size_t count(std::string_view name) const;
+  size_t count(HeaderId id) const;
   size_t bytes() const { return data_.size(); }
 
  private:
@@ -45,6 +83,7 @@ class HeaderMap {
     uint32_t name_len;
     uint32_t value_off;
     uint32_t value_len;
+    HeaderId id;
   };
   uint32_t offset() const { return static_cast<uint32_t>(data_.size()); }
   std::string_view view(uint32_t off, uint32_t len) const { return {data_.data() + off, len}; }

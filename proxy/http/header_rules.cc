@@ -16,16 +16,33 @@ constexpr std::array<bool, 256> makeTokenTable() {
 }
 constexpr std::array<bool, 256> kTokenTable = makeTokenTable();
 
-// The fixed hop-by-hop list (RFC 9110 7.6.1 plus the de-facto Keep-Alive/Proxy-Connection).
-constexpr std::string_view kHopByHop[] = {
-    "connection", "keep-alive", "proxy-connection", "te",    "trailer",
-    "upgrade",    "proxy-authenticate", "proxy-authorization", "expect",
-};
+// The fixed hop-by-hop list (RFC 9110 7.6.1 plus the de-facto Keep-Alive/Proxy-Connection,
+// and Expect, which the proxy answers itself).
+bool isFixedHopByHop(HeaderId id) {
+  switch (id) {
+    case HeaderId::Connection:
+    case HeaderId::KeepAlive:
+    case HeaderId::ProxyConnection:
+    case HeaderId::Te:
+    case HeaderId::Trailer:
+    case HeaderId::Upgrade:
+    case HeaderId::ProxyAuthenticate:
+    case HeaderId::ProxyAuthorization:
+    case HeaderId::Expect:
+      return true;
+    default:
+      return false;
+  }
+}
 
 // Headers the proxy always writes itself, so copies from either side are dropped.
-bool isProxyOwned(std::string_view name) {
-  return equalsIgnoreCase(name, "x-request-id") || equalsIgnoreCase(name, "x-forwarded-proto") ||
-         equalsIgnoreCase(name, "x-forwarded-host") || equalsIgnoreCase(name, "x-forwarded-for");
+bool isProxyOwned(HeaderId id) {
+  return id == HeaderId::XRequestId || id == HeaderId::XForwardedProto ||
+         id == HeaderId::XForwardedHost || id == HeaderId::XForwardedFor;
+}
+
+bool isFraming(HeaderId id) {
+  return id == HeaderId::ContentLength || id == HeaderId::TransferEncoding;
 }
 
 void appendHeader(std::string& out, std::string_view name, std::string_view value) {
@@ -67,10 +84,10 @@ HeadProblem checkRequestHead(const RequestFacts& facts, const HeaderMap& headers
   for (size_t i = 0; i < headers.size(); ++i) {
     if (!isToken(headers.name(i))) return {400, "invalid header name"};
   }
-  size_t hosts = headers.count("host");
+  size_t hosts = headers.count(HeaderId::Host);
   if (hosts > 1) return {400, "more than one Host header"};
   if (hosts == 0 && facts.http_minor == 1) return {400, "missing Host header"};
-  if (hosts == 1 && headers.get("host").empty() && facts.http_minor == 1) {
+  if (hosts == 1 && headers.get(HeaderId::Host).empty() && facts.http_minor == 1) {
     return {400, "empty Host header"};
   }
   if (facts.has_transfer_encoding && facts.http_minor == 0) {
@@ -86,8 +103,7 @@ HeadProblem checkRequestHead(const RequestFacts& facts, const HeaderMap& headers
 
 HopByHop::HopByHop(const HeaderMap& headers) {
   for (size_t i = 0; i < headers.size(); ++i) {
-    if (!equalsIgnoreCase(headers.name(i), "connection") &&
-        !equalsIgnoreCase(headers.name(i), "proxy-connection")) {
+    if (headers.id(i) != HeaderId::Connection && headers.id(i) != HeaderId::ProxyConnection) {
       continue;
     }
     forEachToken(headers.value(i), [&](std::string_view token) {
@@ -103,19 +119,17 @@ HopByHop::HopByHop(const HeaderMap& headers) {
   }
 }
 
-bool HopByHop::drop(std::string_view name) const {
-  for (std::string_view h : kHopByHop) {
-    if (equalsIgnoreCase(name, h)) return true;
-  }
+bool HopByHop::drop(HeaderId id, std::string_view name) const {
+  if (isFixedHopByHop(id)) return true;
   for (int i = 0; i < named_count_; ++i) {
     if (equalsIgnoreCase(name, named_[i])) return true;
   }
   return false;
 }
 
-bool isFramingHeader(std::string_view name) {
-  return equalsIgnoreCase(name, "content-length") || equalsIgnoreCase(name, "transfer-encoding");
-}
+bool HopByHop::drop(std::string_view name) const { return drop(classifyHeader(name), name); }
+
+bool isFramingHeader(std::string_view name) { return isFraming(classifyHeader(name)); }
 
 void writeUpstreamRequestHead(std::string& out, const UpstreamRequestParams& p,
                               const HeaderMap& headers) {
@@ -127,17 +141,17 @@ void writeUpstreamRequestHead(std::string& out, const UpstreamRequestParams& p,
 
   std::string_view host;
   for (size_t i = 0; i < headers.size(); ++i) {
-    std::string_view name = headers.name(i);
-    if (isFramingHeader(name)) continue;
-    if (equalsIgnoreCase(name, "host")) host = headers.value(i);
-    if (hop.drop(name) || isProxyOwned(name)) continue;
-    appendHeader(out, name, headers.value(i));
+    HeaderId id = headers.id(i);
+    if (isFraming(id) || isProxyOwned(id)) continue;
+    if (id == HeaderId::Host) host = headers.value(i);
+    if (hop.drop(id, headers.name(i))) continue;
+    appendHeader(out, headers.name(i), headers.value(i));
   }
   // Every X-Forwarded-For line received folds into one list, in order, with our hop last.
   out.append("X-Forwarded-For: ");
   bool first = true;
   for (size_t i = 0; i < headers.size(); ++i) {
-    if (!equalsIgnoreCase(headers.name(i), "x-forwarded-for")) continue;
+    if (headers.id(i) != HeaderId::XForwardedFor) continue;
     if (headers.value(i).empty()) continue;
     if (!first) out.append(", ");
     out.append(headers.value(i));
@@ -166,11 +180,10 @@ void writeClientResponseHead(std::string& out, const ClientResponseParams& p,
   out.append("\r\n");
   bool has_request_id = false;
   for (size_t i = 0; i < headers.size(); ++i) {
-    std::string_view name = headers.name(i);
-    if (isFramingHeader(name)) continue;
-    if (hop.drop(name)) continue;
-    if (equalsIgnoreCase(name, "x-request-id")) has_request_id = true;
-    appendHeader(out, name, headers.value(i));
+    HeaderId id = headers.id(i);
+    if (isFraming(id) || hop.drop(id, headers.name(i))) continue;
+    if (id == HeaderId::XRequestId) has_request_id = true;
+    appendHeader(out, headers.name(i), headers.value(i));
   }
   if (!has_request_id && !p.request_id.empty()) appendHeader(out, "X-Request-Id", p.request_id);
   if (p.upgrade) {

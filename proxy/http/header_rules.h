@@ -40,6 +40,7 @@ HeadProblem checkRequestHead(const RequestFacts& facts, const HeaderMap& headers
 class HopByHop {
  public:
   explicit HopByHop(const HeaderMap& headers);
+  bool drop(HeaderId id, std::string_view name) const;
   bool drop(std::string_view name) const;
   bool connectionClose() const { return close_; }
   bool connectionKeepAlive() const { return keep_alive_; }

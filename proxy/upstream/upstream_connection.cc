@@ -44,13 +44,16 @@ void UpstreamConnection::becomeIdle(uint64_t idle_timeout_ms) {
   handler_ = nullptr;
   // Reading while idle notices the peer closing (or misbehaving) at once.
   socket_.readStart();
-  timer_.start(idle_timeout_ms);
+  // The idle timer is re-armed lazily: a connection reused at once (the common case) costs no
+  // timer operation; onTimer() checks how long it has really been idle.
+  idle_since_ = uv_now(loop_);
+  idle_timeout_ms_ = idle_timeout_ms;
+  if (!timer_.active()) timer_.start(idle_timeout_ms);
 }
 
 void UpstreamConnection::attach(UpstreamHandler* handler, http::ParserEvents* events,
                                 uint64_t max_head_bytes) {
-  timer_.stop();
-  state_ = State::Active;
+  state_ = State::Active;  // the idle timer may still run: onTimer() ignores an active connection
   handler_ = handler;
   request_sent_ = false;
   if (!parser_) {
@@ -116,6 +119,11 @@ void UpstreamConnection::onTimer() {
     owner_.onConnectResult(this, UV_ETIMEDOUT);
     close();
   } else if (state_ == State::Idle) {
+    uint64_t idle_for = uv_now(loop_) - idle_since_;
+    if (idle_for < idle_timeout_ms_) {
+      timer_.start(idle_timeout_ms_ - idle_for);  // it was busy in between
+      return;
+    }
     owner_.onIdleClosed(this);
     close();
   }

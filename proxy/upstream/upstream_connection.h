@@ -98,6 +98,8 @@ class UpstreamConnection final : private net::SocketEvents {
   UpstreamHandler* handler_ = nullptr;
   std::unique_ptr<http::MessageParser> parser_;
   uint64_t requests_served_ = 0;
+  uint64_t idle_since_ = 0;
+  uint64_t idle_timeout_ms_ = 0;
   bool peer_closed_ = false;
   bool request_sent_ = false;
 };
