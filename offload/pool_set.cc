@@ -12,14 +12,22 @@ std::vector<const config::Pool*> usedPools(const config::Config& config) {
     bool routed = std::any_of(config.routes.begin(), config.routes.end(), [&](const auto& r) {
       return r.target_kind == config::TargetKind::Pool && r.target == pool.name;
     });
-    if (routed) {
-      used.push_back(&pool);
-    } else {
-      spdlog::get("offload")->info("pool {}: no route uses it: not started", pool.name);
-    }
+    if (routed) used.push_back(&pool);
   }
   return used;
 }
+
+namespace {
+
+void logUnused(const config::Config& config, const std::vector<const config::Pool*>& used) {
+  for (const config::Pool& pool : config.pools) {
+    if (std::find(used.begin(), used.end(), &pool) == used.end()) {
+      spdlog::get("offload")->info("pool {}: no route uses it: not started", pool.name);
+    }
+  }
+}
+
+}  // namespace
 
 PoolSet::PoolSet(uv_loop_t* loop) : loop_(loop) {}
 
@@ -31,6 +39,7 @@ std::shared_ptr<WorkerPool> PoolSet::make(const config::Pool& pool) {
 
 bool PoolSet::configure(const config::Config& config, std::string& error) {
   std::vector<const config::Pool*> used = usedPools(config);
+  logUnused(config, used);
   if (!used.empty() && !dir_.create(error)) return false;
   for (const config::Pool* pool : used) pools_[pool->name] = make(*pool);
   return true;

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
 namespace loopguard::offload {
@@ -27,27 +29,56 @@ bool usableBase(const char* dir) {
          std::strlen(dir) < 60;
 }
 
-}  // namespace
-
-RuntimeDir::~RuntimeDir() {
-  if (path_.empty()) return;
-  // Only sockets (and stray files) of our own workers live here: one level, no recursion.
-  if (DIR* d = ::opendir(path_.c_str())) {
+// Removes `dir` and the files directly in it (worker sockets): one level, no recursion.
+void removeDir(const std::string& dir) {
+  if (DIR* d = ::opendir(dir.c_str())) {
     std::vector<std::string> names;
     while (dirent* e = ::readdir(d)) {
       std::string name = e->d_name;
-      if (name != "." && name != "..") names.push_back(path_ + "/" + name);
+      if (name != "." && name != "..") names.push_back(dir + "/" + name);
     }
     ::closedir(d);
     for (const std::string& n : names) ::unlink(n.c_str());
   }
-  ::rmdir(path_.c_str());
+  ::rmdir(dir.c_str());
+}
+
+// A loopguard that was SIGKILLed (or crashed) could not remove its directory. Directories named
+// loopguard-<pid>-XXXXXX whose pid no longer exists are such leftovers; those of live processes
+// (and anything not ours: we could not remove it anyway) are left alone.
+void removeStaleDirs(const std::string& base) {
+  DIR* d = ::opendir(base.c_str());
+  if (d == nullptr) return;
+  std::vector<std::string> stale;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    if (!name.starts_with("loopguard-")) continue;
+    std::string_view rest = name.substr(10);
+    size_t dash = rest.find('-');
+    if (dash == 0 || dash == std::string_view::npos || rest.size() - dash - 1 != 6) continue;
+    std::string pid(rest.substr(0, dash));
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(static_cast<pid_t>(std::strtol(pid.c_str(), nullptr, 10)), 0) == 0 ||
+        errno != ESRCH) {
+      continue;  // alive (or not ours to ask about)
+    }
+    stale.push_back(base + "/" + std::string(name));
+  }
+  ::closedir(d);
+  for (const std::string& dir : stale) removeDir(dir);
+}
+
+}  // namespace
+
+RuntimeDir::~RuntimeDir() {
+  if (!path_.empty()) removeDir(path_);
 }
 
 bool RuntimeDir::create(std::string& error) {
   if (!path_.empty()) return true;
   const char* base = std::getenv("XDG_RUNTIME_DIR");
   if (!usableBase(base)) base = "/tmp";
+  removeStaleDirs(base);
   std::string templ = std::string(base) + "/loopguard-" + std::to_string(::getpid()) + "-XXXXXX";
   std::vector<char> buf(templ.begin(), templ.end());
   buf.push_back('\0');

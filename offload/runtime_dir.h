@@ -15,7 +15,8 @@ class RuntimeDir {
   RuntimeDir(const RuntimeDir&) = delete;
   RuntimeDir& operator=(const RuntimeDir&) = delete;
 
-  // Creates the directory (once). False with `error` set on failure.
+  // Creates the directory (once), after removing those left by loopguard processes that no
+  // longer exist (killed with SIGKILL, say). False with `error` set on failure.
   bool create(std::string& error);
   const std::string& path() const { return path_; }
 

@@ -298,7 +298,7 @@ void Supervisor::onRequestTimeout(Worker& w) {
   if (w.state() != Worker::State::Stopping) count(RestartReason::Timeout);
   Slot* s = slotOf(w);
   if (s != nullptr && s->serving == &w) s->serving = nullptr;
-  w.beginStopping("request_timeout");
+  w.beginStopping("request_timeout", true);
   if (was_ready) events_.onWorkerStopping(w);
   if (w.diagnostic_running) {
     w.terminateAfter(kDiagnosticWaitMs, kKillGraceMs);  // the diagnostic looks first
@@ -416,6 +416,10 @@ void Supervisor::checkRss() {
 
 void Supervisor::reconfigure(const config::Pool& config) {
   if (config == config_) return;
+  if (!started_ || stopping_) {
+    config_ = config;  // start() uses it; a stopping pool starts nothing any more
+    return;
+  }
   bool restart_workers = config.command != config_.command || config.env != config_.env ||
                          config.workdir != config_.workdir;
   config_ = config;

@@ -128,7 +128,8 @@ void Worker::onTimer() {
   }
 }
 
-void Worker::beginStopping(const char* why) {
+void Worker::beginStopping(const char* why, bool override_reason) {
+  if (state_ == State::Stopping && override_reason) stop_why_ = why;
   if (state_ == State::Exited || state_ == State::Stopping) return;
   state_ = State::Stopping;
   stop_why_ = why;

@@ -51,8 +51,9 @@ class Worker final : private ChildEvents, private ProbeOwner {
   // why; the state is Exited and no callback follows).
   bool start(const config::Pool& config, std::string& error);
 
-  // No new requests from now on; no signal yet (it may finish its requests first).
-  void beginStopping(const char* why);
+  // No new requests from now on; no signal yet (it may finish its requests first). A stopping
+  // worker keeps its first reason unless `override_reason` (a kill outranks a recycle).
+  void beginStopping(const char* why, bool override_reason = false);
   // SIGTERM to its process group now, SIGKILL after `grace_ms` if it is still there.
   void terminate(uint64_t grace_ms);
   // terminate(grace_ms) after `delay_ms`, unless it is terminated before (e.g. to give an

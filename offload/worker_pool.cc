@@ -42,6 +42,18 @@ WorkerPool::WorkerPool(uv_loop_t* loop, net::BufferPool& buffers, RuntimeDir& di
 
 WorkerPool::~WorkerPool() = default;
 
+void WorkerPool::stop(std::function<void()> done) {
+  supervisor_.stop(std::move(done));
+  // Nobody waits for the result of an abandoned request: it must not hold up the stop.
+  std::vector<UpstreamConnection*> abandoned;
+  for (const auto& [c, run] : running_) {
+    if (run.abandoned != nullptr) abandoned.push_back(c);
+  }
+  for (UpstreamConnection* c : abandoned) {
+    if (running_.count(c) != 0) c->fail(UpstreamErrorKind::Reset, "shutting down");
+  }
+}
+
 void WorkerPool::addWaitingLimiter(const std::shared_ptr<routing::RouteLimiter>& limiter) {
   for (const auto& weak : limiters_) {
     if (weak.lock() == limiter) return;

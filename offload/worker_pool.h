@@ -54,7 +54,7 @@ class WorkerPool final : public upstream::Target,
   void reconfigure(const config::Pool& config) { supervisor_.reconfigure(config); }
   // Stops taking requests and stops every worker (see Supervisor::stop); `done` once every
   // child has exited.
-  void stop(std::function<void()> done) { supervisor_.stop(std::move(done)); }
+  void stop(std::function<void()> done);
   void kill() { supervisor_.kill(); }
   bool stopped() const { return supervisor_.stopped(); }  // stop() finished
 

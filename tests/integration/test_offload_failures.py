@@ -6,7 +6,8 @@ import os
 import re
 import time
 
-from harness import Background, assert_overload, assert_proxy_error, pid_alive, wait_until
+from harness import (Background, assert_overload, assert_proxy_error, http_request, pid_alive,
+                     wait_until)
 from offload_support import (config_text, cpu_seconds, get, get_all, lines_matching, pool_def,
                              pool_route, ready_pids, started_pids, wait_ready, worker_peaks)
 
@@ -174,3 +175,33 @@ def test_on_slow_looks_at_a_hung_worker_before_it_is_killed(procs):
     proxy.wait_for_line(r"\[cpu/0 on_slow\] worker %d alive" % pid)
     wait_until(lambda: not pid_alive(pid), 8, desc="the worker to be killed after the diagnostic")
     assert max(worker_peaks(stats).values()) == 1
+
+
+def test_readyz_and_metrics_report_workers_and_restarts(procs):
+    stats = procs.path("stats")
+    os.makedirs(stats)
+    text = config_text({"cpu": pool_def(["--boot-delay", "0.8"], workers=2, stats_dir=stats)},
+                       [pool_route()], admin={"listen": "127.0.0.1:0"})
+    proxy = procs.proxy(text)
+    r = http_request(proxy.admin_port, "GET", "/readyz")
+    assert r.status == 503 and b"pool cpu has no ready worker" in r.body, r
+    wait_ready(proxy, 2)
+    assert http_request(proxy.admin_port, "GET", "/readyz").status == 200
+    assert get(proxy, "/crash?ms=1").status == 502
+    proxy.wait_for_line(r"crashed: exit code 3")
+
+    def metric(name, **labels):
+        text = http_request(proxy.admin_port, "GET", "/metrics").body.decode()
+        want = name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+        for line in text.splitlines():
+            if line.startswith(want + " "):
+                return float(line.split()[-1])
+        return None
+
+    assert metric("loopguard_pool_worker_restarts_total", pool="cpu", reason="crash") == 1
+    assert metric("loopguard_pool_worker_restarts_total", pool="cpu", reason="timeout") == 0
+    assert metric("loopguard_pool_workers", pool="cpu", state="ready") == 1
+    assert metric("loopguard_pool_workers", pool="cpu", state="starting") in (0, 1)
+    wait_ready(proxy, 3)
+    wait_until(lambda: metric("loopguard_pool_workers", pool="cpu", state="ready") == 2, 5,
+               desc="both workers ready again")

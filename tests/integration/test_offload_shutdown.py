@@ -5,6 +5,7 @@ loopguard itself being SIGKILLed, or a start-up failure."""
 import os
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -127,3 +128,22 @@ def test_socket_directory_is_removed_at_exit(procs):
     assert dirs, "the worker socket directory exists while running"
     proxy.stop()
     assert not [d for d in os.listdir("/tmp") if d.startswith(f"loopguard-{proxy.pid}-")]
+
+
+@pytest.mark.skipif(bool(os.environ.get("XDG_RUNTIME_DIR")),
+                    reason="socket directories go under $XDG_RUNTIME_DIR, not /tmp")
+def test_socket_directory_left_by_a_killed_loopguard_is_removed_at_the_next_start(procs):
+    dead = subprocess.Popen(["/bin/true"])
+    dead.wait()  # a pid that no longer exists
+    stale = f"/tmp/loopguard-{dead.pid}-zzzzzz"
+    os.makedirs(stale, exist_ok=True)
+    open(os.path.join(stale, "cpu.0.1.sock"), "w").close()
+    live = f"/tmp/loopguard-{os.getpid()}-yyyyyy"  # a live pid's directory stays
+    os.makedirs(live, exist_ok=True)
+    try:
+        proxy, _ = start(procs, workers=1)
+        wait_ready(proxy, 1)
+        assert not os.path.exists(stale)
+        assert os.path.isdir(live)
+    finally:
+        os.rmdir(live)

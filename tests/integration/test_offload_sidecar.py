@@ -40,7 +40,7 @@ def test_proxy_reaches_the_sidecar_pool_over_a_unix_socket(procs):
     r = http_request(proxy.port, "GET", "/echo")
     assert r.status == 200 and r.header("x-upstream") == "app"
     # The sidecar's access log names its implicit route; only its own pool started.
-    assert any("route=offload" in line for line in sidecar.stdout_lines)
+    sidecar.wait_for_line(r"route=offload ", stream="stdout")  # flushed every 200 ms
     assert started_pids(sidecar, "other") == []
     assert max(worker_peaks(stats).values()) == 1
     proxy.stop()
