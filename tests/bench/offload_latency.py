@@ -5,12 +5,12 @@ The demo app (deploy/examples/app.py, one uvicorn process) gets a fixed offered 
 route (GET /io, open loop, default 200 req/s for 10 s), first alone ("io only"), then while CPU
 clients hammer GET /cpu/hash back to back ("io + cpu", default 2 clients). The ways in:
 
-  direct        straight to the app
-  proxy         through loopguard, every route to the app (quickstart-no-offload.yaml): a proxy alone
-  offload       through loopguard with /cpu/ offloaded to its worker pool (quickstart.yaml)
-  offload-nice  the same with the pool's command run under `nice -n 10`: on a machine with as many
-                cores as workers, busy workers otherwise compete with the app's own event loop for
-                the CPU; this shows how much of what is left is that
+  direct           straight to the app
+  proxy            through loopguard, every route to the app (quickstart-no-offload.yaml): a proxy
+                   alone
+  offload          through loopguard with /cpu/ offloaded to its worker pool (quickstart.yaml)
+  offload-1worker  the same with one worker: on a 2-core machine two busy workers take both
+                   cores and the app's own loop has to share them (this shows the difference)
 
 Rounds alternate the variants (the order rotates each round) so a noisy neighbour on a shared
 machine hurts them all alike; each cell reports the median over rounds, and the ratio column is the
@@ -45,11 +45,11 @@ VARIANTS = {
     "direct": "direct to the app (uvicorn, 1 process)",
     "proxy": "through loopguard, no offload",
     "offload": "through loopguard, /cpu/ offloaded to a 2-worker pool (quickstart.yaml as shipped)",
-    "offload-nice": "as offload, the pool's command prefixed with `nice -n 10` (workers yield the "
-                    "CPU to the app and the proxy)",
+    "offload-1worker": "as offload with `workers: 1`: one core left to the app and the proxy "
+                       "(half the CPU-route capacity on 2 cores)",
 }
 CONFIGS = {"proxy": "quickstart-no-offload.yaml", "offload": "quickstart.yaml",
-           "offload-nice": "quickstart.yaml"}
+           "offload-1worker": "quickstart.yaml"}
 
 
 def log(msg):
@@ -149,7 +149,7 @@ def wait_http(url, deadline_s, procs, want=lambda status, body: status == 200):
     return False, status, body
 
 
-def write_config(src, dst, app_port, proxy_port, admin_port, nice=False):
+def write_config(src, dst, app_port, proxy_port, admin_port, workers=None):
     """A copy of an example config on free ports, the pool's workdir made absolute (so it is right
     whether loopguard resolves a relative workdir against its cwd or the config's folder)."""
     with open(src) as f:
@@ -158,9 +158,9 @@ def write_config(src, dst, app_port, proxy_port, admin_port, nice=False):
                 .replace("127.0.0.1:8080", f"127.0.0.1:{proxy_port}")
                 .replace("127.0.0.1:9901", f"127.0.0.1:{admin_port}")
                 .replace('workdir: "."', f'workdir: "{EXAMPLES}"'))
-    if nice:
-        assert 'command: ["/usr/bin/python3"' in text, "quickstart.yaml's pool command changed"
-        text = text.replace('command: ["/usr/bin/python3"', 'command: ["nice", "-n", "10", "/usr/bin/python3"')
+    if workers is not None:
+        assert "    workers: 2 " in text, "quickstart.yaml's pool no longer says `workers: 2`"
+        text = text.replace("    workers: 2 ", f"    workers: {workers} ")
     with open(dst, "w") as f:
         f.write(text)
 
@@ -252,9 +252,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cpu-clients", type=int, default=2)
     ap.add_argument("--cpu-path", default="/cpu/hash")
-    ap.add_argument("--variants", default="direct,proxy,offload",
-                    help="comma-separated, of: " + ", ".join(VARIANTS)
-                    + " (offload-nice is not run by default)")
+    ap.add_argument("--variants", default="direct,proxy,offload,offload-1worker",
+                    help="comma-separated, of: " + ", ".join(VARIANTS))
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
     ap.add_argument("--quiet-wait", type=float, default=120.0,
                     help="before each run, wait up to this many seconds for the machine to be "
@@ -297,7 +296,7 @@ def main():
             cfg = os.path.join(work, f"{v}.yaml")
             ports[v], ports[v + "-admin"] = free_port(), free_port()
             write_config(os.path.join(EXAMPLES, CONFIGS[v]), cfg, ports["app"], ports[v],
-                         ports[v + "-admin"], nice=v.endswith("-nice"))
+                         ports[v + "-admin"], workers=1 if v == "offload-1worker" else None)
             log(f"starting loopguard ({v}) on 127.0.0.1:{ports[v]}")
             p = Proc(f"loopguard-{v}", [loopguard_bin, "proxy", "--config", cfg], EXAMPLES,
                      os.path.join(work, f"loopguard-{v}.log"))
