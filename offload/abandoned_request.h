@@ -2,8 +2,10 @@
 // worker was still working on it. Closing the connection would free the worker's slot at once,
 // yet the worker keeps computing (an app does not stop a CPU-bound handler because its client
 // went away), so the next request would make it exceed concurrency_per_worker. Instead the pool
-// keeps the connection, and the slot, until the worker starts answering (its work is done) or
-// closes; request_timeout still applies.
+// keeps the connection, and the slot, until the worker has sent its whole response (read and
+// discarded here) or closes; request_timeout still applies. Waiting for the end of the response,
+// not its first byte, matters: a worker counts the request as its own until it has written all
+// of it.
 #pragma once
 
 #include "proxy/http/message_parser.h"
@@ -31,17 +33,18 @@ class AbandonedRequest final : private upstream::UpstreamHandler, private http::
 
   // UpstreamHandler
   void onUpstreamWritten(int) override {}
-  void onUpstreamInput() override { finish(); }  // the first response byte: work done
+  void onUpstreamInput() override;  // parses (and drops) the response; done at its end
   void onUpstreamClosed(int) override { finish(); }
   void onUpstreamFailed(upstream::UpstreamErrorKind, const char*) override { finish(); }
-  // ParserEvents: nothing is parsed; attach() wants a listener.
+  // ParserEvents: the response is only delimited, never kept.
   int onHeadComplete() override { return 0; }
   void onBodyData(const char*, size_t) override {}
-  int onMessageComplete() override { return 0; }
+  int onMessageComplete() override;
 
   upstream::UpstreamConnection* connection_;
   Done done_;
   void* owner_;
+  bool complete_ = false;
 };
 
 }  // namespace loopguard::offload
