@@ -12,7 +12,7 @@
 #   --no-build                    skip the build (uses build/loopguard, or $LOOPGUARD_BIN)
 #   --config FILE                 another loopguard config (default deploy/examples/quickstart.yaml)
 # Environment: LOOPGUARD_BIN=path   use this binary and do not build;
-#              LOOPGUARD_BUILD_TYPE  CMake build type for build/ (default RelWithDebInfo).
+#              LOOPGUARD_BUILD_TYPE  CMake build type for build/ (default Release).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,11 +49,11 @@ fi
 if [ -n "${LOOPGUARD_BIN:-}" ]; then
   BIN="$LOOPGUARD_BIN"
 elif [ "$build" = 1 ]; then
-  # An optimized build (RelWithDebInfo: -O2 -g) unless build/ is already configured, in which case
+  # A Release build unless build/ is already configured (a developer checkout), in which case
   # its build type is kept. Override with LOOPGUARD_BUILD_TYPE=Release|Debug|... (reconfigures).
   if [ -n "${LOOPGUARD_BUILD_TYPE:-}" ] || [ ! -f "$ROOT/build/CMakeCache.txt" ]; then
-    say "configuring build/ (${LOOPGUARD_BUILD_TYPE:-RelWithDebInfo})"
-    cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE="${LOOPGUARD_BUILD_TYPE:-RelWithDebInfo}" >/dev/null
+    say "configuring build/ (${LOOPGUARD_BUILD_TYPE:-Release})"
+    cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE="${LOOPGUARD_BUILD_TYPE:-Release}" >/dev/null
   fi
   say "building loopguard (into build/)"
   cmake --build "$ROOT/build" -j "$(nproc)" --target loopguard

@@ -60,7 +60,7 @@ def _who():
 @app.on_event("startup")
 async def open_db():
     # One small database per process, in its own temporary folder.
-    folder = tempfile.mkdtemp(prefix="lg-demo-")
+    folder = tempfile.mkdtemp(prefix="lg-demo-db-")
     db = await aiosqlite.connect(os.path.join(folder, "demo.db"))
     await db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price REAL)")
     await db.executemany("INSERT INTO items (name, price) VALUES (?, ?)",

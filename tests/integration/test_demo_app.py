@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -209,6 +210,7 @@ def demo(loopguard_bin):
         raise
     finally:
         d.stop()
+        shutil.rmtree(d.dir, ignore_errors=True)
 
 
 def get_json(demo, path):
