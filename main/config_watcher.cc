@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 namespace loopguard {
 
@@ -33,14 +34,23 @@ ConfigWatcher::ConfigWatcher(uv_loop_t* loop, std::string path, std::function<vo
 
 bool ConfigWatcher::start(std::string current) {
   current_ = std::move(current);
+  size_t slash = path_.rfind('/');
+  name_ = slash == std::string::npos ? path_ : path_.substr(slash + 1);
   if (uv_fs_event_init(loop_, event_.get()) != 0) return false;
   event_.markInitialized();
   event_.get()->data = this;
   int rc = uv_fs_event_start(
       event_.get(),
-      [](uv_fs_event_t* h, const char*, int, int) {
+      [](uv_fs_event_t* h, const char* filename, int, int) {
         auto* self = static_cast<ConfigWatcher*>(h->data);
-        self->debounce_.start(kDebounceMs);
+        // Only our file, or the `..data` link a Kubernetes ConfigMap swaps, matters: other
+        // files in the folder may change all the time. The delay runs from the first event
+        // (not re-armed by later ones), so a busy folder cannot postpone the reload forever.
+        if (filename != nullptr && self->name_ != filename &&
+            std::string_view(filename) != "..data") {
+          return;
+        }
+        if (!self->debounce_.active()) self->debounce_.start(kDebounceMs);
       },
       folderOf(path_).c_str(), 0);
   if (rc != 0) return false;

@@ -33,6 +33,7 @@ class ConfigWatcher {
   uv::Handle<uv_fs_event_t> event_;
   uv::Timer debounce_;
   std::string current_;
+  std::string name_;  // the file's name within its folder
 };
 
 // Reads a whole file; false on error.
