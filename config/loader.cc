@@ -316,6 +316,8 @@ LoadResult failure(const std::string& file, std::string message) {
   return result;
 }
 
+}  // namespace
+
 // POSIX read so a directory or a FIFO gives its own errno rather than an empty string.
 bool readWholeFile(const std::string& path, std::string& out, std::string& why) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -347,8 +349,6 @@ bool readWholeFile(const std::string& path, std::string& out, std::string& why) 
   return ok;
 }
 
-}  // namespace
-
 LoadResult loadConfigString(std::string_view yaml, const std::string& file_name, Purpose purpose) {
   try {
     SchemaLoader loader(file_name, purpose);
@@ -365,7 +365,9 @@ LoadResult loadConfigFile(const std::string& path, Purpose purpose) {
     std::string text;
     std::string why;
     if (!readWholeFile(path, text, why)) return failure(path, "cannot read file: " + why);
-    return loadConfigString(text, path, purpose);
+    LoadResult result = loadConfigString(text, path, purpose);
+    result.source = std::move(text);
+    return result;
   } catch (const std::exception& e) {
     return failure(path, std::string("cannot read file: ") + e.what());
   }

@@ -31,10 +31,13 @@ enum class Purpose {
 struct LoadResult {
   std::shared_ptr<const Config> config;  // set only when errors is empty
   std::vector<ConfigError> errors;       // every error found, in file order
+  std::string source;  // the bytes that were parsed (what a file watcher compares against)
   bool ok() const { return errors.empty(); }
 };
 
 LoadResult loadConfigFile(const std::string& path, Purpose purpose);
+// Reads a whole file; on error returns false with `why` (strerror text).
+bool readWholeFile(const std::string& path, std::string& out, std::string& why);
 LoadResult loadConfigString(std::string_view yaml, const std::string& file_name, Purpose purpose);
 
 // Parses "250ms", "5s", "2m", "1h", "1.5s" (also "0"). Returns false on anything else; the exact

@@ -1,8 +1,8 @@
 #include "main/config_watcher.h"
 
-#include <fstream>
-#include <sstream>
 #include <string_view>
+
+#include "config/loader.h"
 
 namespace loopguard {
 
@@ -16,15 +16,6 @@ std::string folderOf(const std::string& path) {
   return path.substr(0, slash);
 }
 }  // namespace
-
-bool readWholeFile(const std::string& path, std::string& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  out = ss.str();
-  return true;
-}
 
 ConfigWatcher::ConfigWatcher(uv_loop_t* loop, std::string path, std::function<void()> on_change)
     : loop_(loop),
@@ -60,7 +51,8 @@ bool ConfigWatcher::start(std::string current) {
 
 void ConfigWatcher::onDebounced() {
   std::string content;
-  if (!readWholeFile(path_, content)) return;  // mid-swap; a later event brings it back
+  std::string why;
+  if (!config::readWholeFile(path_, content, why)) return;  // mid-swap; a later event brings it back
   if (content == current_) return;
   current_ = content;
   on_change_();

@@ -36,7 +36,4 @@ class ConfigWatcher {
   std::string name_;  // the file's name within its folder
 };
 
-// Reads a whole file; false on error.
-bool readWholeFile(const std::string& path, std::string& out);
-
 }  // namespace loopguard

@@ -35,11 +35,17 @@ ProxyApp::ProxyApp(uv_loop_t* loop, CommonOptions options,
 
 ProxyApp::~ProxyApp() = default;
 
-bool ProxyApp::start(const config::Address& listen) {
+bool ProxyApp::start(const config::Address& listen, const std::string& source) {
   auto log = spdlog::get("main");
   // Signal handlers first: whoever saw "listening on" may send SIGTERM/SIGHUP right away, and
   // the default action of both is to kill the process.
   lifecycle_.start();
+  // The watcher too, against the text that was loaded: an edit made at any time after the
+  // load (even before "listening on") is then seen, never silently taken as the baseline.
+  if (!watcher_.start(source)) {
+    log->warn("cannot watch {} for changes; reload with SIGHUP or POST /reload",
+              options_.config_path);
+  }
   std::string error;
   if (!server_.start(listen, error)) {
     log->error("cannot listen on {}: {}", listen.toString(), error);
@@ -57,12 +63,6 @@ bool ProxyApp::start(const config::Address& listen) {
   }
   // Last, so that a supervisor that waits for this line finds everything else up.
   log->info("listening on {}", server_.boundAddress());
-  std::string content;
-  readWholeFile(options_.config_path, content);
-  if (!watcher_.start(content)) {
-    log->warn("cannot watch {} for changes; reload with SIGHUP or POST /reload",
-              options_.config_path);
-  }
   lag_.start();
   access_flush_.start(200, 200);
   access_flush_.unref();
@@ -73,6 +73,9 @@ ReloadResult ProxyApp::reload(const char* trigger) {
   auto log = spdlog::get("main");
   ReloadResult result;
   config::LoadResult loaded = config::loadConfigFile(options_.config_path, hooks_.purpose);
+  // Whatever the outcome, the watcher now knows these bytes: it won't retry a rejected file
+  // until it changes again.
+  watcher_.setCurrent(loaded.source);
   if (!loaded.ok()) {
     ++reloads_failed_;
     for (const auto& e : loaded.errors) {
@@ -91,9 +94,6 @@ ReloadResult ProxyApp::reload(const char* trigger) {
     result.restart_required.push_back("timeouts.drain");
   }
   result.ok = true;
-  std::string content;
-  readWholeFile(options_.config_path, content);
-  watcher_.setCurrent(content);
   if (config::configToJson(next) == config::configToJson(*config_)) {
     log->info("reload ({}): no change", trigger);
     ++reloads_ok_;

@@ -47,7 +47,8 @@ class ProxyApp {
   ~ProxyApp();
 
   // Listens (proxy + admin); false if it could not.
-  bool start(const config::Address& listen);
+  // `source` is the config file's text as loaded, the baseline for the file watcher.
+  bool start(const config::Address& listen, const std::string& source);
   ReloadResult reload(const char* trigger);
   int exitCode() const { return lifecycle_.exitCode(); }
 

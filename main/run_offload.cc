@@ -7,10 +7,10 @@
 namespace loopguard {
 
 int runOffload(const CommonOptions& options) {
-  auto file = loadOrReport(options.config_path, config::Purpose::Offload);
-  if (!file) return 1;
-  if (!setupLoggingFor(options, *file)) return 2;
-  return serveApp(options, offload::sidecarConfig(*file), [](AppHooks& hooks) {
+  config::LoadResult file = loadOrReport(options.config_path, config::Purpose::Offload);
+  if (!file.ok()) return 1;
+  if (!setupLoggingFor(options, *file.config)) return 2;
+  return serveApp(options, offload::sidecarConfig(*file.config), file.source, [](AppHooks& hooks) {
     hooks.purpose = config::Purpose::Offload;
     hooks.served_config = [](const config::Config& file) { return offload::sidecarConfig(file); };
   });

@@ -10,20 +10,17 @@
 
 namespace loopguard {
 
-std::shared_ptr<const config::Config> loadOrReport(const std::string& path, config::Purpose p) {
+config::LoadResult loadOrReport(const std::string& path, config::Purpose p) {
   config::LoadResult result = config::loadConfigFile(path, p);
-  if (!result.ok()) {
-    for (const config::ConfigError& e : result.errors) std::cerr << e.format() << "\n";
-    return nullptr;
-  }
-  return result.config;
+  for (const config::ConfigError& e : result.errors) std::cerr << e.format() << "\n";
+  return result;
 }
 
 int runProxy(const CommonOptions& options) {
-  auto cfg = loadOrReport(options.config_path, config::Purpose::Proxy);
-  if (!cfg) return 1;
-  if (!setupLoggingFor(options, *cfg)) return 2;
-  return serveApp(options, cfg, nullptr);
+  config::LoadResult file = loadOrReport(options.config_path, config::Purpose::Proxy);
+  if (!file.ok()) return 1;
+  if (!setupLoggingFor(options, *file.config)) return 2;
+  return serveApp(options, file.config, file.source, nullptr);
 }
 
 }  // namespace loopguard

@@ -58,7 +58,7 @@ AppHooks poolHooks(offload::PoolSet& pools) {
 }
 
 int serveApp(const CommonOptions& options, std::shared_ptr<const config::Config> cfg,
-             const std::function<void(AppHooks&)>& customize) {
+             const std::string& source, const std::function<void(AppHooks&)>& customize) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   int exit_code = 0;
@@ -74,7 +74,7 @@ int serveApp(const CommonOptions& options, std::shared_ptr<const config::Config>
       AppHooks hooks = poolHooks(pools);
       if (customize) customize(hooks);
       ProxyApp app(&loop, options, cfg, std::move(hooks));
-      if (!app.start(*cfg->listen)) {
+      if (!app.start(*cfg->listen, source)) {
         exit_code = 1;
         uv_run(&loop, UV_RUN_NOWAIT);
       } else {

@@ -14,15 +14,16 @@
 
 namespace loopguard {
 
-// Loads a config file; prints every error on stderr and returns null if it is not valid.
-std::shared_ptr<const config::Config> loadOrReport(const std::string& path, config::Purpose p);
+// Loads a config file and prints every error it has on stderr.
+config::LoadResult loadOrReport(const std::string& path, config::Purpose p);
 
 // `pools` must outlive the app.
 AppHooks poolHooks(offload::PoolSet& pools);
 
 // Runs the app for `cfg` (its listen address must be set) with the pools it uses; returns the
-// exit code. `customize` may adjust the hooks (the sidecar's reload).
+// exit code. `source` is the file text `cfg` came from (changes are detected against it).
+// `customize` may adjust the hooks (the sidecar's reload).
 int serveApp(const CommonOptions& options, std::shared_ptr<const config::Config> cfg,
-             const std::function<void(AppHooks&)>& customize);
+             const std::string& source, const std::function<void(AppHooks&)>& customize);
 
 }  // namespace loopguard
