@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The loopguard demo: the FastAPI app of deploy/examples/ on 127.0.0.1:8000, and loopguard in front
-# of it on 127.0.0.1:8080 with deploy/examples/quickstart.yaml (the /cpu/ routes go to a pool of 2
+# of it on 127.0.0.1:8080 with deploy/examples/quickstart.yaml (the /cpu/ routes go to a pool of
 # worker processes of the same app). Stays in the foreground until Ctrl-C / SIGTERM, then stops both.
 #
 #   deploy/run-demo.sh            install Debian packages, build build/loopguard, run the demo

@@ -8,8 +8,9 @@ clients hammer GET /cpu/hash back to back ("io + cpu", default 2 clients). The w
   direct           straight to the app
   proxy            through loopguard, every route to the app (quickstart-no-offload.yaml): a proxy
                    alone
-  offload          through loopguard with /cpu/ offloaded to its worker pool (quickstart.yaml)
-  offload-1worker  the same with one worker: on a 2-core machine two busy workers take both
+  offload          through loopguard with /cpu/ offloaded to its worker pool (quickstart.yaml as
+                   shipped: one worker, i.e. cores - 1 on this 2-core machine)
+  offload-2workers the same with two workers: on a 2-core machine two busy workers take both
                    cores and the app's own loop has to share them (this shows the difference)
 
 Rounds alternate the variants (the order rotates each round) so a noisy neighbour on a shared
@@ -44,12 +45,13 @@ PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.execu
 VARIANTS = {
     "direct": "direct to the app (uvicorn, 1 process)",
     "proxy": "through loopguard, no offload",
-    "offload": "through loopguard, /cpu/ offloaded to a 2-worker pool (quickstart.yaml as shipped)",
-    "offload-1worker": "as offload with `workers: 1`: one core left to the app and the proxy "
-                       "(half the CPU-route capacity on 2 cores)",
+    "offload": "through loopguard, /cpu/ offloaded to its pool (quickstart.yaml as shipped: "
+               "`workers: 1`, one core left to the app and the proxy)",
+    "offload-2workers": "as offload with `workers: 2`: twice the CPU-route capacity, but the "
+                        "workers take both cores and the app's loop has to share them",
 }
 CONFIGS = {"proxy": "quickstart-no-offload.yaml", "offload": "quickstart.yaml",
-           "offload-1worker": "quickstart.yaml"}
+           "offload-2workers": "quickstart.yaml"}
 
 
 def log(msg):
@@ -159,8 +161,9 @@ def write_config(src, dst, app_port, proxy_port, admin_port, workers=None):
                 .replace("127.0.0.1:9901", f"127.0.0.1:{admin_port}")
                 .replace('workdir: "."', f'workdir: "{EXAMPLES}"'))
     if workers is not None:
-        assert "    workers: 2 " in text, "quickstart.yaml's pool no longer says `workers: 2`"
-        text = text.replace("    workers: 2 ", f"    workers: {workers} ")
+        assert "    workers: 1\n" in text, "quickstart.yaml's pool no longer says `workers: 1`"
+        text = text.replace("    workers: 1\n", f"    workers: {workers}\n")
+        text = text.replace("max_in_flight: 1 ", f"max_in_flight: {workers} ")
     with open(dst, "w") as f:
         f.write(text)
 
@@ -252,7 +255,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cpu-clients", type=int, default=2)
     ap.add_argument("--cpu-path", default="/cpu/hash")
-    ap.add_argument("--variants", default="direct,proxy,offload,offload-1worker",
+    ap.add_argument("--variants", default="direct,proxy,offload,offload-2workers",
                     help="comma-separated, of: " + ", ".join(VARIANTS))
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
     ap.add_argument("--quiet-wait", type=float, default=120.0,
@@ -296,7 +299,7 @@ def main():
             cfg = os.path.join(work, f"{v}.yaml")
             ports[v], ports[v + "-admin"] = free_port(), free_port()
             write_config(os.path.join(EXAMPLES, CONFIGS[v]), cfg, ports["app"], ports[v],
-                         ports[v + "-admin"], workers=1 if v == "offload-1worker" else None)
+                         ports[v + "-admin"], workers=2 if v == "offload-2workers" else None)
             log(f"starting loopguard ({v}) on 127.0.0.1:{ports[v]}")
             p = Proc(f"loopguard-{v}", [loopguard_bin, "proxy", "--config", cfg], EXAMPLES,
                      os.path.join(work, f"loopguard-{v}.log"))

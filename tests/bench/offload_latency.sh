@@ -5,7 +5,7 @@
 # Markdown table; results (table, JSON, PNG chart) go to tests/bench/results/.
 #
 #   tests/bench/offload_latency.sh [--rate 200] [--duration 10] [--rounds 3] [--cpu-clients 2]
-#                                  [--variants direct,proxy,offload,offload-1worker]
+#                                  [--variants direct,proxy,offload,offload-2workers]
 # Environment: LOOPGUARD_BIN (default build/loopguard; build it Release for numbers worth quoting).
 # A benchmark never fails the build: it reports what it could measure and exits 0.
 set -uo pipefail

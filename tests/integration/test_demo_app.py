@@ -1,5 +1,5 @@
 """The demo of deploy/examples/: the FastAPI app under uvicorn, loopguard in front of it with
-quickstart.yaml (its /cpu/ routes offloaded to a pool of 2 workers running the same app), and real
+quickstart.yaml (its /cpu/ routes offloaded to a pool of workers running the same app), and real
 requests through the proxy: the I/O route, the CPU routes, a thumbnail upload.
 
 Skipped, with the reason, when this loopguard build cannot run the offload pool yet (quickstart.yaml
@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -283,7 +284,14 @@ def test_not_an_image_is_a_400_from_the_worker(demo):
     assert "not a usable image" in json.loads(data)["detail"]
 
 
-def test_concurrent_cpu_requests_use_both_workers_and_all_succeed(demo):
+def shipped_pool_size():
+    with open(QUICKSTART) as f:
+        found = re.search(r"^    workers: (\d+)", f.read(), re.M)
+    assert found, "quickstart.yaml's pool has no `workers:` line"
+    return int(found.group(1))
+
+
+def test_concurrent_cpu_requests_use_every_worker_and_all_succeed(demo):
     results, errors = [], []
 
     def call():
@@ -301,11 +309,12 @@ def test_concurrent_cpu_requests_use_both_workers_and_all_succeed(demo):
     assert [r[0] for r in results] == [200] * 6, [(r[0], r[2][:200]) for r in results]
     pids = {json.loads(r[2])["pid"] for r in results}
     assert demo.app_pid not in pids
-    assert len(pids) == 2, f"6 concurrent requests on a 2-worker pool went to pids {pids}"
+    workers = shipped_pool_size()
+    assert len(pids) == workers, f"6 concurrent requests on a {workers}-worker pool went to pids {pids}"
 
 
 def test_io_route_answers_while_the_workers_are_busy(demo):
-    # Both workers busy with long hashes: the I/O route, served by the app, must not wait for them.
+    # The pool busy with long hashes: the I/O route, served by the app, must not wait for them.
     stop = time.monotonic() + 4.0
     busy_errors = []
 
