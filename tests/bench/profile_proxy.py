@@ -2,7 +2,8 @@
 """Where loopguard spends its time under load: perf or callgrind on the proxy, top functions.
 
 Same set-up as proxy_overhead (nginx upstream `return 200` on CPU 0, loopguard alone on CPU 1,
-access log off), small bodies, keep-alive.
+access log off), small bodies (or --path), keep-alive. --proxy nginx|haproxy profiles that proxy
+instead (perf only), for a like-for-like look at where each spends its time and its system calls.
 
   --tool perf       perf record -F 999 --call-graph dwarf on the running proxy for --duration
                     seconds while wrk -t1 -c50 drives it (kernel time included when the kernel
@@ -30,16 +31,17 @@ import benchlib as bl  # noqa: E402
 
 
 def perf_profile(procs, work, up, args, base):
-    p = bl.Proxy(procs, "loopguard", work, up.port)
+    p = bl.Proxy(procs, args.proxy, work, up.port)
     if p.error:
-        return f"loopguard unavailable: {p.error}", None
-    bl.run_wrk(p.port, "/small", args.conns, 1)
+        return f"{args.proxy} unavailable: {p.error}", None
+    pids = ",".join(str(pid) for pid in p.pids())
+    bl.run_wrk(p.port, args.path, args.conns, 1)
     data = base + ".perf.data"
     rec = procs.start(["perf", "record", "-F", "999", "--call-graph", "dwarf,16384", "-o", data,
-                       "-p", str(p.proc.pid), "--", "sleep", str(args.duration)],
+                       "-p", pids, "--", "sleep", str(args.duration)],
                       stderr=subprocess.PIPE, text=True)
     time.sleep(0.3)
-    res, _out = bl.run_wrk(p.port, "/small", args.conns, args.duration)
+    res, _out = bl.run_wrk(p.port, args.path, args.conns, args.duration)
     try:
         rec.wait(timeout=args.duration + 30)
     except subprocess.TimeoutExpired:
@@ -48,7 +50,8 @@ def perf_profile(procs, work, up, args, base):
     if not os.path.exists(data):
         p.stop()
         return "perf record wrote nothing (perf_event_paranoid? no perf?)", res
-    out = [f"wrk -t1 -c{args.conns} -d{args.duration}s: {bl.fmt(res['rps'])} req/s, "
+    out = [f"{args.proxy}, wrk -t1 -c{args.conns} -d{args.duration}s {args.path}: "
+           f"{bl.fmt(res['rps'])} req/s, "
            f"{res['requests']} requests, p99 {bl.fmt(res['p99'], 2)} ms (while perf records)", ""]
     reports = (("self, all (user [.] and kernel [k])", "--no-children", None),
                ("self, user space only", "--no-children", "[.]"),
@@ -116,10 +119,11 @@ SYSCALLS = ["read", "readv", "recvfrom", "recvmsg", "write", "writev", "sendto",
 def syscalls_per_request(procs, p, args, seconds=3):
     """System calls the proxy makes per request (perf stat on syscall tracepoints)."""
     events = ["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{s}" for s in SYSCALLS]
-    stat = procs.start(["perf", "stat", "-x", ",", "-e", ",".join(events), "-p", str(p.proc.pid),
+    pids = ",".join(str(pid) for pid in p.pids())
+    stat = procs.start(["perf", "stat", "-x", ",", "-e", ",".join(events), "-p", pids,
                         "--", "sleep", str(seconds)], stderr=subprocess.PIPE, text=True)
     time.sleep(0.2)
-    res, _ = bl.run_wrk(p.port, "/small", args.conns, seconds + 1)
+    res, _ = bl.run_wrk(p.port, args.path, args.conns, seconds + 1)
     try:
         _, err = stat.communicate(timeout=seconds + 30)
     except subprocess.TimeoutExpired:
@@ -155,7 +159,7 @@ def callgrind_profile(procs, work, up, args, base):
                           "--dump-instr=no", "--collect-jumps=no"], start_timeout=60)
     if p.error:
         return f"loopguard under callgrind unavailable: {p.error}", None
-    res, _out = bl.run_wrk(p.port, "/small", args.conns, args.duration, timeout_s=30)
+    res, _out = bl.run_wrk(p.port, args.path, args.conns, args.duration, timeout_s=30)
     os.kill(p.proc.pid, signal.SIGTERM)  # graceful exit: callgrind writes its profile
     try:
         p.proc.wait(timeout=90)
@@ -222,6 +226,10 @@ def main():
     ap.add_argument("--duration", type=int, default=None, help="seconds (perf 10, callgrind 3)")
     ap.add_argument("--conns", type=int, default=None, help="wrk connections (perf 50, callgrind 10)")
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--path", default="/small",
+                    help="upstream path: /small, /files/16k.bin or /files/1m.bin")
+    ap.add_argument("--proxy", choices=["loopguard", "nginx", "haproxy"], default="loopguard",
+                    help="which proxy to profile (nginx and haproxy: perf only)")
     ap.add_argument("--out-dir", default=bl.RESULTS)
     args = ap.parse_args()
     bl.RESULTS = args.out_dir
@@ -229,6 +237,8 @@ def main():
         args.duration = 10 if args.tool == "perf" else 3
     if args.conns is None:
         args.conns = 50 if args.tool == "perf" else 10
+    if args.tool == "callgrind" and args.proxy != "loopguard":
+        ap.error("callgrind profiles loopguard only")
     missing = bl.ensure_tools(["wrk", "nginx"] + (["perf"] if args.tool == "perf" else []))
     if missing:
         print(f"profile: cannot run without {', '.join(missing)}", file=sys.stderr)
@@ -242,7 +252,7 @@ def main():
     work = procs.workdir("profile")
     text = ""
     try:
-        up = bl.Upstream(procs, work)
+        up = bl.Upstream(procs, work, files={"16k.bin": 16384, "1m.bin": 1 << 20})
         fn = perf_profile if args.tool == "perf" else callgrind_profile
         text, _res = fn(procs, work, up, args, base)
     except bl.BudgetExceeded as e:
