@@ -54,10 +54,15 @@ def main():
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--out-dir", default=bl.RESULTS)
+    ap.add_argument("--no-pin", action="store_true",
+                    help="let the scheduler place every process (as a plain `wrk` run would): "
+                         "the proxy then competes with wrk and the upstream for both cores")
     ap.add_argument("--from-json", metavar="FILE",
                     help="measure nothing: print the table and redraw the chart of a past run")
     args = ap.parse_args()
     bl.RESULTS = args.out_dir
+    if args.no_pin:
+        bl.PINNING = False
     if args.from_json:
         with open(args.from_json) as f:
             past = json.load(f)

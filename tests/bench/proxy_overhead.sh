@@ -7,6 +7,7 @@
 #   tests/bench/proxy_overhead.sh [--duration 3] [--warmup 1] [--rounds 5]
 #                                 [--scenarios small,16k,1m,c1000,c1000-pool1024]
 #                                 [--variants direct,loopguard,nginx,haproxy] [--out-dir DIR]
+#                                 [--no-pin]   (default: proxy pinned to CPU 1, the rest to CPU 0)
 # Environment: LOOPGUARD_BIN (default build-bench/loopguard, else build/loopguard).
 # Default run: about 7 minutes. Table on stdout; .md/.json/.dat/.png in tests/bench/results/.
 . "$(dirname "${BASH_SOURCE[0]}")/bench_common.sh"
