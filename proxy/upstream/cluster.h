@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -25,6 +26,14 @@ struct UpstreamCounters {
   uint64_t open_connections = 0;
 };
 
+// A request's way to a new connection: the endpoint it tries, how many it has tried.
+struct ConnectAttempt {
+  TargetWaiter* waiter = nullptr;  // null once cancelled or served by another connection
+  uint32_t tries = 0;
+  size_t endpoint_index = 0;
+  bool fresh = false;
+};
+
 // One resolved address of an upstream.
 struct Endpoint {
   std::string name;  // "127.0.0.1:8000" or "unix:/path"
@@ -36,6 +45,15 @@ struct Endpoint {
   uint32_t open = 0;    // connections open or connecting
   UpstreamConnection* idle_head = nullptr;
   uint32_t idle_count = 0;
+  // Connects started for a request that still waits, oldest first (entries go stale when the
+  // request is served or cancelled; they are skipped then). A connection that frees up serves
+  // the oldest such request at once instead of going idle or being closed while it waits for
+  // its own handshake.
+  std::deque<UpstreamConnection*> waiting;
+  // Requests with no connect of their own: `connecting` had reached the cap. Served first by
+  // any connection that frees up, or given a connect as one of the handshakes ends.
+  std::deque<ConnectAttempt> queued;
+  uint32_t connecting = 0;  // connects in progress
   bool retired = false;  // gone from DNS: no new requests, closes when its last one ends
 };
 
@@ -61,16 +79,24 @@ class Cluster final : public Target, private ConnectionOwner {
   bool drained() const;  // no connection open or connecting
 
  private:
-  struct Attempt {
-    TargetWaiter* waiter = nullptr;  // null once cancelled
-    uint32_t tries = 0;
-    size_t endpoint_index = 0;
-    bool fresh = false;
-  };
+  using Attempt = ConnectAttempt;
   struct DnsQuery;
 
   Endpoint* pick();
   UpstreamConnection* popIdle(Endpoint& endpoint);
+  // Connects in progress per endpoint before further requests queue for a connection instead.
+  uint32_t maxConnecting() const;
+  // The request of `endpoint` to serve with a connection that just freed up: a queued one
+  // first, then the oldest still waiting for its own connect (taken off it: that connect will
+  // serve whoever waits next, or go idle). Null if none.
+  TargetWaiter* nextWaiter(Endpoint& endpoint);
+  // Starts connects for queued requests while below the cap.
+  void connectQueued(Endpoint& endpoint);
+  // Sends every queued request of `endpoint` elsewhere (next endpoint, or fails it).
+  void failOverQueued(Endpoint& endpoint, const char* why);
+  // Hands a free, detached connection to a waiting request, or else keeps it idle (or closes
+  // it when the idle set is full).
+  void reuseOrPark(Endpoint& endpoint, UpstreamConnection* connection, bool reused);
   void pushIdle(Endpoint& endpoint, UpstreamConnection* connection);
   void removeIdle(Endpoint& endpoint, UpstreamConnection* connection);
   bool startConnect(Endpoint& endpoint, Attempt attempt);

@@ -1,11 +1,12 @@
 """Upstream balancing and the keep-alive pool: round_robin and least_request over two upstream
 processes, idle_timeout and max_idle_connections, and the retry rule: an idempotent request whose
 pooled connection died before any response byte is retried once; a POST never is."""
+import socket
 import time
 
 import pytest
 
-from harness import (Background, RawConn, assert_proxy_error, build_request, http_request,
+from harness import (Background, Blackhole, RawConn, assert_proxy_error, build_request, http_request,
                      proxy_config)
 
 
@@ -133,3 +134,51 @@ def test_requests_after_upstream_closed_idle_connection_succeed(retry_env):
         up.wait_stats(lambda s, n=i + 1: s["idle_closes"] >= n, timeout=3,
                       desc="upstream to close the idle connection")
     assert up.stats()["connections"] == 4, "each request should have needed a new connection"
+
+
+# ---- bursts wider than the handshakes in flight ---------------------------------------------------
+# At most max(64, max_idle_connections) connects per endpoint are in progress at once; requests
+# beyond that queue for whichever connection frees up or handshake ends first.
+def test_burst_of_slow_requests_wider_than_the_connect_cap_is_served_in_full(procs):
+    up = procs.upstream("app")
+    proxy = procs.proxy(proxy_config(
+        {"app": {"endpoints": [up.address], "max_idle_connections": 4}},
+        [{"name": "default", "match": {"prefix": "/"}, "upstream": "app",
+          "limits": {"max_in_flight": 1000}}]))
+    jobs = [Background(http_request, proxy.port, "GET", f"/delay?ms=400&i={i}", timeout=15)
+            for i in range(200)]
+    statuses = [j.result().status for j in jobs]
+    assert statuses == [200] * 200, {s: statuses.count(s) for s in set(statuses)}
+    s = up.stats()
+    assert s["requests"] >= 200 and s["peak_in_flight"] > 64, s
+
+
+def test_queued_requests_fail_over_with_the_first_connect_timeout(procs):
+    """Every handshake hangs: 64 connects wait out connect_timeout, the rest queue behind them.
+    When the first times out, the queue fails at once (502) instead of waiting one timeout per
+    round of 64; clients that leave while queued are simply dropped."""
+    hole = Blackhole()
+    procs.on_cleanup(hole.close)
+    if not hole.works():
+        pytest.skip("this kernel answers SYNs to a full accept queue; cannot black-hole locally")
+    proxy = procs.proxy(proxy_config(
+        {"hole": {"endpoints": [hole.address], "connect_timeout": "600ms"}},
+        [{"name": "hole", "match": {"prefix": "/"}, "upstream": "hole",
+          "limits": {"max_in_flight": 1000}}]))
+    leavers = []
+    for i in range(30):
+        s = socket.create_connection(("127.0.0.1", proxy.port))
+        s.sendall(build_request("GET", f"/leave?i={i}"))
+        leavers.append(s)
+    jobs = [Background(http_request, proxy.port, "GET", f"/hole?i={i}", timeout=10)
+            for i in range(160)]
+    time.sleep(0.2)
+    for s in leavers:
+        s.close()
+    results = [j.result() for j in jobs]
+    for r in results:
+        assert_proxy_error(r, 502, route="hole")
+    slowest = max(r.elapsed for r in results)
+    # Two rounds of handshakes would take 1.2 s; the requests were all sent within ~0.2 s.
+    assert slowest < 1.1, f"slowest 502 after {slowest:.2f}s (connect_timeout 600ms)"
+    assert http_request(proxy.port, "GET", "/hole/again", timeout=5).status == 502
