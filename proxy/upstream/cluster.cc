@@ -101,6 +101,10 @@ bool Cluster::drained() const {
   return true;
 }
 
+size_t Cluster::load(const Endpoint& e) {
+  return e.active + e.connecting + e.queued.size();
+}
+
 Endpoint* Cluster::pick() {
   Endpoint* best = nullptr;
   size_t n = endpoints_.size();
@@ -110,8 +114,9 @@ Endpoint* Cluster::pick() {
     Endpoint* e = endpoints_[(start + k) % n].get();
     if (e->retired) continue;
     if (config_.balance == config::Balance::RoundRobin) return e;
-    // least_request; the rotating start spreads ties.
-    if (best == nullptr || e->active < best->active) best = e;
+    // least_request; the rotating start spreads ties. Requests still waiting for a connection
+    // count too: an endpoint slow to accept must not look idle and attract more of them.
+    if (best == nullptr || load(*e) < load(*best)) best = e;
   }
   return best;
 }

@@ -83,6 +83,7 @@ class Cluster final : public Target, private ConnectionOwner {
   struct DnsQuery;
 
   Endpoint* pick();
+  static size_t load(const Endpoint& endpoint);  // what least_request compares
   UpstreamConnection* popIdle(Endpoint& endpoint);
   // Connects in progress per endpoint before further requests queue for a connection instead.
   uint32_t maxConnecting() const;
