@@ -182,3 +182,28 @@ def test_queued_requests_fail_over_with_the_first_connect_timeout(procs):
     # Two rounds of handshakes would take 1.2 s; the requests were all sent within ~0.2 s.
     assert slowest < 1.1, f"slowest 502 after {slowest:.2f}s (connect_timeout 600ms)"
     assert http_request(proxy.port, "GET", "/hole/again", timeout=5).status == 502
+
+
+def test_least_request_steers_away_from_an_endpoint_that_does_not_accept(procs):
+    """A connect that hangs counts as load: after one request is stuck connecting to the
+    black-holed endpoint, the others go to the live one instead of alternating into the hole."""
+    hole = Blackhole()
+    procs.on_cleanup(hole.close)
+    if not hole.works():
+        pytest.skip("this kernel answers SYNs to a full accept queue; cannot black-hole locally")
+    up = procs.upstream("app")
+    proxy = procs.proxy(proxy_config(
+        {"pair": {"endpoints": [hole.address, up.address], "balance": "least_request",
+                  "connect_timeout": "3s"}},
+        [{"name": "pair", "match": {"prefix": "/"}, "upstream": "pair"}]))
+    stuck = Background(http_request, proxy.port, "GET", "/stuck", timeout=10)
+    time.sleep(0.2)
+    slow = []
+    for i in range(8):
+        r = http_request(proxy.port, "GET", f"/echo?i={i}", timeout=10)
+        assert r.status == 200, r
+        if r.elapsed > 1.0:
+            slow.append(i)
+    # The first request may have taken the live endpoint; then one more can hit the hole.
+    assert len(slow) <= 1, f"requests {slow} waited on the black-holed endpoint"
+    assert stuck.result().status == 200  # failed over to the live endpoint after 3 s
