@@ -146,8 +146,8 @@ AcquireResult Cluster::acquire(TargetWaiter& waiter, const AcquireOptions& optio
   if (!options.fresh && e->connecting >= maxConnecting()) {
     // A burst wider than the idle pool would otherwise open (and then close) a connection per
     // request; connections free up faster than handshakes complete, so waiting for one is
-    // cheaper. Measured with 1,000 clients and a pool of 64: 0.9 -> 0.1 connects per request,
-    // 2.4x the requests/s.
+    // cheaper. Measured with 1,000 clients and a pool of 64: 0.84 -> 0.16 connects per
+    // request, 2.3x the requests/s (tests/bench/proxy_overhead.sh, README).
     e->queued.push_back(attempt);
     return AcquireResult::pending();
   }
