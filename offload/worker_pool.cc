@@ -103,14 +103,8 @@ bool WorkerPool::hasCapacity() const { return supervisor_.available() && ledger_
 
 void WorkerPool::pumpWaiting() {
   // Re-entered from an admission's own callbacks (a request that fails at once gives its unit
-  // back): leave a note, the outer loop runs again.
-  if (pumping_) {
-    repump_ = true;
-    return;
-  }
-  pumping_ = true;
-  do {
-    repump_ = false;
+  // back): the nested call leaves a note, the outer loop runs again.
+  pump_loop_.run([this] {
     std::vector<const routing::Limiter*> stuck;  // have waiters but admitted nothing
     while (hasCapacity()) {
       std::shared_ptr<routing::RouteLimiter> oldest;
@@ -136,8 +130,7 @@ void WorkerPool::pumpWaiting() {
       pump_budget_ = -1;
       if (!admitted) stuck.push_back(&oldest->limiter());  // its own max_in_flight is full
     }
-  } while (repump_);
-  pumping_ = false;
+  });
 }
 
 void WorkerPool::failWaiting() {

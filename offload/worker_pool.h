@@ -27,6 +27,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/coalesced_loop.h"
 #include "config/config.h"
 #include "offload/abandoned_request.h"
 #include "offload/dispatch.h"
@@ -156,8 +157,7 @@ class WorkerPool final : public upstream::Target,
   uv::Timer deadline_timer_;
   std::optional<uint64_t> armed_;
   int pump_budget_ = -1;  // >= 0 while pumping one limiter: admissions it may still make
-  bool pumping_ = false;
-  bool repump_ = false;
+  CoalescedLoop pump_loop_;
   bool available_ = true;
 };
 

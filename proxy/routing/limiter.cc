@@ -104,21 +104,14 @@ void Limiter::pump() {
   // A callback below may release(), cancel(), admit() or pump() this limiter again. The nested
   // pump() only leaves a note; this loop re-reads head_ after every callback and never keeps a
   // pointer across one, since the callback may have unlinked (or destroyed) any waiter.
-  if (pumping_) {
-    repump_ = true;
-    return;
-  }
-  pumping_ = true;
-  do {
-    repump_ = false;
+  bool ran = pump_loop_.run([this] {
     while (head_ != nullptr && tryTakeSlot()) {
       LimiterWaiter& waiter = *head_;
       unlink(waiter);
       waiter.onAdmitted();
     }
-  } while (repump_);
-  pumping_ = false;
-  if (head_ == nullptr) disarm();
+  });
+  if (ran && head_ == nullptr) disarm();
 }
 
 void Limiter::onTimer() {

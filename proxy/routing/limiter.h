@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/coalesced_loop.h"
 #include "config/config.h"
 
 namespace loopguard::routing {
@@ -144,8 +145,7 @@ class Limiter {
   LimiterWaiter* head_ = nullptr;
   LimiterWaiter* tail_ = nullptr;
   std::optional<TimePointMs> armed_;  // what the clock is armed for, if anything
-  bool pumping_ = false;
-  bool repump_ = false;
+  CoalescedLoop pump_loop_;
   LimiterStats stats_;
 };
 
