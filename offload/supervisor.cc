@@ -451,27 +451,7 @@ void Supervisor::reconfigure(const config::Pool& config) {
   events_.onCapacityChanged();
 }
 
-void Supervisor::stop(std::function<void()> done) {
-  stop_done_ = std::move(done);
-  if (!stopping_) {
-    stopping_ = true;
-    rss_timer_.stop();
-    suspect_timer_.stop();
-    for (auto& s : slots_) {
-      s->restart_timer.stop();
-      s->restart_pending = false;
-      s->serving = nullptr;
-      s->booting = nullptr;
-    }
-    for (const auto& w : workers_) retire(*w, "shutdown");
-    for (const auto& d : diagnostics_) d->process.signalGroup(SIGKILL);
-    updateAvailability();
-    events_.onCapacityChanged();
-  }
-  maybeFinishStop();
-}
-
-void Supervisor::kill() {
+void Supervisor::enterStopping() {
   stopping_ = true;
   rss_timer_.stop();
   suspect_timer_.stop();
@@ -481,6 +461,22 @@ void Supervisor::kill() {
     s->serving = nullptr;
     s->booting = nullptr;
   }
+}
+
+void Supervisor::stop(std::function<void()> done) {
+  stop_done_ = std::move(done);
+  if (!stopping_) {
+    enterStopping();
+    for (const auto& w : workers_) retire(*w, "shutdown");
+    for (const auto& d : diagnostics_) d->process.signalGroup(SIGKILL);
+    updateAvailability();
+    events_.onCapacityChanged();
+  }
+  maybeFinishStop();
+}
+
+void Supervisor::kill() {
+  enterStopping();
   for (const auto& w : workers_) {
     if (w->state() == Worker::State::Ready) events_.onWorkerStopping(*w);
     w->killNow();

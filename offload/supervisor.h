@@ -95,6 +95,8 @@ class Supervisor final : private WorkerHost {
   void checkSuspects();
   void onDiagnosticExited(Diagnostic& diagnostic);
   void sweep();
+  // No more restarts, recycling or RSS checks; no slot waits for a worker any more.
+  void enterStopping();
   void maybeFinishStop();
   void resizeSlots();
 
