@@ -57,3 +57,15 @@ def upstream(procs):
 @pytest.fixture
 def start_proxy(procs):
     return procs.proxy
+
+
+@pytest.fixture
+def blackhole():
+    """A harness.Blackhole (a TCP port whose connects hang); skips the test on a kernel where
+    one cannot be made locally."""
+    hole = harness.Blackhole()
+    if not hole.works():
+        hole.close()
+        pytest.skip("this kernel answers SYNs to a full accept queue; cannot black-hole locally")
+    yield hole
+    hole.close()

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from harness import (Background, Blackhole, RawConn, assert_proxy_error, build_request, http_request,
+from harness import (Background, RawConn, assert_proxy_error, build_request, http_request,
                      proxy_config)
 
 
@@ -153,16 +153,12 @@ def test_burst_of_slow_requests_wider_than_the_connect_cap_is_served_in_full(pro
     assert s["requests"] >= 200 and s["peak_in_flight"] > 64, s
 
 
-def test_queued_requests_fail_over_with_the_first_connect_timeout(procs):
+def test_queued_requests_fail_over_with_the_first_connect_timeout(procs, blackhole):
     """Every handshake hangs: 64 connects wait out connect_timeout, the rest queue behind them.
     When the first times out, the queue fails at once (502) instead of waiting one timeout per
     round of 64; clients that leave while queued are simply dropped."""
-    hole = Blackhole()
-    procs.on_cleanup(hole.close)
-    if not hole.works():
-        pytest.skip("this kernel answers SYNs to a full accept queue; cannot black-hole locally")
     proxy = procs.proxy(proxy_config(
-        {"hole": {"endpoints": [hole.address], "connect_timeout": "600ms"}},
+        {"hole": {"endpoints": [blackhole.address], "connect_timeout": "600ms"}},
         [{"name": "hole", "match": {"prefix": "/"}, "upstream": "hole",
           "limits": {"max_in_flight": 1000}}]))
     leavers = []
@@ -184,16 +180,12 @@ def test_queued_requests_fail_over_with_the_first_connect_timeout(procs):
     assert http_request(proxy.port, "GET", "/hole/again", timeout=5).status == 502
 
 
-def test_least_request_steers_away_from_an_endpoint_that_does_not_accept(procs):
+def test_least_request_steers_away_from_an_endpoint_that_does_not_accept(procs, blackhole):
     """A connect that hangs counts as load: after one request is stuck connecting to the
     black-holed endpoint, the others go to the live one instead of alternating into the hole."""
-    hole = Blackhole()
-    procs.on_cleanup(hole.close)
-    if not hole.works():
-        pytest.skip("this kernel answers SYNs to a full accept queue; cannot black-hole locally")
     up = procs.upstream("app")
     proxy = procs.proxy(proxy_config(
-        {"pair": {"endpoints": [hole.address, up.address], "balance": "least_request",
+        {"pair": {"endpoints": [blackhole.address, up.address], "balance": "least_request",
                   "connect_timeout": "3s"}},
         [{"name": "pair", "match": {"prefix": "/"}, "upstream": "pair"}]))
     stuck = Background(http_request, proxy.port, "GET", "/stuck", timeout=10)
