@@ -641,3 +641,45 @@ def write_results(name, st, md, data, header_lines):
 def ensure_tools(tools):
     """Names of the tools in `tools` that are missing."""
     return [t for t in tools if not shutil.which(t)]
+
+
+def measure_rounds(procs, runs, rounds):
+    """Runs rounds() (which appends its measurements to runs), then stops every process. Over
+    the time budget it stops early and keeps what was measured. False: set-up failed before
+    anything was measured (the caller exits 2)."""
+    try:
+        rounds()
+    except BudgetExceeded as e:
+        log(f"stopping early: {e}; reporting what was measured")
+    except RuntimeError as e:
+        log(f"setup failed: {e}")
+        if not runs:
+            return False
+    finally:
+        procs.cleanup()
+        signal.alarm(0)
+    return True
+
+
+def report_header(name, info, binary, clients, details):
+    """The first lines of every report: what and when, the machine and CPU placement (the proxy
+    on CPU 1, `clients` on CPU 0), the load around the run, the binary, then `details`."""
+    return [
+        f"# {name} — {info['date']}",
+        "",
+        f"Machine: {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']}; pinning: "
+        + (f"proxy on CPU 1, {clients} on CPU 0" if info["pinning"] else "none"),
+        f"Load average (1/5/15 min) at start: {info['load_start']}, at end: "
+        f"{info.get('load_end') or loadavg()} (the machine is shared; medians of alternated "
+        "rounds absorb some of it)",
+        f"loopguard: {describe_binary(binary)}",
+        *details,
+    ]
+
+
+def publish(name, header, md, data, draw):
+    """Writes <name>-<stamp>.md/.json, lets draw(base) add the chart, prints the report."""
+    base = write_results(name, stamp(), md, data, header)
+    draw(base)
+    print("\n".join(header) + "\n\n" + md + "\n")
+    print(f"results: {base}.md / .json" + (" / .png" if os.path.exists(base + ".png") else ""))

@@ -139,7 +139,7 @@ def main():
     procs = bl.Procs()
     work = procs.workdir("memory")
     runs = []
-    try:
+    def rounds():
         up = bl.Upstream(procs, work)
         for rnd in range(args.rounds):
             k = rnd % len(proxies)
@@ -152,17 +152,9 @@ def main():
                        f"(established {r.get('established')}) before {r['before_kib']} KiB "
                        f"after {r['after_kib']} KiB -> {bl.fmt(r['kib_per_conn'], 2)} KiB/conn "
                        f"{r['error']}")
-    except bl.BudgetExceeded as e:
-        bl.log(f"stopping early: {e}; reporting what was measured")
-    except RuntimeError as e:
-        bl.log(f"setup failed: {e}")
-        if not runs:
-            procs.cleanup()
-            return 2
-    finally:
-        procs.cleanup()
-        import signal
-        signal.alarm(0)
+
+    if not bl.measure_rounds(procs, runs, rounds):
+        return 2
     report(runs, proxies, count, info, binary, args)
     return 0
 
@@ -196,22 +188,13 @@ def report(runs, proxies, count, info, binary, args):
                       bl.fmt(r["after_kib"] and r["after_kib"] / 1024, 1),
                       bl.fmt(r["kib_per_conn"], 2), verdict, note])
     md = bl.markdown_table(headers, table, left={0, 5, 6})
-    header = [
-        f"# memory — {info['date']}",
-        "",
-        f"Machine: {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']}; pinning: "
-        + ("proxy on CPU 1, clients + upstream on CPU 0" if info["pinning"] else "none"),
-        f"Load average at start: {info['load_start']}, at end: {bl.loadavg()}",
-        f"loopguard: {bl.describe_binary(binary)}",
+    header = bl.report_header("memory", info, binary, "clients + upstream", [
         f"{count} idle keep-alive connections, one GET /small each; {args.rounds} rounds "
         f"(fresh proxy each time, alternated), medians; RSS read {args.settle:g} s after the "
         "last response. KiB / idle conn = (after - before) / connections.",
-    ]
-    base = bl.write_results("memory", bl.stamp(), md, {"machine": info, "args": vars(args),
-                                                       "summary": rows, "runs": runs}, header)
-    chart(rows, base)
-    print("\n".join(header) + "\n\n" + md + "\n")
-    print(f"results: {base}.md / .json" + (" / .png" if os.path.exists(base + ".png") else ""))
+    ])
+    bl.publish("memory", header, md, {"machine": info, "args": vars(args), "summary": rows,
+                                      "runs": runs}, lambda base: chart(rows, base))
 
 
 def chart(rows, base):

@@ -95,7 +95,7 @@ def main():
     work = procs.workdir("overhead")
     runs = []  # one dict per measured run
     unavailable = {}
-    try:
+    def rounds():
         up = bl.Upstream(procs, work, files={"16k.bin": 16 * 1024, "1m.bin": 1024 * 1024})
         proxies = {}  # (variant, pool) -> Proxy
         for pool in sorted({SCENARIOS[s][2] for s in scenarios}):
@@ -148,17 +148,9 @@ def main():
                            f"{bl.fmt(res['rps'])} req/s p50 {bl.fmt(res['p50'], 2)} ms "
                            f"p99 {bl.fmt(res['p99'], 2)} ms cpu {bl.fmt(cpu_us, 1)} us/req "
                            f"err {res['errors'] + res['non2xx']}")
-    except bl.BudgetExceeded as e:
-        bl.log(f"stopping early: {e}; reporting what was measured")
-    except RuntimeError as e:
-        bl.log(f"setup failed: {e}")
-        if not runs:
-            procs.cleanup()
-            return 2
-    finally:
-        procs.cleanup()
-        import signal
-        signal.alarm(0)
+
+    if not bl.measure_rounds(procs, runs, rounds):
+        return 2
 
     info["load_end"] = bl.loadavg()
     report(runs, scenarios, variants, unavailable, info, binary, args)
@@ -222,26 +214,15 @@ def report(runs, scenarios, variants, unavailable, info, binary, args):
     md = bl.markdown_table(headers, table, left={0, 1})
     for v, why in unavailable.items():
         md += f"\n\n{v}: unavailable — {why}"
-    header = [
-        f"# proxy_overhead — {info['date']}",
-        "",
-        f"Machine: {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']}; pinning: "
-        + ("proxy on CPU 1, wrk (-t1) + upstream nginx on CPU 0" if info["pinning"] else "none"),
-        f"Load average (1/5/15 min) at start: {info['load_start']}, at end: {info.get('load_end', '?')} "
-        "(the machine is shared; medians of alternated rounds absorb some of it)",
-        f"loopguard: {bl.describe_binary(binary)}",
+    header = bl.report_header("proxy_overhead", info, binary, "wrk (-t1) + upstream nginx", [
         f"{args.rounds} rounds × {args.duration} s (+{args.warmup} s warm-up) per cell, variants "
         "alternated, medians; × nginx = ratio of the medians (in brackets: lowest–highest "
         "same-round ratio). CPU µs/req: utime+stime of the proxy's processes / requests.",
-    ]
-    st = bl.stamp()
-    base = bl.write_results("proxy_overhead", st, md, {"machine": info, "args": vars(args),
-                                                         "binary": binary, "summary": rows,
-                                                         "runs": runs, "unavailable": unavailable},
-                            header)
-    chart(rows, scenarios, variants, base)
-    print("\n".join(header) + "\n\n" + md + "\n")
-    print(f"results: {base}.md / .json" + (" / .png" if os.path.exists(base + ".png") else ""))
+    ])
+    bl.publish("proxy_overhead", header, md,
+               {"machine": info, "args": vars(args), "binary": binary, "summary": rows,
+                "runs": runs, "unavailable": unavailable},
+               lambda base: chart(rows, scenarios, variants, base))
 
 
 def chart(rows, scenarios, variants, base):

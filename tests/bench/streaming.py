@@ -109,7 +109,7 @@ def main():
     procs = bl.Procs()
     work = procs.workdir("streaming")
     runs = []
-    try:
+    def rounds():
         up = bl.Upstream(procs, work, files={"big.bin": args.size_mib * MiB})
         for rnd in range(args.rounds):
             k = rnd % len(proxies)
@@ -120,17 +120,9 @@ def main():
                 bl.log(f"round {rnd + 1}/{args.rounds} {name:9s} {r['bytes'] / MiB:.0f} MiB in "
                        f"{r['seconds']} s; RSS before {r['before_kib']} KiB, peak {r['peak_kib']}"
                        f" KiB, HWM {r['hwm_kib']} KiB {r['error']}")
-    except bl.BudgetExceeded as e:
-        bl.log(f"stopping early: {e}; reporting what was measured")
-    except RuntimeError as e:
-        bl.log(f"setup failed: {e}")
-        if not runs:
-            procs.cleanup()
-            return 2
-    finally:
-        procs.cleanup()
-        import signal
-        signal.alarm(0)
+
+    if not bl.measure_rounds(procs, runs, rounds):
+        return 2
     report(runs, proxies, info, binary, args)
     return 0
 
@@ -163,22 +155,13 @@ def report(runs, proxies, info, binary, args):
                       bl.fmt(r["growth_kib"]),
                       r["error"] or ("worker process" if r["proxy"] == "nginx" else "")])
     md = bl.markdown_table(headers, table, left={0, 7})
-    header = [
-        f"# streaming — {info['date']}",
-        "",
-        f"Machine: {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']}; pinning: "
-        + ("proxy on CPU 1, reader + upstream on CPU 0" if info["pinning"] else "none"),
-        f"Load average at start: {info['load_start']}, at end: {bl.loadavg()}",
-        f"loopguard: {bl.describe_binary(binary)}",
+    header = bl.report_header("streaming", info, binary, "reader + upstream", [
         f"{args.size_mib} MiB body; reader: first {args.slow_mib:g} MiB at {args.rate:g} MiB/s "
         f"with a {args.pause:g} s stop halfway, then full speed; {args.rounds} rounds (fresh "
         "proxy each, alternated), medians. Peak = max(VmRSS sampled every 20 ms, VmHWM).",
-    ]
-    base = bl.write_results("streaming", bl.stamp(), md, {"machine": info, "args": vars(args),
-                                                          "summary": rows, "runs": runs}, header)
-    chart(rows, base)
-    print("\n".join(header) + "\n\n" + md + "\n")
-    print(f"results: {base}.md / .json" + (" / .png" if os.path.exists(base + ".png") else ""))
+    ])
+    bl.publish("streaming", header, md, {"machine": info, "args": vars(args), "summary": rows,
+                                         "runs": runs}, lambda base: chart(rows, base))
 
 
 def chart(rows, base):
