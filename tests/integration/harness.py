@@ -79,9 +79,9 @@ def run_cli(args, timeout=10, cwd=None):
                           timeout=timeout, cwd=cwd, stdin=subprocess.DEVNULL)
 
 
-def proc_children():
-    """{ppid: [pid, ...]} for every process on the machine."""
-    children = {}
+def proc_stats():
+    """(pid, fields) for every process on the machine: fields are /proc/PID/stat after the
+    command name, so fields[0] is the state, [1] the ppid, [2] the process group."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -90,8 +90,14 @@ def proc_children():
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry))
+        yield int(entry), stat[stat.rfind(b")") + 2 :].split()
+
+
+def proc_children():
+    """{ppid: [pid, ...]} for every process on the machine."""
+    children = {}
+    for pid, fields in proc_stats():
+        children.setdefault(int(fields[1]), []).append(pid)
     return children
 
 

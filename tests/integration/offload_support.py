@@ -108,17 +108,9 @@ def cpu_seconds(pid):
 def group_members(pgid):
     """Live (non-zombie) processes whose process group is pgid."""
     members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
+    for pid, fields in harness.proc_stats():
         if fields[0] != b"Z" and int(fields[2]) == pgid:
-            members.append(int(entry))
+            members.append(pid)
     return members
 
 
