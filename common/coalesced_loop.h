@@ -3,8 +3,6 @@
 // and the outer loop makes one more pass. No recursion, and no pass is lost.
 #pragma once
 
-#include <utility>
-
 namespace loopguard {
 
 class CoalescedLoop {

@@ -361,19 +361,18 @@ void Cluster::onIdleClosed(UpstreamConnection* c) {
 
 void Cluster::onConnectionGone(UpstreamConnection* c) {
   auto it = connecting_.find(c);
+  auto* e = static_cast<Endpoint*>(c->ownerTag);
   if (it != connecting_.end()) {
     // Closed before the connect finished: treat it as a failed connect.
     Attempt attempt = it->second;
     connecting_.erase(it);
-    --static_cast<Endpoint*>(c->ownerTag)->connecting;
+    --e->connecting;
     connectNextOrFail(attempt, UpstreamErrorKind::Connect, "connect failed");
-    connectQueued(*static_cast<Endpoint*>(c->ownerTag));
+    connectQueued(*e);
   }
-  auto* e = static_cast<Endpoint*>(c->ownerTag);
   --e->open;
   --counters_.open_connections;
-  if (e->retired && e->open == 0) {
-    failOverQueued(*e, "upstream endpoint removed");
+  if (e->retired && e->open == 0) {  // its queue went to the live endpoints when it retired
     endpoints_.erase(std::remove_if(endpoints_.begin(), endpoints_.end(),
                                     [&](const auto& p) { return p.get() == e; }),
                      endpoints_.end());
