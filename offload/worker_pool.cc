@@ -337,8 +337,10 @@ void WorkerPool::WorkerConnections::onWaitCancelled(upstream::ConnectionPool&,
   owner.slotFreed(worker);
 }
 
-void WorkerPool::WorkerConnections::onConnectionClosed(upstream::ConnectionPool&) {
-  owner.onConnectionClosed(*this);
+void WorkerPool::WorkerConnections::onConnectionClosed(upstream::ConnectionPool&,
+                                                       UpstreamConnection& connection,
+                                                       bool in_use) {
+  owner.onConnectionClosed(*this, connection, in_use);
 }
 
 WorkerPool::WorkerConnections& WorkerPool::connectionsOf(Worker& w) {
@@ -369,8 +371,16 @@ void WorkerPool::onConnectFailed(WorkerConnections& wc, upstream::TargetWaiter* 
   }
 }
 
-void WorkerPool::onConnectionClosed(WorkerConnections& wc) {
+void WorkerPool::onConnectionClosed(WorkerConnections& wc, UpstreamConnection& c, bool in_use) {
   Worker& w = wc.worker;
+  if (auto it = running_.find(&c); in_use && it != running_.end()) {
+    // Closed without a release (should not happen); keep the counts true anyway.
+    if (it->second.abandoned != nullptr) AbandonedRequest::discard(it->second.abandoned);
+    running_.erase(it);
+    --w.in_flight;
+    if (running_.empty()) disarmDeadline();
+    supervisor_.onRequestDone(w);
+  }
   if (w.state() == Worker::State::Exited && wc.pool.open() == 0) {
     dropConnectionsIfDone(w);
     supervisor_.sweepSoon();

@@ -91,7 +91,8 @@ class WorkerPool final : public upstream::Target,
     void onHandOut(upstream::ConnectionPool&, upstream::TargetWaiter& waiter,
                    upstream::UpstreamConnection& connection) override;
     void onWaitCancelled(upstream::ConnectionPool&, upstream::TargetWaiter& waiter) override;
-    void onConnectionClosed(upstream::ConnectionPool&) override;
+    void onConnectionClosed(upstream::ConnectionPool&, upstream::UpstreamConnection& connection,
+                            bool in_use) override;
 
     WorkerPool& owner;
     Worker& worker;
@@ -138,7 +139,8 @@ class WorkerPool final : public upstream::Target,
 
   // ConnectionPool::Owner, per worker
   void onConnectFailed(WorkerConnections& wc, upstream::TargetWaiter* charged, int status);
-  void onConnectionClosed(WorkerConnections& wc);
+  void onConnectionClosed(WorkerConnections& wc, upstream::UpstreamConnection& connection,
+                          bool in_use);
   // SupervisorEvents
   void onWorkerReady(Worker& worker) override;
   void onWorkerStopping(Worker& worker) override;

@@ -38,7 +38,4 @@ void bindTimer(void* owner) {
   bindMethod<Owner, Method>(owner);
 }
 
-// Monotonic milliseconds from the loop's cached clock.
-inline uint64_t nowMs(uv_loop_t* loop) { return uv_now(loop); }
-
 }  // namespace loopguard::uv

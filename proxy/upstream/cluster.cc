@@ -55,7 +55,9 @@ void Cluster::Endpoint::onConnectFailed(ConnectionPool&, TargetWaiter* charged, 
   cluster.onConnectFailed(*this, charged, status);
 }
 
-void Cluster::Endpoint::onConnectionClosed(ConnectionPool&) { cluster.removeIfDone(*this); }
+void Cluster::Endpoint::onConnectionClosed(ConnectionPool&, UpstreamConnection&, bool) {
+  cluster.removeIfDone(*this);
+}
 
 Cluster::Cluster(uv_loop_t* loop, net::BufferPool& buffers, const config::Upstream& config,
                  UpstreamCounters& counters)

@@ -53,7 +53,7 @@ class Cluster final : public Target {
     ~Endpoint() override;
     const std::string& name() const { return pool->destination().name; }
     void onConnectFailed(ConnectionPool&, TargetWaiter* charged, int status) override;
-    void onConnectionClosed(ConnectionPool&) override;
+    void onConnectionClosed(ConnectionPool&, UpstreamConnection&, bool in_use) override;
 
     Cluster& cluster;
     std::string source;  // the configured spelling it came from (for DNS refreshes)

@@ -267,6 +267,7 @@ void ConnectionPool::onIdleClosed(UpstreamConnection* connection) {
 
 void ConnectionPool::onConnectionGone(UpstreamConnection* connection) {
   PoolLink& link = connection->pool_link;
+  bool in_use = link.stage == Stage::InUse;
   switch (link.stage) {
     case Stage::Connecting:
       // Closed before its connect finished: it failed to connect.
@@ -300,7 +301,7 @@ void ConnectionPool::onConnectionGone(UpstreamConnection* connection) {
   link.stage = Stage::Closing;
   --open_;
   if (settings_.open_gauge != nullptr) --*settings_.open_gauge;
-  if (owner_ != nullptr) owner_->onConnectionClosed(*this);
+  if (owner_ != nullptr) owner_->onConnectionClosed(*this, *connection, in_use);
   if (self_ && open_ == 0) uv::Loop::of(loop_).deferDelete(std::move(self_));
 }
 

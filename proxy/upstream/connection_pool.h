@@ -69,8 +69,12 @@ class ConnectionPool final : private ConnectionOwner, private WaitList::Observer
     virtual void onWaitCancelled(ConnectionPool& pool, TargetWaiter& waiter) {
       (void)pool, (void)waiter;
     }
-    // A connection of the pool is gone: open() is one lower.
-    virtual void onConnectionClosed(ConnectionPool& pool) { (void)pool; }
+    // `connection` is gone (open() is one lower; it is deleted after this). `in_use`: it closed
+    // while a request had it, without a release() (not in the normal course).
+    virtual void onConnectionClosed(ConnectionPool& pool, UpstreamConnection& connection,
+                                    bool in_use) {
+      (void)pool, (void)connection, (void)in_use;
+    }
   };
 
   ConnectionPool(uv_loop_t* loop, net::BufferPool& buffers, Owner& owner, Destination destination,

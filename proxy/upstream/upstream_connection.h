@@ -33,7 +33,7 @@ class UpstreamHandler {
  public:
   virtual ~UpstreamHandler() = default;
   virtual void onUpstreamWritten(int status) = 0;
-  virtual void onUpstreamInput() = 0;  // bytes to parse: call parseInput() when ready for them
+  virtual void onUpstreamInput() = 0;  // new bytes in socket().input(), to parse when ready
   virtual void onUpstreamClosed(int status) = 0;  // EOF/reset while a request is on it
   // The owner gave up on the request (e.g. a worker killed at request_timeout).
   virtual void onUpstreamFailed(UpstreamErrorKind kind, const char* why) = 0;

@@ -25,7 +25,7 @@ struct FakeOwner final : ConnectionPool::Owner {
   }
   void onHandOut(ConnectionPool&, TargetWaiter&, UpstreamConnection&) override { ++handed_out; }
   void onWaitCancelled(ConnectionPool&, TargetWaiter&) override { ++cancelled; }
-  void onConnectionClosed(ConnectionPool&) override { ++closed; }
+  void onConnectionClosed(ConnectionPool&, UpstreamConnection&, bool) override { ++closed; }
   uv_loop_t* loop;
   int connect_failures = 0;
   int last_status = 0;
