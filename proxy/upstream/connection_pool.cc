@@ -190,12 +190,12 @@ void ConnectionPool::onConnectResult(UpstreamConnection* connection, int status)
     --fresh_connecting_;
     fresh_.remove(*fresh);
     fresh->connection_ = nullptr;
-    if (!shut_down_) {
-      setAside(*connection, *fresh, false);
-      return;
-    }
+    setAside(*connection, *fresh, false);
+  } else {
+    handOver(*connection, false);
   }
-  handOver(*connection, false);
+  // The cap bounds handshakes in progress, not connections: one ended, the next may start.
+  connectAsNeeded();
 }
 
 void ConnectionPool::connectFailed(UpstreamConnection& connection, int status) {
