@@ -59,10 +59,8 @@ void ConnectionPool::request(TargetWaiter& waiter) {
 }
 
 void ConnectionPool::release(UpstreamConnection* connection, bool reusable) {
-  PoolLink& link = connection->pool_link;
-  assert(link.stage == Stage::InUse);
-  if (link.stage == Stage::InUse) --in_use_;
-  link.stage = Stage::Closing;  // until it is parked or handed over
+  assert(connection->pool_link.stage == Stage::InUse);
+  leaveStage(*connection);  // Closing until it is parked or handed over
   if (!reusable || shut_down_ || connection->state() == UpstreamConnection::State::Closing) {
     closeConnection(*connection);
     return;
@@ -72,13 +70,16 @@ void ConnectionPool::release(UpstreamConnection* connection, bool reusable) {
 }
 
 void ConnectionPool::onWaitCancelled(TargetWaiter& waiter) {
-  // A fresh waiter's own connect serves whoever waits next, or goes idle.
+  unbindFresh(waiter);  // its own connect serves whoever waits next, or goes idle
+  if (owner_ != nullptr) owner_->onWaitCancelled(*this, waiter);
+}
+
+void ConnectionPool::unbindFresh(TargetWaiter& waiter) {
   if (UpstreamConnection* connection = std::exchange(waiter.connection_, nullptr)) {
     connection->pool_link.waiter = nullptr;
     --fresh_connecting_;
-    waiter.from_ = nullptr;
   }
-  if (owner_ != nullptr) owner_->onWaitCancelled(*this, waiter);
+  waiter.from_ = nullptr;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,14 +183,9 @@ void ConnectionPool::onConnectResult(UpstreamConnection* connection, int status)
     connection->close();
     return;
   }
-  link.unlink();
-  link.stage = Stage::Closing;  // until handed over or parked
-  --connecting_;
-  TargetWaiter* fresh = std::exchange(link.waiter, nullptr);
+  TargetWaiter* fresh = leaveStage(*connection);  // Closing until handed over or parked
   if (fresh != nullptr) {
-    --fresh_connecting_;
     fresh_.remove(*fresh);
-    fresh->connection_ = nullptr;
     setAside(*connection, *fresh, false);
   } else {
     handOver(*connection, false);
@@ -199,15 +195,9 @@ void ConnectionPool::onConnectResult(UpstreamConnection* connection, int status)
 }
 
 void ConnectionPool::connectFailed(UpstreamConnection& connection, int status) {
-  PoolLink& link = connection.pool_link;
-  link.unlink();
-  link.stage = Stage::Closing;
-  --connecting_;
-  TargetWaiter* charged = std::exchange(link.waiter, nullptr);
+  TargetWaiter* charged = leaveStage(connection);
   if (charged != nullptr) {
-    --fresh_connecting_;
     fresh_.remove(*charged);
-    charged->connection_ = nullptr;
   } else if (waiters_.size() > queueConnects()) {
     charged = waiters_.popFront();  // the connects still on the way cover one waiter fewer
   }
@@ -222,21 +212,20 @@ void ConnectionPool::connectFailed(UpstreamConnection& connection, int status) {
 // ---------------------------------------------------------------------------------------------
 // Closing
 
-// The caller has taken care of a waiter the connection was for (a fresh one it was connecting
-// for, the one it was set aside for): that waiter is left in no list and hears nothing.
-void ConnectionPool::closeConnection(UpstreamConnection& connection) {
+TargetWaiter* ConnectionPool::leaveStage(UpstreamConnection& connection) {
   PoolLink& link = connection.pool_link;
+  TargetWaiter* waiter = std::exchange(link.waiter, nullptr);
   switch (link.stage) {
     case Stage::Connecting:
       --connecting_;
-      if (TargetWaiter* fresh = std::exchange(link.waiter, nullptr)) {
+      if (waiter != nullptr) {
         --fresh_connecting_;
-        fresh->connection_ = nullptr;
+        waiter->connection_ = nullptr;
       }
       break;
     case Stage::SetAside:
       --set_aside_;
-      if (TargetWaiter* waiter = std::exchange(link.waiter, nullptr)) waiter->dropDelivery();
+      if (waiter != nullptr) waiter->dropDelivery();
       break;
     case Stage::InUse:
       --in_use_;
@@ -247,7 +236,13 @@ void ConnectionPool::closeConnection(UpstreamConnection& connection) {
   }
   link.unlink();
   link.stage = Stage::Closing;
+  return waiter;
+}
+
+TargetWaiter* ConnectionPool::closeConnection(UpstreamConnection& connection) {
+  TargetWaiter* waiter = leaveStage(connection);
   connection.close();
+  return waiter;
 }
 
 void ConnectionPool::closeIdle() {
@@ -266,39 +261,23 @@ void ConnectionPool::onIdleClosed(UpstreamConnection* connection) {
 }
 
 void ConnectionPool::onConnectionGone(UpstreamConnection* connection) {
-  PoolLink& link = connection->pool_link;
-  bool in_use = link.stage == Stage::InUse;
-  switch (link.stage) {
-    case Stage::Connecting:
-      // Closed before its connect finished: it failed to connect.
-      connectFailed(*connection, link.connect_status != 0 ? link.connect_status : UV_ECANCELED);
-      break;
-    case Stage::SetAside: {
-      // Closed before its waiter got it: the waiter keeps its place at the front.
-      link.unlink();
-      --set_aside_;
-      TargetWaiter* waiter = std::exchange(link.waiter, nullptr);
-      waiter->dropDelivery();
-      if (shut_down_) {
-        waiter->deliverFailure(loop_, UpstreamErrorKind::Connect, shutdown_why_);
-      } else if (waiter->options.fresh) {
-        fresh_.pushBack(*waiter);
-        startConnect(waiter);
-      } else {
-        waiters_.pushFront(*waiter);
-        connectAsNeeded();
-      }
-      break;
+  bool in_use = connection->pool_link.stage == Stage::InUse;
+  if (connection->pool_link.stage == Stage::Connecting) {
+    // Closed before its connect finished: it failed to connect.
+    int status = connection->pool_link.connect_status;
+    connectFailed(*connection, status != 0 ? status : UV_ECANCELED);
+  } else if (TargetWaiter* waiter = leaveStage(*connection)) {
+    // Set aside, and closed before its waiter got it: the waiter keeps its place at the front.
+    if (shut_down_) {
+      waiter->deliverFailure(loop_, UpstreamErrorKind::Connect, shutdown_why_);
+    } else if (waiter->options.fresh) {
+      fresh_.pushBack(*waiter);
+      startConnect(waiter);
+    } else {
+      waiters_.pushFront(*waiter);
+      connectAsNeeded();
     }
-    case Stage::InUse:
-      --in_use_;
-      break;
-    case Stage::Idle:
-    case Stage::Closing:
-      break;
   }
-  link.unlink();
-  link.stage = Stage::Closing;
   --open_;
   if (settings_.open_gauge != nullptr) --*settings_.open_gauge;
   if (owner_ != nullptr) owner_->onConnectionClosed(*this, *connection, in_use);
@@ -313,10 +292,7 @@ void ConnectionPool::shutdown(const char* why) {
     waiter->deliverFailure(loop_, UpstreamErrorKind::Connect, why);
   }
   while (TargetWaiter* waiter = fresh_.popFront()) {
-    if (UpstreamConnection* connection = std::exchange(waiter->connection_, nullptr)) {
-      connection->pool_link.waiter = nullptr;
-      --fresh_connecting_;
-    }
+    unbindFresh(*waiter);
     waiter->deliverFailure(loop_, UpstreamErrorKind::Connect, why);
   }
 }
@@ -324,16 +300,11 @@ void ConnectionPool::shutdown(const char* why) {
 void ConnectionPool::evict(WaitList& into) {
   // Those with a connection set aside were at the front: they keep their place.
   while (PoolLink* link = set_aside_list_.front()) {
-    TargetWaiter* waiter = link->waiter;
-    closeConnection(*link->connection);  // drops the delivery
-    into.pushBack(*waiter);
+    into.pushBack(*closeConnection(*link->connection));  // its delivery is dropped
   }
   while (TargetWaiter* waiter = waiters_.popFront()) into.pushBack(*waiter);
   while (TargetWaiter* waiter = fresh_.popFront()) {
-    if (UpstreamConnection* connection = std::exchange(waiter->connection_, nullptr)) {
-      connection->pool_link.waiter = nullptr;
-      --fresh_connecting_;
-    }
+    unbindFresh(*waiter);
     into.pushBack(*waiter);
   }
   while (PoolLink* link = connecting_list_.front()) closeConnection(*link->connection);

@@ -132,7 +132,13 @@ class ConnectionPool final : private ConnectionOwner, private WaitList::Observer
   void setAside(UpstreamConnection& connection, TargetWaiter& waiter, bool reused);
   void park(UpstreamConnection& connection);
   void connectFailed(UpstreamConnection& connection, int status);
-  void closeConnection(UpstreamConnection& connection);
+  // Takes `connection` out of its stage (counts, lists; Closing until it gets another) and
+  // returns the waiter it was for: a fresh one it was connecting for, or the one it was set
+  // aside for. That waiter is then in no list and hears nothing: the caller decides.
+  TargetWaiter* leaveStage(UpstreamConnection& connection);
+  TargetWaiter* closeConnection(UpstreamConnection& connection);
+  // A fresh waiter and the connect made for it part ways.
+  void unbindFresh(TargetWaiter& waiter);
 
   // Called by TargetWaiter from the ready queue, or when it is cancelled.
   friend class TargetWaiter;
