@@ -29,7 +29,7 @@ struct ReloadResult {
 
 // Extra pieces a subcommand plugs into the app (the offload pools).
 struct AppHooks {
-  proxy::PoolResolver pools;                             // `pool:` routes
+  upstream::PoolResolver pools;                          // `pool:` routes
   std::function<bool(std::string&)> pools_ready;         // /readyz: false + reason if not
   std::function<void(metrics::PrometheusWriter&)> pool_metrics;
   std::function<void(const config::Config&)> on_config;  // start/roll pools for a config

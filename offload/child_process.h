@@ -10,8 +10,8 @@
 
 #include "offload/output_lines.h"
 #include "offload/policy.h"
-#include "proxy/uv/handle.h"
-#include "proxy/uv/timer.h"
+#include "common/uv/handle.h"
+#include "common/uv/timer.h"
 
 namespace loopguard::offload {
 

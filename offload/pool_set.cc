@@ -88,9 +88,9 @@ void PoolSet::retire(std::shared_ptr<WorkerPool> pool) {
   raw->stop([] {});
 }
 
-proxy::PoolResolver PoolSet::resolver() {
+upstream::PoolResolver PoolSet::resolver() {
   return [this](const std::string& name) {
-    proxy::PoolBinding binding;
+    upstream::PoolBinding binding;
     auto it = pools_.find(name);
     if (it == pools_.end()) return binding;  // validated configs never get here
     std::shared_ptr<WorkerPool> pool = it->second;
@@ -126,22 +126,10 @@ void PoolSet::kill() {
   for (auto& [name, pool] : pools_) pool->kill();
 }
 
-std::shared_ptr<WorkerPool> PoolSet::find(const std::string& name) const {
-  auto it = pools_.find(name);
-  return it == pools_.end() ? nullptr : it->second;
-}
-
 std::vector<std::pair<std::string, PoolStats>> PoolSet::stats() const {
   std::vector<std::pair<std::string, PoolStats>> out;
   for (const auto& [name, pool] : pools_) out.emplace_back(name, pool->stats());
   return out;
-}
-
-bool PoolSet::everyPoolHasReadyWorker() const {
-  return std::all_of(pools_.begin(), pools_.end(), [](const auto& entry) {
-    PoolStats st = entry.second->stats();
-    return st.ready + st.busy > 0;
-  });
 }
 
 }  // namespace loopguard::offload

@@ -16,8 +16,8 @@
 #include "offload/policy.h"
 #include "offload/runtime_dir.h"
 #include "offload/worker.h"
-#include "proxy/net/buffer_pool.h"
-#include "proxy/uv/timer.h"
+#include "common/net/buffer_pool.h"
+#include "common/uv/timer.h"
 
 namespace loopguard::offload {
 

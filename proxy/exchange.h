@@ -23,7 +23,7 @@
 #include "proxy/routing/limiter.h"
 #include "proxy/upstream/target.h"
 #include "proxy/upstream/upstream_connection.h"
-#include "proxy/uv/timer.h"
+#include "common/uv/timer.h"
 
 namespace loopguard::proxy {
 

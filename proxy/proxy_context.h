@@ -15,7 +15,7 @@
 
 #include "config/config.h"
 #include "proxy/metrics/route_metrics.h"
-#include "proxy/net/buffer_pool.h"
+#include "common/net/buffer_pool.h"
 #include "proxy/routing/route_limiter.h"
 #include "proxy/routing/route_table.h"
 #include "proxy/upstream/target.h"

@@ -5,7 +5,7 @@
 namespace loopguard::proxy {
 
 ProxyServer::ProxyServer(uv_loop_t* loop, std::shared_ptr<const config::Config> config,
-                         PoolResolver pools)
+                         upstream::PoolResolver pools)
     : loop_(loop),
       pools_(std::move(pools)),
       context_(loop),
@@ -45,19 +45,14 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
   }
   for (auto& [name, cluster] : clusters_) {
     auto now = clusters.find(name);
-    if (now == clusters.end() || now->second != cluster) {
-      cluster->shutdown();
-      retired_clusters_.push_back(cluster);  // kept until its connections are gone
-    }
+    if (now == clusters.end() || now->second != cluster) cluster->shutdown();
   }
   clusters_ = std::move(clusters);
-  // A retired cluster lives until its last connection is gone (connections call back into it).
-  std::erase_if(retired_clusters_, [](const auto& c) { return c->drained() && c.use_count() == 1; });
 
   std::map<std::string, std::shared_ptr<routing::RouteLimiter>> limiters;
   for (const config::Route& r : config->routes) {
     RouteRuntime rt;
-    PoolBinding pool;
+    upstream::PoolBinding pool;
     if (r.target_kind == config::TargetKind::Upstream) {
       rt.target = clusters_.at(r.target);
     } else if (pools_) {
@@ -114,7 +109,6 @@ void ProxyServer::drain(std::function<void()> done) {
 void ProxyServer::checkDrained() {
   if (!context_.draining || connections_.size() > 0 || !drain_done_) return;
   for (auto& [name, cluster] : clusters_) cluster->shutdown();
-  for (auto& cluster : retired_clusters_) cluster->shutdown();
   auto done = std::move(drain_done_);
   drain_done_ = nullptr;
   done();
@@ -125,7 +119,6 @@ void ProxyServer::closeAll() {
   listener_.close();
   connections_.forEach([](ClientConnection* c) { c->close(); });
   for (auto& [name, cluster] : clusters_) cluster->shutdown();
-  for (auto& cluster : retired_clusters_) cluster->shutdown();
 }
 
 }  // namespace loopguard::proxy

@@ -16,23 +16,13 @@
 #include "proxy/server/client_connection.h"
 #include "proxy/server/listener.h"
 #include "proxy/upstream/cluster.h"
-#include "proxy/uv/timer.h"
 
 namespace loopguard::proxy {
-
-// How a `pool:` route reaches its workers; supplied by offload/ (the proxy knows no processes).
-struct PoolBinding {
-  std::shared_ptr<upstream::Target> target;
-  routing::CapacityGate* gate = nullptr;  // free worker slots
-  // The pool wants to be told about the limiters that wait on its gate, to pump them.
-  std::function<void(const std::shared_ptr<routing::RouteLimiter>&)> add_waiting_limiter;
-};
-using PoolResolver = std::function<PoolBinding(const std::string& pool_name)>;
 
 class ProxyServer {
  public:
   ProxyServer(uv_loop_t* loop, std::shared_ptr<const config::Config> config,
-              PoolResolver pools = nullptr);
+              upstream::PoolResolver pools = nullptr);
   ~ProxyServer();
   ProxyServer(const ProxyServer&) = delete;
   ProxyServer& operator=(const ProxyServer&) = delete;
@@ -51,15 +41,6 @@ class ProxyServer {
   void closeAll();
 
   bool draining() const { return context_.draining; }
-  const ProxyContext& context() const { return context_; }
-  ProxyContext& context() { return context_; }
-  size_t connections() const { return connections_.size(); }
-  const std::map<std::string, upstream::UpstreamCounters>& upstreamCounters() const {
-    return upstream_counters_;
-  }
-  const std::map<std::string, std::shared_ptr<routing::RouteLimiter>>& limiters() const {
-    return limiters_;
-  }
   // Route, upstream and connection families of /metrics.
   void writeMetrics(metrics::PrometheusWriter& out) const;
 
@@ -70,14 +51,16 @@ class ProxyServer {
   void checkDrained();
 
   uv_loop_t* loop_;
-  PoolResolver pools_;
+  upstream::PoolResolver pools_;
   ProxyContext context_;
   ConnectionSet connections_;
   RequestStatePool request_states_;
   Listener listener_;
   std::map<std::string, std::shared_ptr<routing::RouteLimiter>> limiters_;  // by route name
-  std::map<std::string, std::shared_ptr<upstream::Cluster>> clusters_;      // by upstream name
-  std::vector<std::shared_ptr<upstream::Cluster>> retired_clusters_;
+  // By upstream name. A cluster left out by a reload is shut down and dropped; the snapshots of
+  // requests still in flight keep it until they finish, and its pools outlive it until their
+  // connections are closed (ConnectionPool::retire).
+  std::map<std::string, std::shared_ptr<upstream::Cluster>> clusters_;
   std::map<std::string, upstream::UpstreamCounters> upstream_counters_;     // survive reloads
   std::map<std::string, std::shared_ptr<metrics::RouteMetrics>> route_metrics_;  // survive too
   std::function<void()> drain_done_;

@@ -2,8 +2,8 @@
 
 #include "proxy/http/header_rules.h"
 #include "proxy/http/message_parser.h"
-#include "proxy/net/socket.h"
-#include "proxy/uv/timer.h"
+#include "common/net/socket.h"
+#include "common/uv/timer.h"
 
 namespace loopguard::admin {
 

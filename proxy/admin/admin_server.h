@@ -10,7 +10,7 @@
 #include <string>
 
 #include "config/config.h"
-#include "proxy/net/buffer_pool.h"
+#include "common/net/buffer_pool.h"
 #include "proxy/server/listener.h"
 
 namespace loopguard::admin {

@@ -5,7 +5,7 @@
 #include <uv.h>
 
 #include "proxy/routing/limiter.h"
-#include "proxy/uv/timer.h"
+#include "common/uv/timer.h"
 
 namespace loopguard::routing {
 

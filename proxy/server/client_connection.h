@@ -11,9 +11,9 @@
 #include "proxy/exchange.h"
 #include "proxy/server/request_state.h"
 #include "proxy/http/message_parser.h"
-#include "proxy/net/socket.h"
+#include "common/net/socket.h"
 #include "proxy/proxy_context.h"
-#include "proxy/uv/timer.h"
+#include "common/uv/timer.h"
 
 namespace loopguard::proxy {
 

@@ -1,4 +1,4 @@
-#include "proxy/net/socket.h"
+#include "common/net/socket.h"
 
 #include <cstring>
 

@@ -6,7 +6,8 @@
 
 #include <cstdint>
 
-#include "proxy/uv/handle.h"
+#include "common/uv/bind.h"
+#include "common/uv/handle.h"
 
 namespace loopguard::uv {
 
@@ -31,13 +32,10 @@ class Timer {
   Fn fn_;
 };
 
-// Binds a member function as a Timer callback: Timer t(loop, this, &bindTimer<Foo, &Foo::onX>);
+// The timer's older spelling of bindMethod (common/uv/bind.h).
 template <class Owner, void (Owner::*Method)()>
 void bindTimer(void* owner) {
-  (static_cast<Owner*>(owner)->*Method)();
+  bindMethod<Owner, Method>(owner);
 }
-
-// Monotonic milliseconds from the loop's cached clock.
-inline uint64_t nowMs(uv_loop_t* loop) { return uv_now(loop); }
 
 }  // namespace loopguard::uv

@@ -1,4 +1,4 @@
-#include "proxy/uv/timer.h"
+#include "common/uv/timer.h"
 
 namespace loopguard::uv {
 

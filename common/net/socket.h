@@ -14,8 +14,8 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy/net/buffer_pool.h"
-#include "proxy/uv/handle.h"
+#include "common/net/buffer_pool.h"
+#include "common/uv/handle.h"
 
 namespace loopguard::net {
 
