@@ -96,6 +96,7 @@ proxy::PoolResolver PoolSet::resolver() {
     std::shared_ptr<WorkerPool> pool = it->second;
     binding.target = pool;
     binding.gate = pool.get();
+    binding.capacity = [pool] { return pool->capacity(); };
     binding.add_waiting_limiter = [pool](const std::shared_ptr<routing::RouteLimiter>& limiter) {
       pool->addWaitingLimiter(limiter);
     };

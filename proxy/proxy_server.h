@@ -24,6 +24,7 @@ namespace loopguard::proxy {
 struct PoolBinding {
   std::shared_ptr<upstream::Target> target;
   routing::CapacityGate* gate = nullptr;  // free worker slots
+  std::function<uint64_t()> capacity;     // ready workers x concurrency_per_worker
   // The pool wants to be told about the limiters that wait on its gate, to pump them.
   std::function<void(const std::shared_ptr<routing::RouteLimiter>&)> add_waiting_limiter;
 };
@@ -59,6 +60,13 @@ class ProxyServer {
   }
   const std::map<std::string, std::shared_ptr<routing::RouteLimiter>>& limiters() const {
     return limiters_;
+  }
+  const std::map<std::string, std::shared_ptr<upstream::Cluster>>& clusters() const {
+    return clusters_;
+  }
+  // Per-route counters by route name (routes removed by a reload included).
+  const std::map<std::string, std::shared_ptr<metrics::RouteMetrics>>& routeMetrics() const {
+    return route_metrics_;
   }
   // Route, upstream and connection families of /metrics.
   void writeMetrics(metrics::PrometheusWriter& out) const;

@@ -101,6 +101,16 @@ bool Cluster::drained() const {
   return true;
 }
 
+std::vector<EndpointReport> Cluster::endpointReports() const {
+  std::vector<EndpointReport> out;
+  out.reserve(endpoints_.size());
+  for (const auto& e : endpoints_) {
+    out.push_back({e->name, e->active, static_cast<uint32_t>(e->connecting + e->queued.size()),
+                   e->open, e->idle_count, e->retired});
+  }
+  return out;
+}
+
 size_t Cluster::load(const Endpoint& e) {
   return e.active + e.connecting + e.queued.size();
 }

@@ -26,6 +26,16 @@ struct UpstreamCounters {
   uint64_t open_connections = 0;
 };
 
+// One endpoint as /status shows it.
+struct EndpointReport {
+  std::string name;
+  uint32_t active = 0;      // requests in progress on it
+  uint32_t waiting = 0;     // requests waiting for a connection to it
+  uint32_t open = 0;        // connections open or connecting
+  uint32_t idle = 0;        // of which idle in the keep-alive pool
+  bool retired = false;     // gone from DNS, finishing what it has
+};
+
 // A request's way to a new connection: the endpoint it tries, how many it has tried.
 struct ConnectAttempt {
   TargetWaiter* waiter = nullptr;  // null once cancelled or served by another connection
@@ -76,6 +86,7 @@ class Cluster final : public Target, private ConnectionOwner {
   void shutdown();
   const config::Upstream& config() const { return config_; }
   size_t endpointCount() const { return endpoints_.size(); }
+  std::vector<EndpointReport> endpointReports() const;
   bool drained() const;  // no connection open or connecting
 
  private:
