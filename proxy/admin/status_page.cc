@@ -17,6 +17,7 @@ const std::string_view kStatusPageHtml = R"html(<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>loopguard status</title>
+<link rel="icon" href="data:,">
 <style>
 :root { --bg:#f6f7f9; --fg:#1d2330; --muted:#667085; --card:#fff; --line:#e3e6eb;
         --ok:#1a7f37; --warn:#b35900; --bad:#c62828; --accent:#2f5fd0; }
@@ -66,7 +67,7 @@ pre { background:var(--bg); border:1px solid var(--line); border-radius:6px; pad
   tr { border:1px solid var(--line); border-radius:6px; margin:0 0 8px; padding:4px 6px; }
   td { border:none; padding:2px 0; text-align:right !important; display:flex; justify-content:space-between; gap:12px; }
   td::before { content:attr(data-label); color:var(--muted); font-size:12px; text-align:left; }
-  td.spark-cell { display:block; } td.spark-cell::before { display:block; }
+  td > .v { text-align:right; }
 }
 </style>
 </head>
@@ -129,7 +130,8 @@ function cpuPercent(key, cpu, time) {
   return Math.max(0, (cpu - prev[0]) / (time - prev[1]) * 100);
 }
 function td(label, html, cls, field) {
-  return `<td data-label="${esc(label)}"${cls ? ` class="${cls}"` : ""}${field ? ` data-field="${field}"` : ""}>${html}</td>`;
+  // One child, so that on a phone (flex row: label, value) the value stays in one piece.
+  return `<td data-label="${esc(label)}"${cls ? ` class="${cls}"` : ""}${field ? ` data-field="${field}"` : ""}><div class="v">${html}</div></td>`;
 }
 function table(headers, rows) {
   const th = headers.map(h => `<th${h.n ? ' class="n"' : ""}>${esc(h.t)}</th>`).join("");
@@ -239,7 +241,8 @@ function renderPools(pools, doc) {
     html += `<h3 data-pool="${esc(p.name)}">${esc(p.name)} <span class="sub">${p.workers_configured} workers × ${p.concurrency_per_worker} · ` +
       `capacity <span data-field="capacity">${p.capacity}</span> · ready ${st.ready} · busy ${st.busy} · starting ${st.starting} · stopping ${st.stopping}` +
       `${p.available ? "" : ' · <span class="bad">unavailable</span>'} · restarts: ${restarts}</span></h3>`;
-    const rows = p.workers.map(w => {
+    const workers = [...p.workers].sort((a, b) => a.index - b.index || (a.pid || 0) - (b.pid || 0));
+    const rows = workers.map(w => {
       const cpu = cpuPercent(`${p.name}/${w.pid}`, w.cpu_seconds, time);
       const rs = Object.entries(w.restarts || {}).map(([k, n]) => `${esc(k)} ${n}`).join(" · ");
       return `<tr data-pool="${esc(p.name)}" data-index="${w.index}" data-pid="${w.pid === null ? "" : w.pid}">` +
