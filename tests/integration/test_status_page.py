@@ -7,84 +7,31 @@ Screenshots go to the test's temporary folder; with LOOPGUARD_SCREENSHOT_DIR=DIR
 to DIR instead (how docs/images/status-page*.png were made; LOOPGUARD_SCREENSHOT_TRAFFIC_S=N runs
 the traffic N seconds first, for fuller sparklines).
 """
-import http.client
 import json
 import os
 import re
 import struct
-import threading
 import time
 
 import pytest
 
 import browser
 from harness import http_request, proxy_config, wait_until
+from load_support import mixed_traffic
 from offload_support import pool_def, pool_route, wait_ready
 
 pytestmark = pytest.mark.skipif(not browser.available(), reason="needs /usr/bin/chromium")
 
 
 def admin_get(proxy, path, method="GET"):
-    conn = http.client.HTTPConnection("127.0.0.1", proxy.admin_port, timeout=10)
-    conn.request(method, path)
-    r = conn.getresponse()
-    body = r.read()
-    conn.close()
-    return r.status, r.getheader("Content-Type"), body
+    r = http_request(proxy.admin_port, method, path)
+    return r.status, r.header("Content-Type"), r.body
 
 
 def status(proxy):
     code, ctype, body = admin_get(proxy, "/status")
     assert code == 200 and ctype == "application/json", (code, ctype, body[:200])
     return json.loads(body)
-
-
-class Traffic:
-    """Clients that keep the routes busy until stop(): pool requests wider than the pool (so
-    some queue and some are refused) and quick upstream requests."""
-
-    def __init__(self, proxy):
-        self.proxy = proxy
-        self.stop_event = threading.Event()
-        self.threads = []
-        self.codes = {}
-        self.lock = threading.Lock()
-
-    def _client(self, path):
-        conn = None
-        while not self.stop_event.is_set():
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.proxy.port, timeout=10)
-                conn.request("GET", path)
-                r = conn.getresponse()
-                r.read()
-                with self.lock:
-                    self.codes[r.status] = self.codes.get(r.status, 0) + 1
-                if r.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-                if r.status == 503:
-                    time.sleep(0.05)  # refused: back off a little, as a polite client would
-            except (OSError, http.client.HTTPException):
-                if conn:
-                    conn.close()
-                conn = None
-                time.sleep(0.01)
-        if conn:
-            conn.close()
-
-    def start(self):
-        for path in ["/cpu/sleep?ms=60"] * 4 + ["/api/delay?ms=5"] * 2:
-            t = threading.Thread(target=self._client, args=(path,), daemon=True)
-            t.start()
-            self.threads.append(t)
-        return self
-
-    def stop(self):
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(15)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +51,7 @@ def setup(module_procs):
     wait_until(lambda: status(proxy)["pools"][0]["states"]["ready"] == 2, 15, 0.05,
                desc="the crashed worker replaced")
     assert http_request(proxy.target, "GET", "/nowhere").status == 404  # unrouted
-    traffic = Traffic(proxy).start()
+    traffic = mixed_traffic(proxy.port)
     wait_until(lambda: (lambda s: s["routes"][0]["refusals"]["queue_full"] > 0 and
                         s["routes"][1]["requests_total"] > 20)(status(proxy)), 20, 0.1,
                desc="refusals on the pool route and traffic on the upstream route")
