@@ -3,6 +3,7 @@ temporary config and storage folder, scraping the given targets every second, qu
 its HTTP API.
 
     prom = Prometheus(workdir, targets=["127.0.0.1:9901"], rule_files=[path]).start()
+    # or targets=[("127.0.0.1:9901", {"namespace": "default", "pod": "a"}), ...]
     prom.wait_for_samples("loopguard_requests_total", 5)
     prom.query('sum(rate(loopguard_requests_total[5s]))')   # -> [{"metric": {...}, "value": [t, "1.5"]}]
     prom.stop()
@@ -76,8 +77,14 @@ class Prometheus:
         if self.rule_files:
             lines.append("rule_files:")
             lines += [f"  - {json.dumps(p)}" for p in self.rule_files]
-        lines += ["scrape_configs:", f"  - job_name: {json.dumps(self.job)}",
-                  "    static_configs:", f"      - targets: {json.dumps(self.targets)}"]
+        lines += ["scrape_configs:", f"  - job_name: {json.dumps(self.job)}", "    static_configs:"]
+        for target in self.targets:
+            # "host:port", or ("host:port", {label: value}): labels a target carries, as a
+            # Kubernetes PodMonitor adds namespace, pod and container.
+            address, labels = (target, {}) if isinstance(target, str) else target
+            lines.append(f"      - targets: [{json.dumps(address)}]")
+            if labels:
+                lines.append(f"        labels: {json.dumps(labels)}")
         lines += self.extra_scrape
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines) + "\n")
