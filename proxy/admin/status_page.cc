@@ -147,8 +147,9 @@ function sparkline(series) {
   let bars = "";
   series.refusals.forEach((r, i) => {
     if (r > 0) {
-      const h = Math.max(2, r / maxRef * (H - 2));
-      bars += `<rect x="${(i * W / n).toFixed(1)}" y="${(H - h).toFixed(1)}" width="${(W / n).toFixed(1)}" height="${h.toFixed(1)}" fill="var(--bad)" opacity="0.7"/>`;
+      // At most 60 % of the height, faint: the latency line stays readable over them.
+      const h = Math.max(2, r / maxRef * H * 0.6);
+      bars += `<rect x="${(i * W / n).toFixed(1)}" y="${(H - h).toFixed(1)}" width="${(W / n).toFixed(1)}" height="${h.toFixed(1)}" fill="var(--bad)" opacity="0.45"/>`;
     }
   });
   const segs = [];

@@ -180,15 +180,16 @@ class Page:
         self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
                   deviceScaleFactor=scale, mobile=mobile)
 
-    def screenshot(self, path, full_page=True):
-        """A PNG of the page (the whole document when full_page) written to path."""
+    def screenshot(self, path, full_page=True, height=None):
+        """A PNG of the page (the whole document when full_page, or its top `height` CSS pixels)
+        written to path."""
         params = {"format": "png"}
-        if full_page:
+        if full_page or height:
             metrics = self.call("Page.getLayoutMetrics")
             size = metrics.get("cssContentSize") or metrics["contentSize"]
             params["captureBeyondViewport"] = True
             params["clip"] = {"x": 0, "y": 0, "width": size["width"],
-                              "height": size["height"], "scale": 1}
+                              "height": height or size["height"], "scale": 1}
         data = base64.b64decode(self.call("Page.captureScreenshot", **params)["data"])
         with open(path, "wb") as f:
             f.write(data)

@@ -169,9 +169,10 @@ def test_page_shows_what_status_reports(setup):
     assert set(live["routes"]) == {"cpu", "api"}, live
     assert all(r["spark"] for r in live["routes"].values()), "a sparkline per route"
     # Save the screenshot while the traffic runs (the README's picture).
-    data = page.screenshot(screenshot_path(setup, "status-page.png"))
+    bottom = page.evaluate("Math.ceil(document.getElementById('sections').getBoundingClientRect().bottom)")
+    data = page.screenshot(screenshot_path(setup, "status-page.png"), height=bottom)
     w, h = png_size(data)
-    assert w == 1280 and h > 400
+    assert w == 1280 and h == bottom > 400
     # Then stop the traffic, so /status and the page can be compared number for number.
     setup["traffic"].stop()
     wait_until(lambda: all(r["in_flight"] == 0 and r["queue_depth"] == 0
