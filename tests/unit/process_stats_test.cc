@@ -22,13 +22,22 @@ TEST(ProcessStats, ReadsThisProcess) {
   double now = static_cast<double>(time(nullptr));
   EXPECT_LE(before->start_time_seconds, now + 1);
   EXPECT_GT(before->start_time_seconds, now - 86400);
-  // Burn ~150 ms of CPU: the counter moves by about that much (ticks are 10 ms).
-  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(150);
+  // Burn 150 ms of CPU (by the process's own CPU clock, so a loaded machine only makes it take
+  // longer): /proc's counter moves by as much, to its 10 ms ticks.
+  auto cpu_now = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  };
+  double start = cpu_now();
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   volatile uint64_t x = 0;
-  while (std::chrono::steady_clock::now() < until) x = x + 1;
+  while (cpu_now() - start < 0.150 && std::chrono::steady_clock::now() < give_up) x = x + 1;
+  double burnt = cpu_now() - start;
   auto after = readProcessStats(getpid());
   ASSERT_TRUE(after);
-  EXPECT_GE(after->cpu_seconds - before->cpu_seconds, 0.05);
+  EXPECT_NEAR(after->cpu_seconds - before->cpu_seconds, burnt, 0.05);
+  EXPECT_GE(burnt, 0.150);
 }
 
 TEST(ProcessStats, AGoneProcessHasNoStats) {
