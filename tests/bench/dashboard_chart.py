@@ -51,8 +51,8 @@ def main():
 
     import harness
     import prometheus_support as ps
-    from load_support import Load
-    from offload_support import pool_def, pool_route, wait_ready
+    from load_support import Load, mixed_config
+    from offload_support import wait_ready
 
     with open(os.path.join(ROOT, "deploy", "grafana", "loopguard.json")) as f:
         dash = json.load(f)
@@ -63,15 +63,7 @@ def main():
 
     reg = harness.ProcessRegistry("dashboard_chart")
     try:
-        up = reg.upstream("app")
-        cfg = harness.proxy_config(
-            {"app": {"endpoints": [up.address]}},
-            [pool_route("cpu", "/cpu/", max_in_flight=2, max_queue=4, queue_timeout="300ms"),
-             {"name": "api", "match": {"prefix": "/api/"}, "upstream": "app",
-              "limits": {"max_in_flight": 50}}],
-            pools={"cpu": pool_def(workers=2)}, admin={"listen": "127.0.0.1:0"},
-            log={"access_log": False})
-        proxy = reg.proxy(cfg)
+        proxy = reg.proxy(mixed_config(reg.upstream("app"), max_queue=4, queue_timeout="300ms"))
         wait_ready(proxy, 2)
         prom = ps.Prometheus(reg.workdir, [f"127.0.0.1:{proxy.admin_port}"]).start()
         reg.on_cleanup(prom.stop)

@@ -23,6 +23,8 @@ import subprocess
 import tempfile
 import time
 
+from harness import file_tail
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -246,11 +248,7 @@ class Chromium:
         return page
 
     def log_text(self, tail=40):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-tail:])
-        except OSError:
-            return ""
+        return file_tail(self.log_path, tail)
 
     def stop(self, timeout=10):
         for page in self.pages:

@@ -79,6 +79,21 @@ class Load:
         self.clients = {}
 
 
+def mixed_config(upstream, max_queue=1, queue_timeout="150ms", pools=None, routes=()):
+    """loopguard config text for mixed_traffic: a 2-slot pool route /cpu/ (2 test workers) with
+    the given queue, an upstream route /api/ to `upstream`, an admin port; extra pools and routes
+    (before /api/) as given."""
+    from harness import proxy_config
+    from offload_support import pool_def, pool_route
+    return proxy_config(
+        {"app": {"endpoints": [upstream.address]}},
+        [pool_route("cpu", "/cpu/", max_in_flight=2, max_queue=max_queue, queue_timeout=queue_timeout),
+         *routes,
+         {"name": "api", "match": {"prefix": "/api/"}, "upstream": "app", "limits": {"max_in_flight": 50}}],
+        pools={"cpu": pool_def(workers=2), **(pools or {})}, admin={"listen": "127.0.0.1:0"},
+        log={"access_log": False})
+
+
 def mixed_traffic(port):
     """Pool requests wider than a 2-slot pool route at /cpu/ (so some queue and some are refused)
     and quick requests to an upstream route at /api/, until .stop()."""

@@ -19,6 +19,8 @@ import subprocess
 import time
 import urllib.parse
 
+from harness import file_tail
+
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 SCRAPE_S = 1
@@ -196,11 +198,7 @@ class Prometheus:
         return self.api("alerts")["alerts"]
 
     def log_text(self, tail=40):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-tail:])
-        except OSError:
-            return ""
+        return file_tail(self.log_path, tail)
 
     def stop(self, timeout=15):
         if self.proc and self.proc.poll() is None:

@@ -25,10 +25,10 @@ import subprocess
 import pytest
 import yaml
 
-from harness import http_request, proxy_config, wait_until
+from harness import http_request, wait_until
+from load_support import Load, mixed_config
 from offload_support import pool_def, pool_route, wait_ready
 import prometheus_support as ps
-from load_support import Load
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RULES = os.path.join(ROOT, "deploy", "prometheus", "loopguard-rules.yaml")
@@ -68,15 +68,9 @@ def grafana_expand(expr):
 @pytest.fixture(scope="module")
 def env(module_procs):
     upstream = module_procs.upstream("app")
-    pools = {"cpu": pool_def(workers=2),
-             # Workers that exit at boot: a crash loop, and never a ready worker.
-             "broken": pool_def(["--boot-exit", "3"], workers=1)}
-    cfg = proxy_config({"app": {"endpoints": [upstream.address]}},
-                       [pool_route("cpu", "/cpu/", max_in_flight=2, max_queue=1, queue_timeout="150ms"),
-                        pool_route("broken", "/broken/", pool="broken"),
-                        {"name": "api", "match": {"prefix": "/api/"}, "upstream": "app",
-                         "limits": {"max_in_flight": 50}}],
-                       pools=pools, admin={"listen": "127.0.0.1:0"}, log={"access_log": False})
+    # Workers that exit at boot: a crash loop, and never a ready worker.
+    cfg = mixed_config(upstream, pools={"broken": pool_def(["--boot-exit", "3"], workers=1)},
+                       routes=[pool_route("broken", "/broken/", pool="broken")])
     proxy = module_procs.proxy(cfg)
     wait_ready(proxy, 2, pool="cpu")
     # The healthy routes get no more than they can take (no refusals there); the broken one

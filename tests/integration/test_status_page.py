@@ -16,9 +16,9 @@ import time
 import pytest
 
 import browser
-from harness import http_request, proxy_config, wait_until
-from load_support import mixed_traffic
-from offload_support import pool_def, pool_route, wait_ready
+from harness import http_request, wait_until
+from load_support import mixed_config, mixed_traffic
+from offload_support import wait_ready
 
 pytestmark = pytest.mark.skipif(not browser.available(), reason="needs /usr/bin/chromium")
 
@@ -37,13 +37,7 @@ def status(proxy):
 @pytest.fixture(scope="module")
 def setup(module_procs):
     upstream = module_procs.upstream("app")
-    cfg = proxy_config({"app": {"endpoints": [upstream.address]}},
-                       [pool_route("cpu", "/cpu/", max_in_flight=2, max_queue=1, queue_timeout="150ms"),
-                        {"name": "api", "match": {"prefix": "/api/"}, "upstream": "app",
-                         "limits": {"max_in_flight": 50}}],
-                       pools={"cpu": pool_def(workers=2)}, admin={"listen": "127.0.0.1:0"},
-                       log={"access_log": False})
-    proxy = module_procs.proxy(cfg)
+    proxy = module_procs.proxy(mixed_config(upstream))
     wait_ready(proxy, 2)
     # One crash, so a worker slot has a restart with its reason.
     r = http_request(proxy.target, "GET", "/cpu/crash?ms=0")
