@@ -22,8 +22,9 @@ import time
 import pytest
 import yaml
 
-from harness import proxy_config, wait_until
+from harness import Background, http_request, proxy_config, to_yaml, wait_until
 from load_support import Load
+from offload_support import pool_def, start_sidecar, wait_ready
 import prometheus_support as ps
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -31,7 +32,6 @@ KEDA = os.path.join(ROOT, "deploy", "kubernetes", "sidecar", "autoscaling", "ked
 sys.path.insert(0, os.path.join(ROOT, "tests", "bench"))
 from autoscale_sim import Hpa, hpa_recommendation  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not ps.available(), reason="needs Debian's prometheus and promtool")
 
 WINDOW_S = 3
 WINDOW = f"{WINDOW_S}s"
@@ -54,6 +54,8 @@ def keda_triggers():
 
 @pytest.fixture(scope="module")
 def env(module_procs):
+    if not ps.available():
+        pytest.skip("needs Debian's prometheus and promtool")
     upstream = module_procs.upstream("app")
     cfg = proxy_config({"app": {"endpoints": [upstream.address], "max_idle_connections": 64}},
                        [{"name": "cpu", "match": {"prefix": "/cpu/"}, "upstream": "app",
@@ -164,3 +166,38 @@ def test_an_empty_result_is_an_error_not_a_zero(env):
         broken = q.replace('container="loopguard"', 'container="renamed"')
         assert broken != q
         assert env["prom"].query(broken) == [], name
+
+
+# ---- the standalone sidecar ----------------------------------------------------------------------
+def metric(port, name, route):
+    text = http_request(port, "GET", "/metrics").body.decode()
+    m = re.search(rf'^{name}{{route="{route}"}} (\S+)$', text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_sidecar_reports_demand_and_its_pools_capacity(procs):
+    """`loopguard offload`'s implicit route "offload": its capacity is the pool's ready workers x
+    concurrency_per_worker (it drops while a crashed worker is replaced), and its demand counts
+    requests running on the workers and waiting for one."""
+    cfg = {"admin": {"listen": "127.0.0.1:0"}, "offload": {"listen": "127.0.0.1:0", "pool": "cpu"},
+           "pools": {"cpu": pool_def(["--boot-delay", "1"], workers=2)}}
+    sidecar = start_sidecar(procs, to_yaml(cfg) + "\n")
+    wait_ready(sidecar, 2, timeout=20)
+    admin = sidecar.admin_port
+    wait_until(lambda: metric(admin, "loopguard_route_capacity", "offload") == 2, 10, desc="capacity 2")
+    before = metric(admin, "loopguard_route_demand_seconds_total", "offload")
+    # 4 requests of 400 ms on 2 workers: 2 run at once, 2 wait 400 ms, then run.
+    calls = [Background(http_request, sidecar.port, "GET", "/sleep?ms=400", timeout=20)
+             for _ in range(4)]
+    results = [c.result(20) for c in calls]
+    assert [r.status for r in results] == [200] * 4
+    demand = metric(admin, "loopguard_route_demand_seconds_total", "offload") - before
+    assert 2 * 0.4 + 2 * 0.8 - 0.1 <= demand <= 2 * 0.4 + 2 * 0.8 + 0.4, demand
+    status = http_request(admin, "GET", "/status").json()
+    assert status["loopguard"]["mode"] == "offload"
+    (route,) = status["routes"]
+    assert (route["name"], route["capacity"], route["limit"]) == ("offload", 2, None)
+    # A worker crashes: one slot fewer until its replacement is ready (it boots for 1 s).
+    assert http_request(sidecar.port, "GET", "/crash?ms=0").status == 502
+    wait_until(lambda: metric(admin, "loopguard_route_capacity", "offload") == 1, 5, desc="capacity 1")
+    wait_until(lambda: metric(admin, "loopguard_route_capacity", "offload") == 2, 20, desc="capacity 2 again")
