@@ -3,6 +3,9 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <ctime>
+
 #include <nlohmann/json.hpp>
 
 #include "common/logging.h"
@@ -198,6 +201,8 @@ nlohmann::json ProxyApp::processStatus() const {
     j["cpu_seconds"] = self->cpu_seconds;
     j["rss_bytes"] = self->resident_bytes;
     j["start_time"] = self->start_time_seconds;
+    // From the server's clock: a browser's may be off.
+    j["uptime_s"] = std::max(0.0, static_cast<double>(::time(nullptr)) - self->start_time_seconds);
   }
   metrics::FdStats fds = metrics::readOwnFdStats();
   j["open_fds"] = fds.open;

@@ -171,7 +171,7 @@ function renderLoopguard(s) {
   document.getElementById("mode").textContent = `${s.mode} ${s.version} · ${s.listen}`;
   const set = (f, v) => { const e = document.querySelector(`header [data-field="${f}"]`); if (e) e.textContent = v; };
   set("pid", s.pid);
-  set("uptime", s.start_time ? dur(Date.now() / 1000 - s.start_time) : "–");
+  set("uptime", dur(s.uptime_s));
   set("loop_lag", ms(s.loop_lag_ms));
   const cpu = cpuPercent("self", s.cpu_seconds, s.time);
   set("cpu", cpu === null ? "…" : cpu.toFixed(0) + " %");

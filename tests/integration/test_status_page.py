@@ -78,6 +78,7 @@ def test_status_document_has_every_section(setup):
     assert lg["mode"] == "proxy" and lg["pid"] == setup["proxy"].pid
     assert lg["rss_bytes"] > 1 << 20 and lg["open_fds"] > 3 and lg["max_fds"] >= lg["open_fds"]
     assert lg["unrouted"] == {"404": 1}
+    assert 0 <= lg["uptime_s"] < 600
     cpu, api = s["routes"]
     assert (cpu["name"], cpu["target"], cpu["limit"], cpu["capacity"], cpu["max_queue"]) == \
         ("cpu", {"kind": "pool", "name": "cpu"}, 2, 2, 1)
