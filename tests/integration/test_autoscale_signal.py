@@ -84,7 +84,7 @@ def values(env):
     return {name: env["prom"].value(q) for name, _, q in env["triggers"]}
 
 
-def step(env, clients, seconds=4):
+def step(env, clients, seconds=3):
     """Sets the load, waits until the rate window holds only samples of it, then returns the
     triggers' values at every scrape for `seconds` and the measured demand."""
     set_load(env, clients)
