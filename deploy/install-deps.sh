@@ -12,6 +12,7 @@ test_pkgs=(
   python3 python3-pytest python3-fastapi python3-uvicorn python3-aiosqlite
   python3-multipart python3-pil python3-prometheus-client
   curl wrk procps iproute2 nodejs
+  python3-yaml prometheus chromium   # the dashboard/alert/autoscaling checks and the status page test
 )
 bench_pkgs=(nginx haproxy hey gnuplot-nox)
 

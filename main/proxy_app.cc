@@ -1,12 +1,18 @@
 #include "main/proxy_app.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <ctime>
 
 #include <nlohmann/json.hpp>
 
 #include "common/logging.h"
 #include "config/loader.h"
 #include "config/to_json.h"
+#include "proxy/admin/status_proxy.h"
+#include "proxy/metrics/process_stats.h"
 
 namespace loopguard {
 
@@ -31,6 +37,7 @@ ProxyApp::ProxyApp(uv_loop_t* loop, CommonOptions options,
   lifecycle_.onDrain = [this](std::function<void()> done) { beginDrain(std::move(done)); };
   lifecycle_.onForceStop = [this] { forceStop(); };
   lifecycle_.onReload = [this] { reload("SIGHUP"); };
+  addStatusSections();
 }
 
 ProxyApp::~ProxyApp() = default;
@@ -139,6 +146,7 @@ admin::AdminResponse ProxyApp::handleAdmin(const admin::AdminRequest& r) {
     if (!only("GET")) return {405, "text/plain", "method not allowed\n"};
     return json_response(200, config::configToJson(*config_));
   }
+  if (auto status = status_.handle(r)) return *status;  // GET / and GET /status
   if (r.path == "/reload") {
     if (!only("POST")) return {405, "text/plain", "method not allowed: use POST\n"};
     ReloadResult result = reload("POST /reload");
@@ -150,7 +158,7 @@ admin::AdminResponse ProxyApp::handleAdmin(const admin::AdminRequest& r) {
     return json_response(result.ok ? 200 : 400, j);
   }
   return {404, "text/plain; charset=utf-8",
-          "not found; try /healthz /readyz /metrics /config POST /reload\n"};
+          "not found; try / /status /healthz /readyz /metrics /config POST /reload\n"};
 }
 
 std::string ProxyApp::renderMetrics() {
@@ -159,6 +167,7 @@ std::string ProxyApp::renderMetrics() {
   metrics::PrometheusWriter w(out);
   server_.writeMetrics(w);
   if (hooks_.pool_metrics) hooks_.pool_metrics(w);
+  metrics::writeProcessMetrics(w);
   w.family("loopguard_event_loop_lag_seconds", "gauge",
            "How late the proxy's own event loop ran a 250 ms timer, last measured.");
   w.sample("loopguard_event_loop_lag_seconds", {}, lag_.lagSeconds());
@@ -166,6 +175,44 @@ std::string ProxyApp::renderMetrics() {
   w.sample("loopguard_config_reloads_total", {{"result", "ok"}}, reloads_ok_);
   w.sample("loopguard_config_reloads_total", {{"result", "failed"}}, reloads_failed_);
   return out;
+}
+
+void ProxyApp::addStatusSections() {
+  status_.add("loopguard", [this] { return processStatus(); });
+  status_.add("routes", [this] { return admin::routesStatus(server_, uv_now(loop_)); });
+  status_.add("upstreams", [this] { return admin::upstreamsStatus(server_); });
+  if (hooks_.pools_status) {
+    status_.add("pools", [this] { return hooks_.pools_status(uv_now(loop_)); });
+  }
+}
+
+nlohmann::json ProxyApp::processStatus() const {
+  nlohmann::json j;
+  j["version"] = LOOPGUARD_VERSION;
+  j["mode"] = hooks_.purpose == config::Purpose::Offload ? "offload" : "proxy";
+  j["pid"] = static_cast<int64_t>(::getpid());
+  j["listen"] = server_.boundAddress();
+  j["draining"] = server_.draining();
+  j["time"] = static_cast<double>(uv_hrtime()) / 1e9;  // monotonic, for rates between polls
+  j["loop_lag_ms"] = lag_.lagSeconds() * 1000.0;
+  j["client_connections"] = server_.context().counters.client_connections;
+  j["reloads"] = {{"ok", reloads_ok_}, {"failed", reloads_failed_}};
+  if (auto self = metrics::readProcessStats(static_cast<int>(::getpid()))) {
+    j["cpu_seconds"] = self->cpu_seconds;
+    j["rss_bytes"] = self->resident_bytes;
+    j["start_time"] = self->start_time_seconds;
+    // From the server's clock: a browser's may be off.
+    j["uptime_s"] = std::max(0.0, static_cast<double>(::time(nullptr)) - self->start_time_seconds);
+  }
+  metrics::FdStats fds = metrics::readOwnFdStats();
+  j["open_fds"] = fds.open;
+  j["max_fds"] = fds.max;
+  nlohmann::json unrouted = nlohmann::json::object();
+  for (const auto& [code, n] : server_.context().unrouted.requests_by_code) {
+    unrouted[std::to_string(code)] = n;
+  }
+  j["unrouted"] = std::move(unrouted);  // refused before a route was chosen (400, 404...)
+  return j;
 }
 
 void ProxyApp::beginDrain(std::function<void()> done) {

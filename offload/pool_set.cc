@@ -96,6 +96,7 @@ upstream::PoolResolver PoolSet::resolver() {
     std::shared_ptr<WorkerPool> pool = it->second;
     binding.target = pool;
     binding.gate = pool.get();
+    binding.capacity = [pool] { return pool->capacity(); };
     binding.add_waiting_limiter = [pool](const std::shared_ptr<routing::RouteLimiter>& limiter) {
       pool->addWaitingLimiter(limiter);
     };
@@ -124,6 +125,11 @@ void PoolSet::kill() {
   stopping_ = true;
   for (auto& pool : retired_) pool->kill();
   for (auto& [name, pool] : pools_) pool->kill();
+}
+
+std::shared_ptr<WorkerPool> PoolSet::find(const std::string& name) const {
+  auto it = pools_.find(name);
+  return it == pools_.end() ? nullptr : it->second;
 }
 
 std::vector<std::pair<std::string, PoolStats>> PoolSet::stats() const {

@@ -329,7 +329,7 @@ void Exchange::respondError(int status, const char* message, const char* overloa
   if (request_side_ != RequestSide::Complete) keep_alive_ = false;
   status_ = status;
   if (*overload_reason != '\0' && runtime_ != nullptr) {
-    runtime_->metrics->countRejection(overload_reason);
+    runtime_->metrics->countRejection(overload_reason, uv_now(context_.loop));
   }
   http::ErrorResponse e;
   e.status = status;
@@ -455,8 +455,8 @@ void Exchange::onBudgetTimer() {
 
 void Exchange::recordMetrics() {
   metrics::RouteMetrics& m = runtime_ != nullptr ? *runtime_->metrics : context_.unrouted;
-  ++m.requests_by_code[status_];
-  m.duration.record(static_cast<double>(uv_now(context_.loop) - start_ms_) / 1000.0);
+  uint64_t now = uv_now(context_.loop);
+  m.recordResponse(status_, static_cast<double>(now - start_ms_) / 1000.0, now);
 }
 
 void Exchange::writeAccessLog() {

@@ -6,7 +6,9 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -27,6 +29,11 @@ struct RouteRuntime {
   std::shared_ptr<routing::RouteLimiter> limiter;
   std::shared_ptr<upstream::Target> target;
   std::shared_ptr<metrics::RouteMetrics> metrics;
+  std::function<uint64_t()> pool_capacity;  // pool routes: the pool's ready slots
+
+  // How many requests the route can hold at once (loopguard_route_capacity): its limit, and
+  // for a pool route no more than its pool's ready slots. nullopt: unlimited.
+  std::optional<uint64_t> capacity() const;
 };
 
 // An immutable view of one config: an Exchange keeps the snapshot it started with.

@@ -58,6 +58,7 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
     } else if (pools_) {
       pool = pools_(r.target);
       rt.target = pool.target;
+      rt.pool_capacity = pool.capacity;
     }
     auto old = limiters_.find(r.name);
     if (old != limiters_.end()) {
@@ -153,6 +154,24 @@ void ProxyServer::writeMetrics(metrics::PrometheusWriter& out) const {
   out.family("loopguard_route_queue_depth", "gauge", "Requests waiting in the route queue.");
   for (const auto& [name, l] : limiters_) {
     out.sample("loopguard_route_queue_depth", {{"route", name}}, l->limiter().stats().queue_depth);
+  }
+  const Snapshot& snapshot = *context_.snapshot;
+  out.family("loopguard_route_demand_seconds_total", "counter",
+             "Requests in flight plus queued, integrated over time: rate() is the average demand.");
+  for (size_t i = 0; i < snapshot.routes.size(); ++i) {
+    out.sample("loopguard_route_demand_seconds_total",
+               {{"route", snapshot.config().routes[i].name}},
+               static_cast<double>(snapshot.routes[i].limiter->limiter().demandMilliseconds()) /
+                   1000.0);
+  }
+  out.family("loopguard_route_capacity", "gauge",
+             "Requests a route can hold at once: its limit, or for a pool route at most its "
+             "ready workers x concurrency_per_worker (no sample: unlimited).");
+  for (size_t i = 0; i < snapshot.routes.size(); ++i) {
+    if (std::optional<uint64_t> capacity = snapshot.routes[i].capacity()) {
+      out.sample("loopguard_route_capacity", {{"route", snapshot.config().routes[i].name}},
+                 *capacity);
+    }
   }
   out.family("loopguard_route_rejected_total", "counter",
              "Requests refused by a route's limits, by reason.");

@@ -41,6 +41,22 @@ class ProxyServer {
   void closeAll();
 
   bool draining() const { return context_.draining; }
+  const ProxyContext& context() const { return context_; }
+  ProxyContext& context() { return context_; }
+  size_t connections() const { return connections_.size(); }
+  const std::map<std::string, upstream::UpstreamCounters>& upstreamCounters() const {
+    return upstream_counters_;
+  }
+  const std::map<std::string, std::shared_ptr<routing::RouteLimiter>>& limiters() const {
+    return limiters_;
+  }
+  const std::map<std::string, std::shared_ptr<upstream::Cluster>>& clusters() const {
+    return clusters_;
+  }
+  // Per-route counters by route name (routes removed by a reload included).
+  const std::map<std::string, std::shared_ptr<metrics::RouteMetrics>>& routeMetrics() const {
+    return route_metrics_;
+  }
   // Route, upstream and connection families of /metrics.
   void writeMetrics(metrics::PrometheusWriter& out) const;
 

@@ -29,6 +29,7 @@ bool Limiter::tryTakeSlot() {
   if (gate_ != nullptr && !gate_->tryTake()) return false;
   ++gate_held_;
   ++stats_.in_flight;
+  noteDemand();
   return true;
 }
 
@@ -63,6 +64,7 @@ Admission Limiter::admit(LimiterWaiter& waiter) {
   }
   tail_ = &waiter;
   ++stats_.queue_depth;
+  noteDemand();
 
   if (!armed_ || waiter.deadline_ < *armed_) {
     armed_ = waiter.deadline_;
@@ -83,6 +85,7 @@ void Limiter::release() {
   assert(stats_.in_flight > 0 && "release() without a matching admission");
   if (stats_.in_flight == 0) return;  // never underflow the gauge, even on a caller's bug
   --stats_.in_flight;
+  noteDemand();
   assert(gate_held_ + retiredHeld() == stats_.in_flight + 1);
 
   // Give the unit back to the gate it was taken from. Admissions are not told apart, so those
@@ -207,6 +210,7 @@ void Limiter::unlink(LimiterWaiter& waiter) {
   waiter.queued_ = false;
   waiter.owner_ = nullptr;
   --stats_.queue_depth;
+  noteDemand();
 }
 
 void Limiter::rearm() {

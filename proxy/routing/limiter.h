@@ -15,6 +15,7 @@
 
 #include "common/coalesced_loop.h"
 #include "config/config.h"
+#include "proxy/metrics/demand.h"
 
 namespace loopguard::routing {
 
@@ -123,6 +124,8 @@ class Limiter {
   std::optional<TimePointMs> oldestEnqueuedAt() const;
 
   const LimiterStats& stats() const { return stats_; }
+  // In flight + queued, integrated over the clock (loopguard_route_demand_seconds_total).
+  uint64_t demandMilliseconds() const { return demand_.requestMilliseconds(clock_.now()); }
   const config::RouteLimits& limits() const { return limits_; }
 
  private:
@@ -132,6 +135,8 @@ class Limiter {
   void rearm();
   void disarm();
   uint64_t retiredHeld() const;
+  // After every change of in_flight or queue_depth.
+  void noteDemand() { demand_.update(clock_.now(), stats_.in_flight + stats_.queue_depth); }
 
   config::RouteLimits limits_;
   LimiterClock& clock_;
@@ -147,6 +152,7 @@ class Limiter {
   std::optional<TimePointMs> armed_;  // what the clock is armed for, if anything
   CoalescedLoop pump_loop_;
   LimiterStats stats_;
+  metrics::DemandIntegrator demand_;
 };
 
 }  // namespace loopguard::routing

@@ -117,6 +117,17 @@ void Cluster::shutdown() {
   for (auto& e : endpoints_) e->pool->shutdown("upstream shutting down");
 }
 
+std::vector<EndpointReport> Cluster::endpointReports() const {
+  std::vector<EndpointReport> out;
+  out.reserve(endpoints_.size());
+  for (const auto& e : endpoints_) {
+    const ConnectionPool& p = *e->pool;
+    out.push_back({e->name(), p.inUse(), static_cast<uint32_t>(p.waiting()), p.open(), p.idle(),
+                   e->retired});
+  }
+  return out;
+}
+
 Cluster::Endpoint* Cluster::pick() {
   Endpoint* best = nullptr;
   size_t n = endpoints_.size();

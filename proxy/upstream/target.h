@@ -68,6 +68,7 @@ class Target {
 struct PoolBinding {
   std::shared_ptr<Target> target;
   routing::CapacityGate* gate = nullptr;  // free worker slots
+  std::function<uint64_t()> capacity;     // ready workers x concurrency_per_worker
   // The pool wants to be told about the limiters that wait on its gate, to pump them.
   std::function<void(const std::shared_ptr<routing::RouteLimiter>&)> add_waiting_limiter;
 };

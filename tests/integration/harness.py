@@ -161,6 +161,15 @@ class _LineReader(threading.Thread):
             self.cond.notify_all()
 
 
+def file_tail(path, lines=40):
+    """The last `lines` lines of a log file ("" if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def short_tmpdir(prefix="lgit-"):
     """A short directory under /tmp (unix socket paths must stay under 108 bytes)."""
     return tempfile.mkdtemp(prefix=prefix, dir="/tmp")

@@ -96,7 +96,13 @@ def docs(extracted):
 
 # ---- helpers over the parsed manifests ---------------------------------------------------------
 def pattern_of(doc):
-    return pathlib.Path(doc["file"]).parent.name          # "sidecar" | "scale-out"
+    """The folder under deploy/kubernetes/: "sidecar" | "scale-out" | "monitoring"."""
+    return pathlib.Path(doc["file"]).relative_to("deploy/kubernetes").parts[0]
+
+
+def is_alternative(doc):
+    """In an autoscaling/ folder: one of several files of which a user applies exactly one."""
+    return "autoscaling" in pathlib.Path(doc["file"]).parts
 
 
 def ns_of(obj):
@@ -229,10 +235,13 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(docs):
     kinds = {(pattern_of(d), d["object"]["kind"]) for d in docs}
     for want in [("sidecar", "ConfigMap"), ("sidecar", "Deployment"), ("sidecar", "Service"),
                  ("scale-out", "ConfigMap"), ("scale-out", "Deployment"), ("scale-out", "Service"),
-                 ("scale-out", "HorizontalPodAutoscaler")]:
+                 ("scale-out", "HorizontalPodAutoscaler"), ("sidecar", "HorizontalPodAutoscaler"),
+                 ("sidecar", "ScaledObject"), ("scale-out", "ScaledObject"),
+                 ("sidecar", "PodMonitor"), ("scale-out", "PodMonitor")]:
         assert want in kinds, f"deploy/kubernetes/{want[0]}/ has no {want[1]}"
+    # Alternatives (autoscaling/) share names on purpose: applying one replaces another.
     names = [(d["object"]["kind"], ns_of(d["object"]), d["object"]["metadata"]["name"], pattern_of(d))
-             for d in docs]
+             for d in docs if not is_alternative(d)]
     assert len(names) == len(set(names)), "two objects with the same kind/namespace/name"
 
 
@@ -264,6 +273,23 @@ apiVersion: v1
 kind: Servise
 metadata: {name: s}
 ---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: so}
+spec:
+  scaleTargetRef: {name: broken}
+  fallback: {failureThreshold: 3, replica: 6}
+  triggers:
+    - type: prometheus
+      metadata: {serverAddress: "http://p:9090", query: "up", threshold: 0.7}
+---
+apiVersion: monitoring.coreos.com/v1
+kind: PodMonitor
+metadata: {name: pm}
+spec:
+  selector: {matchLabels: {a: b}}
+  podMetricsEndpoints: [{port: admin, intervall: 15s}]
+---
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: cm}
@@ -275,13 +301,18 @@ data:
     assert r.returncode == 1, r.stderr
     for expected in ['unknown field "readinesProbe"', "containerPort must be integer",
                      "must have required property maxReplicas", "unknown apiVersion/kind v1/Servise",
-                     "data.proxy.yaml: YAML"]:
+                     "data.proxy.yaml: YAML",
+                     # CRDs: KEDA's and prometheus-operator's schemas, and their unknown fields
+                     "spec.fallback: unknown field \"replica\"", "/spec/fallback must have required property replicas",
+                     "/spec/triggers/0/metadata/threshold must be string",
+                     "spec.podMetricsEndpoints[0]: unknown field \"intervall\""]:
         assert expected in r.stderr, f"not reported: {expected}\n{r.stderr}"
 
 
 def test_embedded_loopguard_configs_pass_validate(extracted):
     _, out = extracted
-    files = sorted(out.iterdir())
+    # loopguard configs only: the monitoring/ ConfigMaps hold other programs' files.
+    files = sorted(f for f in out.iterdir() if not f.name.startswith("monitoring--"))
     assert len(files) >= 4, f"expected the proxy and offload configs of both patterns, got {files}"
     for f in files:
         r = subprocess.run([loopguard_bin(), "validate", "--config", str(f)], capture_output=True,
@@ -522,27 +553,216 @@ def test_sidecar_pattern_uses_native_sidecars_in_order(pods):
 
 
 # ---- HPA, termination, security ------------------------------------------------------------------
-def test_hpa_targets_the_offload_deployment(docs, pods):
-    hpas = objects(docs, "HorizontalPodAutoscaler")
-    assert hpas
-    for h in hpas:
-        spec = h["object"]["spec"]
-        ref = spec["scaleTargetRef"]
-        assert ref["apiVersion"] == "apps/v1" and ref["kind"] == "Deployment"
-        targets = [p for p in pods if p.name == ref["name"] and p.ns == ns_of(h["object"])
-                   and p.pattern == pattern_of(h) and p.obj["kind"] == "Deployment"]
-        assert len(targets) == 1, f"{h['file']}: scaleTargetRef {ref['name']} is no Deployment here"
-        pod = targets[0]
-        assert any(m == "offload" for m, _ in pod.loopguard.values()), \
-            f"{h['file']}: the HPA should scale the offload pool"
-        assert "replicas" not in pod.obj["spec"], \
-            f"{pod.where()}: has spec.replicas: every `kubectl apply` would reset what the HPA set"
-        assert spec.get("minReplicas", 1) <= spec["maxReplicas"]
-        cpu = [m for m in spec["metrics"] if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
-        assert cpu and cpu[0]["resource"]["target"]["type"] == "Utilization"
-        for c in pod.running:
-            assert (c.get("resources") or {}).get("requests", {}).get("cpu"), \
-                f"{pod.where(c)}: no CPU request: the HPA cannot compute utilization"
+def autoscalers(docs):
+    return [d for d in docs if d["object"]["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")]
+
+
+def target_of(doc, pods):
+    obj = doc["object"]
+    ref = obj["spec"]["scaleTargetRef"]
+    assert ref.get("apiVersion", "apps/v1") == "apps/v1" and ref.get("kind", "Deployment") == "Deployment"
+    targets = [p for p in pods if p.name == ref["name"] and p.ns == ns_of(obj)
+               and p.pattern == pattern_of(doc) and p.obj["kind"] == "Deployment"]
+    assert len(targets) == 1, f"{doc['file']}: scaleTargetRef {ref['name']} is no Deployment here"
+    return targets[0]
+
+
+def hpa_name(doc):
+    """The name of the HPA object an autoscaler file makes (KEDA: keda-hpa-<name> by default)."""
+    obj = doc["object"]
+    if obj["kind"] == "HorizontalPodAutoscaler":
+        return obj["metadata"]["name"]
+    cfg = obj["spec"].get("advanced", {}).get("horizontalPodAutoscalerConfig", {})
+    return cfg.get("name", "keda-hpa-" + obj["metadata"]["name"])
+
+
+def test_autoscalers_target_their_patterns_deployment(docs, pods):
+    found = autoscalers(docs)
+    assert found
+    for a in found:
+        pod = target_of(a, pods)
+        modes = {m for m, _ in pod.loopguard.values()}
+        if pod.pattern == "scale-out":
+            assert modes == {"offload"}, f"{a['file']}: should scale the offload pool"
+        else:
+            assert "proxy" in modes, f"{a['file']}: should scale the pod with the proxy"
+        assert is_alternative(a), f"{a['file']}: autoscalers live in autoscaling/, applied one at a time"
+        spec = a["object"]["spec"]
+        low = spec.get("minReplicas", spec.get("minReplicaCount", 1))
+        high = spec.get("maxReplicas", spec.get("maxReplicaCount", 100))
+        assert 2 <= low <= high, f"{a['file']}: at least 2 replicas (a rollout or a drain keeps one)"
+        if "replicas" in pod.obj["spec"]:
+            # Every `kubectl apply` would reset what the autoscaler set: the line must say so.
+            text = (ROOT / pod.doc["file"]).read_text()
+            assert re.search(r"^  replicas: \d+ +#.*delete this line when an autoscaler", text, re.M), \
+                f"{pod.where()}: has spec.replicas and an autoscaler ({a['file']})"
+        for m in spec.get("metrics", []):
+            if m["type"] == "Resource" and m["resource"]["name"] == "cpu":
+                assert m["resource"]["target"]["type"] == "Utilization"
+                for c in pod.running:
+                    assert (c.get("resources") or {}).get("requests", {}).get("cpu"), \
+                        f"{pod.where(c)}: no CPU request: the HPA cannot compute utilization"
+
+
+def test_autoscaling_alternatives_share_one_hpa(docs, pods):
+    """The files of one autoscaling/ folder scale the same Deployment through an HPA of the same
+    name, so applying one replaces another: never two HPAs on one Deployment. KEDA adopts an
+    existing HPA of that name only with the transfer-hpa-ownership annotation."""
+    folders = {}
+    for a in autoscalers(docs):
+        folders.setdefault(pathlib.Path(a["file"]).parent, []).append(a)
+    assert set(map(str, folders)) == {"deploy/kubernetes/sidecar/autoscaling",
+                                      "deploy/kubernetes/scale-out/autoscaling"}
+    for folder, alts in folders.items():
+        assert len(alts) >= 2, f"{folder}: one autoscaler is no alternative"
+        assert len({target_of(a, pods).name for a in alts}) == 1, f"{folder}: different targets"
+        assert len({hpa_name(a) for a in alts}) == 1, f"{folder}: HPA names differ"
+        for a in alts:
+            if a["object"]["kind"] == "ScaledObject":
+                ann = a["object"]["metadata"].get("annotations", {})
+                assert ann.get("scaledobject.keda.sh/transfer-hpa-ownership") == "true", a["file"]
+
+
+def prom_triggers(doc):
+    return [t for t in doc["object"]["spec"]["triggers"] if t["type"] == "prometheus"]
+
+
+def test_keda_scales_on_demand_over_capacity_safely(docs):
+    sos = objects(docs, "ScaledObject")
+    assert {pattern_of(d) for d in sos} == {"sidecar", "scale-out"}
+    for so in sos:
+        spec = so["object"]["spec"]
+        triggers = prom_triggers(so)
+        assert [t["name"] for t in triggers] == ["demand", "demand-with-refusals"], so["file"]
+        for t in triggers:
+            md = t["metadata"]
+            q = md["query"]
+            # AverageValue: desired = ceil(value / threshold), the only type fallback works with.
+            assert t.get("metricType") == "AverageValue", f"{so['file']}: {t['name']}"
+            assert md["threshold"] == "0.7", f"{so['file']}: {t['name']}: target 70 % of capacity"
+            # keda#3065: an empty result must be an error (then the fallback), not a zero.
+            assert md.get("ignoreNullValues") == "false", f"{so['file']}: {t['name']}"
+            # keda#5781: AverageValue divides by the replica count; the query must not as well.
+            assert not re.search(r"\bcount\s*\(|\bavg\s*\(|kube_deployment", q), \
+                f"{so['file']}: {t['name']}: the query divides by the number of pods"
+            assert "loopguard_route_demand_seconds_total" in q and "loopguard_route_capacity" in q
+            assert re.search(r"rate\(loopguard_route_demand_seconds_total\{[^}]*\}\[1m\]\)", q)
+        assert "loopguard_route_rejected_total" in triggers[1]["metadata"]["query"]
+        fb = spec["fallback"]
+        assert fb["failureThreshold"] >= 1 and spec["minReplicaCount"] <= fb["replicas"] <= spec["maxReplicaCount"]
+        behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0, "scale up at once"
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
+        assert spec.get("pollingInterval", 30) <= 30
+
+
+def selector_of(query, metric):
+    m = re.search(re.escape(metric) + r"\{([^}]*)\}", query)
+    assert m, f"{metric} not in {query}"
+    return dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+
+
+def test_keda_queries_select_what_the_podmonitor_scrapes(docs, pods):
+    """The labels a trigger selects on exist: namespace and container of a pod a PodMonitor
+    scrapes, and a route of that container's loopguard config."""
+    for so in objects(docs, "ScaledObject"):
+        monitors = objects(docs, "PodMonitor", pattern_of(so))
+        assert len(monitors) == 1
+        mon = monitors[0]["object"]
+        scraped = {}   # container name -> routes its loopguard serves
+        for pod in pods:
+            if pod.pattern != pattern_of(so) or pod.ns != ns_of(mon):
+                continue
+            sel = mon["spec"]["selector"]
+            labels_ok = all(pod.labels.get(k) == v for k, v in sel.get("matchLabels", {}).items())
+            for e in sel.get("matchExpressions", []):
+                labels_ok &= e["operator"] == "In" and pod.labels.get(e["key"]) in e["values"]
+            if not labels_ok:
+                continue
+            ports = {ep["port"] for ep in mon["spec"]["podMetricsEndpoints"]}
+            for name, (mode, cfg) in pod.loopguard.items():
+                c = pod.container(name)
+                admin = parse_address(cfg["admin"]["listen"])[2]
+                if any(p.get("name") in ports and p["containerPort"] == admin for p in c.get("ports", [])):
+                    routes = [r["name"] for r in cfg.get("routes", [])] if mode == "proxy" else ["offload"]
+                    scraped[name] = set(routes)
+        for t in prom_triggers(so):
+            q = t["metadata"]["query"]
+            for metric in re.findall(r"(loopguard_\w+)\{", q):
+                sel = selector_of(q, metric)
+                # A namespace-less manifest (sidecar/) goes to the one it is applied to: "default" here.
+                assert sel.get("namespace") == (ns_of(so["object"]) or "default"), \
+                    f"{so['file']}: {metric} {sel}"
+                assert sel.get("container") in scraped, \
+                    f"{so['file']}: {metric}: container {sel.get('container')} is not scraped ({scraped})"
+                assert sel.get("route") in scraped[sel["container"]], \
+                    f"{so['file']}: {metric}: no route {sel.get('route')} in {sel['container']}'s config"
+
+
+def adapter_rules(docs):
+    cms = [d for d in docs if d["object"]["kind"] == "ConfigMap"
+           and d["object"]["metadata"]["name"] == "prometheus-adapter"]
+    assert len(cms) == 1
+    return {r["name"]["as"]: r for r in cms[0]["configs"]["config.yaml"]["externalRules"]}
+
+
+def normalise(q):
+    return re.sub(r"\s+", "", q)
+
+
+def test_hpa_alternative_uses_the_same_signal_as_keda(docs):
+    """Each demand HPA's external metrics, rendered as prometheus-adapter renders them
+    (<<.LabelMatchers>> = the HPA's namespace + its metric selector), are the KEDA triggers' queries
+    of the same folder, in the same order, with the same target."""
+    rules = adapter_rules(docs)
+    for hpa in objects(docs, "HorizontalPodAutoscaler"):
+        external = [m for m in hpa["object"]["spec"]["metrics"] if m["type"] == "External"]
+        if not external:
+            continue                                  # hpa-cpu.yaml
+        keda = [d for d in objects(docs, "ScaledObject")
+                if pathlib.Path(d["file"]).parent == pathlib.Path(hpa["file"]).parent]
+        assert len(keda) == 1
+        triggers = prom_triggers(keda[0])
+        assert len(external) == len(triggers)
+        for m, t in zip(external, triggers):
+            rule = rules[m["external"]["metric"]["name"]]
+            labels = {"namespace": ns_of(hpa["object"]) or "default",
+                      **m["external"]["metric"].get("selector", {}).get("matchLabels", {})}
+            matchers = ",".join(f'{k}="{v}"' for k, v in labels.items())
+            rendered = rule["metricsQuery"].replace("<<.LabelMatchers>>", matchers)
+            assert normalise(rendered) == normalise(t["metadata"]["query"]), \
+                f"{hpa['file']}: {m['external']['metric']['name']} is not KEDA's {t['name']}"
+            assert m["external"]["target"] == {"type": "AverageValue", "averageValue": "700m"}
+            assert re.search(rule["name"]["matches"], "loopguard_route_demand_seconds_total")
+
+
+def test_podmonitors_scrape_every_loopguard_admin_port(docs, pods):
+    for pattern in ("sidecar", "scale-out"):
+        (mon,) = objects(docs, "PodMonitor", pattern)
+        ports = {ep["port"] for ep in mon["object"]["spec"]["podMetricsEndpoints"]}
+        for ep in mon["object"]["spec"]["podMetricsEndpoints"]:
+            assert ep["path"] == "/metrics"
+        for pod in pods:
+            if pod.pattern != pattern:
+                continue
+            for name, (mode, cfg) in pod.loopguard.items():
+                c = pod.container(name)
+                admin = parse_address(cfg["admin"]["listen"])[2]
+                named = [p["name"] for p in c.get("ports", []) if p["containerPort"] == admin]
+                assert named and named[0] in ports, \
+                    f"{pod.where(c)}: admin port {admin} ({named}) is not scraped by {mon['file']}"
+
+
+def test_alert_rules_wrap_into_a_valid_prometheusrule(tmp_path):
+    """docs/observability.md's one-liner turns deploy/prometheus/loopguard-rules.yaml into a
+    prometheus-operator PrometheusRule; the result validates against the CRD's schema."""
+    rules = (ROOT / "deploy" / "prometheus" / "loopguard-rules.yaml").read_text()
+    body = "".join(("  " + line if line.strip() else line) for line in rules.splitlines(True))
+    out = tmp_path / "prometheusrule.yaml"
+    out.write_text("apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\n"
+                   "metadata: {name: loopguard, namespace: monitoring}\nspec:\n" + body)
+    r = run_validator(out)
+    assert r.returncode == 0, r.stderr
 
 
 def test_termination_grace_covers_prestop_and_drains(pods):
