@@ -17,8 +17,9 @@ bool isRegNameChar(char c) {
   return isAlnum(c) || std::string_view("-._~!$&'()*+,;=").find(c) != std::string_view::npos;
 }
 
+// port = *DIGIT (RFC 3986 3.2.3: "host:" is valid and means the default port), at most 65535.
 bool isValidPort(std::string_view port) {
-  if (port.empty() || port.size() > 5) return false;
+  if (port.size() > 5) return false;
   unsigned value = 0;
   for (char c : port) {
     if (c < '0' || c > '9') return false;

@@ -17,7 +17,7 @@ bool isAbsoluteForm(std::string_view target);
 std::string_view targetAuthority(std::string_view target);
 
 // uri-host [":" port]: a reg-name or IPv4 address of letters, digits, "-._~" and sub-delims, or
-// a bracketed IPv6 address; a port of 1 to 5 digits up to 65535. Percent-encoding is refused
+// a bracketed IPv6 address; a port of up to 5 digits, at most 65535 (empty is allowed). Percent-encoding is refused
 // (no DNS name needs it, and a route's host is compared as written).
 bool isValidHost(std::string_view host);
 
