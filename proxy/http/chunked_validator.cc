@@ -6,13 +6,6 @@ namespace loopguard::http {
 
 namespace {
 
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 bool isWs(char c) { return c == ' ' || c == '\t'; }
 
 // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
@@ -44,7 +37,7 @@ bool ChunkedValidator::step(char c) {
   switch (state_) {
     case State::Size: {
       if (++line_bytes_ > kMaxSizeLineBytes) return fail("chunk size line too long");
-      const int v = hexValue(c);
+      const int v = hexDigitValue(c);
       if (v >= 0) {
         if (size_ > (UINT64_MAX >> 4)) return fail("chunk size overflows");
         size_ = size_ * 16 + static_cast<uint64_t>(v);

@@ -1,15 +1,10 @@
 #include "proxy/http/path_normalize.h"
 
+#include "proxy/http/header_map.h"
+
 namespace loopguard::http {
 
 namespace {
-
-int hexDigit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 PathStatus invalid(const char** why, const char* message) {
   *why = message;
@@ -59,8 +54,8 @@ PathStatus decodePath(std::string_view raw, std::string& out, const char** why) 
     const auto c = static_cast<unsigned char>(raw[i]);
     if (c == '%') {
       if (i + 2 >= raw.size()) return invalid(why, "invalid percent-escape in path");
-      const int hi = hexDigit(raw[i + 1]);
-      const int lo = hexDigit(raw[i + 2]);
+      const int hi = hexDigitValue(raw[i + 1]);
+      const int lo = hexDigitValue(raw[i + 2]);
       if (hi < 0 || lo < 0) return invalid(why, "invalid percent-escape in path");
       const auto decoded = static_cast<char>(hi * 16 + lo);
       if (decoded == '\0') return invalid(why, "NUL (%00) in path");

@@ -8,10 +8,6 @@ bool isAlnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-bool isHex(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 // reg-name = *( unreserved / pct-encoded / sub-delims ), without pct-encoded (see the header).
 bool isRegNameChar(char c) {
   return isAlnum(c) || std::string_view("-._~!$&'()*+,;=").find(c) != std::string_view::npos;
@@ -47,7 +43,7 @@ bool isValidHost(std::string_view host) {
     const size_t close = host.find(']');
     if (close == std::string_view::npos || close < 3) return false;  // "[::]" at the least
     for (char c : host.substr(1, close - 1)) {
-      if (!isHex(c) && c != ':' && c != '.') return false;  // no zone id, no IPvFuture
+      if (hexDigitValue(c) < 0 && c != ':' && c != '.') return false;  // no zone id, no IPvFuture
     }
     if (close + 1 < host.size()) {
       if (host[close + 1] != ':') return false;

@@ -10,18 +10,6 @@
 namespace loopguard::routing {
 namespace {
 
-char asciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-// Host names are case-insensitive (RFC 3986 3.2.2); locale-free so the result never depends on
-// the environment the proxy runs in.
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (asciiLower(a[i]) != asciiLower(b[i])) return false;
-  }
-  return true;
-}
-
 // The host part of a Host header (or of a configured host pattern), as a view into it:
 // "Api.Example.com:8080" -> "Api.Example.com", "[::1]:8080" -> "::1", "example.com." ->
 // "example.com" (a fully qualified name with its root dot names the same host). A bare IPv6
@@ -51,7 +39,8 @@ bool methodMatches(const config::RouteMatch& match, std::string_view method) {
 
 bool hostMatches(const config::RouteMatch& match, std::string_view host) {
   if (match.host.empty()) return true;
-  return equalsIgnoreCase(hostWithoutPort(match.host), hostWithoutPort(host));
+  // Host names are case-insensitive (RFC 3986 3.2.2); compared locale-free.
+  return http::equalsIgnoreCase(hostWithoutPort(match.host), hostWithoutPort(host));
 }
 
 bool pathMatches(const CompiledRoute& compiled, std::string_view path) {
@@ -71,7 +60,7 @@ bool pathMatches(const CompiledRoute& compiled, std::string_view path) {
 bool isScheme(std::string_view s) {
   if (s.empty()) return false;
   for (size_t i = 0; i < s.size(); ++i) {
-    const char c = asciiLower(s[i]);
+    const char c = http::toLowerAscii(s[i]);
     const bool alpha = c >= 'a' && c <= 'z';
     const bool other = (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
     if (!alpha && (i == 0 || !other)) return false;
