@@ -1,5 +1,7 @@
 #include "proxy/http/message_parser.h"
 
+#include <cstring>
+
 namespace loopguard::http {
 
 namespace {
@@ -30,7 +32,8 @@ void MessageParser::reset() {
   head_too_large_ = false;
   saw_fold_ = false;
   head_lines_ = HeadLines::Start;
-  past_request_line_ = false;
+  in_header_lines_ = false;
+  last_was_cr_ = false;
   own_body_ = OwnBody::Off;
 }
 
@@ -44,50 +47,61 @@ bool MessageParser::countHeadBytes(size_t len) {
 }
 
 // Every line of a request head ends in CRLF, and none after the request line starts with
-// whitespace. Returns why not, or null; stops at the blank line that ends the head.
+// whitespace. Returns why not, or null; stops at the blank line that ends the head. One memchr
+// per line: a CR that is not followed by LF inside a line is llhttp's to refuse (strict mode
+// does), so only the LFs need looking at here.
 const char* MessageParser::checkHeadLines(const char* data, size_t len) {
-  for (size_t i = 0; i < len && head_lines_ != HeadLines::Done; ++i) {
-    const char c = data[i];
+  size_t i = 0;
+  while (i < len) {
     switch (head_lines_) {
       case HeadLines::Start:  // empty lines before the request line are skipped (RFC 9112 2.2)
-        if (c == '\r') head_lines_ = HeadLines::StartLf;
-        else if (c == '\n') return "bare LF in the request head";
-        else head_lines_ = HeadLines::InLine;
-        break;
-      case HeadLines::StartLf:
-        if (c != '\n') return "CR not followed by LF in the request head";
-        head_lines_ = HeadLines::Start;
-        break;
-      case HeadLines::InLine:
-        while (i < len && data[i] != '\r' && data[i] != '\n') ++i;
-        if (i == len) return nullptr;
-        if (data[i] == '\n') return "bare LF in the request head";
-        head_lines_ = HeadLines::LineLf;
-        break;
-      case HeadLines::LineLf:
-        if (c != '\n') return "CR not followed by LF in the request head";
-        head_lines_ = HeadLines::LineStart;
-        break;
-      case HeadLines::LineStart:
-        if (c == '\r') {
-          head_lines_ = HeadLines::EndLf;
-        } else if (c == '\n') {
+        if (data[i] == '\r') {
+          head_lines_ = HeadLines::StartLf;
+          ++i;
+        } else if (data[i] == '\n') {
           return "bare LF in the request head";
-        } else if (c == ' ' || c == '\t') {
-          if (!past_request_line_) return "whitespace before the first header field";
-          saw_fold_ = true;
-          return "obsolete line folding in a header";
         } else {
           head_lines_ = HeadLines::InLine;
         }
-        past_request_line_ = true;
+        break;
+      case HeadLines::StartLf:
+        if (data[i] != '\n') return "CR not followed by LF in the request head";
+        head_lines_ = HeadLines::Start;
+        ++i;
+        break;
+      case HeadLines::InLine: {
+        const void* lf = std::memchr(data + i, '\n', len - i);
+        if (lf == nullptr) {
+          last_was_cr_ = data[len - 1] == '\r';
+          return nullptr;
+        }
+        const size_t at = static_cast<size_t>(static_cast<const char*>(lf) - data);
+        if (!(at > i ? data[at - 1] == '\r' : last_was_cr_)) return "bare LF in the request head";
+        head_lines_ = HeadLines::LineStart;
+        i = at + 1;
+        break;
+      }
+      case HeadLines::LineStart:
+        if (data[i] == '\r') {
+          head_lines_ = HeadLines::EndLf;
+          ++i;
+        } else if (data[i] == '\n') {
+          return "bare LF in the request head";
+        } else if (data[i] == ' ' || data[i] == '\t') {
+          if (!in_header_lines_) return "whitespace before the first header field";
+          saw_fold_ = true;
+          return "obsolete line folding in a header";
+        } else {
+          in_header_lines_ = true;
+          head_lines_ = HeadLines::InLine;
+        }
         break;
       case HeadLines::EndLf:
-        if (c != '\n') return "CR not followed by LF in the request head";
+        if (data[i] != '\n') return "CR not followed by LF in the request head";
         head_lines_ = HeadLines::Done;
-        break;
+        return nullptr;
       case HeadLines::Done:
-        break;
+        return nullptr;
     }
   }
   return nullptr;

@@ -105,8 +105,9 @@ class MessageParser final : private ChunkedValidator::Sink {
   void onChunkData(const char* at, size_t len) override { events_->onBodyData(at, len); }
 
   // Where the line check of a request head is: before the request line (empty lines skipped),
-  // inside a line, after its CR, at the start of the next line, after the CR of the blank line.
-  enum class HeadLines : uint8_t { Start, StartLf, InLine, LineLf, LineStart, EndLf, Done };
+  // after a CR there, inside a line, at the start of the next line, after the CR of the blank
+  // line that ends the head.
+  enum class HeadLines : uint8_t { Start, StartLf, InLine, LineStart, EndLf, Done };
   // Who reads the body of a chunked request: llhttp (off: every other message), or the
   // ChunkedValidator once llhttp has finished the head (it then sees a message without body and
   // stays paused): before the caller resumes after the head, while decoding, after the end.
@@ -127,7 +128,8 @@ class MessageParser final : private ChunkedValidator::Sink {
   bool head_too_large_ = false;
   bool saw_fold_ = false;
   HeadLines head_lines_ = HeadLines::Start;
-  bool past_request_line_ = false;
+  bool in_header_lines_ = false;  // a header line has begun (the request line is behind)
+  bool last_was_cr_ = false;      // the last byte of the previous input, inside a line
   OwnBody own_body_ = OwnBody::Off;
   ChunkedValidator chunked_;
 };
