@@ -133,7 +133,14 @@ void Exchange::start(bool has_body) {
 bool Exchange::route() {
   http::MessageParser& p = client_->parser();
   const config::Config& cfg = snapshot_->config();
-  routing::RequestView view{p.method(), routing::requestPath(p.target()), p.headers().get(http::HeaderId::Host)};
+  routing::RoutingPath path;
+  if (const char* why = path.assign(p.target())) {
+    keep_alive_ = false;
+    respondError(400, why);
+    return false;
+  }
+  routing::RequestView view{p.method(), path.normalized(),
+                            http::requestHost(p.target(), p.headers()), path.appPath()};
   route_ = snapshot_->table.match(view);
   if (route_ == nullptr) {
     if (request_side_ != RequestSide::Complete) keep_alive_ = false;

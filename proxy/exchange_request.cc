@@ -19,6 +19,7 @@ void Exchange::sendRequestHead() {
   params.target = p.target();
   params.client_ip = client_->peerIp();
   params.request_id = request_id_;
+  params.fallback_host = route_->route->target;
   params.websocket_upgrade = websocket_;
   bool buffered = route_->route->buffer_request && request_framing_ != BodyFraming::None;
   if (buffered) {

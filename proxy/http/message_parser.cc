@@ -1,5 +1,7 @@
 #include "proxy/http/message_parser.h"
 
+#include <cstring>
+
 namespace loopguard::http {
 
 namespace {
@@ -7,7 +9,7 @@ MessageParser* self(llhttp_t* p) { return static_cast<MessageParser*>(p->data); 
 }  // namespace
 
 MessageParser::MessageParser(llhttp_type_t type, ParserEvents& events, uint64_t max_head_bytes)
-    : events_(&events), max_head_bytes_(max_head_bytes) {
+    : type_(type), events_(&events), max_head_bytes_(max_head_bytes) {
   llhttp_settings_init(&settings_);
   settings_.on_message_begin = &MessageParser::onMessageBegin;
   settings_.on_url = &MessageParser::onUrl;
@@ -25,6 +27,14 @@ void MessageParser::reset() {
   llhttp_reset(&parser_);
   in_message_ = false;
   head_complete_ = false;
+  // A pooled parser serves many connections: nothing of the last message may leak into the
+  // next one (a "too large" from before would turn the next error into a 431).
+  head_too_large_ = false;
+  saw_fold_ = false;
+  head_lines_ = HeadLines::Start;
+  in_header_lines_ = false;
+  last_was_cr_ = false;
+  own_body_ = OwnBody::Off;
 }
 
 bool MessageParser::countHeadBytes(size_t len) {
@@ -36,14 +46,75 @@ bool MessageParser::countHeadBytes(size_t len) {
   return true;
 }
 
+// Every line of a request head ends in CRLF, and none after the request line starts with
+// whitespace. Returns why not, or null; stops at the blank line that ends the head. One memchr
+// per line: a CR that is not followed by LF inside a line is llhttp's to refuse (strict mode
+// does), so only the LFs need looking at here.
+const char* MessageParser::checkHeadLines(const char* data, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    switch (head_lines_) {
+      case HeadLines::Start:  // empty lines before the request line are skipped (RFC 9112 2.2)
+        if (data[i] == '\r') {
+          head_lines_ = HeadLines::StartLf;
+          ++i;
+        } else if (data[i] == '\n') {
+          return "bare LF in the request head";
+        } else {
+          head_lines_ = HeadLines::InLine;
+        }
+        break;
+      case HeadLines::StartLf:
+        if (data[i] != '\n') return "CR not followed by LF in the request head";
+        head_lines_ = HeadLines::Start;
+        ++i;
+        break;
+      case HeadLines::InLine: {
+        const void* lf = std::memchr(data + i, '\n', len - i);
+        if (lf == nullptr) {
+          last_was_cr_ = data[len - 1] == '\r';
+          return nullptr;
+        }
+        const size_t at = static_cast<size_t>(static_cast<const char*>(lf) - data);
+        if (!(at > i ? data[at - 1] == '\r' : last_was_cr_)) return "bare LF in the request head";
+        head_lines_ = HeadLines::LineStart;
+        i = at + 1;
+        break;
+      }
+      case HeadLines::LineStart:
+        if (data[i] == '\r') {
+          head_lines_ = HeadLines::EndLf;
+          ++i;
+        } else if (data[i] == '\n') {
+          return "bare LF in the request head";
+        } else if (data[i] == ' ' || data[i] == '\t') {
+          if (!in_header_lines_) return "whitespace before the first header field";
+          saw_fold_ = true;
+          return "obsolete line folding in a header";
+        } else {
+          in_header_lines_ = true;
+          head_lines_ = HeadLines::InLine;
+        }
+        break;
+      case HeadLines::EndLf:
+        if (data[i] != '\n') return "CR not followed by LF in the request head";
+        head_lines_ = HeadLines::Done;
+        return nullptr;
+      case HeadLines::Done:
+        return nullptr;
+    }
+  }
+  return nullptr;
+}
+
 int MessageParser::onMessageBegin(llhttp_t* p) {
   MessageParser* m = self(p);
   m->in_message_ = true;
   m->head_complete_ = false;
+  m->head_too_large_ = false;
   m->head_bytes_ = 0;
   m->declared_length_ = 0;
   m->in_value_ = false;
-  m->saw_fold_ = false;
   m->target_.clear();
   m->headers_.clear();
   return 0;
@@ -74,12 +145,7 @@ int MessageParser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
   if (!m->in_value_) {
     m->headers_.beginValue();
     m->in_value_ = true;
-  } else if (!(m->last_value_end_ == m->prev_exec_end_ && at == m->exec_begin_)) {
-    // llhttp hands out an obs-folded line as a second piece of the same value; a genuine
-    // continuation only happens when the value was split between two reads.
-    m->saw_fold_ = true;
   }
-  m->last_value_end_ = at + len;
   m->headers_.appendValue(at, len);
   return 0;
 }
@@ -98,7 +164,17 @@ int MessageParser::onHeadersComplete(llhttp_t* p) {
   MessageParser* m = self(p);
   m->head_complete_ = true;
   m->declared_length_ = p->content_length;
-  return m->events_->onHeadComplete();
+  const int rc = m->events_->onHeadComplete();
+  // A chunked request body is ours to decode: llhttp is told there is none, so it completes the
+  // message with the head, and onMessageCompleteCb keeps it paused there. (An upgrade request
+  // with a body stays with llhttp, which hands over to the tunnel after it.)
+  if (m->type_ == HTTP_REQUEST && (p->flags & F_CHUNKED) != 0 && p->upgrade == 0 &&
+      (rc == 0 || rc == kPauseParser)) {
+    m->own_body_ = rc == kPauseParser ? OwnBody::AwaitResume : OwnBody::Decoding;
+    m->chunked_ = ChunkedValidator(m->max_head_bytes_);  // the trailers count like a head
+    return kSkipBody;
+  }
+  return rc;
 }
 
 int MessageParser::onBody(llhttp_t* p, const char* at, size_t len) {
@@ -108,15 +184,62 @@ int MessageParser::onBody(llhttp_t* p, const char* at, size_t len) {
 
 int MessageParser::onMessageCompleteCb(llhttp_t* p) {
   MessageParser* m = self(p);
+  if (m->own_body_ == OwnBody::AwaitResume || m->own_body_ == OwnBody::Decoding) {
+    return HPE_PAUSED;  // only the head is done; the message is not
+  }
   m->in_message_ = false;
-  return m->events_->onMessageComplete();
+  const int rc = m->events_->onMessageComplete();
+  return m->type_ == HTTP_REQUEST && rc == 0 ? kPauseParser : rc;
+}
+
+ParseResult MessageParser::decodeChunkedBody(const char* data, size_t len, size_t offset) {
+  ParseResult r;
+  ChunkedValidator::Result d = chunked_.decode(data + offset, len - offset, this);
+  switch (d.status) {
+    case ChunkedValidator::Status::NeedMore:
+      r.status = ParseStatus::NeedMore;
+      r.consumed = len;
+      return r;
+    case ChunkedValidator::Status::Error:
+      r.status = ParseStatus::Error;
+      r.reason = chunked_.error();
+      return r;
+    case ChunkedValidator::Status::Done:
+      break;
+  }
+  own_body_ = OwnBody::Finished;
+  in_message_ = false;
+  const int rc = events_->onMessageComplete();
+  if (rc != 0 && rc != kPauseParser) {
+    r.status = ParseStatus::Error;
+    r.reason = "message complete callback error";
+    return r;
+  }
+  r.status = ParseStatus::Paused;
+  r.consumed = offset + d.consumed;
+  return r;
 }
 
 ParseResult MessageParser::execute(const char* data, size_t len) {
-  exec_begin_ = data;
-  llhttp_errno_t err = llhttp_execute(&parser_, data, len);
-  prev_exec_end_ = data + len;
   ParseResult r;
+  if (type_ == HTTP_REQUEST && head_lines_ != HeadLines::Done) {
+    if (const char* why = checkHeadLines(data, len)) {
+      r.status = ParseStatus::Error;
+      r.reason = why;
+      return r;
+    }
+  }
+  switch (own_body_) {
+    case OwnBody::Off:
+      break;
+    case OwnBody::Decoding:
+      return decodeChunkedBody(data, len, 0);
+    case OwnBody::AwaitResume:
+    case OwnBody::Finished:
+      r.status = ParseStatus::Paused;  // as llhttp does when executed while paused
+      return r;
+  }
+  llhttp_errno_t err = llhttp_execute(&parser_, data, len);
   switch (err) {
     case HPE_OK:
       r.status = ParseStatus::NeedMore;
@@ -125,10 +248,18 @@ ParseResult MessageParser::execute(const char* data, size_t len) {
     case HPE_PAUSED:
       r.status = ParseStatus::Paused;
       r.consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
+      // The head of a chunked request ended here: go on with its body unless the caller
+      // asked to stop after the head.
+      if (own_body_ == OwnBody::Decoding) return decodeChunkedBody(data, len, r.consumed);
       return r;
     case HPE_PAUSED_UPGRADE:
       r.status = ParseStatus::Upgraded;
       r.consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
+      return r;
+    case HPE_PAUSED_H2_UPGRADE:  // "PRI * HTTP/2.0": HTTP/2 with prior knowledge
+      r.status = ParseStatus::Error;
+      r.reason = "HTTP/2 is not supported";
+      r.error_status = 505;
       return r;
     default:
       r.status = head_too_large_ ? ParseStatus::HeadTooLarge : ParseStatus::Error;
@@ -139,10 +270,27 @@ ParseResult MessageParser::execute(const char* data, size_t len) {
   }
 }
 
-void MessageParser::resume() { llhttp_resume(&parser_); }
+void MessageParser::resume() {
+  switch (own_body_) {
+    case OwnBody::AwaitResume:
+      own_body_ = OwnBody::Decoding;  // llhttp stays paused until the body is done
+      return;
+    case OwnBody::Decoding:
+      return;
+    case OwnBody::Finished:
+      own_body_ = OwnBody::Off;
+      break;
+    case OwnBody::Off:
+      break;
+  }
+  llhttp_resume(&parser_);
+}
 
 void MessageParser::resumeAfterUpgrade() { llhttp_resume_after_upgrade(&parser_); }
 
-bool MessageParser::finish() { return llhttp_finish(&parser_) == HPE_OK; }
+bool MessageParser::finish() {
+  if (own_body_ == OwnBody::AwaitResume || own_body_ == OwnBody::Decoding) return false;
+  return llhttp_finish(&parser_) == HPE_OK;
+}
 
 }  // namespace loopguard::http

@@ -124,7 +124,7 @@ void ClientConnection::parseHeadsLoop() {
         rejectRequest(431, "request head larger than max_header_bytes");
         return;
       case http::ParseStatus::Error:
-        rejectRequest(400, r.reason);
+        rejectRequest(r.error_status, r.reason);
         return;
     }
   }
