@@ -24,6 +24,13 @@ class TargetWaiter {
   virtual void onTargetFailed(UpstreamErrorKind kind, const char* why) = 0;
 };
 
+// Which worker of a pool a connection leads to, for the access log.
+struct WorkerIdentity {
+  bool known = false;
+  uint32_t index = 0;
+  int64_t pid = 0;
+};
+
 struct AcquireOptions {
   bool fresh = false;  // a new connection, not a pooled one (for the one retry)
   // Who asks, for the target's own logs (a worker pool names slow and timed-out requests).
@@ -72,6 +79,13 @@ class Target {
 
   // A request failed after its connection was handed out (reset or timeout), for metrics.
   virtual void recordError(UpstreamErrorKind kind) { (void)kind; }
+
+  // The pool worker behind `connection` (a worker pool only; a cluster's endpoint is the
+  // connection's peer name).
+  virtual WorkerIdentity identifyWorker(const UpstreamConnection& connection) const {
+    (void)connection;
+    return {};
+  }
 };
 
 }  // namespace loopguard::upstream
