@@ -139,11 +139,8 @@ void Supervisor::spawnInto(Slot& s) {
   if (stopping_ || s.booting != nullptr) return;
   uint64_t generation = ++next_generation_;
   WorkerAddress address;
-  bool uses_port = std::any_of(config_.command.begin(), config_.command.end(), [](const auto& a) {
-    return a.find("{port}") != std::string::npos;
-  });
   std::string error;
-  if (uses_port) {
+  if (config_.listensOnPort()) {
     address.is_unix = false;
     address.port = RuntimeDir::freeLoopbackPort();
     if (address.port == 0) error = "no free loopback port";

@@ -386,10 +386,11 @@ TEST(ConfigErrorTest, FormatIsFileLineColMessage) {
 }
 
 TEST(ConfigErrorTest, YamlSyntaxErrorHasOneBasedPosition) {
-  // yaml-cpp reports 0-based (1, 1) for the unterminated flow sequence.
-  expectOneError("listen: \"127.0.0.1:8080\"\nroutes: [1\nupstreams: {}\n", 3, 10,
-                 "YAML syntax error");
-  expectOneError("a:\n\tb: 1\n", 2, 3, "YAML syntax error: illegal map value");
+  // yaml-cpp notices the unterminated flow sequence on the next line; the error points at the
+  // bracket that is never closed.
+  expectOneError("listen: \"127.0.0.1:8080\"\nroutes: [1\nupstreams: {}\n", 2, 9,
+                 "YAML syntax error: this '[' is never closed");
+  expectOneError("a:\n\tb: 1\n", 2, 1, "YAML syntax error: a tab character in the indentation");
 }
 
 TEST(ConfigErrorTest, SecondYamlDocumentIsAnError) {
@@ -924,8 +925,8 @@ bogus: 1
       "test.yaml:7:20: timeouts.header: bad duration \"5\": missing unit (ms, s, m or h), e.g. 5s",
       "test.yaml:7:29: timeouts.idle: bad duration \"1x\": unknown unit \"x\" (expected ms, s, m "
       "or h)",
-      "test.yaml:9:18: pools.cpu.command: must contain {socket} or {port}, so each worker listens "
-      "where loopguard connects",
+      "test.yaml:9:18: pools.cpu.command: must contain {socket} or {port} (here or in env, e.g. "
+      "env: {PORT: \"{port}\"}), so each worker listens where loopguard connects",
       "test.yaml:9:32: pools.cpu.workers: must be at least 1, got 0",
       "test.yaml:10:1: unknown key \"bogus\" in the top level (expected one of: listen, admin, "
       "log, "
