@@ -37,20 +37,25 @@ std::string_view trimRight(std::string_view s) {
   return s;
 }
 
+// Inside a quoted scalar (`quote` is its quote character): steps over s[i] (and what a backslash
+// escapes) and says so; the caller then skips the character as content, not structure.
+bool insideQuote(std::string_view s, size_t& i, char& quote) {
+  if (quote == 0) return false;
+  if (s[i] == '\\' && quote == '"') {
+    ++i;
+  } else if (s[i] == quote) {
+    quote = 0;
+  }
+  return true;
+}
+
 // Cuts a comment (" #..." outside quotes) and follows flow brackets across lines.
 std::string_view stripComment(std::string_view s, int line, int first_column,
                               std::vector<Opener>& open) {
   char quote = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     char c = s[i];
-    if (quote != 0) {
-      if (c == '\\' && quote == '"') {
-        ++i;
-      } else if (c == quote) {
-        quote = 0;
-      }
-      continue;
-    }
+    if (insideQuote(s, i, quote)) continue;
     // A quote opens a quoted scalar only where a scalar starts (not in "it's").
     bool at_start = i == 0 || s[i - 1] == ' ' || s[i - 1] == '[' || s[i - 1] == '{' ||
                     s[i - 1] == ',' || s[i - 1] == ':';
@@ -118,13 +123,8 @@ int keyEnd(std::string_view s) {
   int depth = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     char c = s[i];
-    if (quote != 0) {
-      if (c == '\\' && quote == '"') {
-        ++i;
-      } else if (c == quote) {
-        quote = 0;
-      }
-    } else if ((c == '"' || c == '\'') && i == 0) {
+    if (insideQuote(s, i, quote)) continue;
+    if ((c == '"' || c == '\'') && i == 0) {
       quote = c;
     } else if (c == '[' || c == '{') {
       ++depth;
