@@ -1,7 +1,8 @@
 """The access log (stdout): one line per request in the format of log.format, or of --log-format
 when given, with the same fields in the same order in both formats; the time first, RFC 3339
 UTC with milliseconds. Checked by parsing the lines of real requests: ordinary, queued, refused
-(queue_full), pool-served, malformed (refused before a route), and one carrying a W3C
+(queue_full), refused for its size (413, naming buffer_limit), pool-served, malformed (refused
+before a route), and one carrying a W3C
 traceparent, which is forwarded untouched (with tracestate) and whose trace id is logged."""
 import datetime
 import json
@@ -10,7 +11,8 @@ import uuid
 
 import pytest
 
-from harness import (Pending, RawConn, echo_header, http_request, proxy_config, wait_until)
+from harness import (DeadPort, Pending, RawConn, echo_header, http_request, proxy_config,
+                     wait_until)
 from offload_support import pool_def
 
 # The documented fields, in their order (README "Access log").
@@ -78,12 +80,17 @@ def record(proxy, fmt, needle, timeout=5):
 def env(request, module_procs):
     file_format, flag, fmt = VARIANTS[request.param]
     up = module_procs.upstream(f"app-{len(module_procs.upstreams)}")
+    dead = DeadPort()
+    module_procs.on_cleanup(dead.close)
     text = proxy_config(
-        {"app": {"endpoints": [up.address]}},
-        [{"name": "one", "match": {"prefix": "/one/"}, "upstream": "app",
+        {"app": {"endpoints": [up.address]}, "dead": {"endpoints": [dead.address]}},
+        [{"name": "dead", "match": {"prefix": "/dead/"}, "upstream": "dead"},
+         {"name": "one", "match": {"prefix": "/one/"}, "upstream": "app",
           "limits": {"max_in_flight": 1, "max_queue": 5, "queue_timeout": "10s"}},
          {"name": "full", "match": {"prefix": "/full/"}, "upstream": "app",
           "limits": {"max_in_flight": 1, "max_queue": 0}},
+         {"name": "upload", "match": {"prefix": "/upload/"}, "upstream": "app",
+          "buffer_request": True, "buffer_limit": "1KiB"},
          {"name": "cpu", "match": {"prefix": "/cpu/"}, "pool": "cpu",
           "limits": {"max_queue": 10, "queue_timeout": "10s"}},
          {"name": "default", "match": {"prefix": "/"}, "upstream": "app"}],
@@ -152,6 +159,32 @@ def test_refused_request_names_the_overload_reason(env):
     assert (rec["route"], rec["status"], rec["overload"]) == ("full", 503, "queue_full"), rec
     assert rec["error"] == r.json()["error"] and rec["upstream_ms"] is None, rec
     assert rec["target"] is None and rec["queue_ms"] is not None, rec
+
+
+def test_a_body_over_buffer_limit_gets_a_413_that_names_the_key(env):
+    proxy, up, fmt = env
+    r_id = rid()
+    r = http_request(proxy.port, "POST", "/upload/echo", body=b"x" * 4096,
+                     headers={"X-Request-Id": r_id})
+    assert r.status == 413
+    message = r.json()["error"]
+    assert "buffer_limit" in message and "buffer_request: false" in message, message
+    rec = record(proxy, fmt, r_id)
+    assert (rec["route"], rec["status"], rec["error"]) == ("upload", 413, message), rec
+    assert rec["queue_ms"] is None and rec["upstream_ms"] is None, rec
+
+
+def test_a_failed_upstream_is_logged_once_and_the_access_line_says_why(env):
+    proxy, _, fmt = env
+    r_id = rid()
+    r = http_request(proxy.port, "GET", "/dead/x", headers={"X-Request-Id": r_id})
+    assert r.status == 502
+    rec = record(proxy, fmt, r_id)
+    assert (rec["route"], rec["status"], rec["error"]) == ("dead", 502, "connect failed"), rec
+    # One line on stderr for the cause (the endpoint's connect), none per request on top.
+    wait_until(lambda: [l for l in proxy.stderr_lines if "connect to 127.0.0.1:" in l], 5,
+               desc="the connect failure in the log")
+    assert not [l for l in proxy.stderr_lines if r_id in l], "the failure was logged twice"
 
 
 def test_pool_served_request_names_pool_worker_and_pid(env):
