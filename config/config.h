@@ -52,6 +52,10 @@ struct LogConfig {
 
 struct AdminConfig {
   std::optional<Address> listen;  // unset = no admin listener
+  // A file holding a bearer token (read at start and at every reload). Unset: the endpoints
+  // that reveal the config or change state answer loopback peers only; set: they answer
+  // anyone presenting `Authorization: Bearer <token>`, and nobody else.
+  std::optional<std::string> token_file;
   bool operator==(const AdminConfig&) const = default;
 };
 
@@ -99,7 +103,9 @@ struct Backoff {
 struct Pool {
   std::string name;
   SourcePos pos;
-  std::vector<std::string> command;  // at least one element; may hold {socket} {port} {index}
+  // At least one element. {socket} or {port} (exactly one of the two, here or in `env`) and
+  // {index} are placeholders, substituted per worker.
+  std::vector<std::string> command;
   uint32_t workers = 2;
   uint32_t concurrency_per_worker = 1;
   std::map<std::string, std::string> env;
@@ -112,6 +118,8 @@ struct Pool {
   Duration slow_after{0};  // 0 = off
   std::vector<std::string> on_slow;  // may hold {pid}
   bool operator==(const Pool&) const = default;
+  // Workers listen on a loopback {port} (else on a unix {socket}).
+  bool listensOnPort() const;
 };
 
 enum class MatchKind { Prefix, Exact, Regex };
@@ -150,6 +158,10 @@ struct Route {
 struct OffloadConfig {
   Address listen;
   std::string pool;  // name of an entry in `pools`
+  // The implicit route's queue: requests waiting for a free worker. The proxy in front should
+  // hold the real limits, so a short queue here turns a saturated pool into a fast 503.
+  uint64_t max_queue = 1024;
+  std::optional<Duration> queue_timeout;  // unset = the pool's request_timeout
   bool operator==(const OffloadConfig&) const = default;
 };
 
@@ -168,6 +180,8 @@ struct Config {
 
   const Upstream* findUpstream(const std::string& name) const;
   const Pool* findPool(const std::string& name) const;
+  // Some route sends requests to the pool `name` (the proxy starts only such pools).
+  bool routesToPool(const std::string& name) const;
 };
 
 }  // namespace loopguard::config

@@ -11,8 +11,10 @@
 #include <cstring>
 #include <exception>
 
+#include "config/lint.h"
 #include "config/schema_loader.h"
 #include "config/values.h"
+#include "config/yaml_errors.h"
 
 namespace loopguard::config {
 
@@ -38,12 +40,12 @@ constexpr size_t kMaxConfigFileBytes = 16 * kMiB;
 
 constexpr std::string_view kTopKeys[] = {"listen",    "admin", "log",    "limits", "timeouts",
                                          "upstreams", "pools", "routes", "offload"};
-constexpr std::string_view kAdminKeys[] = {"listen"};
+constexpr std::string_view kAdminKeys[] = {"listen", "token_file"};
 constexpr std::string_view kLogKeys[] = {"level", "format", "access_log"};
 constexpr std::string_view kLimitsKeys[] = {"max_connections", "max_header_bytes",
                                             "max_body_bytes"};
 constexpr std::string_view kTimeoutsKeys[] = {"header", "idle", "drain"};
-constexpr std::string_view kOffloadKeys[] = {"listen", "pool"};
+constexpr std::string_view kOffloadKeys[] = {"listen", "pool", "max_queue", "queue_timeout"};
 
 // Port 0 asks the kernel for a free port, so two listeners on "host:0" never clash.
 bool sameSocket(const Address& a, const Address& b) {
@@ -111,7 +113,8 @@ void SchemaLoader::load(std::string_view yaml) {
   try {
     documents = YAML::LoadAll(std::string(yaml));
   } catch (const YAML::ParserException& e) {
-    reader_.error(toSourcePos(e.mark), "YAML syntax error: " + e.msg);
+    YamlDiagnosis d = explainYamlError(yaml, toSourcePos(e.mark), e.msg);
+    reader_.error(d.pos, std::move(d.message));
     return;
   } catch (const YAML::Exception& e) {
     reader_.error(toSourcePos(e.mark), "YAML error: " + e.msg);
@@ -166,6 +169,10 @@ void SchemaLoader::readAdmin(const Item& item) {
     admin_listen_pos_ = f->value.pos;
     Address address;
     if (reader_.address(f->value, address)) config_.admin.listen = std::move(address);
+  }
+  if (const Field* f = fields->get("token_file"); f != nullptr && !f->value.isNull()) {
+    std::string path;
+    if (reader_.nonEmptyString(f->value, path)) config_.admin.token_file = std::move(path);
   }
 }
 
@@ -252,6 +259,17 @@ void SchemaLoader::readOffload(const Item& item) {
   } else {
     reader_.error(item, "missing required key \"pool\"");
     ok = false;
+  }
+  if (const Field* f = fields->get("max_queue")) {
+    ok &= reader_.count(f->value, offload.max_queue, 0, UINT32_MAX);
+  }
+  if (const Field* f = fields->get("queue_timeout"); f != nullptr && !f->value.isNull()) {
+    Duration timeout{0};
+    if (reader_.duration(f->value, timeout, false)) {
+      offload.queue_timeout = timeout;
+    } else {
+      ok = false;
+    }
   }
   if (ok) config_.offload = std::move(offload);
 }
@@ -353,7 +371,9 @@ LoadResult loadConfigString(std::string_view yaml, const std::string& file_name,
   try {
     SchemaLoader loader(file_name, purpose);
     loader.load(yaml);
-    return loader.finish();
+    LoadResult result = loader.finish();
+    if (result.ok()) result.warnings = lintConfig(*result.config);
+    return result;
   } catch (const std::exception& e) {
     // Not expected: every yaml-cpp call above is guarded. Still, never let it escape.
     return failure(file_name, std::string("internal error while reading the config: ") + e.what());

@@ -92,11 +92,18 @@ json configToJson(const Config& config) {
   for (const Route& route : config.routes) routes.push_back(toJson(route));
   json offload = nullptr;
   if (config.offload) {
-    offload = json{{"listen", config.offload->listen.toString()}, {"pool", config.offload->pool}};
+    const OffloadConfig& o = *config.offload;
+    offload = json{{"listen", o.listen.toString()},
+                   {"pool", o.pool},
+                   {"max_queue", o.max_queue},
+                   {"queue_timeout", o.queue_timeout ? json(formatDuration(*o.queue_timeout))
+                                                     : json(nullptr)}};
   }
   return json{
       {"listen", addressOrNull(config.listen)},
-      {"admin", {{"listen", addressOrNull(config.admin.listen)}}},
+      {"admin",
+       {{"listen", addressOrNull(config.admin.listen)},
+        {"token_file", config.admin.token_file ? json(*config.admin.token_file) : json(nullptr)}}},
       {"log",
        {{"level", config.log.level},
         {"format", config.log.format == LogFormat::Json ? "json" : "text"},
@@ -114,6 +121,14 @@ json configToJson(const Config& config) {
       {"routes", std::move(routes)},
       {"offload", std::move(offload)},
   };
+}
+
+json configToJsonRedacted(const Config& config) {
+  json out = configToJson(config);
+  for (auto& [name, pool] : out["pools"].items()) {
+    for (auto& [key, value] : pool["env"].items()) value = kRedacted;
+  }
+  return out;
 }
 
 }  // namespace loopguard::config

@@ -16,11 +16,54 @@
 
 namespace loopguard {
 
+namespace {
+
+// log.format, unless --log-format says otherwise: for the log and the access log alike.
+bool jsonLogs(const CommonOptions& options, const config::Config& cfg) {
+  if (options.log_format) return *options.log_format == "json";
+  return cfg.log.format == config::LogFormat::Json;
+}
+
+// admin.token_file's content, trimmed; false with `error` when it cannot serve as a token.
+bool readAdminToken(const config::Config& cfg, std::string& token, std::string& error) {
+  token.clear();
+  if (!cfg.admin.token_file) return true;
+  const std::string& path = *cfg.admin.token_file;
+  std::string text;
+  std::string why;
+  if (!config::readWholeFile(path, text, why)) {
+    error = "admin.token_file: cannot read " + path + ": " + why;
+    return false;
+  }
+  size_t begin = text.find_first_not_of(" \t\r\n");
+  size_t end = text.find_last_not_of(" \t\r\n");
+  if (begin == std::string::npos) {
+    error = "admin.token_file: " + path + " is empty";
+    return false;
+  }
+  text = text.substr(begin, end - begin + 1);
+  for (char c : text) {
+    if (c <= 0x20 || c >= 0x7f) {
+      error = "admin.token_file: " + path +
+              " must hold one token of visible ASCII characters (no spaces inside)";
+      return false;
+    }
+  }
+  token = std::move(text);
+  return true;
+}
+
+}  // namespace
+
 bool setupLoggingFor(const CommonOptions& options, const config::Config& cfg) {
   std::string level = options.log_level.value_or(cfg.log.level);
-  std::string format = options.log_format.value_or(
-      cfg.log.format == config::LogFormat::Json ? "json" : "text");
-  return setupLogging(level, format == "json" ? LogFormatKind::Json : LogFormatKind::Text);
+  return setupLogging(level, jsonLogs(options, cfg) ? LogFormatKind::Json : LogFormatKind::Text);
+}
+
+void ProxyApp::applyAccessLog(const config::Config& cfg) {
+  server_.configureAccessLog(cfg.log.access_log, jsonLogs(options_, cfg)
+                                                     ? proxy::AccessLogFormat::Json
+                                                     : proxy::AccessLogFormat::Text);
 }
 
 ProxyApp::ProxyApp(uv_loop_t* loop, CommonOptions options,
@@ -38,6 +81,7 @@ ProxyApp::ProxyApp(uv_loop_t* loop, CommonOptions options,
   lifecycle_.onForceStop = [this] { forceStop(); };
   lifecycle_.onReload = [this] { reload("SIGHUP"); };
   addStatusSections();
+  applyAccessLog(*config);
 }
 
 ProxyApp::~ProxyApp() = default;
@@ -59,8 +103,15 @@ bool ProxyApp::start(const config::Address& listen, const std::string& source) {
     return false;
   }
   if (config_->admin.listen) {
+    std::string token;
+    if (!readAdminToken(*config_, token, error)) {
+      log->error("{}", error);
+      server_.closeAll();
+      return false;
+    }
     admin_ = std::make_unique<admin::AdminServer>(
         loop_, [this](const admin::AdminRequest& r) { return handleAdmin(r); });
+    admin_->policy().setToken(std::move(token));
     if (!admin_->start(*config_->admin.listen, error)) {
       log->error("cannot listen on {} (admin): {}", config_->admin.listen->toString(), error);
       server_.closeAll();
@@ -93,6 +144,23 @@ ReloadResult ProxyApp::reload(const char* trigger) {
                loaded.errors.size());
     return result;
   }
+  for (const auto& w : loaded.warnings) {
+    result.warnings.push_back(w.format());
+    spdlog::get("config")->warn("reload ({}): {}", trigger, w.format());
+  }
+  // Read at every reload, changed config or not: rotating the token needs only a reload.
+  std::string token;
+  std::string token_error;
+  if (!readAdminToken(*loaded.config, token, token_error)) {
+    ++reloads_failed_;
+    result.errors.push_back(options_.config_path + ": " + token_error);
+    log->error("reload ({}) rejected: {}; the running config is unchanged", trigger, token_error);
+    return result;
+  }
+  if (admin_) {
+    if (admin_->policy().token() != token) log->info("reload ({}): admin token updated", trigger);
+    admin_->policy().setToken(std::move(token));
+  }
   if (hooks_.served_config) loaded.config = hooks_.served_config(*loaded.config);
   const config::Config& next = *loaded.config;
   if (next.listen != config_->listen) result.restart_required.push_back("listen");
@@ -107,7 +175,10 @@ ReloadResult ProxyApp::reload(const char* trigger) {
     return result;
   }
   result.changed = true;
-  if (next.log != config_->log) setupLoggingFor(options_, next);
+  if (next.log != config_->log) {
+    setupLoggingFor(options_, next);
+    applyAccessLog(next);
+  }
   if (hooks_.on_config) hooks_.on_config(next);
   server_.applyConfig(loaded.config);
   config_ = loaded.config;
@@ -144,7 +215,7 @@ admin::AdminResponse ProxyApp::handleAdmin(const admin::AdminRequest& r) {
   }
   if (r.path == "/config") {
     if (!only("GET")) return {405, "text/plain", "method not allowed\n"};
-    return json_response(200, config::configToJson(*config_));
+    return json_response(200, config::configToJsonRedacted(*config_));
   }
   if (auto status = status_.handle(r)) return *status;  // GET / and GET /status
   if (r.path == "/reload") {
@@ -155,6 +226,7 @@ admin::AdminResponse ProxyApp::handleAdmin(const admin::AdminRequest& r) {
     j["changed"] = result.changed;
     j["errors"] = result.errors;
     j["restart_required"] = result.restart_required;
+    j["warnings"] = result.warnings;
     return json_response(result.ok ? 200 : 400, j);
   }
   return {404, "text/plain; charset=utf-8",

@@ -26,6 +26,7 @@ struct ReloadResult {
   bool changed = false;
   std::vector<std::string> errors;            // FILE:LINE:COL: message
   std::vector<std::string> restart_required;  // keys whose change waits for a restart
+  std::vector<std::string> warnings;          // FILE:LINE:COL: warning: ... (config/lint.h)
 };
 
 // Extra pieces a subcommand plugs into the app (the offload pools).
@@ -55,6 +56,7 @@ class ProxyApp {
   int exitCode() const { return lifecycle_.exitCode(); }
 
  private:
+  void applyAccessLog(const config::Config& cfg);
   admin::AdminResponse handleAdmin(const admin::AdminRequest& request);
   std::string renderMetrics();
   void addStatusSections();

@@ -9,10 +9,7 @@ namespace loopguard::offload {
 std::vector<const config::Pool*> usedPools(const config::Config& config) {
   std::vector<const config::Pool*> used;
   for (const config::Pool& pool : config.pools) {
-    bool routed = std::any_of(config.routes.begin(), config.routes.end(), [&](const auto& r) {
-      return r.target_kind == config::TargetKind::Pool && r.target == pool.name;
-    });
-    if (routed) used.push_back(&pool);
+    if (config.routesToPool(pool.name)) used.push_back(&pool);
   }
   return used;
 }

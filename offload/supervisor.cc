@@ -69,7 +69,7 @@ struct Supervisor::Diagnostic final : private ChildEvents {
   Diagnostic(Supervisor* s, uv_loop_t* loop, Worker* w)
       : owner(s),
         worker(w),
-        process(loop, *this, w->name() + " on_slow"),
+        process(loop, *this, w->name() + " on_slow", ChildProcess::Output::Diagnostic),
         limit_timer(loop, this, [](void* self) {
           static_cast<Diagnostic*>(self)->process.signalGroup(SIGKILL);
         }) {}
@@ -133,11 +133,8 @@ void Supervisor::spawnInto(Slot& s) {
   if (stopping_ || s.booting != nullptr) return;
   uint64_t generation = ++next_generation_;
   WorkerAddress address;
-  bool uses_port = std::any_of(config_.command.begin(), config_.command.end(), [](const auto& a) {
-    return a.find("{port}") != std::string::npos;
-  });
   std::string error;
-  if (uses_port) {
+  if (config_.listensOnPort()) {
     address.is_unix = false;
     address.port = RuntimeDir::freeLoopbackPort();
     if (address.port == 0) error = "no free loopback port";
@@ -226,9 +223,13 @@ void Supervisor::onWorkerExited(Worker& w, const ExitStatus& status) {
     log()->info("pool {}: worker {} (pid {}) stopped ({}) after {} requests: {}", config_.name,
                 w.index(), w.pid(), w.stopReason(), w.served, describeExit(status));
   } else if (!w.everReady()) {
+    // Its output in the message, unless the log has just shown it line by line.
     std::string output = w.lastOutput();
-    log()->error("pool {}: worker {} failed to start: {}{}{}", config_.name, w.index(),
-                 describeExit(status), output.empty() ? "" : "; last output: ", output);
+    std::string said = !output.empty()         ? "; last output: " + output
+                       : w.wroteAnything() ? "; its output is in the lines above"
+                                           : "";
+    log()->error("pool {}: worker {} failed to start: {}{}", config_.name, w.index(),
+                 describeExit(status), said);
     count(classifyExit(status), w.index(), "failed to start: " + describeExit(status));
     if (s != nullptr) {
       s->booting = nullptr;

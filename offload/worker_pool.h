@@ -80,6 +80,8 @@ class WorkerPool final : public upstream::Target,
   config::Duration responseTimeout() const override;
   bool retryable(const upstream::UpstreamConnection* connection) const override;
   const char* unavailableReason() const override;
+  upstream::WorkerIdentity identifyWorker(
+      const upstream::UpstreamConnection& connection) const override;
 
   // CapacityGate
   bool tryTake() override;

@@ -79,6 +79,12 @@ void Exchange::resetPerRequestState() {
   status_ = 0;
   bytes_sent_ = 0;
   target_name_.clear();
+  start_ns_ = 0;
+  queue_start_ns_ = 0;
+  admitted_ns_ = 0;
+  worker_ = {};
+  overload_ = "";
+  error_.clear();
 }
 
 void Exchange::start(bool has_body) {
@@ -86,6 +92,7 @@ void Exchange::start(bool has_body) {
   resetPerRequestState();
   phase_ = Phase::Forwarding;  // provisional: every path below moves on from here
   start_ms_ = uv_now(context_.loop);
+  start_ns_ = uv_hrtime();
   request_side_ = has_body ? RequestSide::Body : RequestSide::Complete;
   method_.assign(p.method());
   keep_alive_ = p.keepAlive();
@@ -166,7 +173,9 @@ bool Exchange::route() {
   if (route_->route->buffer_request && p.hasContentLength() &&
       p.contentLength() > route_->route->buffer_limit) {
     keep_alive_ = false;
-    respondError(413, "request body larger than the route's buffer_limit");
+    respondError(413,
+                 "request body larger than the route's buffer_limit (default 16MiB): raise "
+                 "buffer_limit on this route, or set buffer_request: false to stream the body");
     return false;
   }
 
@@ -203,6 +212,7 @@ bool Exchange::route() {
 }
 
 void Exchange::admit() {
+  queue_start_ns_ = uv_hrtime();
   if (const char* reason = runtime_->target->unavailableReason()) {
     respondError(503, "no worker is available for this route", reason);
     return;
@@ -211,6 +221,7 @@ void Exchange::admit() {
   switch (runtime_->limiter->limiter().admit(*this)) {
     case Admission::Admitted:
       slot_held_ = true;
+      admitted_ns_ = queue_start_ns_;
       runtime_->metrics->queue_wait.record(0);
       acquireTarget();
       return;
@@ -226,6 +237,7 @@ void Exchange::admit() {
 
 void Exchange::onAdmitted() {
   queued_ = false;
+  admitted_ns_ = uv_hrtime();
   slot_held_ = true;
   runtime_->metrics->queue_wait.record(
       static_cast<double>(uv_now(context_.loop) - queued_at_ms_) / 1000.0);
@@ -269,6 +281,7 @@ void Exchange::onTargetReady(upstream::UpstreamConnection* connection, bool reus
   upstream_ = connection;
   upstream_reused_ = reused;
   target_name_ = connection->peerName();
+  worker_ = runtime_->target->identifyWorker(*connection);
   connection->attach(this, this, kMaxResponseHeadBytes);
   connection->countRequest();
   phase_ = Phase::Forwarding;
@@ -310,7 +323,9 @@ void Exchange::upstreamFailed(UpstreamErrorKind kind, const char* why) {
     acquireTarget();
     return;
   }
-  spdlog::get("upstream")->warn("request {}: upstream {} failed ({}): {}", request_id_,
+  // Per-request detail at debug: the access line carries it (status, error, target), and the
+  // cause is logged once where it happened (the cluster's connect, the pool's worker).
+  spdlog::get("upstream")->debug("request {}: upstream {} failed ({}): {}", request_id_,
                                 target_name_.empty() ? runtime_->target->name() : target_name_,
                                 upstream::errorKindName(kind), why);
   if (kind == UpstreamErrorKind::Timeout) {
@@ -335,6 +350,8 @@ void Exchange::respondError(int status, const char* message, const char* overloa
   response_side_ = ResponseSide::None;
   if (request_side_ != RequestSide::Complete) keep_alive_ = false;
   status_ = status;
+  error_.assign(message);
+  overload_ = overload_reason;
   if (*overload_reason != '\0' && runtime_ != nullptr) {
     runtime_->metrics->countRejection(overload_reason, uv_now(context_.loop));
   }
@@ -362,6 +379,7 @@ void Exchange::abort(const char* why) {
   if (phase_ == Phase::Idle) return;
   spdlog::get("proxy")->debug("request {}: aborted: {}", request_id_, why);
   if (status_ == 0) status_ = 499;  // nginx's "client closed request", for the access log
+  if (error_.empty()) error_.assign(why);
   keep_alive_ = false;
   finish();
 }
@@ -467,36 +485,31 @@ void Exchange::recordMetrics() {
 }
 
 void Exchange::writeAccessLog() {
-  if (!context_.access) return;
-  uint64_t elapsed = uv_now(context_.loop) - start_ms_;
-  const std::string& path = client_->parser().target();
-  std::string_view route = route_ != nullptr ? std::string_view(route_->route->name) : "-";
-  if (context_.access_json) {
-    std::string line;
-    line.reserve(256);
-    line.append("{\"id\":\"");
-    http::appendJsonEscaped(line, request_id_);
-    line.append("\",\"method\":\"");
-    http::appendJsonEscaped(line, method_);
-    line.append("\",\"path\":\"");
-    http::appendJsonEscaped(line, path);
-    line.append("\",\"route\":\"");
-    http::appendJsonEscaped(line, route);
-    line.append("\",\"status\":");
-    http::appendDecimal(line, static_cast<uint64_t>(status_));
-    line.append(",\"bytes\":");
-    http::appendDecimal(line, bytes_sent_);
-    line.append(",\"duration_ms\":");
-    http::appendDecimal(line, elapsed);
-    line.append(",\"target\":\"");
-    http::appendJsonEscaped(line, target_name_.empty() ? std::string_view("-") : target_name_);
-    line.append("\"}");
-    context_.access->info(line);
-  } else {
-    context_.access->info("{} {} {} route={} status={} bytes={} duration_ms={} target={}",
-                          request_id_, method_, path, route, status_, bytes_sent_, elapsed,
-                          target_name_.empty() ? std::string_view("-") : target_name_);
+  AccessLog& log = context_.access_log;
+  if (!log.enabled()) return;
+  uint64_t now = uv_hrtime();
+  http::MessageParser& p = client_->parser();
+  AccessRecord r;
+  r.request_id = request_id_;
+  r.client = client_->peerIp();
+  r.method = method_;
+  r.path = p.target();
+  if (route_ != nullptr) r.route = route_->route->name;
+  r.status = status_;
+  r.bytes = bytes_sent_;
+  r.duration_ns = now - start_ns_;
+  if (queue_start_ns_ != 0) r.queue_ns = (admitted_ns_ != 0 ? admitted_ns_ : now) - queue_start_ns_;
+  if (admitted_ns_ != 0) r.upstream_ns = now - admitted_ns_;
+  r.target = target_name_;
+  if (worker_.known && runtime_ != nullptr) {
+    r.pool = runtime_->target->name();
+    r.worker = worker_.index;
+    r.worker_pid = worker_.pid;
   }
+  r.overload = overload_;
+  r.trace_id = traceIdOf(p.headers().get("traceparent"));
+  r.error = error_;
+  log.write(r);
 }
 
 }  // namespace loopguard::proxy

@@ -175,6 +175,13 @@ class Exchange final : private routing::LimiterWaiter,
   uint64_t bytes_sent_ = 0;
   std::string method_;
   std::string target_name_;
+  // Access log only (proxy/access_log.h): uv_hrtime() marks, 0 = not reached.
+  uint64_t start_ns_ = 0;
+  uint64_t queue_start_ns_ = 0;  // asked the route's limiter for a slot
+  uint64_t admitted_ns_ = 0;     // got it
+  upstream::WorkerIdentity worker_;  // a pool worker's index and pid
+  const char* overload_ = "";        // the reason of an overload refusal
+  std::string error_;                // the message of an answer the proxy made itself
 };
 
 }  // namespace loopguard::proxy

@@ -16,6 +16,7 @@
 #include <spdlog/logger.h>
 
 #include "config/config.h"
+#include "proxy/access_log.h"
 #include "proxy/metrics/route_metrics.h"
 #include "common/net/buffer_pool.h"
 #include "proxy/routing/route_limiter.h"
@@ -69,9 +70,8 @@ struct ProxyContext {
   RequestIds ids;
   ProxyCounters counters;
   metrics::RouteMetrics unrouted;  // requests refused before a route was chosen
-  std::shared_ptr<spdlog::logger> log;     // "proxy"
-  std::shared_ptr<spdlog::logger> access;  // null when the access log is off
-  bool access_json = false;
+  std::shared_ptr<spdlog::logger> log;  // "proxy"
+  AccessLog access_log;
   bool draining = false;
 };
 

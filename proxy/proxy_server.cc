@@ -16,9 +16,10 @@ ProxyServer::ProxyServer(uv_loop_t* loop, std::shared_ptr<const config::Config> 
             return connections_.size() < context_.snapshot->config().limits.max_connections;
           }) {
   context_.log = spdlog::get("proxy");
-  context_.access = spdlog::get("access");
-  context_.access_json = config->log.format == config::LogFormat::Json;
-  if (!config->log.access_log) context_.access.reset();
+  // From the file; ProxyApp applies --log-format on top (configureAccessLog).
+  configureAccessLog(config->log.access_log, config->log.format == config::LogFormat::Json
+                                                 ? AccessLogFormat::Json
+                                                 : AccessLogFormat::Text);
   context_.snapshot = buildSnapshot(std::move(config));
   connections_.on_removed = [](void* self) { static_cast<ProxyServer*>(self)->onConnectionRemoved(); };
   connections_.on_removed_ctx = this;
@@ -76,6 +77,10 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
   }
   limiters_ = std::move(limiters);
   return snapshot;
+}
+
+void ProxyServer::configureAccessLog(bool enabled, AccessLogFormat format) {
+  context_.access_log.configure(enabled, format);
 }
 
 void ProxyServer::applyConfig(std::shared_ptr<const config::Config> config) {

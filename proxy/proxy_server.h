@@ -31,6 +31,9 @@ class ProxyServer {
   bool start(const config::Address& listen, std::string& error);
   const std::string& boundAddress() const { return listener_.boundAddress(); }
 
+  // The access log's switch and format (log.access_log, log.format or --log-format).
+  void configureAccessLog(bool enabled, AccessLogFormat format);
+
   // Reload: new requests use `config`; in-flight ones finish under the snapshot they have.
   void applyConfig(std::shared_ptr<const config::Config> config);
 

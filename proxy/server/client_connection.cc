@@ -199,9 +199,15 @@ void ClientConnection::rejectRequest(int status, const char* message) {
   out_.clear();
   http::writeErrorResponse(out_, e);
   ++context_.unrouted.requests_by_code[status];
-  if (context_.access) {
-    context_.access->info("{} - - route=- status={} bytes={} duration_ms=0 target=- ({})",
-                          request_id, status, out_.size(), message);
+  if (context_.access_log.enabled()) {
+    // The same shape as an exchange's line; what the broken head never said stays absent.
+    AccessRecord r;
+    r.request_id = request_id;
+    r.client = peer_ip_;
+    r.status = status;
+    r.bytes = out_.size();
+    r.error = message;
+    context_.access_log.write(r);
   }
   state_ = State::Closing;
   close_after_write_ = true;

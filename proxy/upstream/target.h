@@ -20,6 +20,13 @@ namespace loopguard::upstream {
 
 class UpstreamConnection;
 
+// Which worker of a pool a connection leads to, for the access log.
+struct WorkerIdentity {
+  bool known = false;
+  uint32_t index = 0;
+  int64_t pid = 0;
+};
+
 struct AcquireResult {
   enum class Kind { Ready, Pending, Failed };
   Kind kind = Kind::Pending;
@@ -62,6 +69,13 @@ class Target {
 
   // A request failed after its connection was handed out (reset or timeout), for metrics.
   virtual void recordError(UpstreamErrorKind kind) { (void)kind; }
+
+  // The pool worker behind `connection` (a worker pool only; a cluster's endpoint is the
+  // connection's peer name).
+  virtual WorkerIdentity identifyWorker(const UpstreamConnection& connection) const {
+    (void)connection;
+    return {};
+  }
 };
 
 // How a `pool:` route reaches its workers; supplied by offload/ (the proxy knows no processes).

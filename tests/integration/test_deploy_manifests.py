@@ -156,6 +156,11 @@ class Pod:
                 path = argv[argv.index("--config") + 1]
                 self.loopguard[c["name"]] = (argv[1], self.config_for(c, path, docs))
 
+    @property
+    def apps(self):
+        """The running containers that are not loopguard (the app itself)."""
+        return [c for c in self.running if c["name"] not in self.loopguard]
+
     def where(self, c=None):
         return f"{self.doc['file']}: {self.name}" + (f"/{c['name']}" if c else "")
 
@@ -237,7 +242,8 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(docs):
                  ("scale-out", "ConfigMap"), ("scale-out", "Deployment"), ("scale-out", "Service"),
                  ("scale-out", "HorizontalPodAutoscaler"), ("sidecar", "HorizontalPodAutoscaler"),
                  ("sidecar", "ScaledObject"), ("scale-out", "ScaledObject"),
-                 ("sidecar", "PodMonitor"), ("scale-out", "PodMonitor")]:
+                 ("sidecar", "PodMonitor"), ("scale-out", "PodMonitor"),
+                 ("sidecar", "NetworkPolicy"), ("scale-out", "NetworkPolicy")]:
         assert want in kinds, f"deploy/kubernetes/{want[0]}/ has no {want[1]}"
     # Alternatives (autoscaling/) share names on purpose: applying one replaces another.
     names = [(d["object"]["kind"], ns_of(d["object"]), d["object"]["metadata"]["name"], pattern_of(d))
@@ -413,7 +419,7 @@ def test_app_containers_are_only_reachable_through_loopguard(pods):
             for ep in up["endpoints"]:
                 kind, host, port = parse_address(ep)
                 if kind == "tcp" and host in ("127.0.0.1", "localhost", "::1"):
-                    for other in pod.main:
+                    for other in pod.apps:
                         assert port not in pod.container_ports(other), \
                             f"{pod.where(other)}: declares the app port {port} the proxy reaches on loopback"
                         cmd = " ".join(other.get("command", []) + other.get("args", []))
@@ -499,8 +505,7 @@ def test_dns_upstreams_name_the_offload_service(docs, pods):
 
 def test_offload_pools_run_in_the_apps_image(pods):
     for pod, c, cfg in loopguard_containers(pods, "offload"):
-        app_images = {a["image"] for p in pods if p.pattern == pod.pattern
-                      for a in p.main if a["name"] not in p.loopguard}
+        app_images = {a["image"] for p in pods if p.pattern == pod.pattern for a in p.apps}
         assert c["image"] in app_images, \
             f"{pod.where(c)}: the pool runs the app's code: use the app's image ({app_images})"
         assert cfg["offload"]["pool"] in cfg["pools"]
@@ -535,21 +540,210 @@ def test_bundle_is_installed_by_an_init_container(pods):
     assert checked >= 2, "both patterns run `loopguard offload` from the shared bundle"
 
 
-def test_sidecar_pattern_uses_native_sidecars_in_order(pods):
+def test_the_proxy_stops_before_the_app_and_the_pool_it_forwards_to(pods):
+    """The kubelet stops main containers first, then native sidecars in reverse order. So the
+    proxy is the main container and everything it forwards to (the app, an offload pool in the
+    pod) is a native sidecar declared before it: on termination the proxy drains while they
+    still run, and no request it accepted finds the app gone (502 connect failed)."""
+    checked = 0
     for pod in pods:
-        apps = [c for c in pod.main if c["name"] not in pod.loopguard]
-        if not apps:
+        proxies = [n for n, (m, _) in pod.loopguard.items() if m == "proxy"]
+        if not proxies or not pod.apps:
             continue                              # a loopguard-only pod (the scale-out pool)
-        for name in pod.loopguard:
-            assert pod.container(name) in pod.sidecars, \
-                f"{pod.where(pod.container(name))}: should be a native sidecar (initContainers, " \
-                "restartPolicy: Always) so it outlives the app on shutdown"
-        order = [c["name"] for c in pod.sidecars]
-        proxies = [order.index(n) for n, (m, _) in pod.loopguard.items() if m == "proxy"]
-        offloads = [order.index(n) for n, (m, _) in pod.loopguard.items() if m == "offload"]
-        if proxies and offloads:
-            assert max(offloads) < min(proxies), \
-                f"{pod.where()}: the offload sidecar must come before the proxy (it stops after it)"
+        for name in proxies:
+            c = pod.container(name)
+            assert c in pod.main, f"{pod.where(c)}: the proxy should be the main container so " \
+                "that it stops first"
+            assert pod.prestop_sleep(c) >= 3, f"{pod.where(c)}: the proxy needs a preStop sleep " \
+                "that outlasts the endpoint removal"
+        others = pod.apps + [pod.container(n) for n, (m, _) in pod.loopguard.items() if m == "offload"]
+        for c in others:
+            assert c in pod.sidecars, f"{pod.where(c)}: should be a native sidecar (initContainers " \
+                "with restartPolicy: Always) so that it outlives the proxy"
+            assert pod.prestop_sleep(c) == 0, f"{pod.where(c)}: a preStop sleep here only delays " \
+                "the pod's end (it stops after the proxy has drained)"
+        assert len(pod.main) == len(proxies), f"{pod.where()}: only the proxy is a main container"
+        checked += 1
+    assert checked == 2, "both patterns have app pods with a proxy"
+
+
+def test_scale_out_limits_are_sized_together(docs, pods):
+    """The proxies together admit at most what the pool serves at its largest (app replicas x
+    route max_in_flight <= HPA maxReplicas x workers x concurrency_per_worker), and an offload pod
+    that is saturated meanwhile refuses fast (a queue of at most one round of work, waited in
+    for seconds, not for the request timeout): overload is a fast 503, never a 504 after a
+    second queue. The sidecar pattern's one proxy admits exactly its pool's capacity."""
+    checked = 0
+    for pod, c, cfg in loopguard_containers(pods, "proxy"):
+        replicas = pod.obj["spec"].get("replicas", 1)
+        for route in cfg.get("routes", []):
+            up = cfg.get("upstreams", {}).get(route.get("upstream"))
+            if not up:
+                continue
+            for ep in up["endpoints"]:
+                kind, host, port = parse_address(ep)
+                pool_pod = pool_cfg = None
+                if kind == "unix":                  # the pod's own offload sidecar
+                    for oname, (mode, ocfg) in pod.loopguard.items():
+                        if mode == "offload" and parse_address(ocfg["offload"]["listen"])[1] == host:
+                            pool_pod, pool_cfg = pod, ocfg
+                elif host.endswith(".svc.cluster.local"):
+                    svc = host.split(".")[0]
+                    for p in pods:
+                        for oname, (mode, ocfg) in p.loopguard.items():
+                            if mode == "offload" and p.pattern == pod.pattern and \
+                                    p.labels.get("app.kubernetes.io/name") == svc:
+                                pool_pod, pool_cfg = p, ocfg
+                if pool_cfg is None:
+                    continue
+                off = pool_cfg["offload"]
+                pool = pool_cfg["pools"][off["pool"]]
+                per_pod = pool.get("workers", 2) * pool.get("concurrency_per_worker", 1)
+                limit = route["limits"]["max_in_flight"]
+                route_timeout = parse_duration(route.get("timeout"), 0)
+                request_timeout = parse_duration(pool.get("request_timeout"), 60)
+                if pool_pod is pod:
+                    assert limit == per_pod, f"{pod.where(c)}: route {route['name']} " \
+                        f"max_in_flight {limit} != the pod's pool ({per_pod})"
+                else:
+                    # The autoscalers shipped as alternatives (autoscaling/: KEDA, HPA on
+                    # demand, HPA on CPU) must agree on the pool's largest size.
+                    maxima = {h["object"]["spec"]["maxReplicas"]
+                              for h in objects(docs, "HorizontalPodAutoscaler", pod.pattern)
+                              if h["object"]["spec"]["scaleTargetRef"]["name"] == pool_pod.name}
+                    maxima |= {k["object"]["spec"]["maxReplicaCount"]
+                               for k in objects(docs, "ScaledObject", pod.pattern)
+                               if k["object"]["spec"]["scaleTargetRef"]["name"] == pool_pod.name}
+                    assert len(maxima) == 1, f"the pool's autoscalers disagree on its size: {maxima}"
+                    largest = maxima.pop() * per_pod
+                    assert replicas * limit <= largest, \
+                        f"{pod.where(c)}: {replicas} app pods x max_in_flight {limit} admit more " \
+                        f"than the pool can ever serve ({largest}): the excess would queue twice"
+                    assert replicas * limit >= largest // 2, \
+                        f"{pod.where(c)}: the proxies can use only {replicas * limit} of the " \
+                        f"{largest} workers the HPA may start"
+                    assert off.get("max_queue", 1024) <= per_pod, \
+                        f"{pool_pod.where()}: offload.max_queue should be at most one round of " \
+                        f"work ({per_pod}), so a saturated pod refuses fast"
+                    qt = parse_duration(off.get("queue_timeout"), request_timeout)
+                    assert qt <= 5 and qt < route_timeout, \
+                        f"{pool_pod.where()}: offload.queue_timeout {qt}s: a saturated pod " \
+                        "should refuse within seconds, long before the route's timeout"
+                checked += 1
+    assert checked == 2, "both patterns route /cpu/ to an offload pool"
+
+
+# ---- NetworkPolicy: the admin ports only to the scraper ---------------------------------------------
+def _policies_for(docs, pod):
+    out = []
+    for d in objects(docs, "NetworkPolicy", pod.pattern):
+        spec = d["object"]["spec"]
+        if ns_of(d["object"]) != pod.ns or "Ingress" not in spec.get("policyTypes", ["Ingress"]):
+            continue
+        sel = spec["podSelector"].get("matchLabels", {})
+        if all(pod.labels.get(k) == v for k, v in sel.items()):
+            out.append(d)
+    return out
+
+
+def _rule_ports(rule, pod):
+    """The container port numbers a rule opens (all of the pod's when it names none)."""
+    all_ports = {p for c in pod.running for p in pod.container_ports(c)}
+    if not rule.get("ports"):
+        return all_ports
+    out = set()
+    for p in rule["ports"]:
+        port = p.get("port")
+        if isinstance(port, int):
+            out.add(port)
+        else:
+            out |= {cp["containerPort"] for c in pod.running for cp in c.get("ports", [])
+                    if cp.get("name") == port}
+    return out
+
+
+def _admits(rule, labels):
+    """Whether a rule admits a pod with these labels in the same namespace (None: from anywhere)."""
+    if not rule.get("from"):
+        return True
+    for peer in rule["from"]:
+        if "ipBlock" in peer or "namespaceSelector" in peer:
+            continue
+        sel = peer.get("podSelector", {}).get("matchLabels", {})
+        if all(labels.get(k) == v for k, v in sel.items()):
+            return True
+    return False
+
+
+def test_network_policies_open_the_admin_ports_to_the_scraper_only(docs, pods):
+    """The kubelet's probes need no rule (NetworkPolicy always admits a pod's own node); the
+    admin ports (/metrics, and /config, /reload, /advice behind them) are open only to selected
+    pods (the scraper), never to any source or an IP block; the Service ports stay reachable."""
+    for pod in pods:
+        if not pod.loopguard:
+            continue
+        policies = _policies_for(docs, pod)
+        assert policies, f"{pod.where()}: no NetworkPolicy selects this pod"
+        rules = [r for d in policies for r in d["object"]["spec"].get("ingress", [])]
+        for name, (mode, cfg) in pod.loopguard.items():
+            admin_port = parse_address(cfg["admin"]["listen"])[2]
+            covering = [r for r in rules if admin_port in _rule_ports(r, pod)]
+            assert covering, f"{pod.where(pod.container(name))}: admin port {admin_port} is " \
+                "closed to the scraper"
+            for r in covering:
+                assert r.get("from"), f"{pod.where()}: admin port {admin_port} open to any source"
+                for peer in r["from"]:
+                    assert "podSelector" in peer and "ipBlock" not in peer, \
+                        f"{pod.where()}: admin port {admin_port} open to {peer}"
+                    assert peer["podSelector"].get("matchLabels"), \
+                        f"{pod.where()}: admin port {admin_port} open to every pod"
+        for svc in objects(docs, "Service", pod.pattern):
+            for port, tpod, c, number in _service_targets(svc, pods):
+                if tpod is not pod:
+                    continue
+                if svc["object"]["spec"].get("clusterIP") == "None":
+                    # The pool's headless Service: its clients are the app's proxies.
+                    clients = [p for p in pods if p is not pod and p.pattern == pod.pattern
+                               and any(m == "proxy" for m, _ in p.loopguard.values())]
+                    for client in clients:
+                        assert any(number in _rule_ports(r, pod) and _admits(r, client.labels)
+                                   for r in rules), \
+                            f"{pod.where()}: port {number} closed to the proxies of {client.name}"
+                    assert not any(number in _rule_ports(r, pod) and not r.get("from")
+                                   for r in rules), f"{pod.where()}: pool port {number} open to all"
+                else:
+                    assert any(number in _rule_ports(r, pod) and not r.get("from") for r in rules), \
+                        f"{pod.where()}: the Service port {number} is not open to its clients"
+
+
+# ---- images: every one the manifests run is built by a Dockerfile here ---------------------------
+DEMO_DOCKERFILE = ROOT / "deploy" / "container" / "demo-app.Dockerfile"
+IMAGE_SOURCES = {"loopguard": DOCKERFILE, "demo-app": DEMO_DOCKERFILE}
+
+
+def test_every_image_is_built_by_a_dockerfile_of_this_repository(pods):
+    for pod in pods:
+        for c in pod.init + pod.main:
+            repo = c["image"].rsplit("/", 1)[-1].split(":")[0]
+            assert repo in IMAGE_SOURCES, f"{pod.where(c)}: no Dockerfile here builds {c['image']}"
+            assert IMAGE_SOURCES[repo].exists()
+
+
+def test_demo_app_dockerfile_matches_the_manifests_and_install_deps(pods):
+    text = DEMO_DOCKERFILE.read_text()
+    assert re.search(r"^ARG BASE_IMAGE=\S*debian:bookworm", text, re.M)
+    assert re.search(r"^USER 10001:10001$", text, re.M), "the manifests run as uid 10001"
+    workdir = re.search(r"^WORKDIR (\S+)$", text, re.M).group(1)
+    assert re.search(rf"^COPY deploy/examples/app\.py {re.escape(workdir)}/app\.py$", text, re.M)
+    for pod in pods:
+        for c in pod.init + pod.main:
+            if "demo-app" in c["image"]:
+                assert c.get("workingDir") == workdir, f"{pod.where(c)}: workingDir != {workdir}"
+    # The demo's Python packages, as deploy/install-deps.sh installs them for the tests.
+    m = re.search(r"demo_pkgs=\(\s*(.*?)\)", INSTALL_DEPS.read_text(), re.S)
+    wanted = {p for p in m.group(1).split() if p.startswith("python3-")}
+    installed = set(re.search(r"--no-install-recommends \\?\s*([^;]+);", text).group(1).split())
+    assert wanted <= installed, f"demo-app.Dockerfile lacks {sorted(wanted - installed)}"
 
 
 # ---- HPA, termination, security ------------------------------------------------------------------
@@ -823,6 +1017,9 @@ def test_dockerfile_shape():
     assert re.search(r'^ENTRYPOINT \["loopguard"\]$', runtime, re.M)
     assert "--no-install-recommends" in runtime
     assert not re.search(r"-dev\b|build-essential|cmake", runtime), "build packages in the runtime stage"
+    # Release as CMake defines it (-O3), the build the README's figures come from.
+    assert "-DCMAKE_BUILD_TYPE=Release" in text
+    assert not re.search(r"FLAGS_RELEASE|-O[0-2]\b", text), "the image must build at -O3"
 
 
 def _runtime_packages():

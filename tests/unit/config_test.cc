@@ -386,10 +386,11 @@ TEST(ConfigErrorTest, FormatIsFileLineColMessage) {
 }
 
 TEST(ConfigErrorTest, YamlSyntaxErrorHasOneBasedPosition) {
-  // yaml-cpp reports 0-based (1, 1) for the unterminated flow sequence.
-  expectOneError("listen: \"127.0.0.1:8080\"\nroutes: [1\nupstreams: {}\n", 3, 10,
-                 "YAML syntax error");
-  expectOneError("a:\n\tb: 1\n", 2, 3, "YAML syntax error: illegal map value");
+  // yaml-cpp notices the unterminated flow sequence on the next line; the error points at the
+  // bracket that is never closed.
+  expectOneError("listen: \"127.0.0.1:8080\"\nroutes: [1\nupstreams: {}\n", 2, 9,
+                 "YAML syntax error: this '[' is never closed");
+  expectOneError("a:\n\tb: 1\n", 2, 1, "YAML syntax error: a tab character in the indentation");
 }
 
 TEST(ConfigErrorTest, SecondYamlDocumentIsAnError) {
@@ -924,8 +925,8 @@ bogus: 1
       "test.yaml:7:20: timeouts.header: bad duration \"5\": missing unit (ms, s, m or h), e.g. 5s",
       "test.yaml:7:29: timeouts.idle: bad duration \"1x\": unknown unit \"x\" (expected ms, s, m "
       "or h)",
-      "test.yaml:9:18: pools.cpu.command: must contain {socket} or {port}, so each worker listens "
-      "where loopguard connects",
+      "test.yaml:9:18: pools.cpu.command: must contain {socket} or {port} (here or in env, e.g. "
+      "env: {PORT: \"{port}\"}), so each worker listens where loopguard connects",
       "test.yaml:9:32: pools.cpu.workers: must be at least 1, got 0",
       "test.yaml:10:1: unknown key \"bogus\" in the top level (expected one of: listen, admin, "
       "log, "
@@ -1266,6 +1267,257 @@ TEST(ConfigToJsonTest, OutputLoadsBackToTheSameConfig) {
       EXPECT_EQ(a.routes[i], r);
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker addresses in env (Node's PORT, ...)
+
+std::string poolConfig(const std::string& pool_body) {
+  return "listen: \"127.0.0.1:8080\"\npools:\n  w:\n" + pool_body +
+         "routes: [{name: r, match: {prefix: /}, pool: w}]\n";
+}
+
+TEST(ConfigPoolAddressTest, PortOrSocketMayComeThroughEnv) {
+  LoadResult port = load(poolConfig("    command: [node, app.js]\n    env: {PORT: \"{port}\"}\n"));
+  ASSERT_TRUE(port.ok()) << formatted(port);
+  EXPECT_TRUE(port.config->pools[0].listensOnPort());
+  LoadResult socket =
+      load(poolConfig("    command: [node, app.js]\n    env: {SOCKET_PATH: \"{socket}\"}\n"));
+  ASSERT_TRUE(socket.ok()) << formatted(socket);
+  EXPECT_FALSE(socket.config->pools[0].listensOnPort());
+  LoadResult in_command = load(poolConfig("    command: [w, --port, \"{port}\"]\n"));
+  ASSERT_TRUE(in_command.ok()) << formatted(in_command);
+  EXPECT_TRUE(in_command.config->pools[0].listensOnPort());
+  LoadResult go = load(poolConfig("    command: [./server]\n    env: {ADDR: \"127.0.0.1:{port}\"}\n"));
+  ASSERT_TRUE(go.ok()) << formatted(go);
+}
+
+TEST(ConfigPoolAddressTest, NeitherOrBothIsAnErrorAtTheCommand) {
+  expectOneError(poolConfig("    command: [node, app.js]\n    env: {PORT: \"8000\"}\n"), 4, 14,
+                 "must contain {socket} or {port} (here or in env");
+  expectOneError(poolConfig("    command: [w, \"{socket}\"]\n    env: {PORT: \"{port}\"}\n"), 4, 14,
+                 "use one of {socket} or {port}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// admin.token_file, offload queue
+
+TEST(ConfigAdminTest, TokenFileIsAPath) {
+  std::string yaml = std::string(kMinimal) + "admin: {listen: \"127.0.0.1:9901\", token_file: /run/secrets/admin}\n";
+  LoadResult r = load(yaml);
+  ASSERT_TRUE(r.ok()) << formatted(r);
+  EXPECT_EQ(r.config->admin.token_file, "/run/secrets/admin");
+  EXPECT_FALSE(load(kMinimal).config->admin.token_file);
+  expectOneError(std::string(kMinimal) + "admin: {token_file: \"\"}\n", 8, 21,
+                 "admin.token_file: must not be empty");
+}
+
+TEST(ConfigOffloadTest, QueueKeys) {
+  constexpr std::string_view kOffload = R"yaml(pools:
+  cpu: {command: [w, "{socket}"], request_timeout: 9s}
+offload:
+  listen: "127.0.0.1:9000"
+  pool: cpu
+)yaml";
+  LoadResult plain = load(kOffload, Purpose::Offload);
+  ASSERT_TRUE(plain.ok()) << formatted(plain);
+  EXPECT_EQ(plain.config->offload->max_queue, 1024u);
+  EXPECT_FALSE(plain.config->offload->queue_timeout);
+  LoadResult set =
+      load(std::string(kOffload) + "  max_queue: 0\n  queue_timeout: 250ms\n", Purpose::Offload);
+  ASSERT_TRUE(set.ok()) << formatted(set);
+  EXPECT_EQ(set.config->offload->max_queue, 0u);
+  EXPECT_EQ(set.config->offload->queue_timeout, 250ms);
+  expectOneError(std::string(kOffload) + "  queue_timeout: 0\n", 6, 18,
+                 "offload.queue_timeout: must be greater than 0", Purpose::Offload);
+  expectOneError(std::string(kOffload) + "  max_queue: -1\n", 6, 14, "offload.max_queue",
+                 Purpose::Offload);
+}
+
+TEST(ConfigToJsonTest, RedactedKeepsEnvKeysAndHidesValues) {
+  LoadResult r = load(poolConfig(
+      "    command: [w, \"{socket}\"]\n    env: {API_KEY: \"s3cret\", PYTHONUNBUFFERED: \"1\"}\n"));
+  ASSERT_TRUE(r.ok()) << formatted(r);
+  nlohmann::json whole = configToJson(*r.config);
+  nlohmann::json shown = configToJsonRedacted(*r.config);
+  EXPECT_EQ(whole["pools"]["w"]["env"]["API_KEY"], "s3cret");
+  EXPECT_EQ(shown["pools"]["w"]["env"]["API_KEY"], kRedacted);
+  EXPECT_EQ(shown["pools"]["w"]["env"]["PYTHONUNBUFFERED"], kRedacted);
+  EXPECT_EQ(shown["pools"]["w"]["env"].size(), 2u);
+  EXPECT_EQ(shown.dump().find("s3cret"), std::string::npos);
+  shown["pools"]["w"]["env"] = whole["pools"]["w"]["env"];
+  EXPECT_EQ(shown, whole);  // nothing else differs
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML syntax errors in words, at the line to fix
+
+TEST(ConfigYamlErrorTest, TabInIndentationIsNamed) {
+  expectOneError("listen: \"127.0.0.1:8080\"\nupstreams:\n  app:\n\tendpoints: [\"x:1\"]\n", 4, 1,
+                 "a tab character in the indentation");
+  // On a blank line too (yaml-cpp: "illegal tab when looking for indentation").
+  expectOneError(std::string(kMinimal) + "\n\t\nlog: {level: info}\n", 9, 1,
+                 "a tab character in the indentation");
+  // A tab inside a block scalar is content, and a tab after a colon is plain separation.
+  LoadResult ok = load(std::string(kMinimal) + "log:\n  level:\tinfo\n");
+  EXPECT_TRUE(ok.ok()) << formatted(ok);
+}
+
+TEST(ConfigYamlErrorTest, FirstKeyOfAMappingMisIndentedIsBlamedNotTheNextOne) {
+  // yaml-cpp notices at line 5 ("end of map not found"); the line to fix is 4.
+  constexpr std::string_view kYaml = R"yaml(listen: "127.0.0.1:8080"
+upstreams:
+  app:
+     endpoints: ["127.0.0.1:8000"]
+    balance: round_robin
+routes: [{match: {prefix: /}, upstream: app}]
+)yaml";
+  expectOneError(kYaml, 4, 6,
+                 "bad indentation: \"endpoints: [\"127.0.0.1:8000\"]\" is indented 5 spaces, but the "
+                 "next line at its level (line 5");
+}
+
+TEST(ConfigYamlErrorTest, KeyBetweenTwoLevelsIsBlamed) {
+  constexpr std::string_view kYaml = R"yaml(listen: "127.0.0.1:8080"
+upstreams:
+  app:
+    endpoints: ["127.0.0.1:8000"]
+   balance: round_robin
+routes: [{match: {prefix: /}, upstream: app}]
+)yaml";
+  expectOneError(kYaml, 5, 4, "\"balance: round_robin\" is indented 3 spaces, which lines up with "
+                              "no block around it");
+}
+
+TEST(ConfigYamlErrorTest, KeyIndentedUnderALineWithAValue) {
+  constexpr std::string_view kYaml = R"yaml(listen: "127.0.0.1:8080"
+upstreams:
+  app:
+    endpoints: ["127.0.0.1:8000"]
+routes:
+  - match: {prefix: /}
+    upstream: app
+      timeout: 5s
+)yaml";
+  expectOneError(kYaml, 8, 7, "deeper than the line above it (line 7, \"upstream: app\"), which "
+                              "already has a value");
+}
+
+TEST(ConfigYamlErrorTest, ListEntryMistakes) {
+  expectOneError(std::string(kMinimal) + "  -name: b\n", 8, 3, "put a space after the '-'");
+  expectOneError(std::string(kMinimal) + "  timeout: 5s\n", 8, 3,
+                 "is at the column of the list from line 6 but does not start with \"- \"");
+}
+
+TEST(ConfigYamlErrorTest, UnclosedBracketIsPointedAt) {
+  expectOneError("listen: \"127.0.0.1:8080\"\nroutes:\n  - {match: {prefix: /}, upstream: app\n"
+                 "upstreams: {app: {endpoints: [\"x:1\"]}}\n",
+                 3, 5, "this '{' is never closed");
+}
+
+TEST(ConfigYamlErrorTest, OtherErrorsKeepTheParsersPositionInWords) {
+  // A second ': ' inside a plain value.
+  LoadResult r = load(std::string(kMinimal) + "log: {level: a: b}\n");
+  ASSERT_EQ(r.errors.size(), 1u) << formatted(r);
+  EXPECT_EQ(r.errors[0].line, 8) << formatted(r);
+  EXPECT_NE(r.errors[0].message.find("YAML syntax error"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Warnings: valid but probably wrong
+
+std::vector<std::string> warningsOf(std::string_view yaml, Purpose purpose = Purpose::Any) {
+  LoadResult r = load(yaml, purpose);
+  EXPECT_TRUE(r.ok()) << formatted(r);
+  std::vector<std::string> out;
+  for (const ConfigError& w : r.warnings) out.push_back(w.format());
+  return out;
+}
+
+TEST(ConfigLintTest, SpecExampleAndMinimalHaveNoWarnings) {
+  EXPECT_EQ(warningsOf(kSpecExample), std::vector<std::string>{});
+  EXPECT_EQ(warningsOf(kMinimal), std::vector<std::string>{});
+}
+
+TEST(ConfigLintTest, RouteShadowedByAnEarlierOne) {
+  constexpr std::string_view kYaml = R"yaml(listen: "127.0.0.1:8080"
+upstreams: {app: {endpoints: ["127.0.0.1:8000"]}}
+routes:
+  - {name: all, match: {prefix: /}, upstream: app}
+  - {name: cpu, match: {prefix: /cpu/}, upstream: app}
+  - {name: health, match: {exact: /healthz}, upstream: app}
+  - {name: re, match: {regex: "/x/[0-9]+"}, upstream: app}
+)yaml";
+  auto w = warningsOf(kYaml);
+  ASSERT_EQ(w.size(), 3u) << ::testing::PrintToString(w);
+  EXPECT_EQ(w[0].rfind("test.yaml:5:5: warning: route \"cpu\" is never used: route \"all\" (line 4, "
+                       "prefix \"/\", any method and host) comes first",
+                       0),
+            0u)
+      << w[0];
+  EXPECT_NE(w[1].find("route \"health\" is never used"), std::string::npos) << w[1];
+  EXPECT_NE(w[2].find("route \"re\" is never used"), std::string::npos) << w[2];
+}
+
+TEST(ConfigLintTest, NarrowerEarlierRoutesShadowNothing) {
+  constexpr std::string_view kYaml = R"yaml(listen: "127.0.0.1:8080"
+upstreams: {app: {endpoints: ["127.0.0.1:8000"]}}
+routes:
+  - {name: a, match: {prefix: /cpu/, methods: [POST]}, upstream: app}
+  - {name: b, match: {prefix: /cpu/hash}, upstream: app}
+  - {name: c, match: {prefix: /, host: api.example.com}, upstream: app}
+  - {name: d, match: {prefix: /}, upstream: app}
+  - {name: e, match: {regex: "/.*"}, upstream: app}
+  - {name: f, match: {exact: /x}, upstream: app}
+)yaml";
+  // b: a covers POST only; d: c covers one host only; f is shadowed by d, and e by d too.
+  auto w = warningsOf(kYaml);
+  ASSERT_EQ(w.size(), 2u) << ::testing::PrintToString(w);
+  EXPECT_NE(w[0].find("route \"e\" is never used: route \"d\""), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("route \"f\" is never used: route \"d\""), std::string::npos) << w[1];
+  // Methods: a superset shadows, the same prefix with fewer methods does not.
+  auto m = warningsOf(R"yaml(listen: "127.0.0.1:8080"
+upstreams: {app: {endpoints: ["127.0.0.1:8000"]}}
+routes:
+  - {name: a, match: {prefix: /api/, methods: [GET, POST]}, upstream: app}
+  - {name: b, match: {prefix: /api/v2/, methods: [GET]}, upstream: app}
+  - {name: c, match: {prefix: /api/, methods: [GET, PUT]}, upstream: app}
+)yaml");
+  ASSERT_EQ(m.size(), 1u) << ::testing::PrintToString(m);
+  EXPECT_NE(m[0].find("route \"b\" is never used: route \"a\""), std::string::npos) << m[0];
+}
+
+TEST(ConfigLintTest, UnusedPoolUnlessOffloadUsesIt) {
+  constexpr std::string_view kYaml = R"yaml(listen: "127.0.0.1:8080"
+upstreams: {app: {endpoints: ["127.0.0.1:8000"]}}
+pools:
+  cpu: {command: [w, "{socket}"]}
+  spare: {command: [w, "{socket}"]}
+routes:
+  - {name: r, match: {prefix: /cpu/}, pool: cpu}
+  - {name: d, match: {prefix: /}, upstream: app}
+)yaml";
+  auto w = warningsOf(kYaml);
+  ASSERT_EQ(w.size(), 1u) << ::testing::PrintToString(w);
+  EXPECT_EQ(w[0].rfind("test.yaml:5:3: warning: pool \"spare\" is not used", 0), 0u) << w[0];
+  auto with_offload = warningsOf(std::string(kYaml) + "offload: {listen: \"unix:/tmp/o.sock\", pool: spare}\n");
+  EXPECT_EQ(with_offload, std::vector<std::string>{});
+}
+
+TEST(ConfigLintTest, RouteLimitAbovePoolCapacity) {
+  auto w = warningsOf(R"yaml(listen: "127.0.0.1:8080"
+pools:
+  cpu: {command: [w, "{socket}"], workers: 2, concurrency_per_worker: 2}
+routes:
+  - {name: big, match: {prefix: /a/}, pool: cpu, limits: {max_in_flight: 5}}
+  - {name: fits, match: {prefix: /b/}, pool: cpu, limits: {max_in_flight: 4}}
+  - {name: open, match: {prefix: /c/}, pool: cpu}
+)yaml");
+  ASSERT_EQ(w.size(), 1u) << ::testing::PrintToString(w);
+  EXPECT_NE(w[0].find("test.yaml:5:5: warning: route \"big\": max_in_flight 5 is above the "
+                      "capacity of pool \"cpu\" (workers 2 x concurrency_per_worker 2 = 4)"),
+            std::string::npos)
+      << w[0];
 }
 
 }  // namespace

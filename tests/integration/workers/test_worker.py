@@ -19,7 +19,8 @@ test can check every worker process, including those already killed or recycled.
 
 Per process: --boot-delay S (sleep before listening), --boot-exit CODE (print to stderr and
 exit at once), --fail-boot-if-exists FILE (exit at once while FILE exists), --never-ready
-(/ready answers 503), --ignore-sigterm.
+(/ready answers 503), --ignore-sigterm, --boot-chatter N (N numbered lines on stdout and on
+stderr at boot).
 """
 import argparse
 import hashlib
@@ -173,7 +174,15 @@ def main():
     p.add_argument("--fail-boot-if-exists", metavar="FILE")
     p.add_argument("--never-ready", action="store_true")
     p.add_argument("--ignore-sigterm", action="store_true")
+    p.add_argument("--boot-chatter", type=int, default=0, metavar="N",
+                   help="write N numbered lines to stdout and N to stderr at boot")
     ARGS = p.parse_args()
+
+    for i in range(ARGS.boot_chatter):
+        sys.stdout.write(f"chatter stdout {i}\n")
+        sys.stderr.write(f"chatter stderr {i}\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
 
     if ARGS.fail_boot_if_exists and os.path.exists(ARGS.fail_boot_if_exists):
         ARGS.boot_exit = 4
