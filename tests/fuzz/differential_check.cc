@@ -1,0 +1,277 @@
+#include "tests/fuzz/differential_check.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "tests/fuzz/fuzz_check.h"
+#include "tests/fuzz/proxy_model.h"
+#include "tests/fuzz/reference_http.h"
+
+namespace loopguard::fuzz {
+namespace {
+
+// Header fields a proxy does not pass on (RFC 9110 7.6.1, plus the de-facto Keep-Alive and
+// Proxy-Connection), the framing it rewrites, Expect (loopguard answers it itself) and the
+// X-Forwarded-* / X-Request-Id fields it writes itself.
+bool mustDrop(std::string_view name) {
+  for (std::string_view n : {"connection", "keep-alive", "proxy-connection", "te", "trailer",
+                             "transfer-encoding", "content-length", "upgrade",
+                             "proxy-authenticate", "proxy-authorization", "expect",
+                             "x-request-id", "x-forwarded-for", "x-forwarded-proto",
+                             "x-forwarded-host"}) {
+    if (refEqualsIgnoreCase(name, n)) return true;
+  }
+  return false;
+}
+
+// Written by the proxy itself into every upstream head.
+bool addedByProxy(std::string_view name) {
+  for (std::string_view n : {"x-request-id", "x-forwarded-for", "x-forwarded-proto",
+                             "x-forwarded-host", "content-length", "transfer-encoding"}) {
+    if (refEqualsIgnoreCase(name, n)) return true;
+  }
+  return false;
+}
+
+bool namedByConnection(const ModelRequest& q, std::string_view name) {
+  for (const auto& [n, v] : q.headers) {
+    if (!refEqualsIgnoreCase(n, "connection") && !refEqualsIgnoreCase(n, "proxy-connection")) {
+      continue;
+    }
+    size_t start = 0;
+    while (start <= v.size()) {
+      size_t comma = v.find(',', start);
+      if (comma == std::string::npos) comma = v.size();
+      std::string_view token = std::string_view(v).substr(start, comma - start);
+      while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+      if (refEqualsIgnoreCase(token, name)) return true;
+      start = comma + 1;
+    }
+  }
+  return false;
+}
+
+std::string_view fieldValue(const std::vector<RefField>& fields, std::string_view name,
+                            int* count = nullptr) {
+  std::string_view value;
+  int n = 0;
+  for (const RefField& f : fields) {
+    if (refEqualsIgnoreCase(f.name, name)) {
+      if (n++ == 0) value = f.value;
+    }
+  }
+  if (count) *count = n;
+  return value;
+}
+
+bool isPrefix(std::string_view prefix, std::string_view of) {
+  return prefix.size() <= of.size() && of.substr(0, prefix.size()) == prefix;
+}
+
+// Framing the strict parser refuses and loopguard forwards today: each rule is an open part of
+// issue 8 item 5, being fixed in proxy/http by another change. When a fix lands, delete its
+// rule: the differential check then keeps the fix in place. Returns which gap, or nullptr.
+const char* knownFramingGap(const RefResult& c, std::string_view message) {
+  const std::vector<RefField>& fields = c.request.fields;
+  if (c.why == "header: line starts with whitespace (obs-fold)" && !fields.empty() &&
+      fields.back().value.empty()) {
+    return "issue 8 item 5: obs-fold whose first line is empty";
+  }
+  if (c.why == "both Transfer-Encoding and Content-Length") {
+    for (const RefField& f : fields) {
+      if (refEqualsIgnoreCase(f.name, "transfer-encoding") && f.value.empty()) {
+        return "issue 8 item 5: empty Transfer-Encoding next to Content-Length";
+      }
+    }
+  }
+  if (c.why == "transfer coding other than a single chunked") {
+    return "issue 8 item 5: a transfer coding other than chunked";
+  }
+  if (c.why == "bare LF" && message.find('\n') == c.invalid_at) {
+    return "issue 8 item 5: bare LF ending the request line";
+  }
+  return nullptr;
+}
+
+// A desync the fuzzer found that is not fixed yet (the fix belongs in proxy/http, which another
+// change is rewriting): MessageParser appends the trailer fields of a chunked body to the
+// request's headers, so on a buffer_request route (the head is written after the whole body)
+// they reach the upstream as header fields, after checkRequestHead and hop-by-hop filtering
+// ran on the head alone. Regression test: FuzzRegression.TrailersAreNotHeaders
+// (tests/unit/fuzz_regressions_test.cc). Delete this once it passes.
+bool knownTrailerDesync(const ModelOptions& options) { return options.buffer_request; }
+
+// LOOPGUARD_FUZZ_SHOW_GAPS=1 prints every input that only passes thanks to a known gap.
+void noteKnownGap(const char* gap, std::string_view input) {
+  static const bool show = std::getenv("LOOPGUARD_FUZZ_SHOW_GAPS") != nullptr;
+  if (show) std::fprintf(stderr, "known gap (%s): \"%s\"\n", gap, printable(input).c_str());
+}
+
+void checkUpstreamBytes(const ModelRequest& q, std::string_view input, const ModelOptions& options) {
+  RefResult up = parseRequest(q.upstream);
+  std::string where = "request at byte " + std::to_string(q.begin) + " of \"" +
+                      printable(input) + "\", sent upstream as \"" + printable(q.upstream) + "\"";
+  FUZZ_CHECK(up.status != RefStatus::Invalid, "upstream bytes do not parse: " + up.why + "; " + where);
+  FUZZ_CHECK(up.head_complete, "upstream head incomplete; " + where);
+  if (q.complete) {
+    FUZZ_CHECK(up.status == RefStatus::Complete && up.consumed == q.upstream.size(),
+               "upstream bytes are not exactly one whole message; " + where);
+  } else {
+    FUZZ_CHECK(up.status == RefStatus::Incomplete,
+               "an unfinished request reads as a whole message upstream; " + where);
+  }
+  const RefRequest& u = up.request;
+  FUZZ_CHECK(u.method == q.method, "method differs upstream; " + where);
+  FUZZ_CHECK(u.target == q.target, "target differs upstream; " + where);
+  FUZZ_CHECK(u.major == 1 && u.minor == 1, "upstream request is not HTTP/1.1; " + where);
+  if (q.complete && !q.aborted) {
+    FUZZ_CHECK(u.body == q.body, "body differs upstream; " + where);
+  } else {
+    FUZZ_CHECK(isPrefix(u.body, q.body), "upstream body is not a prefix of the body read; " + where);
+  }
+
+  // Header fields: the client's, in order, minus those a proxy drops; then the proxy's own.
+  size_t next = 0;
+  for (const RefField& f : u.fields) {
+    bool websocket_field = q.websocket && (refEqualsIgnoreCase(f.name, "connection") ||
+                                           refEqualsIgnoreCase(f.name, "upgrade"));
+    if (addedByProxy(f.name) || websocket_field) continue;
+    while (next < q.headers.size() &&
+           !(q.headers[next].first == f.name && q.headers[next].second == f.value)) {
+      const std::string& dropped = q.headers[next].first;
+      FUZZ_CHECK(mustDrop(dropped) || namedByConnection(q, dropped),
+                 "header " + printable(dropped) + " was not forwarded; " + where);
+      ++next;
+    }
+    if (next == q.headers.size() && knownTrailerDesync(options)) {
+      noteKnownGap("trailer fields forwarded as header fields", input);
+      break;
+    }
+    FUZZ_CHECK(next < q.headers.size(),
+               "upstream has a header field the client did not send: " + printable(f.name) +
+                   ": " + printable(f.value) + "; " + where);
+    FUZZ_CHECK(!mustDrop(f.name), "hop-by-hop header forwarded: " + printable(f.name) + "; " + where);
+    ++next;
+  }
+  for (; next < q.headers.size(); ++next) {
+    const std::string& dropped = q.headers[next].first;
+    FUZZ_CHECK(mustDrop(dropped) || namedByConnection(q, dropped),
+               "header " + printable(dropped) + " was not forwarded; " + where);
+  }
+  int n = 0;
+  FUZZ_CHECK(fieldValue(u.fields, "x-request-id", &n) == q.request_id && n == 1,
+             "X-Request-Id upstream is not the request's id; " + where);
+  std::string_view ff = fieldValue(u.fields, "x-forwarded-for", &n);
+  FUZZ_CHECK(n == 1 && ff.size() >= 9 && ff.substr(ff.size() - 9) == "192.0.2.1",
+             "X-Forwarded-For does not end with the client; " + where);
+  for (const auto& [name, value] : q.headers) {
+    if (refEqualsIgnoreCase(name, "host") && !value.empty()) {
+      FUZZ_CHECK(fieldValue(u.fields, "x-forwarded-host", &n) == value && n == 1,
+                 "X-Forwarded-Host is not the Host read; " + where);
+      break;
+    }
+  }
+}
+
+void checkClientBytes(const ModelRequest& q, std::string_view input) {
+  RefResult c = parseRequest(input.substr(q.begin));
+  std::string where = "request at byte " + std::to_string(q.begin) + " of \"" +
+                      printable(input) + "\"";
+  if (c.status == RefStatus::Invalid && (!c.head_complete || q.complete)) {
+    // loopguard forwarded a head (or a whole message) the strict parser finds mis-framed.
+    if (const char* gap = knownFramingGap(c, input.substr(q.begin))) {
+      noteKnownGap(gap, input);
+      return;
+    }
+    FUZZ_CHECK(false, "forwarded a request the strict parser refuses: " + c.why + " (byte " +
+                          std::to_string(c.invalid_at) + ")" + "; " + where);
+  }
+  FUZZ_CHECK(c.head_complete, "the strict parser has not seen the end of the head loopguard "
+                              "forwarded; " + where);
+  const RefRequest& r = c.request;
+  FUZZ_CHECK(r.method == q.method, "method read differently; " + where);
+  FUZZ_CHECK(r.target == q.target, "target read differently; " + where);
+  FUZZ_CHECK(r.major == q.major && r.minor == q.minor, "version read differently; " + where);
+  FUZZ_CHECK(r.fields.size() == q.headers.size(), "header count read differently; " + where);
+  for (size_t i = 0; i < r.fields.size(); ++i) {
+    FUZZ_CHECK(r.fields[i].name == q.headers[i].first && r.fields[i].value == q.headers[i].second,
+               "header " + std::to_string(i) + " read differently: " + printable(r.fields[i].name) +
+                   ": " + printable(r.fields[i].value) + " vs " + printable(q.headers[i].first) +
+                   ": " + printable(q.headers[i].second) + "; " + where);
+  }
+  FUZZ_CHECK(q.chunked == (r.framing == RefFraming::Chunked), "chunked read differently; " + where);
+  if (!q.chunked) {
+    FUZZ_CHECK(q.has_content_length == (r.framing == RefFraming::ContentLength),
+               "Content-Length read differently; " + where);
+    FUZZ_CHECK(!q.has_content_length || q.content_length == r.content_length,
+               "Content-Length value read differently; " + where);
+  }
+  if (q.complete) {
+    FUZZ_CHECK(c.status == RefStatus::Complete, "loopguard read a whole request where the strict "
+                                                "parser wants more; " + where);
+    FUZZ_CHECK(c.consumed == q.end - q.begin, "the request ends elsewhere: loopguard after " +
+                   std::to_string(q.end - q.begin) + " bytes, the strict parser after " +
+                   std::to_string(c.consumed) + "; " + where);
+    FUZZ_CHECK(r.body == q.body, "body read differently; " + where);
+  } else if (!q.aborted) {
+    FUZZ_CHECK(c.status != RefStatus::Complete,
+               "loopguard waits for more of a request the strict parser has whole; " + where);
+    FUZZ_CHECK(isPrefix(q.body, r.body), "body read differently; " + where);
+  }
+}
+
+// Two readings of the same bytes, delivered in different reads, must be the same.
+void checkSameReading(const ModelResult& a, const ModelResult& b, std::string_view input) {
+  std::string where = "input \"" + printable(input) + "\"";
+  FUZZ_CHECK(a.refusal_status == b.refusal_status,
+             "refusal differs with the read size: " + std::to_string(a.refusal_status) + " (" +
+                 a.refusal_reason + ") vs " + std::to_string(b.refusal_status) + " (" +
+                 b.refusal_reason + "); " + where);
+  FUZZ_CHECK(a.forwarded.size() == b.forwarded.size(),
+             "number of forwarded requests differs with the read size; " + where);
+  for (size_t i = 0; i < a.forwarded.size(); ++i) {
+    const ModelRequest& x = a.forwarded[i];
+    const ModelRequest& y = b.forwarded[i];
+    FUZZ_CHECK(x.method == y.method && x.target == y.target && x.headers == y.headers &&
+                   x.body == y.body && x.complete == y.complete && x.aborted == y.aborted &&
+                   x.begin == y.begin && x.end == y.end &&
+                   (x.chunked || x.upstream == y.upstream),
+               "request " + std::to_string(i) + " read differently with the read size; " + where);
+  }
+}
+
+void checkAll(const ModelResult& m, std::string_view input, const ModelOptions& options) {
+  size_t expected_begin = 0;
+  for (const ModelRequest& q : m.forwarded) {
+    FUZZ_CHECK(q.begin == expected_begin, "requests are not back to back");
+    checkUpstreamBytes(q, input, options);
+    checkClientBytes(q, input);
+    expected_begin = q.end;
+  }
+}
+
+}  // namespace
+
+void checkConnection(std::string_view input) {
+  ModelOptions whole;
+  ModelResult one_read = runProxyModel(input, whole);
+  checkAll(one_read, input, whole);
+
+  ModelOptions split;
+  split.read_size = 1 + input.size() % 13;
+  ModelResult many_reads = runProxyModel(input, split);
+  checkAll(many_reads, input, split);
+  checkSameReading(one_read, many_reads, input);
+
+  ModelOptions buffered;
+  buffered.buffer_request = true;
+  buffered.buffer_limit = 512;
+  buffered.read_size = 7;
+  checkAll(runProxyModel(input, buffered), input, buffered);
+}
+
+}  // namespace loopguard::fuzz
+

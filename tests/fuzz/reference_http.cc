@@ -1,0 +1,383 @@
+#include "tests/fuzz/reference_http.h"
+
+#include <optional>
+
+namespace loopguard::fuzz {
+
+namespace {
+
+bool isDigit(unsigned char c) { return c >= '0' && c <= '9'; }
+bool isAlpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+int hexDigit(unsigned char c) {
+  if (isDigit(c)) return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+// RFC 9110 5.6.2: tchar.
+bool isTchar(unsigned char c) {
+  if (isDigit(c) || isAlpha(c)) return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
+    case '.': case '^': case '_': case '`': case '|': case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+bool isWs(unsigned char c) { return c == ' ' || c == '\t'; }
+// RFC 9110 5.5: field-vchar = VCHAR / obs-text, plus SP and HTAB inside a value.
+bool isFieldChar(unsigned char c) { return (c >= 0x21 && c != 0x7f) || isWs(c); }
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+std::string_view trimOws(std::string_view s) {
+  while (!s.empty() && isWs(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && isWs(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+// Splits a list-valued field (RFC 9110 5.6.1) into its non-empty elements.
+std::vector<std::string_view> listElements(std::string_view value) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  while (start <= value.size()) {
+    size_t comma = value.find(',', start);
+    if (comma == std::string_view::npos) comma = value.size();
+    std::string_view element = trimOws(value.substr(start, comma - start));
+    if (!element.empty()) out.push_back(element);
+    start = comma + 1;
+  }
+  return out;
+}
+
+// RFC 9110 7.2: Host = uri-host [ ":" port ]; uri-host = IP-literal / IPv4address / reg-name.
+bool validHost(std::string_view host) {
+  size_t colon;
+  if (!host.empty() && host.front() == '[') {
+    size_t close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    for (char c : host.substr(1, close - 1)) {
+      auto u = static_cast<unsigned char>(c);
+      if (!(hexDigit(u) >= 0 || c == ':' || c == '.')) return false;
+    }
+    colon = close + 1;
+    if (colon < host.size() && host[colon] != ':') return false;
+  } else {
+    colon = host.find(':');
+    for (char c : host.substr(0, colon)) {
+      auto u = static_cast<unsigned char>(c);
+      bool unreserved = isAlpha(u) || isDigit(u) || c == '-' || c == '.' || c == '_' || c == '~';
+      bool sub_delim = std::string_view("!$&'()*+,;=").find(c) != std::string_view::npos;
+      if (!(unreserved || sub_delim || c == '%')) return false;
+    }
+  }
+  if (colon >= host.size()) return true;
+  for (char c : host.substr(colon + 1)) {
+    if (!isDigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+class Parser {
+ public:
+  explicit Parser(std::string_view bytes) : b_(bytes) {}
+
+  RefResult run() {
+    if (!requestLine() || !fieldLines(r_.request.fields, "header")) return finish();
+    r_.head_complete = true;
+    r_.head_bytes = pos_;
+    if (!framing() || !body()) return finish();
+    r_.status = RefStatus::Complete;
+    r_.consumed = pos_;
+    checkValues();
+    return r_;
+  }
+
+ private:
+  // The steps return false to stop: r_.status is Invalid (set by bad()) or Incomplete.
+  bool bad(const std::string& why) {
+    r_.status = RefStatus::Invalid;
+    r_.why = why;
+    r_.invalid_at = pos_;
+    return false;
+  }
+  RefResult finish() {
+    if (r_.status != RefStatus::Invalid) {
+      r_.status = RefStatus::Incomplete;
+      if (r_.head_complete) checkValues();
+    }
+    return r_;
+  }
+  bool more() const { return pos_ < b_.size(); }
+  unsigned char peek() const { return static_cast<unsigned char>(b_[pos_]); }
+
+  // CRLF at pos_: true and past it; false with Incomplete or Invalid.
+  bool crlf() {
+    if (!more()) return false;
+    if (peek() == '\n') return bad("bare LF");
+    if (peek() != '\r') return bad("expected CRLF");
+    ++pos_;
+    if (!more()) return false;
+    if (peek() != '\n') return bad("CR not followed by LF");
+    ++pos_;
+    return true;
+  }
+
+  bool requestLine() {
+    // RFC 9112 2.2: a server SHOULD ignore empty lines received before the request-line.
+    while (more() && (peek() == '\r' || peek() == '\n')) {
+      if (!crlf()) return false;
+    }
+    RefRequest& q = r_.request;
+    while (more() && isTchar(peek())) q.method.push_back(b_[pos_++]);
+    if (!more()) return false;
+    if (q.method.empty()) return bad("request-line does not start with a method token");
+    if (peek() != ' ') return bad("method not followed by one SP");
+    ++pos_;
+    while (more() && peek() > 0x20 && peek() != 0x7f) q.target.push_back(b_[pos_++]);
+    if (!more()) return false;
+    if (q.target.empty()) return bad("empty request-target");
+    if (peek() != ' ') return bad("request-target not followed by one SP");
+    ++pos_;
+    static constexpr std::string_view kName = "HTTP/";
+    for (char c : kName) {
+      if (!more()) return false;
+      if (b_[pos_] != c) return bad("bad HTTP-version");
+      ++pos_;
+    }
+    for (int* digit : {&q.major, &q.minor}) {
+      if (!more()) return false;
+      if (!isDigit(peek())) return bad("bad HTTP-version digit");
+      *digit = peek() - '0';
+      ++pos_;
+      if (digit == &q.major) {
+        if (!more()) return false;
+        if (peek() != '.') return bad("bad HTTP-version");
+        ++pos_;
+      }
+    }
+    return crlf();
+  }
+
+  // *( field-line CRLF ) CRLF, for the head and for the trailer section.
+  bool fieldLines(std::vector<RefField>& out, const char* what) {
+    while (true) {
+      if (!more()) return false;
+      if (peek() == '\r' || peek() == '\n') return crlf();
+      if (isWs(peek())) {
+        return bad(std::string(what) + ": line starts with whitespace (obs-fold)");
+      }
+      RefField f;
+      while (more() && isTchar(peek())) f.name.push_back(b_[pos_++]);
+      if (!more()) return false;
+      if (f.name.empty()) return bad(std::string(what) + ": line does not start with a token");
+      if (isWs(peek())) return bad(std::string(what) + ": whitespace between field name and colon");
+      if (peek() != ':') return bad(std::string(what) + ": field name not followed by a colon");
+      ++pos_;
+      size_t start = pos_;
+      while (more() && isFieldChar(peek())) ++pos_;
+      if (!more()) return false;
+      if (peek() != '\r' && peek() != '\n') return bad(std::string(what) + ": control byte in a field value");
+      f.value = std::string(trimOws(b_.substr(start, pos_ - start)));
+      if (!crlf()) return false;
+      out.push_back(std::move(f));
+    }
+  }
+
+  bool framing() {
+    RefRequest& q = r_.request;
+    std::vector<std::string_view> codings;
+    bool has_te = false, has_cl = false;
+    std::optional<uint64_t> length;
+    for (const RefField& f : q.fields) {
+      if (refEqualsIgnoreCase(f.name, "transfer-encoding")) {
+        has_te = true;
+        for (std::string_view c : listElements(f.value)) codings.push_back(c);
+      } else if (refEqualsIgnoreCase(f.name, "content-length")) {
+        has_cl = true;
+        std::vector<std::string_view> values = listElements(f.value);
+        if (values.empty()) return bad("empty Content-Length");
+        for (std::string_view v : values) {
+          if (v.size() > 18) return bad("Content-Length too long");
+          uint64_t n = 0;
+          for (char c : v) {
+            if (!isDigit(static_cast<unsigned char>(c))) return bad("Content-Length not a number");
+            n = n * 10 + static_cast<uint64_t>(c - '0');
+          }
+          // RFC 9110 8.6: a list of identical values may be taken as that value.
+          if (length && *length != n) return bad("conflicting Content-Length values");
+          length = n;
+        }
+      }
+    }
+    if (has_te) {
+      if (q.major == 1 && q.minor == 0) return bad("Transfer-Encoding in an HTTP/1.0 request");
+      if (has_cl) return bad("both Transfer-Encoding and Content-Length");
+      // Only chunked, once: any other coding leaves the length unknown (501).
+      if (codings.size() != 1 || !refEqualsIgnoreCase(codings[0], "chunked")) {
+        return bad("transfer coding other than a single chunked");
+      }
+      q.framing = RefFraming::Chunked;
+    } else if (has_cl) {
+      q.framing = RefFraming::ContentLength;
+      q.content_length = *length;
+    }
+    return true;
+  }
+
+  bool body() {
+    RefRequest& q = r_.request;
+    if (q.framing == RefFraming::None) return true;
+    if (q.framing == RefFraming::ContentLength) {
+      uint64_t have = b_.size() - pos_;
+      uint64_t take = have < q.content_length ? have : q.content_length;
+      q.body.append(b_.substr(pos_, take));
+      pos_ += take;
+      return take == q.content_length;
+    }
+    while (true) {
+      uint64_t size = 0;
+      int digits = 0;
+      while (more() && hexDigit(peek()) >= 0) {
+        if (++digits > 16) return bad("chunk-size too long");
+        size = size * 16 + static_cast<uint64_t>(hexDigit(peek()));
+        ++pos_;
+      }
+      if (!more()) return false;
+      if (digits == 0) return bad("chunk-size missing");
+      if (!chunkExtensions()) return false;
+      if (!crlf()) return false;
+      if (size == 0) return fieldLines(q.trailers, "trailer");
+      uint64_t have = b_.size() - pos_;
+      uint64_t take = have < size ? have : size;
+      q.body.append(b_.substr(pos_, take));
+      pos_ += take;
+      if (take < size) return false;
+      if (!crlf()) return false;
+    }
+  }
+
+  // chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+  bool chunkExtensions() {
+    while (true) {
+      size_t save = pos_;
+      skipWs();
+      if (!more()) return false;
+      if (peek() != ';') {
+        pos_ = save;
+        if (isWs(peek())) {
+          skipWs();
+          if (!more()) return false;
+          return bad("whitespace after a chunk-size without an extension");
+        }
+        return true;
+      }
+      ++pos_;
+      skipWs();
+      size_t name_start = pos_;
+      while (more() && isTchar(peek())) ++pos_;
+      if (!more()) return false;
+      if (pos_ == name_start) return bad("chunk extension without a name");
+      save = pos_;
+      skipWs();
+      if (!more()) return false;
+      if (peek() != '=') {
+        pos_ = save;
+        continue;
+      }
+      ++pos_;
+      skipWs();
+      if (!more()) return false;
+      if (peek() == '"') {
+        if (!quotedString()) return false;
+      } else {
+        size_t value_start = pos_;
+        while (more() && isTchar(peek())) ++pos_;
+        if (!more()) return false;
+        if (pos_ == value_start) return bad("chunk extension without a value after '='");
+      }
+    }
+  }
+
+  bool quotedString() {
+    ++pos_;  // the opening DQUOTE
+    while (true) {
+      if (!more()) return false;
+      unsigned char c = peek();
+      if (c == '"') {
+        ++pos_;
+        return true;
+      }
+      if (c == '\\') {
+        ++pos_;
+        if (!more()) return false;
+        if (!isFieldChar(peek())) return bad("bad quoted-pair in a chunk extension");
+      } else if (!isFieldChar(c)) {
+        return bad("control byte in a quoted-string");
+      }
+      ++pos_;
+    }
+  }
+
+  void skipWs() {
+    while (more() && isWs(peek())) ++pos_;
+  }
+
+  // Value rules, once the head is known to be well delimited.
+  void checkValues() {
+    const RefRequest& q = r_.request;
+    auto problem = [&](const char* what) {
+      if (r_.value_problem.empty()) r_.value_problem = what;
+    };
+    for (char c : q.target) {
+      if (static_cast<unsigned char>(c) >= 0x80) problem("non-ASCII byte in the request-target");
+    }
+    bool origin = q.target[0] == '/';
+    bool asterisk = q.target == "*" && q.method == "OPTIONS";
+    size_t colon = q.target.find("://");
+    bool absolute = colon != std::string::npos && colon > 0 &&
+                    isAlpha(static_cast<unsigned char>(q.target[0]));
+    for (size_t i = 0; absolute && i < colon; ++i) {
+      auto c = static_cast<unsigned char>(q.target[i]);
+      absolute = isAlpha(c) || isDigit(c) || c == '+' || c == '-' || c == '.';
+    }
+    bool authority = q.method == "CONNECT";
+    if (!(origin || asterisk || absolute || authority)) problem("invalid request-target form");
+    if (q.major != 1) problem("HTTP major version other than 1");
+    int hosts = 0;
+    for (const RefField& f : q.fields) {
+      if (!refEqualsIgnoreCase(f.name, "host")) continue;
+      ++hosts;
+      if (!validHost(f.value)) problem("invalid Host value");
+    }
+    if (hosts > 1) problem("more than one Host");
+    if (hosts == 0 && q.major == 1 && q.minor >= 1) problem("HTTP/1.1 request without Host");
+  }
+
+  std::string_view b_;
+  size_t pos_ = 0;
+  RefResult r_;
+};
+
+}  // namespace
+
+bool refIsToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!isTchar(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+bool refEqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+RefResult parseRequest(std::string_view bytes) { return Parser(bytes).run(); }
+
+}  // namespace loopguard::fuzz
