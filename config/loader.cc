@@ -58,40 +58,16 @@ std::optional<SourcePos> findInvalidUtf8(std::string_view text, unsigned char& b
   size_t line_start = 0;
   size_t i = 0;
   while (i < text.size()) {
-    const auto byte = static_cast<unsigned char>(text[i]);
-    size_t extra = 0;
-    unsigned char low = 0x80;  // allowed range of the first continuation byte
-    unsigned char high = 0xBF;
-    if (byte < 0x80) {
-      extra = 0;
-    } else if (byte >= 0xC2 && byte <= 0xDF) {
-      extra = 1;
-    } else if (byte >= 0xE0 && byte <= 0xEF) {
-      extra = 2;
-      if (byte == 0xE0) low = 0xA0;   // overlong
-      if (byte == 0xED) high = 0x9F;  // UTF-16 surrogates
-    } else if (byte >= 0xF0 && byte <= 0xF4) {
-      extra = 3;
-      if (byte == 0xF0) low = 0x90;   // overlong
-      if (byte == 0xF4) high = 0x8F;  // beyond U+10FFFF
-    } else {
-      bad = byte;
+    size_t len = utf8CharLength(text, i);
+    if (len == 0) {
+      bad = static_cast<unsigned char>(text[i]);
       return SourcePos{line, static_cast<int>(i - line_start) + 1};
     }
-    for (size_t k = 1; k <= extra; ++k) {
-      const auto next = i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0;
-      const unsigned char lo = k == 1 ? low : 0x80;
-      const unsigned char hi = k == 1 ? high : 0xBF;
-      if (next < lo || next > hi) {
-        bad = byte;
-        return SourcePos{line, static_cast<int>(i - line_start) + 1};
-      }
-    }
-    if (byte == '\n') {
+    if (text[i] == '\n') {
       ++line;
       line_start = i + 1;
     }
-    i += extra + 1;
+    i += len;
   }
   return std::nullopt;
 }

@@ -231,13 +231,16 @@ class ModelConnection final : private http::ParserEvents {
         return false;
       }
       size_t out_before = out_.size();
+      size_t body_before = body_.size();
       parser_.resume();
       http::ParseResult r = parser_.execute(in.data(), in.size());
       bool framing_ok = r.status != http::ParseStatus::Error &&
                         r.status != http::ParseStatus::HeadTooLarge &&
                         (framing_ != BodyFraming::Chunked || validator_.feed(in.data(), r.consumed));
       if (!framing_ok) {
-        out_.resize(out_before);  // to_upstream_.clear(): what this read added is not sent
+        // to_upstream_.clear(): what this read added is not sent.
+        out_.resize(out_before);
+        body_.resize(body_before);
         refuse(400, r.reason ? r.reason : "malformed chunked body");
         finishIncomplete(q, true);
         return false;

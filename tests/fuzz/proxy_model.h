@@ -39,7 +39,8 @@ struct ModelRequest {
   bool has_content_length = false;
   uint64_t content_length = 0;
   bool websocket = false;  // forwarded as an upgrade: after the head the bytes are a tunnel
-  std::string body;        // the body bytes the parser delivered (decoded)
+  std::string body;        // the body bytes the parser delivered (decoded); when aborted, the
+                           // part that went upstream
   std::string request_id;  // the X-Request-Id the proxy sent
   // How it went.
   bool complete = false;   // the whole request was read and sent upstream

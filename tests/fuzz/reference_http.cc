@@ -87,7 +87,9 @@ class Parser {
     if (!requestLine() || !fieldLines(r_.request.fields, "header")) return finish();
     r_.head_complete = true;
     r_.head_bytes = pos_;
-    if (!framing() || !body()) return finish();
+    if (!framing()) return finish();
+    in_body_ = true;
+    if (!body()) return finish();
     r_.status = RefStatus::Complete;
     r_.consumed = pos_;
     checkValues();
@@ -100,6 +102,7 @@ class Parser {
     r_.status = RefStatus::Invalid;
     r_.why = why;
     r_.invalid_at = pos_;
+    r_.invalid_in_body = in_body_;
     return false;
   }
   RefResult finish() {
@@ -247,6 +250,7 @@ class Parser {
       if (!more()) return false;
       if (digits == 0) return bad("chunk-size missing");
       if (!chunkExtensions()) return false;
+      if (peek() != '\r' && peek() != '\n') return bad("chunk extension: unexpected byte");
       if (!crlf()) return false;
       if (size == 0) return fieldLines(q.trailers, "trailer");
       uint64_t have = b_.size() - pos_;
@@ -269,7 +273,7 @@ class Parser {
         if (isWs(peek())) {
           skipWs();
           if (!more()) return false;
-          return bad("whitespace after a chunk-size without an extension");
+          return bad("chunk extension: whitespace after a chunk-size without an extension");
         }
         return true;
       }
@@ -278,7 +282,7 @@ class Parser {
       size_t name_start = pos_;
       while (more() && isTchar(peek())) ++pos_;
       if (!more()) return false;
-      if (pos_ == name_start) return bad("chunk extension without a name");
+      if (pos_ == name_start) return bad("chunk extension: no name");
       save = pos_;
       skipWs();
       if (!more()) return false;
@@ -295,7 +299,7 @@ class Parser {
         size_t value_start = pos_;
         while (more() && isTchar(peek())) ++pos_;
         if (!more()) return false;
-        if (pos_ == value_start) return bad("chunk extension without a value after '='");
+        if (pos_ == value_start) return bad("chunk extension: no value after '='");
       }
     }
   }
@@ -312,9 +316,9 @@ class Parser {
       if (c == '\\') {
         ++pos_;
         if (!more()) return false;
-        if (!isFieldChar(peek())) return bad("bad quoted-pair in a chunk extension");
+        if (!isFieldChar(peek())) return bad("chunk extension: bad quoted-pair");
       } else if (!isFieldChar(c)) {
-        return bad("control byte in a quoted-string");
+        return bad("chunk extension: control byte in a quoted-string");
       }
       ++pos_;
     }
@@ -357,6 +361,7 @@ class Parser {
 
   std::string_view b_;
   size_t pos_ = 0;
+  bool in_body_ = false;
   RefResult r_;
 };
 

@@ -54,6 +54,7 @@ struct RefResult {
   size_t consumed = 0;    // with Complete: the message's length
   std::string why;        // with Invalid
   size_t invalid_at = 0;  // with Invalid: the offending byte
+  bool invalid_in_body = false;  // with Invalid: the head and its framing were fine
   std::string value_problem;
 };
 

@@ -1,0 +1,66 @@
+#include "tests/fuzz/known_gaps.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "tests/fuzz/fuzz_check.h"
+
+namespace loopguard::fuzz {
+
+namespace {
+
+bool hasTargetWhitespace(std::string_view target) {
+  return target.find_first_of("\t\f") != std::string_view::npos;
+}
+
+}  // namespace
+
+const char* knownFramingGap(const RefResult& c, std::string_view message) {
+  const std::vector<RefField>& fields = c.request.fields;
+  // Issue 8 item 5 (four parts).
+  if (c.why == "header: line starts with whitespace (obs-fold)" && !fields.empty() &&
+      fields.back().value.empty()) {
+    return "issue 8 item 5: obs-fold whose first line is empty";
+  }
+  if (c.why == "both Transfer-Encoding and Content-Length") {
+    for (const RefField& f : fields) {
+      if (refEqualsIgnoreCase(f.name, "transfer-encoding") && f.value.empty()) {
+        return "issue 8 item 5: empty Transfer-Encoding next to Content-Length";
+      }
+    }
+  }
+  if (c.why == "transfer coding other than a single chunked") {
+    return "issue 8 item 5: a transfer coding other than chunked";
+  }
+  if (c.why == "bare LF" && message.find('\n') == c.invalid_at) {
+    return "issue 8 item 5: bare LF ending the request line";
+  }
+  // Found by the fuzzer (regression test FuzzRegression.TargetWithWhitespaceIsRefused).
+  if (c.why == "request-target not followed by one SP" && c.invalid_at < message.size() &&
+      (message[c.invalid_at] == '\t' || message[c.invalid_at] == '\f')) {
+    return "HTAB or FF inside the request-target";
+  }
+  return nullptr;
+}
+
+const char* knownTargetGap(std::string_view target) {
+  // Found by the fuzzer: llhttp takes HTAB and FF as target bytes and checkRequestHead lets them
+  // through, so the upstream gets a request line that whitespace-splitting parsers read as
+  // another target (regression test FuzzRegression.TargetWithWhitespaceIsRefused).
+  return hasTargetWhitespace(target) ? "HTAB or FF inside the request-target" : nullptr;
+}
+
+const char* knownTrailerGap(bool buffer_request) {
+  // Found by the fuzzer: MessageParser appends a chunked body's trailer fields to the request's
+  // headers, so on a buffer_request route (its head is written once the whole body is in) they
+  // reach the upstream as header fields, after checkRequestHead and the hop-by-hop rules ran on
+  // the head alone (regression test FuzzRegression.TrailersAreNotHeaders).
+  return buffer_request ? "trailer fields forwarded as header fields (buffer_request)" : nullptr;
+}
+
+void noteKnownGap(const char* gap, std::string_view input) {
+  static const bool show = std::getenv("LOOPGUARD_FUZZ_SHOW_GAPS") != nullptr;
+  if (show) std::fprintf(stderr, "known gap (%s): \"%s\"\n", gap, printable(input).c_str());
+}
+
+}  // namespace loopguard::fuzz

@@ -1,0 +1,77 @@
+// Regression tests for what the fuzz targets (tests/fuzz) found. The minimised inputs are also
+// in tests/fuzz/regressions/<target>/, which the fuzz_replay.* tests run in every build.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "config/loader.h"
+#include "config/values.h"
+
+namespace loopguard::config {
+namespace {
+
+// Every message is one line of valid UTF-8: errors are printed one per line and POST /reload
+// returns them as JSON strings (nlohmann::json throws on invalid UTF-8, which took the proxy
+// down: "terminate called after throwing ... type_error.316").
+void expectOneLineUtf8(const LoadResult& result) {
+  ASSERT_FALSE(result.ok());
+  for (const ConfigError& e : result.errors) {
+    std::string shown = e.format();
+    EXPECT_EQ(shown.find('\n'), std::string::npos) << shown;
+    for (char c : shown) EXPECT_GE(static_cast<unsigned char>(c), 0x20) << shown;
+    EXPECT_NO_THROW((void)nlohmann::json(shown).dump()) << shown;
+  }
+}
+
+constexpr std::string_view kValid = "listen: \"127.0.0.1:0\"\n"
+                                    "upstreams: {app: {endpoints: [\"127.0.0.1:9\"]}}\n"
+                                    "routes: [{name: a, match: {prefix: /}, upstream: app}]\n";
+
+TEST(FuzzRegression, UnknownKeyCutInsideAUtf8CharacterStaysValidUtf8) {
+  // quoted() cut the key after 60 bytes, between the two bytes of "é".
+  std::string yaml(kValid);
+  yaml += std::string(59, 'a') + "\xC3\xA9x: 1\n";
+  LoadResult result = loadConfigString(yaml, "c.yaml", Purpose::Proxy);
+  expectOneLineUtf8(result);
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_NE(result.errors[0].message.find("\"" + std::string(59, 'a') + "...\""), std::string::npos)
+      << result.errors[0].message;
+}
+
+TEST(FuzzRegression, KeyWithALineBreakIsShownEscaped) {
+  std::string yaml(kValid);
+  yaml += "\"new\\nline\": 1\n";
+  LoadResult result = loadConfigString(yaml, "c.yaml", Purpose::Proxy);
+  expectOneLineUtf8(result);
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].format(),
+            "c.yaml:4:1: unknown key \"new\\nline\" in the top level (expected one of: listen, "
+            "admin, log, limits, timeouts, upstreams, pools, routes, offload)");
+}
+
+TEST(FuzzRegression, YamlSyntaxErrorNamingAControlByteIsEscaped) {
+  // yaml-cpp's message quotes the offending byte as it is ("unknown escape character: \0").
+  LoadResult result =
+      loadConfigString(std::string("listen: \"a\\\0b\"\n", 15), "c.yaml", Purpose::Proxy);
+  expectOneLineUtf8(result);
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_NE(result.errors[0].message.find("\\x00"), std::string::npos) << result.errors[0].message;
+}
+
+TEST(FuzzRegression, OneLineTextEscapesControlAndBrokenUtf8Only) {
+  EXPECT_EQ(oneLineText("plain caf\xC3\xA9 \xF0\x9F\x99\x82"), "plain caf\xC3\xA9 \xF0\x9F\x99\x82");
+  EXPECT_EQ(oneLineText("a\nb\tc\rd\x01" "e\x7F"), "a\\nb\\tc\\rd\\x01e\\x7F");
+  EXPECT_EQ(oneLineText("cut \xC3"), "cut \\xC3");
+  EXPECT_EQ(oneLineText("\xED\xA0\x80"), "\\xED\\xA0\\x80");  // a UTF-16 surrogate
+  EXPECT_EQ(oneLineText("\xC0\xAF"), "\\xC0\\xAF");          // overlong "/"
+}
+
+TEST(FuzzRegression, QuotedCutsOnACharacterBoundary) {
+  EXPECT_EQ(config::quoted(std::string(59, 'a') + "\xC3\xA9"), "\"" + std::string(59, 'a') + "...\"");
+  EXPECT_EQ(config::quoted(std::string(58, 'a') + "\xC3\xA9"), "\"" + std::string(58, 'a') + "\xC3\xA9\"");
+}
+
+}  // namespace
+}  // namespace loopguard::config
