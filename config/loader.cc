@@ -50,20 +50,25 @@ bool sameSocket(const Address& a, const Address& b) {
   return a == b && !(a.kind == Address::Kind::Tcp && a.port == 0);
 }
 
-// Where the first byte that is not part of well-formed UTF-8 sits, if any. yaml-cpp passes such
-// bytes through, and they would surface much later, as an exception from the JSON encoder
-// behind GET /config.
-std::optional<SourcePos> findInvalidUtf8(std::string_view text, unsigned char& bad) {
+// Where the first byte that is not text sits, if any: one that is not part of well-formed
+// UTF-8, or a control byte YAML does not allow (anything below 0x20 but TAB, LF and CR, and
+// DEL; YAML 1.2 "c-printable"). yaml-cpp passes bad UTF-8 through, to surface much later as an
+// exception from the JSON encoder behind GET /config, and it takes a NUL for the end of the
+// input, pointing its errors past it.
+std::optional<SourcePos> findNonText(std::string_view text, unsigned char& bad, bool& utf8) {
   int line = 1;
   size_t line_start = 0;
   size_t i = 0;
   while (i < text.size()) {
+    const auto byte = static_cast<unsigned char>(text[i]);
     size_t len = utf8CharLength(text, i);
-    if (len == 0) {
-      bad = static_cast<unsigned char>(text[i]);
+    bool control = (byte < 0x20 && byte != '\t' && byte != '\n' && byte != '\r') || byte == 0x7F;
+    if (len == 0 || control) {
+      bad = byte;
+      utf8 = len != 0;
       return SourcePos{line, static_cast<int>(i - line_start) + 1};
     }
-    if (text[i] == '\n') {
+    if (byte == '\n') {
       ++line;
       line_start = i + 1;
     }
@@ -76,11 +81,13 @@ std::optional<SourcePos> findInvalidUtf8(std::string_view text, unsigned char& b
 
 void SchemaLoader::load(std::string_view yaml) {
   unsigned char bad = 0;
-  if (std::optional<SourcePos> pos = findInvalidUtf8(yaml, bad)) {
+  bool utf8 = true;
+  if (std::optional<SourcePos> pos = findNonText(yaml, bad, utf8)) {
     char hex[8];
     std::snprintf(hex, sizeof hex, "0x%02X", bad);
-    reader_.error(*pos,
-                  std::string("not valid UTF-8 (byte ") + hex + "); the config must be UTF-8 text");
+    reader_.error(*pos, utf8 ? std::string("control byte ") + hex + " (not allowed in YAML text)"
+                             : std::string("not valid UTF-8 (byte ") + hex +
+                                   "); the config must be UTF-8 text");
     return;
   }
   std::vector<YAML::Node> documents;

@@ -4,8 +4,8 @@
 //  - ChunkedValidator fed in one piece and byte by byte gives the same verdict.
 //  - A body the validator takes whole (it ends exactly at the input's end) is one the strict
 //    reference parser takes whole too, with the same end: the validator is never the more
-//    lenient of the two about chunk framing. (Chunk extensions and trailer fields it only
-//    delimits: llhttp checks their syntax.)
+//    lenient of the two about chunk framing. (Trailer fields it only delimits: llhttp checks
+//    their syntax.)
 //  - The body behind a chunked request head goes through the differential check (the proxy
 //    model: llhttp + the validator + re-framing, against the strict parser), so mutations spend
 //    their time on chunk syntax rather than on the head.
@@ -38,10 +38,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   request.append(body);
   if (whole_ok && whole.done()) {
     RefResult ref = parseRequest(request);
-    // Trailer fields and chunk extensions the validator only delimits; llhttp checks their
-    // syntax (checkConnection below covers the two together).
-    bool llhttp_checks = ref.status == RefStatus::Invalid && (ref.why.rfind("trailer", 0) == 0 ||
-                                                              ref.why.rfind("chunk extension", 0) == 0);
+    // Trailer fields the validator only delimits; llhttp checks their syntax (checkConnection
+    // below covers the two together).
+    bool llhttp_checks = ref.status == RefStatus::Invalid && ref.why.rfind("trailer", 0) == 0;
     FUZZ_CHECK(llhttp_checks || (ref.status == RefStatus::Complete && ref.consumed == request.size()),
                "the validator takes a body the strict parser " +
                    std::string(ref.status == RefStatus::Invalid ? "refuses: " + ref.why

@@ -128,9 +128,14 @@ class Parser {
   }
 
   bool requestLine() {
-    // RFC 9112 2.2: a server SHOULD ignore empty lines received before the request-line.
+    // RFC 9112 2.2: a server SHOULD ignore empty lines received before the request-line (and
+    // MAY take a lone LF for a line end: before the message, it can change nothing in it).
     while (more() && (peek() == '\r' || peek() == '\n')) {
-      if (!crlf()) return false;
+      if (peek() == '\n') {
+        ++pos_;
+      } else if (!crlf()) {
+        return false;
+      }
     }
     RefRequest& q = r_.request;
     while (more() && isTchar(peek())) q.method.push_back(b_[pos_++]);
@@ -249,9 +254,7 @@ class Parser {
       }
       if (!more()) return false;
       if (digits == 0) return bad("chunk-size missing");
-      if (!chunkExtensions()) return false;
-      if (peek() != '\r' && peek() != '\n') return bad("chunk extension: unexpected byte");
-      if (!crlf()) return false;
+      if (!chunkLineEnd()) return false;
       if (size == 0) return fieldLines(q.trailers, "trailer");
       uint64_t have = b_.size() - pos_;
       uint64_t take = have < size ? have : size;
@@ -262,66 +265,75 @@ class Parser {
     }
   }
 
-  // chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
-  bool chunkExtensions() {
-    while (true) {
-      size_t save = pos_;
-      skipWs();
+  // What follows a chunk-size up to its CRLF. Where that line ends decides the framing, so
+  // after the size only whitespace, an extension (from ';') or the CRLF may come: "0x5" or
+  // "5 5" are invalid. Inside an extension only LF and NUL are (a parser may end the line
+  // there); bad extension syntax leaves every reader at the same CRLF, so it is a value problem.
+  bool chunkLineEnd() {
+    size_t start = pos_;
+    skipWs();
+    if (!more()) return false;
+    if (peek() == ';') {
+      while (more() && peek() != '\r' && peek() != '\n' && peek() != '\0') ++pos_;
       if (!more()) return false;
-      if (peek() != ';') {
-        pos_ = save;
-        if (isWs(peek())) {
-          skipWs();
-          if (!more()) return false;
-          return bad("chunk extension: whitespace after a chunk-size without an extension");
-        }
-        return true;
+      if (peek() == '\0') return bad("NUL in a chunk extension");
+      if (!validChunkExtensions(b_.substr(start, pos_ - start))) {
+        valueProblem("chunk extension syntax");
       }
-      ++pos_;
-      skipWs();
-      size_t name_start = pos_;
-      while (more() && isTchar(peek())) ++pos_;
-      if (!more()) return false;
-      if (pos_ == name_start) return bad("chunk extension: no name");
-      save = pos_;
-      skipWs();
-      if (!more()) return false;
-      if (peek() != '=') {
-        pos_ = save;
+    } else if (peek() != '\r' && peek() != '\n') {
+      return bad("chunk-size followed by a byte other than ';' or CRLF");
+    } else if (pos_ > start) {
+      valueProblem("whitespace after a chunk-size without an extension");
+    }
+    return crlf();
+  }
+
+  // chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ), the whole of `s`.
+  static bool validChunkExtensions(std::string_view s) {
+    size_t i = 0;
+    auto ws = [&] {
+      while (i < s.size() && isWs(static_cast<unsigned char>(s[i]))) ++i;
+    };
+    auto token = [&] {
+      size_t begin = i;
+      while (i < s.size() && isTchar(static_cast<unsigned char>(s[i]))) ++i;
+      return i > begin;
+    };
+    while (true) {
+      ws();
+      if (i == s.size()) return true;
+      if (s[i] != ';') return false;
+      ++i;
+      ws();
+      if (!token()) return false;
+      size_t save = i;
+      ws();
+      if (i == s.size() || s[i] != '=') {
+        i = save;
         continue;
       }
-      ++pos_;
-      skipWs();
-      if (!more()) return false;
-      if (peek() == '"') {
-        if (!quotedString()) return false;
-      } else {
-        size_t value_start = pos_;
-        while (more() && isTchar(peek())) ++pos_;
-        if (!more()) return false;
-        if (pos_ == value_start) return bad("chunk extension: no value after '='");
+      ++i;
+      ws();
+      if (i < s.size() && s[i] == '"') {
+        for (++i;; ++i) {
+          if (i == s.size()) return false;
+          auto c = static_cast<unsigned char>(s[i]);
+          if (c == '"') break;
+          if (c == '\\') {
+            if (++i == s.size() || !isFieldChar(static_cast<unsigned char>(s[i]))) return false;
+          } else if (!isFieldChar(c)) {
+            return false;
+          }
+        }
+        ++i;
+      } else if (!token()) {
+        return false;
       }
     }
   }
 
-  bool quotedString() {
-    ++pos_;  // the opening DQUOTE
-    while (true) {
-      if (!more()) return false;
-      unsigned char c = peek();
-      if (c == '"') {
-        ++pos_;
-        return true;
-      }
-      if (c == '\\') {
-        ++pos_;
-        if (!more()) return false;
-        if (!isFieldChar(peek())) return bad("chunk extension: bad quoted-pair");
-      } else if (!isFieldChar(c)) {
-        return bad("chunk extension: control byte in a quoted-string");
-      }
-      ++pos_;
-    }
+  void valueProblem(const char* what) {
+    if (r_.value_problem.empty()) r_.value_problem = what;
   }
 
   void skipWs() {
@@ -331,9 +343,7 @@ class Parser {
   // Value rules, once the head is known to be well delimited.
   void checkValues() {
     const RefRequest& q = r_.request;
-    auto problem = [&](const char* what) {
-      if (r_.value_problem.empty()) r_.value_problem = what;
-    };
+    auto problem = [&](const char* what) { valueProblem(what); };
     for (char c : q.target) {
       if (static_cast<unsigned char>(c) >= 0x80) problem("non-ASCII byte in the request-target");
     }
