@@ -56,12 +56,12 @@ const char* knownTargetGap(std::string_view target) {
   return hasTargetWhitespace(target) ? "HTAB or FF inside the request-target" : nullptr;
 }
 
-const char* knownTrailerGap(bool buffer_request) {
+const char* knownTrailerGap(bool buffered_with_trailers) {
   // Found by the fuzzer: MessageParser appends a chunked body's trailer fields to the request's
   // headers, so on a buffer_request route (its head is written once the whole body is in) they
   // reach the upstream as header fields, after checkRequestHead and the hop-by-hop rules ran on
   // the head alone (test_fuzz_findings.py).
-  return buffer_request ? "trailer fields forwarded as header fields (buffer_request)" : nullptr;
+  return buffered_with_trailers ? "trailer fields forwarded as header fields (buffer_request)" : nullptr;
 }
 
 void noteKnownGap(const char* gap, std::string_view input) {

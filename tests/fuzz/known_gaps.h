@@ -19,8 +19,8 @@ const char* knownFramingGap(const RefResult& client, std::string_view message);
 // The head loopguard writes upstream for `target` does not parse: which known gap, or nullptr.
 const char* knownTargetGap(std::string_view target);
 
-// On a buffer_request route the upstream head carries fields the client sent after the body.
-const char* knownTrailerGap(bool buffer_request);
+// A buffer_request route, and the client sent trailer fields: they end up in the upstream head.
+const char* knownTrailerGap(bool buffered_with_trailers);
 
 void noteKnownGap(const char* gap, std::string_view input);
 

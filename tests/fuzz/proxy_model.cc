@@ -197,6 +197,7 @@ class ModelConnection final : private http::ParserEvents {
       if (side_ == Side::Body && !pumpBody(q)) return false;
       q.body = body_;
     }
+    q.fields_after_head = parser_.headers().size() - q.headers.size();
     q.upstream = std::move(out_);
     q.complete = true;
     q.end = consumed_total_;

@@ -42,6 +42,7 @@ struct ModelRequest {
   std::string body;        // the body bytes the parser delivered (decoded); when aborted, the
                            // part that went upstream
   std::string request_id;  // the X-Request-Id the proxy sent
+  size_t fields_after_head = 0;  // header entries the parser added while reading the body
   // How it went.
   bool complete = false;   // the whole request was read and sent upstream
   bool aborted = false;    // refused after its head went upstream (bad chunked body, too large)
