@@ -41,6 +41,11 @@ const char* knownFramingGap(const RefResult& c, std::string_view message) {
       c.invalid_at < message.size() && message[c.invalid_at] == ' ') {
     return "repeated SP in the request-line";
   }
+  // Found by the fuzzer: llhttp skips a bare CR before the request-line as if it were CRLF.
+  if (c.why == "CR not followed by LF" && c.invalid_at > 0 && c.request.method.empty() &&
+      message.find_first_not_of("\r\n") >= c.invalid_at) {
+    return "bare CR before the request-line";
+  }
   // Found by the fuzzer (test_fuzz_findings.py).
   if (c.why == "request-target not followed by one SP" && c.invalid_at < message.size() &&
       (message[c.invalid_at] == '\t' || message[c.invalid_at] == '\f')) {

@@ -177,20 +177,35 @@ class Parser {
         return bad(std::string(what) + ": line starts with whitespace (obs-fold)");
       }
       RefField f;
-      while (more() && isTchar(peek())) f.name.push_back(b_[pos_++]);
-      if (!more()) return false;
-      if (f.name.empty()) return bad(std::string(what) + ": line does not start with a token");
-      if (isWs(peek())) return bad(std::string(what) + ": whitespace between field name and colon");
-      if (peek() != ':') return bad(std::string(what) + ": field name not followed by a colon");
-      ++pos_;
-      size_t start = pos_;
-      while (more() && isFieldChar(peek())) ++pos_;
-      if (!more()) return false;
-      if (peek() != '\r' && peek() != '\n') return bad(std::string(what) + ": control byte in a field value");
-      f.value = std::string(trimOws(b_.substr(start, pos_ - start)));
+      if (const char* problem = fieldLine(f); problem != nullptr) {
+        if (!more()) return false;
+        if (out.data() == r_.request.fields.data()) return bad(std::string(what) + ": " + problem);
+        // A trailer field is never merged into the head: as long as its line ends where it
+        // should, its syntax is a value problem.
+        valueProblem("trailer field syntax");
+        while (more() && peek() != '\r' && peek() != '\n' && peek() != '\0') ++pos_;
+        if (!more()) return false;
+        if (peek() == '\0') return bad(std::string(what) + ": NUL in a field line");
+      }
       if (!crlf()) return false;
       out.push_back(std::move(f));
     }
+  }
+
+  // field-name ":" OWS field-value OWS, up to (not including) the line end; a problem or nullptr.
+  const char* fieldLine(RefField& f) {
+    while (more() && isTchar(peek())) f.name.push_back(b_[pos_++]);
+    if (!more()) return "incomplete";
+    if (f.name.empty()) return "line does not start with a token";
+    if (isWs(peek())) return "whitespace between field name and colon";
+    if (peek() != ':') return "field name not followed by a colon";
+    ++pos_;
+    size_t start = pos_;
+    while (more() && isFieldChar(peek())) ++pos_;
+    if (!more()) return "incomplete";
+    if (peek() != '\r' && peek() != '\n') return "control byte in a field value";
+    f.value = std::string(trimOws(b_.substr(start, pos_ - start)));
+    return nullptr;
   }
 
   bool framing() {
