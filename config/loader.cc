@@ -10,6 +10,9 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <sstream>
+
+#include <yaml-cpp/eventhandler.h>
 
 #include "config/schema_loader.h"
 #include "config/values.h"
@@ -77,6 +80,36 @@ std::optional<SourcePos> findNonText(std::string_view text, unsigned char& bad, 
   return std::nullopt;
 }
 
+// Records where a document's root node starts (the mark of its first node event).
+class RootMark final : public YAML::EventHandler {
+ public:
+  YAML::Mark mark = YAML::Mark::null_mark();
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { note(m); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { note(m); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    note(m);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    note(m);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    note(m);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void note(const YAML::Mark& m) {
+    if (mark.is_null()) mark = m;
+  }
+};
+
 }  // namespace
 
 void SchemaLoader::load(std::string_view yaml) {
@@ -90,9 +123,29 @@ void SchemaLoader::load(std::string_view yaml) {
                                    "); the config must be UTF-8 text");
     return;
   }
-  std::vector<YAML::Node> documents;
+  YAML::Node root;
   try {
-    documents = YAML::LoadAll(std::string(yaml));
+    std::string text(yaml);
+    // Where the first two documents start, from a pass over the parser's events (not
+    // YAML::LoadAll: in yaml-cpp 0.7 it loops forever, adding a null document per turn, once the
+    // parser stops consuming tokens, as on a file that starts with ","; yaml-cpp#1040).
+    std::istringstream events(text);
+    YAML::Parser parser(events);
+    RootMark first;
+    RootMark second;
+    if (parser.HandleNextDocument(first) && parser.HandleNextDocument(second)) {
+      if (second.mark.pos == first.mark.pos) {
+        // The parser did not move: it is stuck on something it cannot read.
+        size_t at = std::min(static_cast<size_t>(std::max(first.mark.pos, 0)), text.size());
+        reader_.error(toSourcePos(first.mark), "YAML syntax error: unexpected " +
+                                                   quoted(text.substr(at, utf8CharLength(text, at))));
+        return;
+      }
+      // A second document would otherwise be ignored without a word.
+      reader_.error(toSourcePos(second.mark),
+                    "a config file holds one YAML document; found a second one here");
+    }
+    root = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     reader_.error(toSourcePos(e.mark), "YAML syntax error: " + e.msg);
     return;
@@ -100,12 +153,7 @@ void SchemaLoader::load(std::string_view yaml) {
     reader_.error(toSourcePos(e.mark), "YAML error: " + e.msg);
     return;
   }
-  if (documents.size() > 1) {
-    // A second document would otherwise be ignored without a word.
-    reader_.error(toSourcePos(documents[1].Mark()),
-                  "a config file holds one YAML document; found a second one here");
-  }
-  readRoot(documents.empty() ? YAML::Node() : documents[0]);
+  readRoot(root);
 }
 
 void SchemaLoader::readRoot(const YAML::Node& root) {

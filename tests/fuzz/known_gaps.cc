@@ -41,6 +41,19 @@ const char* knownFramingGap(const RefResult& c, std::string_view message) {
       c.invalid_at < message.size() && message[c.invalid_at] == ' ') {
     return "repeated SP in the request-line";
   }
+  // Found by the fuzzer: after a field name, its colon and no value, llhttp takes CR and any
+  // one byte for the line end: "X-A:\rZX-B: 1" is read as X-A (empty) and X-B: 1, where a
+  // reader that turns the bare CR into SP (RFC 9112 2.2) sees one field X-A.
+  if (c.why == "CR not followed by LF" && !c.request.method.empty() && c.invalid_at >= 2 &&
+      message[c.invalid_at - 1] == '\r') {
+    size_t line_start = message.rfind('\n', c.invalid_at - 1);
+    std::string_view line = message.substr(line_start + 1, c.invalid_at - 2 - line_start);
+    size_t colon = line.find(':');
+    if (colon != std::string_view::npos && refIsToken(line.substr(0, colon)) &&
+        line.find_first_not_of(" \t", colon + 1) == std::string_view::npos) {
+      return "bare CR ending a field line without a value";
+    }
+  }
   // Found by the fuzzer: llhttp skips a bare CR before the request-line as if it were CRLF.
   if (c.why == "CR not followed by LF" && c.invalid_at > 0 && c.request.method.empty() &&
       message.find_first_not_of("\r\n") >= c.invalid_at) {

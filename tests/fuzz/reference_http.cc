@@ -173,13 +173,14 @@ class Parser {
     while (true) {
       if (!more()) return false;
       if (peek() == '\r' || peek() == '\n') return crlf();
-      if (isWs(peek())) {
+      bool head = &out == &r_.request.fields;
+      if (isWs(peek()) && head) {
         return bad(std::string(what) + ": line starts with whitespace (obs-fold)");
       }
       RefField f;
-      if (const char* problem = fieldLine(f); problem != nullptr) {
+      if (const char* problem = isWs(peek()) ? "obs-fold" : fieldLine(f); problem != nullptr) {
         if (!more()) return false;
-        if (out.data() == r_.request.fields.data()) return bad(std::string(what) + ": " + problem);
+        if (head) return bad(std::string(what) + ": " + problem);
         // A trailer field is never merged into the head: as long as its line ends where it
         // should, its syntax is a value problem.
         valueProblem("trailer field syntax");

@@ -71,6 +71,20 @@ TEST(FuzzRegression, ControlBytesAreRefusedWhereTheyAre) {
   EXPECT_TRUE(loadConfigString(std::string(kValid) + "\t# tab\r\n", "c.yaml", Purpose::Proxy).ok());
 }
 
+TEST(FuzzRegression, LeadingCommaIsASyntaxErrorNotAnEndlessLoop) {
+  // yaml-cpp 0.7's LoadAll never returned on these (yaml-cpp#1040): it added a null document
+  // per turn until the memory ran out (11 GB in a minute), on a reload as much as at start.
+  for (std::string_view yaml : {",", ",isten: \"12listen: \"7.207", ", x\nlisten: a\n"}) {
+    LoadResult result = loadConfigString(yaml, "c.yaml", Purpose::Proxy);
+    ASSERT_EQ(result.errors.size(), 1u) << yaml;
+    EXPECT_EQ(result.errors[0].format(), "c.yaml:1:1: YAML syntax error: unexpected \",\"");
+  }
+  // A second document is still found where it starts.
+  LoadResult two = loadConfigString(std::string(kValid) + "---\nlisten: b\n", "c.yaml", Purpose::Proxy);
+  ASSERT_EQ(two.errors.size(), 1u);
+  EXPECT_EQ(two.errors[0].format(), "c.yaml:5:1: a config file holds one YAML document; found a second one here");
+}
+
 TEST(FuzzRegression, OneLineTextEscapesControlAndBrokenUtf8Only) {
   EXPECT_EQ(oneLineText("plain caf\xC3\xA9 \xF0\x9F\x99\x82"), "plain caf\xC3\xA9 \xF0\x9F\x99\x82");
   EXPECT_EQ(oneLineText("a\nb\tc\rd\x01" "e\x7F"), "a\\nb\\tc\\rd\\x01e\\x7F");
