@@ -11,7 +11,10 @@ build_pkgs=(
 test_pkgs=(
   python3 python3-pytest python3-fastapi python3-uvicorn python3-aiosqlite
   python3-multipart python3-pil python3-prometheus-client
-  curl wrk procps iproute2 nodejs
+  curl wrk procps iproute2 nodejs python3-h11
+  # the fuzz step (tests/fuzz): libFuzzer and the sanitizer runtimes for clang 14, and
+  # llvm-symbolizer for readable crash reports
+  clang libfuzzer-14-dev libclang-rt-14-dev llvm-14
 )
 bench_pkgs=(nginx haproxy hey gnuplot-nox)
 
