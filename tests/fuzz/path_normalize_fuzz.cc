@@ -12,19 +12,13 @@
 
 #include "proxy/http/path_normalize.h"
 #include "tests/fuzz/fuzz_check.h"
+#include "tests/fuzz/reference_http.h"
 
 namespace {
 
 bool unreserved(int c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
          c == '.' || c == '_' || c == '~';
-}
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 }  // namespace
@@ -54,8 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   for (size_t i = 0; i + 2 < out.size(); ++i) {
     if (out[i] != '%') continue;
-    int hi = hexValue(out[i + 1]);
-    int lo = hexValue(out[i + 2]);
+    int hi = loopguard::fuzz::refHexDigit(out[i + 1]);
+    int lo = loopguard::fuzz::refHexDigit(out[i + 2]);
     FUZZ_CHECK(hi < 0 || lo < 0 || !unreserved(hi * 16 + lo),
                "percent-encoded unreserved character left; " + where);
   }

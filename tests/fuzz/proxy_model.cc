@@ -4,8 +4,6 @@
 #include <memory>
 
 #include "proxy/http/chunked_validator.h"
-#include "proxy/http/header_rules.h"
-#include "proxy/http/message_parser.h"
 
 namespace loopguard::fuzz {
 
@@ -139,14 +137,7 @@ class ModelConnection final : private http::ParserEvents {
     side_ = has_body ? Side::Body : Side::Complete;
     bool keep_alive = p.keepAlive();
 
-    http::RequestFacts facts;
-    facts.method = p.method();
-    facts.target = p.target();
-    facts.http_major = p.httpMajor();
-    facts.http_minor = p.httpMinor();
-    facts.has_transfer_encoding = p.hasTransferEncoding();
-    facts.saw_line_folding = p.sawLineFolding();
-    if (http::HeadProblem problem = http::checkRequestHead(facts, p.headers())) {
+    if (http::HeadProblem problem = http::checkRequestHead(requestFacts(p), p.headers())) {
       refuse(problem.status, problem.message);
       return false;
     }
@@ -326,6 +317,17 @@ class ModelConnection final : private http::ParserEvents {
 };
 
 }  // namespace
+
+http::RequestFacts requestFacts(const http::MessageParser& p) {
+  http::RequestFacts facts;
+  facts.method = p.method();
+  facts.target = p.target();
+  facts.http_major = p.httpMajor();
+  facts.http_minor = p.httpMinor();
+  facts.has_transfer_encoding = p.hasTransferEncoding();
+  facts.saw_line_folding = p.sawLineFolding();
+  return facts;
+}
 
 ModelResult runProxyModel(std::string_view client_bytes, const ModelOptions& options) {
   return ModelConnection(client_bytes, options).run();

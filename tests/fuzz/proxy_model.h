@@ -18,7 +18,13 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/http/header_rules.h"
+#include "proxy/http/message_parser.h"
+
 namespace loopguard::fuzz {
+
+// The facts checkRequestHead judges, from a parsed head (as Exchange::start gathers them).
+http::RequestFacts requestFacts(const http::MessageParser& parser);
 
 struct ModelOptions {
   uint64_t max_header_bytes = 64 * 1024;  // limits.max_header_bytes (the default)

@@ -223,11 +223,12 @@ class Parser {
         std::vector<std::string_view> values = listElements(f.value);
         if (values.empty()) return bad("empty Content-Length");
         for (std::string_view v : values) {
-          if (v.size() > 18) return bad("Content-Length too long");
           uint64_t n = 0;
           for (char c : v) {
             if (!isDigit(static_cast<unsigned char>(c))) return bad("Content-Length not a number");
-            n = n * 10 + static_cast<uint64_t>(c - '0');
+            auto digit = static_cast<uint64_t>(c - '0');
+            if (n > (UINT64_MAX - digit) / 10) return bad("Content-Length beyond 2^64");
+            n = n * 10 + digit;
           }
           // RFC 9110 8.6: a list of identical values may be taken as that value.
           if (length && *length != n) return bad("conflicting Content-Length values");
@@ -400,6 +401,8 @@ bool refIsToken(std::string_view s) {
   }
   return true;
 }
+
+int refHexDigit(char c) { return hexDigit(static_cast<unsigned char>(c)); }
 
 bool refEqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;

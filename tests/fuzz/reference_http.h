@@ -62,6 +62,7 @@ struct RefResult {
 RefResult parseRequest(std::string_view bytes);
 
 bool refIsToken(std::string_view s);
+int refHexDigit(char c);  // 0-15, or -1
 bool refEqualsIgnoreCase(std::string_view a, std::string_view b);
 
 }  // namespace loopguard::fuzz

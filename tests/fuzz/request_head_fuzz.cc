@@ -16,6 +16,7 @@
 #include "proxy/http/message_parser.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "tests/fuzz/known_gaps.h"
+#include "tests/fuzz/proxy_model.h"
 #include "tests/fuzz/reference_http.h"
 
 namespace loopguard::fuzz {
@@ -159,14 +160,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(whole.chunked() == split.chunked() && whole.contentLength() == split.contentLength(),
              "framing depends on the read size; " + where);
 
-  http::RequestFacts facts;
-  facts.method = whole.method();
-  facts.target = whole.target();
-  facts.http_major = whole.httpMajor();
-  facts.http_minor = whole.httpMinor();
-  facts.has_transfer_encoding = whole.hasTransferEncoding();
-  facts.saw_line_folding = whole.sawLineFolding();
-  if (http::HeadProblem problem = http::checkRequestHead(facts, whole.headers())) {
+  if (http::HeadProblem problem = http::checkRequestHead(requestFacts(whole), whole.headers())) {
     FUZZ_CHECK(problem.status >= 400 && problem.status < 600 && problem.message[0] != '\0',
                "a refusal without a status or a message");
     return 0;
