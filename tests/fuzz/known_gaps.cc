@@ -32,7 +32,9 @@ const char* knownFramingGap(const RefResult& c, std::string_view message) {
   if (c.why == "transfer coding other than a single chunked") {
     return "issue 8 item 5: a transfer coding other than chunked";
   }
-  if (c.why == "bare LF" && message.find('\n') == c.invalid_at) {
+  size_t line_start = message.find_first_not_of("\r\n");  // empty lines may come first
+  if (c.why == "bare LF" && line_start != std::string_view::npos &&
+      message.find('\n', line_start) == c.invalid_at) {
     return "issue 8 item 5: bare LF ending the request line";
   }
   // Found by the fuzzer: llhttp takes two or more SP between the parts of the request-line;
@@ -46,8 +48,8 @@ const char* knownFramingGap(const RefResult& c, std::string_view message) {
   // reader that turns the bare CR into SP (RFC 9112 2.2) sees one field X-A.
   if (c.why == "CR not followed by LF" && !c.request.method.empty() && c.invalid_at >= 2 &&
       message[c.invalid_at - 1] == '\r') {
-    size_t line_start = message.rfind('\n', c.invalid_at - 1);
-    std::string_view line = message.substr(line_start + 1, c.invalid_at - 2 - line_start);
+    size_t field_start = message.rfind('\n', c.invalid_at - 1) + 1;  // npos + 1 = 0
+    std::string_view line = message.substr(field_start, c.invalid_at - 1 - field_start);
     size_t colon = line.find(':');
     if (colon != std::string_view::npos && refIsToken(line.substr(0, colon)) &&
         line.find_first_not_of(" \t", colon + 1) == std::string_view::npos) {

@@ -59,8 +59,9 @@ def known_gap(data, stop):
         return None
     start, reason = stop[1], stop[2]
     msg = data[start:]
-    line_end = msg.find(b"\n")
-    request_line = msg[:line_end] if line_end >= 0 else msg
+    line = msg.lstrip(b"\r\n")  # empty lines may come first
+    line_end = line.find(b"\n")
+    request_line = line[:line_end] if line_end >= 0 else line
     head = msg[: msg.find(b"\r\n\r\n") + 4] if b"\r\n\r\n" in msg else msg
     if reason == "header: obs-fold" and re.search(rb"\n[!-9;-~]+:[ \t]*\r\n[ \t]", head):
         return "issue 8 item 5: obs-fold whose first line is empty"
