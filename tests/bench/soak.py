@@ -520,7 +520,7 @@ set y2tics
 set yrange [0:*]
 set y2range [0:*]
 set grid
-set key top left
+set key bottom right opaque box
 {arrows}
 plot '{base}.dat' using ($1/60):2 with lines lw 2 lc rgb '#4c72b0' title "RSS (MiB)", \\
      '' using ($1/60):3 axes x1y2 with lines lc rgb '#dd8452' title "open fds", \\
