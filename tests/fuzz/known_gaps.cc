@@ -22,7 +22,8 @@ const char* knownFramingGap(const RefResult& c, std::string_view message) {
       fields.back().value.empty()) {
     return "issue 8 item 5: obs-fold whose first line is empty";
   }
-  if (c.why == "both Transfer-Encoding and Content-Length") {
+  if (c.why == "both Transfer-Encoding and Content-Length" ||
+      c.why == "Transfer-Encoding in an HTTP/1.0 request") {
     for (const RefField& f : fields) {
       if (refEqualsIgnoreCase(f.name, "transfer-encoding") && f.value.empty()) {
         return "issue 8 item 5: empty Transfer-Encoding next to Content-Length";

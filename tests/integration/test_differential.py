@@ -65,7 +65,7 @@ def known_gap(data, stop):
     head = msg[: msg.find(b"\r\n\r\n") + 4] if b"\r\n\r\n" in msg else msg
     if reason == "header: obs-fold" and re.search(rb"\n[!-9;-~]+:[ \t]*\r\n[ \t]", head):
         return "issue 8 item 5: obs-fold whose first line is empty"
-    if reason == "Transfer-Encoding and Content-Length" and \
+    if reason in ("Transfer-Encoding and Content-Length", "Transfer-Encoding in HTTP/1.0") and \
             re.search(rb"(?i)\ntransfer-encoding:[ \t]*\r\n", head):
         return "issue 8 item 5: empty Transfer-Encoding next to Content-Length"
     if reason.startswith("transfer coding other than chunked"):
