@@ -39,15 +39,8 @@ bool namedByConnection(const ModelRequest& q, std::string_view name) {
     if (!refEqualsIgnoreCase(n, "connection") && !refEqualsIgnoreCase(n, "proxy-connection")) {
       continue;
     }
-    size_t start = 0;
-    while (start <= v.size()) {
-      size_t comma = v.find(',', start);
-      if (comma == std::string::npos) comma = v.size();
-      std::string_view token = std::string_view(v).substr(start, comma - start);
-      while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
-      while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    for (std::string_view token : refListElements(v)) {
       if (refEqualsIgnoreCase(token, name)) return true;
-      start = comma + 1;
     }
   }
   return false;

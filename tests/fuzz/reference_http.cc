@@ -402,6 +402,8 @@ bool refIsToken(std::string_view s) {
   return true;
 }
 
+std::vector<std::string_view> refListElements(std::string_view value) { return listElements(value); }
+
 int refHexDigit(char c) { return hexDigit(static_cast<unsigned char>(c)); }
 
 bool refEqualsIgnoreCase(std::string_view a, std::string_view b) {

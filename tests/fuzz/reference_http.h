@@ -63,6 +63,8 @@ RefResult parseRequest(std::string_view bytes);
 
 bool refIsToken(std::string_view s);
 int refHexDigit(char c);  // 0-15, or -1
+// The non-empty elements of a list-valued field (RFC 9110 5.6.1), OWS trimmed.
+std::vector<std::string_view> refListElements(std::string_view value);
 bool refEqualsIgnoreCase(std::string_view a, std::string_view b);
 
 }  // namespace loopguard::fuzz
