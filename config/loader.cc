@@ -10,6 +10,9 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <sstream>
+
+#include <yaml-cpp/eventhandler.h>
 
 #include "config/lint.h"
 #include "config/schema_loader.h"
@@ -52,66 +55,99 @@ bool sameSocket(const Address& a, const Address& b) {
   return a == b && !(a.kind == Address::Kind::Tcp && a.port == 0);
 }
 
-// Where the first byte that is not part of well-formed UTF-8 sits, if any. yaml-cpp passes such
-// bytes through, and they would surface much later, as an exception from the JSON encoder
-// behind GET /config.
-std::optional<SourcePos> findInvalidUtf8(std::string_view text, unsigned char& bad) {
+// Where the first byte that is not text sits, if any: one that is not part of well-formed
+// UTF-8, or a control byte YAML does not allow (anything below 0x20 but TAB, LF and CR, and
+// DEL; YAML 1.2 "c-printable"). yaml-cpp passes bad UTF-8 through, to surface much later as an
+// exception from the JSON encoder behind GET /config, and it takes a NUL for the end of the
+// input, pointing its errors past it.
+std::optional<SourcePos> findNonText(std::string_view text, unsigned char& bad, bool& utf8) {
   int line = 1;
   size_t line_start = 0;
   size_t i = 0;
   while (i < text.size()) {
     const auto byte = static_cast<unsigned char>(text[i]);
-    size_t extra = 0;
-    unsigned char low = 0x80;  // allowed range of the first continuation byte
-    unsigned char high = 0xBF;
-    if (byte < 0x80) {
-      extra = 0;
-    } else if (byte >= 0xC2 && byte <= 0xDF) {
-      extra = 1;
-    } else if (byte >= 0xE0 && byte <= 0xEF) {
-      extra = 2;
-      if (byte == 0xE0) low = 0xA0;   // overlong
-      if (byte == 0xED) high = 0x9F;  // UTF-16 surrogates
-    } else if (byte >= 0xF0 && byte <= 0xF4) {
-      extra = 3;
-      if (byte == 0xF0) low = 0x90;   // overlong
-      if (byte == 0xF4) high = 0x8F;  // beyond U+10FFFF
-    } else {
+    size_t len = utf8CharLength(text, i);
+    bool control = (byte < 0x20 && byte != '\t' && byte != '\n' && byte != '\r') || byte == 0x7F;
+    if (len == 0 || control) {
       bad = byte;
+      utf8 = len != 0;
       return SourcePos{line, static_cast<int>(i - line_start) + 1};
-    }
-    for (size_t k = 1; k <= extra; ++k) {
-      const auto next = i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0;
-      const unsigned char lo = k == 1 ? low : 0x80;
-      const unsigned char hi = k == 1 ? high : 0xBF;
-      if (next < lo || next > hi) {
-        bad = byte;
-        return SourcePos{line, static_cast<int>(i - line_start) + 1};
-      }
     }
     if (byte == '\n') {
       ++line;
       line_start = i + 1;
     }
-    i += extra + 1;
+    i += len;
   }
   return std::nullopt;
 }
+
+// Records where a document's root node starts (the mark of its first node event).
+class RootMark final : public YAML::EventHandler {
+ public:
+  YAML::Mark mark = YAML::Mark::null_mark();
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { note(m); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { note(m); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    note(m);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    note(m);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    note(m);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void note(const YAML::Mark& m) {
+    if (mark.is_null()) mark = m;
+  }
+};
 
 }  // namespace
 
 void SchemaLoader::load(std::string_view yaml) {
   unsigned char bad = 0;
-  if (std::optional<SourcePos> pos = findInvalidUtf8(yaml, bad)) {
+  bool utf8 = true;
+  if (std::optional<SourcePos> pos = findNonText(yaml, bad, utf8)) {
     char hex[8];
     std::snprintf(hex, sizeof hex, "0x%02X", bad);
-    reader_.error(*pos,
-                  std::string("not valid UTF-8 (byte ") + hex + "); the config must be UTF-8 text");
+    reader_.error(*pos, utf8 ? std::string("control byte ") + hex + " (not allowed in YAML text)"
+                             : std::string("not valid UTF-8 (byte ") + hex +
+                                   "); the config must be UTF-8 text");
     return;
   }
-  std::vector<YAML::Node> documents;
+  YAML::Node root;
   try {
-    documents = YAML::LoadAll(std::string(yaml));
+    std::string text(yaml);
+    // Where the first two documents start, from a pass over the parser's events (not
+    // YAML::LoadAll: in yaml-cpp 0.7 it loops forever, adding a null document per turn, once the
+    // parser stops consuming tokens, as on a file that starts with ","; yaml-cpp#1040).
+    std::istringstream events(text);
+    YAML::Parser parser(events);
+    RootMark first;
+    RootMark second;
+    if (parser.HandleNextDocument(first) && parser.HandleNextDocument(second)) {
+      if (second.mark.pos == first.mark.pos) {
+        // The parser did not move: it is stuck on something it cannot read.
+        size_t at = std::min(static_cast<size_t>(std::max(first.mark.pos, 0)), text.size());
+        reader_.error(toSourcePos(first.mark), "YAML syntax error: unexpected " +
+                                                   quoted(text.substr(at, utf8CharLength(text, at))));
+        return;
+      }
+      // A second document would otherwise be ignored without a word.
+      reader_.error(toSourcePos(second.mark),
+                    "a config file holds one YAML document; found a second one here");
+    }
+    root = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     YamlDiagnosis d = explainYamlError(yaml, toSourcePos(e.mark), e.msg);
     reader_.error(d.pos, std::move(d.message));
@@ -120,12 +156,7 @@ void SchemaLoader::load(std::string_view yaml) {
     reader_.error(toSourcePos(e.mark), "YAML error: " + e.msg);
     return;
   }
-  if (documents.size() > 1) {
-    // A second document would otherwise be ignored without a word.
-    reader_.error(toSourcePos(documents[1].Mark()),
-                  "a config file holds one YAML document; found a second one here");
-  }
-  readRoot(documents.empty() ? YAML::Node() : documents[0]);
+  readRoot(root);
 }
 
 void SchemaLoader::readRoot(const YAML::Node& root) {
