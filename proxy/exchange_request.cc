@@ -134,6 +134,7 @@ void Exchange::flushUpstream() {
   if (to_upstream_.empty()) {
     if (request_side_ == RequestSide::Complete && !request_sent_) {
       request_sent_ = true;
+      upstream_sent_us_ = uv_hrtime() / 1000;
       upstream_->markRequestSent();
       armResponseTimeout();
     }
@@ -173,6 +174,7 @@ void Exchange::onUpstreamWritten(int status) {
   if (request_side_ == RequestSide::Complete) {
     if (!request_sent_) {
       request_sent_ = true;
+      upstream_sent_us_ = uv_hrtime() / 1000;
       if (upstream_ != nullptr) upstream_->markRequestSent();
       armResponseTimeout();
     }

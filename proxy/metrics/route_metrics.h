@@ -13,7 +13,9 @@ struct RouteMetrics {
   std::map<int, uint64_t> requests_by_code;
   Histogram duration;
   Histogram queue_wait;
+  Histogram queue_refused_wait;  // how long refused requests waited before their answer
   uint64_t rejected_queue_full = 0;
+  uint64_t rejected_queue_evicted = 0;
   uint64_t rejected_queue_timeout = 0;
   uint64_t rejected_no_workers = 0;
 
