@@ -82,6 +82,15 @@ async def _request(pool, port, path, timeout):
     if conn is None:
         conn = await asyncio.open_connection("127.0.0.1", port)
     reader, writer = conn
+    try:
+        return await _exchange(pool, conn, path, timeout)
+    except BaseException:
+        writer.close()  # a client that gives up hangs up (and the proxy forgets the request)
+        raise
+
+
+async def _exchange(pool, conn, path, timeout):
+    reader, writer = conn
     writer.write(f"GET {path} HTTP/1.1\r\nHost: lg.test\r\n\r\n".encode())
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
     lines = head.decode("latin-1").split("\r\n")
