@@ -16,8 +16,8 @@ constexpr std::string_view kRouteKeys[] = {"name",   "match",          "upstream
                                            "limits", "buffer_request", "buffer_limit", "timeout"};
 constexpr std::string_view kMatchKeys[] = {"prefix", "exact", "regex", "methods", "host"};
 constexpr std::string_view kRouteLimitsKeys[] = {
-    "max_in_flight",  "max_in_flight_min", "max_in_flight_max", "max_queue",
-    "queue_timeout",  "queue_order",       "overflow_status"};
+    "max_in_flight", "max_in_flight_min", "max_in_flight_max", "max_queue",
+    "queue_timeout", "queue_order",       "overflow_status"};
 
 std::string toUpper(std::string text) {
   for (char& c : text) {
@@ -207,7 +207,8 @@ void SchemaLoader::readRouteLimits(const Item& item, RouteLimits& out) {
       out.max_in_flight_auto = true;
     } else if (f->value.node.IsScalar() &&
                f->value.node.Scalar().find_first_not_of("0123456789-") != std::string::npos) {
-      reader_.error(f->value, "expected a whole number or auto, got " + quoted(f->value.node.Scalar()));
+      reader_.error(f->value,
+                    "expected a whole number or auto, got " + quoted(f->value.node.Scalar()));
     } else {
       // 0 would admit nothing, ever; unlimited is spelt by leaving the key out.
       uint64_t value = 0;

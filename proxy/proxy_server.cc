@@ -115,9 +115,15 @@ std::shared_ptr<routing::AdaptiveGroup> ProxyServer::adaptiveGroup(
     group = old->second;
   } else {
     group = std::make_shared<routing::AdaptiveGroup>(context_.loop, target, inner);
+    group->limit().setLoopBlockOracle(loop_block_oracle_);
   }
   next[key] = group;
   return group;
+}
+
+void ProxyServer::setLoopBlockOracle(const routing::LoopBlockOracle* oracle) {
+  loop_block_oracle_ = oracle;
+  for (auto& [key, group] : adaptive_groups_) group->limit().setLoopBlockOracle(oracle);
 }
 
 void ProxyServer::applyConfig(std::shared_ptr<const config::Config> config) {

@@ -68,8 +68,8 @@ class GradientController {
   struct Window {
     std::optional<double> ratio;  // sample RTT / tolerated RTT; nullopt: no timed sample
     bool dropped = false;
-    bool app_limited = false;     // in flight stayed below half the limit
-    bool may_decrease = true;     // false while a loop blocker is capped instead
+    bool app_limited = false;  // in flight stayed below half the limit
+    bool may_decrease = true;  // false while a loop blocker is capped instead
   };
 
   explicit GradientController(double initial) : limit_(initial) {}

@@ -176,7 +176,8 @@ void Limiter::reconfigure(const config::RouteLimits& limits, CapacityGate* gate)
     }
   }
   pump();  // the limit may have grown, or the new gate may have room
-  rearm();  // the order may have changed the deadlines
+  // The order may have changed the deadlines.
+  rearm();
 }
 
 void Limiter::setServiceTime(double p50_ms, double p90_ms) {

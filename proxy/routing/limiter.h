@@ -69,8 +69,10 @@ struct LimiterStats {
   uint64_t rejected_queue_full = 0;
   uint64_t rejected_queue_timeout = 0;
   uint64_t rejected_no_workers = 0;  // refused by failAllQueued(); not a queue timeout
-  uint64_t rejected_queue_evicted = 0;  // pushed out of a full queue in LIFO order
-  uint64_t early_refusals = 0;  // of rejected_queue_timeout: at the target of a standing queue
+  // Pushed out of a full queue served newest first.
+  uint64_t rejected_queue_evicted = 0;
+  // Of rejected_queue_timeout: refused at the target of a standing queue, before queue_timeout.
+  uint64_t early_refusals = 0;
 };
 
 class Limiter {
@@ -141,7 +143,8 @@ class Limiter {
  private:
   bool hasRoom() const;  // below routeCap() (the gate is not asked)
   bool tryTakeSlot();    // hasRoom() and a gate unit: takes both, or nothing
-  void link(LimiterWaiter& waiter);  // at the tail (the newest end)
+  // At the tail (the newest end).
+  void link(LimiterWaiter& waiter);
   void unlink(LimiterWaiter& waiter);
   TimePointMs deadlineOf(const LimiterWaiter& waiter, TimePointMs now) const;
   void evictOldest();

@@ -103,8 +103,7 @@ TEST_F(QueueOrderTest, AnEvictedWaitersCallbackMayQueueAnotherRequest) {
   EXPECT_EQ(limiter.stats().queue_depth, 2u);
   limiter.release();
   limiter.release();
-  EXPECT_EQ(log_, (std::vector<std::string>{"b:evicted", "c:evicted", "e:admitted",
-                                            "d:admitted"}));
+  EXPECT_EQ(log_, (std::vector<std::string>{"b:evicted", "c:evicted", "e:admitted", "d:admitted"}));
 }
 
 TEST_F(QueueOrderTest, LifoStillRefusesAtQueueTimeout) {
@@ -178,7 +177,7 @@ TEST_F(QueueOrderTest, AdaptiveRefusesPastTheTargetOnceTheQueueStands) {
   EXPECT_EQ(limiter.policy().targetMs(), 20u);
   EXPECT_EQ(limiter.policy().intervalMs(), 100u);
   ASSERT_EQ(limiter.admit(waiter("a")), Admission::Admitted);
-  queue(limiter, {"w1"});  // t = 1000
+  queue(limiter, {"w1"});           // t = 1000
   EXPECT_EQ(clock_.armed_, 1100u);  // when the queue will stand, not w1's 30 s timeout
   clock_.now_ = 1090;
   queue(limiter, {"w2"});
