@@ -65,8 +65,9 @@ std::optional<double> AdaptiveLimit::Baseline::min() const {
 // ---------------------------------------------------------------------------------------------
 // AdaptiveLimit
 
-AdaptiveLimit::AdaptiveLimit(std::string target, LimiterClock& clock, CapacityGate* inner)
-    : target_(std::move(target)), clock_(clock), inner_(inner) {}
+AdaptiveLimit::AdaptiveLimit(std::string target, LimiterClock& clock, CapacityGate* inner,
+                             bool per_endpoint)
+    : target_(std::move(target)), clock_(clock), inner_(inner), per_endpoint_(per_endpoint) {}
 
 void AdaptiveLimit::clearRoutes() {
   for (Route& r : routes_) {
@@ -159,16 +160,18 @@ void AdaptiveLimit::onRouteWindow(std::string_view route_name, const LatencyWind
   const uint64_t before = limit();
   std::vector<size_t> due;
   for (const EndpointWindow& part : window.endpoints) {
-    Endpoint& e = endpointFor(part.endpoint, now);
+    Endpoint& e = endpointFor(per_endpoint_ ? std::string_view(part.endpoint) : target_, now);
     e.last_sample = now;
     if (part.samples > 0 && tolerated > 0) {
       e.ratios.emplace_back(part.p50_us / tolerated, part.samples);
     }
     e.samples += part.samples;
     e.drops += part.drops;
+    size_t index = static_cast<size_t>(&e - endpoints_.data());
     if (e.samples + e.drops >= RouteLatency::kMinSamples &&
-        now - e.last_update >= RouteLatency::kMinWindowMs) {
-      due.push_back(static_cast<size_t>(&e - endpoints_.data()));
+        now - e.last_update >= RouteLatency::kMinWindowMs &&
+        std::find(due.begin(), due.end(), index) == due.end()) {
+      due.push_back(index);
     }
   }
   for (size_t i : due) updateEndpoint(endpoints_[i], now);

@@ -92,7 +92,10 @@ class AdaptiveLimit final : public CapacityGate {
   static constexpr int kFloorWindows = 5;
 
   // `inner`: a further gate every admission needs too (a pool's worker slots), or nullptr.
-  AdaptiveLimit(std::string target, LimiterClock& clock, CapacityGate* inner = nullptr);
+  // `per_endpoint`: one controller per endpoint the samples name (an upstream's processes);
+  // false: one for the whole target (a pool, whose workers come and go with new sockets).
+  AdaptiveLimit(std::string target, LimiterClock& clock, CapacityGate* inner = nullptr,
+                bool per_endpoint = true);
   AdaptiveLimit(const AdaptiveLimit&) = delete;
   AdaptiveLimit& operator=(const AdaptiveLimit&) = delete;
 
@@ -183,6 +186,7 @@ class AdaptiveLimit final : public CapacityGate {
   std::string target_;
   LimiterClock& clock_;
   CapacityGate* inner_;
+  bool per_endpoint_;
   const LoopBlockOracle* oracle_ = nullptr;
   std::vector<Endpoint> endpoints_;
   std::vector<Route> routes_;

@@ -23,10 +23,12 @@ namespace loopguard::routing {
 
 class AdaptiveGroup final : private LimiterClock {
  public:
+  // `inner`: a pool's worker slots (then one controller for the pool), or null (an upstream:
+  // one controller per endpoint).
   AdaptiveGroup(uv_loop_t* loop, std::string target, CapacityGate* inner)
       : loop_(loop),
         timer_(loop, this, &uv::bindTimer<AdaptiveGroup, &AdaptiveGroup::onTimer>),
-        limit_(std::move(target), *this, inner) {}
+        limit_(std::move(target), *this, inner, /*per_endpoint=*/inner == nullptr) {}
 
   AdaptiveLimit& limit() { return limit_; }
   const AdaptiveLimit& limit() const { return limit_; }

@@ -147,3 +147,28 @@ def test_config_shows_the_adaptive_keys(procs):
     m = ov.scrape(proxy.admin_port)
     assert ov.metric(m, "loopguard_route_limit", route="r") == 10  # the initial limit
     assert ov.metric(m, "loopguard_adaptive_limit", kind="upstream", target="app") == 10
+
+
+def test_auto_on_a_pool_route_keeps_the_pool_bound_as_the_hard_cap(procs):
+    from offload_support import config_text, get_all, pool_def, pool_route, wait_ready, \
+        worker_peaks
+    import os
+    stats = procs.path("stats")
+    os.makedirs(stats, exist_ok=True)
+    text = config_text({"cpu": pool_def(stats_dir=stats, workers=2, concurrency=2)},
+                       [pool_route(max_in_flight="auto")],
+                       admin={"listen": "127.0.0.1:0"})
+    proxy = procs.proxy(text)
+    wait_ready(proxy, 2)
+    results = get_all(proxy, ["/work?ms=30"] * 60, timeout=60)
+    assert all(getattr(r, "status", None) == 200 for r in results), results[:3]
+    peaks = worker_peaks(stats)
+    assert peaks and max(peaks.values()) <= 2, peaks  # concurrency_per_worker still holds
+    m = ov.scrape(proxy.admin_port)
+    # One controller for the pool (not one per worker socket), fed by the pool's own samples.
+    assert ov.metric(m, "loopguard_adaptive_limit", kind="pool", target="cpu") >= 1
+    assert ov.metric(m, "loopguard_adaptive_in_flight", kind="pool", target="cpu") == 0
+    assert ov.metric(m, "loopguard_adaptive_endpoint_limit", kind="pool", target="cpu",
+                     endpoint="cpu") is not None
+    assert ov.metric(m, "loopguard_adaptive_min_rtt_seconds", kind="pool", target="cpu",
+                     route="cpu") >= 0.03

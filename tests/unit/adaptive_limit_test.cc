@@ -375,6 +375,20 @@ TEST_F(AdaptiveLimitTest, AnInnerGateStaysTheHardCap) {
   EXPECT_EQ(a.inFlight(), 0u);
 }
 
+TEST_F(AdaptiveLimitTest, APoolIsOneLimitWhateverWorkerSocketsTheSamplesName) {
+  FakeGate pool(8);
+  AdaptiveLimit a("cpu", clock_, &pool, /*per_endpoint=*/false);
+  FakeClock rc;
+  auto r = std::make_shared<Limiter>(autoLimits(), rc, &a);
+  a.addRoute("r", r, autoLimits());
+  LatencyWindow w = window(10'000, 10, "worker-0.sock");
+  w.endpoints.push_back({"worker-1.sock", 10, 0, 10'000});
+  a.onRouteWindow("r", w);
+  a.onRouteWindow("r", window(10'000, 20, "worker-2.sock"));  // a recycled worker
+  ASSERT_EQ(a.endpoints().size(), 1u);
+  EXPECT_EQ(a.endpoints()[0].name, "cpu");
+}
+
 class FakeOracle : public LoopBlockOracle {
  public:
   bool blocksLoop(std::string_view target, std::string_view route) const override {
