@@ -21,40 +21,48 @@
 
 namespace loopguard::routing {
 
-class AdaptiveGroup final : private LimiterClock {
+// A LimiterClock on the loop: the loop's clock and one uv timer, whose callback is the owner's.
+class LoopClock final : public LimiterClock {
  public:
-  // `inner`: a pool's worker slots (then one controller for the pool), or null (an upstream:
-  // one controller per endpoint).
-  AdaptiveGroup(uv_loop_t* loop, std::string target, CapacityGate* inner)
-      : loop_(loop),
-        timer_(loop, this, &uv::bindTimer<AdaptiveGroup, &AdaptiveGroup::onTimer>),
-        limit_(std::move(target), *this, inner, /*per_endpoint=*/inner == nullptr) {}
-
-  AdaptiveLimit& limit() { return limit_; }
-  const AdaptiveLimit& limit() const { return limit_; }
-
- private:
+  LoopClock(uv_loop_t* loop, void* owner, uv::Timer::Fn on_timer)
+      : loop_(loop), timer_(loop, owner, on_timer) {}
   TimePointMs now() const override { return uv_now(loop_); }
   void arm(TimePointMs deadline) override {
     TimePointMs t = now();
     timer_.start(deadline > t ? deadline - t : 0);
   }
   void disarm() override { timer_.stop(); }
-  void onTimer() { limit_.onTimer(); }
 
+ private:
   uv_loop_t* loop_;
   uv::Timer timer_;
+};
+
+class AdaptiveGroup final {
+ public:
+  // `inner`: a pool's worker slots (then one controller for the pool), or null (an upstream:
+  // one controller per endpoint).
+  AdaptiveGroup(uv_loop_t* loop, std::string target, CapacityGate* inner)
+      : clock_(loop, this, &uv::bindTimer<AdaptiveGroup, &AdaptiveGroup::onTimer>),
+        limit_(std::move(target), clock_, inner, /*per_endpoint=*/inner == nullptr) {}
+
+  AdaptiveLimit& limit() { return limit_; }
+  const AdaptiveLimit& limit() const { return limit_; }
+
+ private:
+  void onTimer() { limit_.onTimer(); }
+
+  LoopClock clock_;
   AdaptiveLimit limit_;
 };
 
-class RouteLimiter final : private LimiterClock {
+class RouteLimiter final {
  public:
   RouteLimiter(uv_loop_t* loop, std::string route, const config::RouteLimits& limits,
                CapacityGate* gate)
-      : loop_(loop),
-        route_(std::move(route)),
-        timer_(loop, this, &uv::bindTimer<RouteLimiter, &RouteLimiter::onTimer>),
-        limiter_(limits, *this, gate) {}
+      : route_(std::move(route)),
+        clock_(loop, this, &uv::bindTimer<RouteLimiter, &RouteLimiter::onTimer>),
+        limiter_(limits, clock_, gate) {}
 
   Limiter& limiter() { return limiter_; }
   const Limiter& limiter() const { return limiter_; }
@@ -69,7 +77,7 @@ class RouteLimiter final : private LimiterClock {
   void recordUpstream(std::string_view endpoint, uint64_t sent_us, uint64_t done_us,
                       SampleOutcome outcome) {
     uint64_t rtt = done_us > sent_us ? done_us - sent_us : 0;
-    if (!latency_.add(endpoint, rtt, outcome, now())) return;
+    if (!latency_.add(endpoint, rtt, outcome, clock_.now())) return;
     if (latency_.p50Ms() && latency_.p90Ms()) {
       limiter_.setServiceTime(*latency_.p50Ms(), *latency_.p90Ms());
     }
@@ -88,17 +96,10 @@ class RouteLimiter final : private LimiterClock {
   const RouteLatency& latency() const { return latency_; }
 
  private:
-  TimePointMs now() const override { return uv_now(loop_); }
-  void arm(TimePointMs deadline) override {
-    TimePointMs t = now();
-    timer_.start(deadline > t ? deadline - t : 0);
-  }
-  void disarm() override { timer_.stop(); }
   void onTimer() { limiter_.onTimer(); }
 
-  uv_loop_t* loop_;
   std::string route_;
-  uv::Timer timer_;
+  LoopClock clock_;
   Limiter limiter_;
   RouteLatency latency_;
   std::shared_ptr<AdaptiveGroup> group_;

@@ -28,11 +28,9 @@ the proxy and this driver (the load generator) on CPU 1.
 Output: a Markdown table on stdout and tests/bench/results/overload-<stamp>.{md,json,dat,png}.
 """
 import argparse
-import asyncio
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 

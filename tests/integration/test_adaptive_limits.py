@@ -5,11 +5,11 @@ The machine is shared (2 cores, other engineers building): every test measures t
 capacity first and offers load relative to what the machine does now; bounds are generous but
 would fail without the mechanism (the naive fifo config measured in the issue: goodput 4.8 req/s
 out of ~49, p50 10 s)."""
+import os
 import time
 
-import pytest
-
 from harness import Pending, assert_overload, http_request, proxy_config
+from offload_support import config_text, get_all, pool_def, pool_route, wait_ready, worker_peaks
 import overload_support as ov
 
 SERVICE_MS = 20
@@ -24,6 +24,17 @@ def start(procs, app, limits, route="r"):
     return procs.proxy(config)
 
 
+def run(proxy, phases):
+    """Open-loop phases through the proxy while /metrics is sampled: (results, sampler)."""
+    sampler = ov.MetricsSampler(proxy.admin_port)
+    sampler.start()
+    try:
+        results = ov.open_loop(proxy.port, phases)
+    finally:
+        sampler.stop()
+    return results, sampler
+
+
 NAIVE_BOUNDS = {"max_queue": 10000, "queue_timeout": "30s"}
 AUTO_ADAPTIVE = {"max_in_flight": "auto", "queue_order": "adaptive", **NAIVE_BOUNDS}
 
@@ -32,10 +43,7 @@ def test_cpu_endpoint_at_twice_its_capacity_keeps_goodput_and_serves_fast(procs)
     app = ov.start_app(procs, ms=SERVICE_MS)
     capacity = ov.capacity(app.port, "/cpu", clients=2)
     proxy = start(procs, app, AUTO_ADAPTIVE)
-    sampler = ov.MetricsSampler(proxy.admin_port)
-    sampler.start()
-    results = ov.open_loop(proxy.port, [("/cpu", 2 * capacity, 20)])
-    sampler.stop()
+    results, sampler = run(proxy, [("/cpu", 2 * capacity, 20)])
     s = ov.summarize(results, (4, 20), slo=1.0)
     report = f"capacity {capacity:.1f}/s, offered {2 * capacity:.1f}/s: {s}"
     if s["goodput"] < 0.8 * capacity:
@@ -66,11 +74,8 @@ def test_db_pool_of_four_settles_the_limit_between_2_and_16(procs):
     app = ov.start_app(procs, pool=4, ms=SERVICE_MS)
     capacity = ov.capacity(app.port, "/db", clients=16)
     proxy = start(procs, app, AUTO_ADAPTIVE)
-    sampler = ov.MetricsSampler(proxy.admin_port)
-    sampler.start()
     warmup = 4
-    results = ov.open_loop(proxy.port, [("/db", 2 * capacity, warmup), ("/db", 2 * capacity, 12)])
-    sampler.stop()
+    results, sampler = run(proxy, [("/db", 2 * capacity, warmup), ("/db", 2 * capacity, 12)])
     s = ov.summarize(results, (warmup, warmup + 12))
     limits = sampler.values("loopguard_route_limit", since=warmup, route="r")
     report = f"capacity {capacity:.1f}/s: {s}; limits {limits}"
@@ -91,15 +96,10 @@ def test_load_that_drops_back_is_served_without_refusals_and_the_limit_grows_bac
     app = ov.start_app(procs, pool=4, ms=SERVICE_MS)
     capacity = ov.capacity(app.port, "/db", clients=16)
     proxy = start(procs, app, AUTO_ADAPTIVE)
-    sampler = ov.MetricsSampler(proxy.admin_port)
-    sampler.start()
-    t0 = time.monotonic()
-    results = ov.open_loop(proxy.port, [("/db", 2 * capacity, 8), ("/db", 0.6 * capacity, 12)])
-    sampler.stop()
-    offset = t0 - sampler.t0  # the sampler's clock started a little earlier
-    overloaded = sampler.values("loopguard_route_limit", since=4 + offset, until=8 + offset,
-                                route="r")
-    after = sampler.values("loopguard_route_limit", since=16 + offset, route="r")
+    results, sampler = run(proxy, [("/db", 2 * capacity, 8), ("/db", 0.6 * capacity, 12)])
+    # The sampler starts just before the load: its clock is the load's, within milliseconds.
+    overloaded = sampler.values("loopguard_route_limit", since=4, until=8, route="r")
+    after = sampler.values("loopguard_route_limit", since=16, route="r")
     calm = ov.summarize(results, (9, 20))
     report = f"capacity {capacity:.1f}/s; overloaded limits {overloaded}; after {after}; {calm}"
     print(report)
@@ -150,9 +150,6 @@ def test_config_shows_the_adaptive_keys(procs):
 
 
 def test_auto_on_a_pool_route_keeps_the_pool_bound_as_the_hard_cap(procs):
-    from offload_support import config_text, get_all, pool_def, pool_route, wait_ready, \
-        worker_peaks
-    import os
     stats = procs.path("stats")
     os.makedirs(stats, exist_ok=True)
     text = config_text({"cpu": pool_def(stats_dir=stats, workers=2, concurrency=2)},

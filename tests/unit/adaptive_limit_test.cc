@@ -150,7 +150,7 @@ TEST(RouteLatencyTest, MemoryStaysBoundedAtAnyRate) {
 // ---------------------------------------------------------------------------------------------
 // AdaptiveLimit, fed windows directly
 
-class AdaptiveLimitTest : public ::testing::Test {
+class AdaptiveLimitTest : public WaiterFixture {
  protected:
   // One closed window of `route`: n samples of `p50_us` on endpoint `endpoint`.
   LatencyWindow window(double p50_us, uint64_t n = 20, const std::string& endpoint = "e1",
@@ -166,11 +166,13 @@ class AdaptiveLimitTest : public ::testing::Test {
     w.endpoints.push_back({endpoint, n, drops, p50_us});
     return w;
   }
-  TestWaiter& waiter(const std::string& name) { return waiters_.emplace_back(name, log_); }
-
-  FakeClock clock_;
-  std::vector<std::string> log_;
-  std::deque<TestWaiter> waiters_;
+  // Feeds `w` while every unit of the limit is taken (the window was not app-limited).
+  void busyWindow(AdaptiveLimit& a, std::string_view route, const LatencyWindow& w) {
+    const uint64_t n = a.limit();
+    for (uint64_t k = 0; k < n; ++k) ASSERT_TRUE(a.tryTake());
+    a.onRouteWindow(route, w);
+    for (uint64_t k = 0; k < n; ++k) a.giveBack();
+  }
 };
 
 TEST_F(AdaptiveLimitTest, StartsAtTheInitialLimitWithinTheRoutesBounds) {
@@ -191,11 +193,8 @@ TEST_F(AdaptiveLimitTest, AMixChangeBetweenAFastAndASlowRouteIsNotReadAsQueueing
   a.addRoute("slow", slow, autoLimits());
   // Baselines: 5 ms and 50 ms, in-flight high enough that growth is allowed.
   for (int i = 0; i < 3; ++i) {
-    const uint64_t n = a.limit();
-    for (uint64_t k = 0; k < n; ++k) ASSERT_TRUE(a.tryTake());
-    a.onRouteWindow("fast", window(5'000, 90));
-    a.onRouteWindow("slow", window(50'000, 10));
-    for (uint64_t k = 0; k < n; ++k) a.giveBack();
+    busyWindow(a, "fast", window(5'000, 90));
+    busyWindow(a, "slow", window(50'000, 10));
   }
   const uint64_t before = a.limit();
   // Now 90% of the traffic is the slow route: every window's overall median is ~50 ms, ten
@@ -247,11 +246,7 @@ TEST_F(AdaptiveLimitTest, AtTheFloorTheBaselineIsReSeededFromTheSamplesTakenTher
   EXPECT_EQ(a.limit(), 1u);
   // Not 30 s later but after kFloorWindows at the floor, the baseline is what the floor sees.
   EXPECT_DOUBLE_EQ(*a.routes()[0].min_rtt_ms, 20.0);
-  for (int i = 0; i < 10; ++i) {
-    ASSERT_TRUE(a.tryTake());  // in flight = the limit: not app-limited
-    a.onRouteWindow("r", window(20'000));
-    a.giveBack();
-  }
+  for (int i = 0; i < 10; ++i) busyWindow(a, "r", window(20'000));
   EXPECT_GT(a.limit(), 1u);
 }
 
@@ -288,12 +283,9 @@ TEST_F(AdaptiveLimitTest, EachEndpointHasItsOwnLimitAndAnIdleOneLeavesTheSum) {
   auto r = std::make_shared<Limiter>(autoLimits(), rc, &a);
   a.addRoute("r", r, autoLimits());
   for (int i = 0; i < 10; ++i) {
-    const uint64_t n = a.limit();
-    for (uint64_t k = 0; k < n; ++k) ASSERT_TRUE(a.tryTake());
     LatencyWindow w = window(10'000, 20, "fast");
     w.endpoints.push_back({"slow", 20, 0, 40'000});  // queueing on this one
-    a.onRouteWindow("r", w);
-    for (uint64_t k = 0; k < n; ++k) a.giveBack();
+    busyWindow(a, "r", w);
   }
   std::vector<AdaptiveLimit::EndpointView> e = a.endpoints();
   ASSERT_EQ(e.size(), 2u);

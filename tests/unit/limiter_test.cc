@@ -15,20 +15,7 @@ namespace {
 
 using std::chrono::milliseconds;
 
-class LimiterTest : public ::testing::Test {
- protected:
-  // Waiters live in a deque so their addresses stay put while more are added.
-  TestWaiter& waiter(const std::string& name) { return waiters_.emplace_back(name, log_); }
-
-  // Leaves the limiter empty so its destructor's invariant holds whatever a test did.
-  void drain(Limiter& limiter) {
-    for (TestWaiter& w : waiters_) limiter.cancel(w);
-  }
-
-  FakeClock clock_;
-  std::vector<std::string> log_;
-  std::deque<TestWaiter> waiters_;
-};
+class LimiterTest : public WaiterFixture {};
 
 TEST_F(LimiterTest, AdmitsUpToMaxInFlightThenQueuesThenRefuses) {
   Limiter limiter(makeLimits(2, 2), clock_);

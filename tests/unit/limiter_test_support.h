@@ -1,7 +1,10 @@
 // Fakes for the limiter's unit tests: a clock, a capacity gate, a waiter that logs.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <optional>
 #include <string>
@@ -97,5 +100,21 @@ inline config::RouteLimits makeLimits(std::optional<uint64_t> max_in_flight, uin
   limits.queue_timeout = queue_timeout;
   return limits;
 }
+
+// A fake clock and waiters that log their callbacks into one list.
+class WaiterFixture : public ::testing::Test {
+ protected:
+  // Waiters live in a deque so their addresses stay put while more are added.
+  TestWaiter& waiter(const std::string& name) { return waiters_.emplace_back(name, log_); }
+
+  // Leaves the limiter empty so its destructor's invariant holds whatever a test did.
+  void drain(Limiter& limiter) {
+    for (TestWaiter& w : waiters_) limiter.cancel(w);
+  }
+
+  FakeClock clock_;
+  std::vector<std::string> log_;
+  std::deque<TestWaiter> waiters_;
+};
 
 }  // namespace loopguard::routing

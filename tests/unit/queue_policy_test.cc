@@ -23,9 +23,8 @@ config::RouteLimits ordered(QueueOrder order, uint64_t max_in_flight, uint64_t m
   return limits;
 }
 
-class QueueOrderTest : public ::testing::Test {
+class QueueOrderTest : public WaiterFixture {
  protected:
-  TestWaiter& waiter(const std::string& name) { return waiters_.emplace_back(name, log_); }
   void queue(Limiter& limiter, const std::vector<std::string>& names) {
     for (const std::string& n : names) ASSERT_EQ(limiter.admit(waiter(n)), Admission::Queued) << n;
   }
@@ -35,13 +34,6 @@ class QueueOrderTest : public ::testing::Test {
     clock_.now_ = std::max(clock_.now_, *clock_.armed_);
     limiter.onTimer();
   }
-  void drain(Limiter& limiter) {
-    for (TestWaiter& w : waiters_) limiter.cancel(w);
-  }
-
-  FakeClock clock_;
-  std::vector<std::string> log_;
-  std::deque<TestWaiter> waiters_;
 };
 
 TEST_F(QueueOrderTest, LifoServesTheNewestFirst) {
