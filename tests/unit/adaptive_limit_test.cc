@@ -166,6 +166,13 @@ class AdaptiveLimitTest : public WaiterFixture {
     w.endpoints.push_back({endpoint, n, drops, p50_us});
     return w;
   }
+  // An auto route of `a`, its limiter on the routes' clock rc_.
+  std::shared_ptr<Limiter> route(AdaptiveLimit& a, const std::string& name,
+                                 const config::RouteLimits& limits = autoLimits()) {
+    auto limiter = std::make_shared<Limiter>(limits, rc_, &a);
+    a.addRoute(name, limiter, limits);
+    return limiter;
+  }
   // Feeds `w` while every unit of the limit is taken (the window was not app-limited).
   void busyWindow(AdaptiveLimit& a, std::string_view route, const LatencyWindow& w) {
     const uint64_t n = a.limit();
@@ -173,24 +180,21 @@ class AdaptiveLimitTest : public WaiterFixture {
     a.onRouteWindow(route, w);
     for (uint64_t k = 0; k < n; ++k) a.giveBack();
   }
+
+  FakeClock rc_;  // the route limiters' clock
 };
 
 TEST_F(AdaptiveLimitTest, StartsAtTheInitialLimitWithinTheRoutesBounds) {
   AdaptiveLimit a("app", clock_);
   EXPECT_EQ(a.limit(), 10u);
-  FakeClock route_clock;
-  auto limiter = std::make_shared<Limiter>(autoLimits(20, 50), route_clock, &a);
-  a.addRoute("r", limiter, autoLimits(20, 50));
+  auto r = route(a, "r", autoLimits(20, 50));
   EXPECT_EQ(a.limit(), 20u);
 }
 
 TEST_F(AdaptiveLimitTest, AMixChangeBetweenAFastAndASlowRouteIsNotReadAsQueueing) {
   AdaptiveLimit a("app", clock_);
-  FakeClock rc;
-  auto fast = std::make_shared<Limiter>(autoLimits(), rc, &a);
-  auto slow = std::make_shared<Limiter>(autoLimits(), rc, &a);
-  a.addRoute("fast", fast, autoLimits());
-  a.addRoute("slow", slow, autoLimits());
+  auto fast = route(a, "fast");
+  auto slow = route(a, "slow");
   // Baselines: 5 ms and 50 ms, in-flight high enough that growth is allowed.
   for (int i = 0; i < 3; ++i) {
     busyWindow(a, "fast", window(5'000, 90));
@@ -208,9 +212,7 @@ TEST_F(AdaptiveLimitTest, AMixChangeBetweenAFastAndASlowRouteIsNotReadAsQueueing
 
 TEST_F(AdaptiveLimitTest, ARouteThatGotSlowerIsReadAsQueueing) {
   AdaptiveLimit a("app", clock_);
-  FakeClock rc;
-  auto r = std::make_shared<Limiter>(autoLimits(), rc, &a);
-  a.addRoute("r", r, autoLimits());
+  auto r = route(a, "r");
   for (int i = 0; i < 3; ++i) a.onRouteWindow("r", window(5'000));
   const uint64_t before = a.limit();
   for (int i = 0; i < 10; ++i) {
@@ -223,9 +225,7 @@ TEST_F(AdaptiveLimitTest, ARouteThatGotSlowerIsReadAsQueueing) {
 
 TEST_F(AdaptiveLimitTest, TheBaselineAgesOutSoAPermanentSlowdownIsReBaselined) {
   AdaptiveLimit a("app", clock_);
-  FakeClock rc;
-  auto r = std::make_shared<Limiter>(autoLimits(8, 1000), rc, &a);
-  a.addRoute("r", r, autoLimits(8, 1000));
+  auto r = route(a, "r", autoLimits(8, 1000));
   a.onRouteWindow("r", window(5'000));
   EXPECT_DOUBLE_EQ(*a.routes()[0].min_rtt_ms, 5.0);
   // 20% slower: within the tolerance, so the limit holds and only the ageing can re-baseline.
@@ -238,9 +238,7 @@ TEST_F(AdaptiveLimitTest, TheBaselineAgesOutSoAPermanentSlowdownIsReBaselined) {
 
 TEST_F(AdaptiveLimitTest, AtTheFloorTheBaselineIsReSeededFromTheSamplesTakenThere) {
   AdaptiveLimit a("app", clock_);
-  FakeClock rc;
-  auto r = std::make_shared<Limiter>(autoLimits(), rc, &a);
-  a.addRoute("r", r, autoLimits());
+  auto r = route(a, "r");
   a.onRouteWindow("r", window(1'000));  // one lucky window: 1 ms
   for (int i = 0; i < 40; ++i) a.onRouteWindow("r", window(20'000));
   EXPECT_EQ(a.limit(), 1u);
@@ -252,9 +250,7 @@ TEST_F(AdaptiveLimitTest, AtTheFloorTheBaselineIsReSeededFromTheSamplesTakenTher
 
 TEST_F(AdaptiveLimitTest, DropsShrinkTheLimit) {
   AdaptiveLimit a("app", clock_);
-  FakeClock rc;
-  auto r = std::make_shared<Limiter>(autoLimits(), rc, &a);
-  a.addRoute("r", r, autoLimits());
+  auto r = route(a, "r");
   a.onRouteWindow("r", window(10'000));
   const uint64_t before = a.limit();
   for (int i = 0; i < 5; ++i) a.onRouteWindow("r", window(10'000, 18, "e1", 2));
@@ -263,9 +259,7 @@ TEST_F(AdaptiveLimitTest, DropsShrinkTheLimit) {
 
 TEST_F(AdaptiveLimitTest, LowLoadNeverDriftsTheLimitUp) {
   AdaptiveLimit a("app", clock_);
-  FakeClock rc;
-  auto r = std::make_shared<Limiter>(autoLimits(), rc, &a);
-  a.addRoute("r", r, autoLimits());
+  auto r = route(a, "r");
   // 600 windows (a minute) at the baseline with 2 in flight: the limit has no reason to grow.
   for (int i = 0; i < 600; ++i) {
     ASSERT_TRUE(a.tryTake());
@@ -279,9 +273,7 @@ TEST_F(AdaptiveLimitTest, LowLoadNeverDriftsTheLimitUp) {
 
 TEST_F(AdaptiveLimitTest, EachEndpointHasItsOwnLimitAndAnIdleOneLeavesTheSum) {
   AdaptiveLimit a("app", clock_);
-  FakeClock rc;
-  auto r = std::make_shared<Limiter>(autoLimits(), rc, &a);
-  a.addRoute("r", r, autoLimits());
+  auto r = route(a, "r");
   for (int i = 0; i < 10; ++i) {
     LatencyWindow w = window(10'000, 20, "fast");
     w.endpoints.push_back({"slow", 20, 0, 40'000});  // queueing on this one
@@ -300,20 +292,17 @@ TEST_F(AdaptiveLimitTest, EachEndpointHasItsOwnLimitAndAnIdleOneLeavesTheSum) {
 
 TEST_F(AdaptiveLimitTest, RoutesShareOneLimitAndFreedUnitsGoToTheOldestWaiter) {
   AdaptiveLimit a("app", clock_);
-  FakeClock rc;
   config::RouteLimits capped = autoLimits(1, 3);
-  auto r1 = std::make_shared<Limiter>(autoLimits(), rc, &a);
-  auto r2 = std::make_shared<Limiter>(capped, rc, &a);
-  a.addRoute("r1", r1, autoLimits());
-  a.addRoute("r2", r2, capped);
+  auto r1 = route(a, "r1");
+  auto r2 = route(a, "r2", capped);
   ASSERT_EQ(a.limit(), 10u);
   for (int i = 0; i < 7; ++i) ASSERT_EQ(r1->admit(waiter("x")), Admission::Admitted);
   for (int i = 0; i < 3; ++i) ASSERT_EQ(r2->admit(waiter("y")), Admission::Admitted);
   EXPECT_EQ(a.inFlight(), 10u);
   ASSERT_EQ(r1->admit(waiter("r1-first")), Admission::Queued);
-  rc.now_ += 1;
+  rc_.now_ += 1;
   ASSERT_EQ(r2->admit(waiter("r2-second")), Admission::Queued);
-  rc.now_ += 1;
+  rc_.now_ += 1;
   ASSERT_EQ(r1->admit(waiter("r1-third")), Admission::Queued);
   r2->release();  // an r2 unit frees: the oldest waiter of either route gets it
   EXPECT_EQ(log_, (std::vector<std::string>{"r1-first:admitted"}));
@@ -332,9 +321,7 @@ TEST_F(AdaptiveLimitTest, RoutesShareOneLimitAndFreedUnitsGoToTheOldestWaiter) {
 
 TEST_F(AdaptiveLimitTest, RoomFromAnUpdateIsHandedOutByTheTimerNotFromTheSample) {
   AdaptiveLimit a("app", clock_);
-  FakeClock rc;
-  auto r = std::make_shared<Limiter>(autoLimits(), rc, &a);
-  a.addRoute("r", r, autoLimits());
+  auto r = route(a, "r");
   for (int i = 0; i < 10; ++i) ASSERT_EQ(r->admit(waiter("in")), Admission::Admitted);
   ASSERT_EQ(r->admit(waiter("waiting")), Admission::Queued);
   a.onRouteWindow("r", window(10'000));
@@ -350,9 +337,7 @@ TEST_F(AdaptiveLimitTest, RoomFromAnUpdateIsHandedOutByTheTimerNotFromTheSample)
 TEST_F(AdaptiveLimitTest, AnInnerGateStaysTheHardCap) {
   FakeGate pool(2);
   AdaptiveLimit a("cpu", clock_, &pool);
-  FakeClock rc;
-  auto r = std::make_shared<Limiter>(autoLimits(), rc, &a);
-  a.addRoute("r", r, autoLimits());
+  auto r = route(a, "r");
   EXPECT_EQ(r->admit(waiter("a")), Admission::Admitted);
   EXPECT_EQ(r->admit(waiter("b")), Admission::Admitted);
   EXPECT_EQ(r->admit(waiter("c")), Admission::Queued);  // limit 10, but 2 worker slots
@@ -370,9 +355,7 @@ TEST_F(AdaptiveLimitTest, AnInnerGateStaysTheHardCap) {
 TEST_F(AdaptiveLimitTest, APoolIsOneLimitWhateverWorkerSocketsTheSamplesName) {
   FakeGate pool(8);
   AdaptiveLimit a("cpu", clock_, &pool, /*per_endpoint=*/false);
-  FakeClock rc;
-  auto r = std::make_shared<Limiter>(autoLimits(), rc, &a);
-  a.addRoute("r", r, autoLimits());
+  auto r = route(a, "r");
   LatencyWindow w = window(10'000, 10, "worker-0.sock");
   w.endpoints.push_back({"worker-1.sock", 10, 0, 10'000});
   a.onRouteWindow("r", w);
@@ -393,11 +376,8 @@ TEST_F(AdaptiveLimitTest, ALoopBlockerNamedByTheAdvisorGetsOnePerEndpointNotItsV
   AdaptiveLimit a("app", clock_);
   FakeOracle oracle;
   a.setLoopBlockOracle(&oracle);
-  FakeClock rc;
-  auto cpu = std::make_shared<Limiter>(autoLimits(), rc, &a);
-  auto io = std::make_shared<Limiter>(autoLimits(), rc, &a);
-  a.addRoute("cpu", cpu, autoLimits());
-  a.addRoute("io", io, autoLimits());
+  auto cpu = route(a, "cpu");
+  auto io = route(a, "io");
   for (int i = 0; i < 3; ++i) a.onRouteWindow("io", window(5'000));
   const uint64_t before = a.limit();
 
