@@ -160,8 +160,7 @@ def run_cell(procs, workdir, args, app_port, capacity, name, limits, load):
         results = ov.open_loop(port, [(args.path, rate, args.duration)],
                                timeout=args.client_timeout)
         s = ov.summarize(results, (args.warmup, args.duration), slo=args.slo)
-        s["timed_out"] = sum(1 for r in results
-                             if r.status is None and args.warmup <= r.due < args.duration)
+        s["timed_out"] = sum(s["failed"].values())
         s["limit_end"] = limit_stats(admin)
     finally:
         procs.stop(proc)
@@ -179,8 +178,9 @@ def table(cells, slo):
     rows = []
     for c in sorted(cells, key=lambda c: (c["load"], list(VARIANTS).index(c["variant"]))):
         window_sent = c["sent"]
-        refused = ", ".join(f"{k} {v}" for k, v in sorted(c["refused"].items()) if k != "None")
-        refused = refused.replace("TimeoutError", "").strip(", ")
+        # (Runs before "failed" existed counted clients that gave up under "TimeoutError".)
+        refused = ", ".join(f"{k} {v}" for k, v in sorted(c["refused"].items())
+                            if not k.endswith("Error"))
         rows.append([
             f"{c['load']:g}x ({c['rate']:.0f}/s)", c["variant"],
             bl.fmt(c["goodput"], 1), f"{c['goodput'] / c['capacity']:.2f}",
@@ -195,7 +195,7 @@ def table(cells, slo):
         rows, left=(0, 1, 7))
 
 
-def draw(base, cells, capacity):
+def draw(base, cells, capacity, title):
     dat = base + ".dat"
     names = list(VARIANTS)
     loads = sorted({c["load"] for c in cells})
@@ -214,10 +214,10 @@ def draw(base, cells, capacity):
                         for i, n in enumerate(names))
     bl.gnuplot(f"""set terminal pngcairo size 1200,480 font ',10'
 set output '{base}.png'
-set multiplot layout 1,2 title 'CPU endpoint (20 ms, one process), open loop, shared 2-core machine'
+set multiplot layout 1,2 title '{title}, open loop, shared 2-core machine'
 set xlabel 'offered load (x capacity)'
 set grid
-set key top right
+set key bottom left
 set ylabel 'goodput within the SLO (x capacity)'
 set yrange [0:1.2]
 plot {plots_g}
@@ -231,6 +231,12 @@ unset multiplot
 
 
 VARIANTS = {}
+
+
+def chart_title(args):
+    if args["app"] == "cpu":
+        return f"CPU endpoint ({args['ms']:g} ms, one at a time)"
+    return f"DB pool of {args['pool']} ({args['ms']:g} ms each)"
 
 
 def main():
@@ -248,7 +254,16 @@ def main():
     ap.add_argument("--pool", type=int, default=4)
     ap.add_argument("--ms", type=float, default=20.0, help="the app's service time")
     ap.add_argument("--budget", type=float, default=1500, help="overall seconds")
+    ap.add_argument("--from-json", help="reprint the table and redraw the chart of a past run")
     args = ap.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            past = json.load(f)
+        VARIANTS = {c["variant"]: None for c in past["cells"]}
+        base = args.from_json[:-len(".json")]
+        print(table(past["cells"], past["args"]["slo"]))
+        draw(base, past["cells"], past["cells"][0]["capacity"], chart_title(past["args"]))
+        return
     args.path = "/" + args.app
     VARIANTS = variants(args.fixed)
     if args.variants:
@@ -300,7 +315,7 @@ def main():
                     if info["pinning"] else "none"))
     md = table(cells, args.slo)
     bl.publish("overload", header, md, {"info": info, "args": vars(args), "cells": cells},
-               lambda base: draw(base, cells, capacity[0] or 1))
+               lambda base: draw(base, cells, capacity[0] or 1, chart_title(vars(args))))
 
 
 if __name__ == "__main__":

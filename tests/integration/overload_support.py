@@ -228,13 +228,16 @@ def percentile(values, q):
 
 def summarize(results, window, slo=1.0):
     """Over the requests due in [window[0], window[1]) seconds: goodput (200s within `slo` per
-    second of the window), served (200) p50/p99, counts by status and by overload reason."""
+    second of the window), served (200) p50/p99, answers other than 200 by overload reason (or
+    status), and requests that got no answer (the client gave up, a reset) by what happened."""
     lo, hi = window
     mine = [r for r in results if lo <= r.due < hi]
     served = [r.latency for r in mine if r.status == 200]
-    reasons = {}
+    reasons, failed = {}, {}
     for r in mine:
-        if r.status != 200:
+        if r.status is None:
+            failed[r.reason] = failed.get(r.reason, 0) + 1
+        elif r.status != 200:
             reasons[r.reason or str(r.status)] = reasons.get(r.reason or str(r.status), 0) + 1
     return {
         "sent": len(mine),
@@ -243,6 +246,7 @@ def summarize(results, window, slo=1.0):
         "p50": percentile(served, 0.50),
         "p99": percentile(served, 0.99),
         "refused": reasons,
+        "failed": failed,
         "refusal_latency_max": max((r.latency for r in mine if r.status not in (200, None)),
                                    default=None),
     }
