@@ -167,5 +167,8 @@ def test_auto_on_a_pool_route_keeps_the_pool_bound_as_the_hard_cap(procs):
     assert ov.metric(m, "loopguard_adaptive_in_flight", kind="pool", target="cpu") == 0
     assert ov.metric(m, "loopguard_adaptive_endpoint_limit", kind="pool", target="cpu",
                      endpoint="cpu") is not None
+    # Upstream time only: never less than the worker's 30 ms of work, and without the ~0.45 s
+    # the last of the 60 waited in loopguard's queue for one of the 4 slots.
     assert ov.metric(m, "loopguard_adaptive_min_rtt_seconds", kind="pool", target="cpu",
                      route="cpu") >= 0.03
+    assert ov.metric(m, "loopguard_route_upstream_seconds", route="cpu", quantile="0.9") < 0.3
