@@ -132,10 +132,18 @@ struct RouteMatch {
   bool operator==(const RouteMatch&) const = default;
 };
 
+// Which queued request a freed slot goes to. Adaptive: FIFO while the queue drains, LIFO once a
+// queue stands, and a standing queue's waiters are refused past a short target (CoDel-style).
+enum class QueueOrder { Fifo, Lifo, Adaptive };
+
 struct RouteLimits {
-  std::optional<uint64_t> max_in_flight;  // unset = unlimited
+  std::optional<uint64_t> max_in_flight;  // fixed limit; unset = unlimited (or auto)
+  bool max_in_flight_auto = false;        // `max_in_flight: auto`: adapt to measured latency
+  uint64_t max_in_flight_min = 1;         // bounds of the adaptive limit (auto only)
+  uint64_t max_in_flight_max = 1000;
   uint64_t max_queue = 64;
   Duration queue_timeout{5'000};
+  QueueOrder queue_order = QueueOrder::Fifo;
   int overflow_status = 503;  // 503 | 429
   bool operator==(const RouteLimits&) const = default;
 };

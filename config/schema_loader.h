@@ -45,6 +45,7 @@ class SchemaLoader {
   void readRoute(const Item& item, size_t index);
   void readMatch(const Item& item, RouteMatch& out);
   void readRouteLimits(const Item& item, RouteLimits& out);
+  void readAdaptiveBounds(const Fields& fields, RouteLimits& out);
   void readOffload(const Item& item);
   void checkListenersDiffer();
   void checkPurpose();

@@ -58,6 +58,34 @@ const char* matchKey(MatchKind kind) {
   return "prefix";
 }
 
+const char* queueOrderName(QueueOrder order) {
+  switch (order) {
+    case QueueOrder::Fifo:
+      return "fifo";
+    case QueueOrder::Lifo:
+      return "lifo";
+    case QueueOrder::Adaptive:
+      return "adaptive";
+  }
+  return "fifo";
+}
+
+json toJson(const RouteLimits& limits) {
+  json out{{"max_in_flight", limits.max_in_flight_auto ? json("auto")
+                             : limits.max_in_flight    ? json(*limits.max_in_flight)
+                                                       : json(nullptr)},
+           {"max_queue", limits.max_queue},
+           {"queue_timeout", formatDuration(limits.queue_timeout)},
+           {"queue_order", queueOrderName(limits.queue_order)},
+           {"overflow_status", limits.overflow_status}};
+  // The bounds mean something only for an adaptive limit (the loader refuses them otherwise).
+  if (limits.max_in_flight_auto) {
+    out["max_in_flight_min"] = limits.max_in_flight_min;
+    out["max_in_flight_max"] = limits.max_in_flight_max;
+  }
+  return out;
+}
+
 json toJson(const Route& route) {
   json match = json::object();
   match[matchKey(route.match.kind)] = route.match.pattern;
@@ -67,12 +95,7 @@ json toJson(const Route& route) {
   json out{
       {"name", route.name},
       {"match", std::move(match)},
-      {"limits",
-       {{"max_in_flight",
-         route.limits.max_in_flight ? json(*route.limits.max_in_flight) : json(nullptr)},
-        {"max_queue", route.limits.max_queue},
-        {"queue_timeout", formatDuration(route.limits.queue_timeout)},
-        {"overflow_status", route.limits.overflow_status}}},
+      {"limits", toJson(route.limits)},
       {"buffer_request", route.buffer_request},
       {"buffer_limit", route.buffer_limit},
       {"timeout", formatDuration(route.timeout)},

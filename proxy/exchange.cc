@@ -76,6 +76,7 @@ void Exchange::resetPerRequestState() {
   to_client_.clear();
   start_ms_ = 0;
   queued_at_ms_ = 0;
+  upstream_sent_us_ = 0;
   status_ = 0;
   bytes_sent_ = 0;
   target_name_.clear();
@@ -246,12 +247,33 @@ void Exchange::onAdmitted() {
 
 void Exchange::onQueueTimeout() {
   queued_ = false;
+  recordQueueRefusal();
   if (const char* reason = runtime_->target->unavailableReason()) {
     respondError(503, "no worker is available for this route", reason);
     return;
   }
   respondError(route_->route->limits.overflow_status, "timed out waiting in the route queue",
                "queue_timeout");
+}
+
+void Exchange::onEvicted() {
+  queued_ = false;
+  recordQueueRefusal();
+  respondError(route_->route->limits.overflow_status,
+               "route queue is full: a newer request took this one's place", "queue_evicted");
+}
+
+void Exchange::recordQueueRefusal() {
+  runtime_->metrics->queue_refused_wait.record(
+      static_cast<double>(uv_now(context_.loop) - queued_at_ms_) / 1000.0);
+}
+
+void Exchange::recordUpstreamSample(routing::SampleOutcome outcome) {
+  // One sample per attempt, only once the whole request was upstream; a tunnel's head says
+  // nothing about the app's load.
+  if (upstream_sent_us_ == 0 || websocket_) return;
+  runtime_->limiter->recordUpstream(target_name_, upstream_sent_us_, uv_hrtime() / 1000, outcome);
+  upstream_sent_us_ = 0;
 }
 
 void Exchange::acquireTarget() {
@@ -318,11 +340,13 @@ void Exchange::upstreamFailed(UpstreamErrorKind kind, const char* why) {
     // The pooled connection was closed by the app as we reused it: nothing reached the app's
     // handler, so one fresh attempt is safe for an idempotent request.
     retried_ = true;
+    upstream_sent_us_ = 0;  // a stale keep-alive connection, not a sign of overload
     releaseUpstream(false);
     to_upstream_.clear();
     acquireTarget();
     return;
   }
+  if (kind != UpstreamErrorKind::Connect) recordUpstreamSample(routing::SampleOutcome::Drop);
   // Per-request detail at debug: the access line carries it (status, error, target), and the
   // cause is logged once where it happened (the cluster's connect, the pool's worker).
   spdlog::get("upstream")->debug("request {}: upstream {} failed ({}): {}", request_id_,

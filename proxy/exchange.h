@@ -100,6 +100,10 @@ class Exchange final : private routing::LimiterWaiter,
   // LimiterWaiter
   void onAdmitted() override;
   void onQueueTimeout() override;
+  void onEvicted() override;
+  void recordQueueRefusal();
+  // The route limiter's latency hook: this attempt's upstream time (request written -> head).
+  void recordUpstreamSample(routing::SampleOutcome outcome);
   // TargetWaiter
   void onTargetReady(upstream::UpstreamConnection* connection, bool reused) override;
   void onTargetFailed(upstream::UpstreamErrorKind kind, const char* why) override;
@@ -171,6 +175,7 @@ class Exchange final : private routing::LimiterWaiter,
   // Access log and metrics.
   uint64_t start_ms_ = 0;
   uint64_t queued_at_ms_ = 0;
+  uint64_t upstream_sent_us_ = 0;  // uv_hrtime() when the request was fully written; 0: not
   int status_ = 0;
   uint64_t bytes_sent_ = 0;
   std::string method_;

@@ -135,12 +135,17 @@ void Exchange::flushUpstream() {
   if (to_upstream_.empty()) {
     if (request_side_ == RequestSide::Complete && !request_sent_) {
       request_sent_ = true;
+      if (upstream_sent_us_ == 0) upstream_sent_us_ = uv_hrtime() / 1000;
       upstream_->markRequestSent();
       armResponseTimeout();
     }
     return;
   }
   const auto& bufs = to_upstream_.buffers();
+  // Upstream time starts as the end of the request is handed over. Stamped before the write: a
+  // stamp after it is late whenever the write's wake-up of the app preempts us, and a sample
+  // shorter than the app's work would pull the latency baseline down.
+  if (request_side_ == RequestSide::Complete) upstream_sent_us_ = uv_hrtime() / 1000;
   upstream_writing_ = true;
   switch (upstream_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()))) {
     case net::Socket::WriteStatus::Pending:
@@ -174,6 +179,7 @@ void Exchange::onUpstreamWritten(int status) {
   if (request_side_ == RequestSide::Complete) {
     if (!request_sent_) {
       request_sent_ = true;
+      if (upstream_sent_us_ == 0) upstream_sent_us_ = uv_hrtime() / 1000;
       if (upstream_ != nullptr) upstream_->markRequestSent();
       armResponseTimeout();
     }

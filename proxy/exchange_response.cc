@@ -80,6 +80,7 @@ int Exchange::onHeadComplete() {
   }
   if (status == 101 && !websocket_) return -1;  // an upgrade nobody asked for
   phase_timer_.stop();
+  recordUpstreamSample(status >= 500 ? routing::SampleOutcome::Drop : routing::SampleOutcome::Ok);
   status_ = status;
   response_keep_alive_ = p.keepAlive();
 

@@ -5,7 +5,7 @@
 namespace loopguard::proxy {
 
 std::optional<uint64_t> RouteRuntime::capacity() const {
-  std::optional<uint64_t> limit = limiter->limiter().limits().max_in_flight;
+  std::optional<uint64_t> limit = limiter->currentLimit();  // adaptive or fixed
   if (!pool_capacity) return limit;
   uint64_t slots = pool_capacity();
   return limit ? std::min(*limit, slots) : slots;

@@ -51,6 +51,8 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
   clusters_ = std::move(clusters);
 
   std::map<std::string, std::shared_ptr<routing::RouteLimiter>> limiters;
+  std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>> groups;
+  for (auto& [key, group] : adaptive_groups_) group->limit().clearRoutes();
   for (const config::Route& r : config->routes) {
     RouteRuntime rt;
     upstream::PoolBinding pool;
@@ -61,12 +63,28 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
       rt.target = pool.target;
       rt.pool_capacity = pool.capacity;
     }
+    // An auto route's gate is the limit it shares with the other auto routes on its upstream
+    // (which, for a pool, asks the pool's worker slots in turn).
+    routing::CapacityGate* gate = pool.gate;
+    std::shared_ptr<routing::AdaptiveGroup> group;
+    if (r.limits.max_in_flight_auto) {
+      bool is_pool = r.target_kind == config::TargetKind::Pool;
+      group = adaptiveGroup((is_pool ? "pool:" : "upstream:") + r.target, r.target, pool.gate,
+                            groups);
+      gate = &group->limit();
+    }
     auto old = limiters_.find(r.name);
     if (old != limiters_.end()) {
       rt.limiter = old->second;
-      rt.limiter->limiter().reconfigure(r.limits, pool.gate);
+      rt.limiter->limiter().reconfigure(r.limits, gate);
     } else {
-      rt.limiter = std::make_shared<routing::RouteLimiter>(context_.loop, r.limits, pool.gate);
+      rt.limiter = std::make_shared<routing::RouteLimiter>(context_.loop, r.name, r.limits, gate);
+    }
+    rt.limiter->bindGroup(group);
+    if (group) {
+      // The group holds the limiter weakly, as long as the RouteLimiter lives.
+      std::shared_ptr<routing::Limiter> limiter(rt.limiter, &rt.limiter->limiter());
+      group->limit().addRoute(r.name, limiter, r.limits);
     }
     if (pool.add_waiting_limiter) pool.add_waiting_limiter(rt.limiter);
     auto& m = route_metrics_[r.name];
@@ -76,11 +94,37 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
     snapshot->routes.push_back(std::move(rt));
   }
   limiters_ = std::move(limiters);
+  for (auto& [key, group] : adaptive_groups_) {
+    if (groups.count(key) == 0) retired_groups_.push_back(group);
+  }
+  adaptive_groups_ = std::move(groups);
+  std::erase_if(retired_groups_, [](const auto& g) { return g->limit().inFlight() == 0; });
   return snapshot;
 }
 
 void ProxyServer::configureAccessLog(bool enabled, AccessLogFormat format) {
   context_.access_log.configure(enabled, format);
+}
+
+std::shared_ptr<routing::AdaptiveGroup> ProxyServer::adaptiveGroup(
+    const std::string& key, const std::string& target, routing::CapacityGate* inner,
+    std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>>& next) {
+  if (auto it = next.find(key); it != next.end()) return it->second;
+  auto old = adaptive_groups_.find(key);
+  std::shared_ptr<routing::AdaptiveGroup> group;
+  if (old != adaptive_groups_.end() && old->second->limit().inner() == inner) {
+    group = old->second;
+  } else {
+    group = std::make_shared<routing::AdaptiveGroup>(context_.loop, target, inner);
+    group->limit().setLoopBlockOracle(loop_block_oracle_);
+  }
+  next[key] = group;
+  return group;
+}
+
+void ProxyServer::setLoopBlockOracle(const routing::LoopBlockOracle* oracle) {
+  loop_block_oracle_ = oracle;
+  for (auto& [key, group] : adaptive_groups_) group->limit().setLoopBlockOracle(oracle);
 }
 
 void ProxyServer::applyConfig(std::shared_ptr<const config::Config> config) {
@@ -187,7 +231,10 @@ void ProxyServer::writeMetrics(metrics::PrometheusWriter& out) const {
                m->rejected_queue_timeout);
     out.sample("loopguard_route_rejected_total", {{"route", name}, {"reason", "no_workers"}},
                m->rejected_no_workers);
+    out.sample("loopguard_route_rejected_total", {{"route", name}, {"reason", "queue_evicted"}},
+               m->rejected_queue_evicted);
   }
+  writeLimitMetrics(out);
   out.family("loopguard_upstream_errors_total", "counter", "Upstream failures, by kind.");
   uint64_t upstream_connections = 0;
   for (const auto& [name, c] : upstream_counters_) {

@@ -62,9 +62,23 @@ class ProxyServer {
   }
   // Route, upstream and connection families of /metrics.
   void writeMetrics(metrics::PrometheusWriter& out) const;
+  // The adaptive limit and queue order families (limit_metrics.cc).
+  void writeLimitMetrics(metrics::PrometheusWriter& out) const;
+  // The loop-block advisor's answer to "does this route block its upstream's loop?", for every
+  // adaptive limit now and after reloads (null: none; nothing is named). Must outlive the server.
+  void setLoopBlockOracle(const routing::LoopBlockOracle* oracle);
+  // The AdaptiveGroup of each upstream ("upstream:NAME") or pool ("pool:NAME") with auto routes.
+  const std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>>& adaptiveGroups() const {
+    return adaptive_groups_;
+  }
 
  private:
   std::shared_ptr<const Snapshot> buildSnapshot(std::shared_ptr<const config::Config> config);
+  // The group `key` of the snapshot being built: kept from the last one unless its inner gate
+  // changed (a pool replaced), else new.
+  std::shared_ptr<routing::AdaptiveGroup> adaptiveGroup(
+      const std::string& key, const std::string& target, routing::CapacityGate* inner,
+      std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>>& next);
   void acceptOne(uv_stream_t* server);
   void onConnectionRemoved();
   void checkDrained();
@@ -82,6 +96,11 @@ class ProxyServer {
   std::map<std::string, std::shared_ptr<upstream::Cluster>> clusters_;
   std::map<std::string, upstream::UpstreamCounters> upstream_counters_;     // survive reloads
   std::map<std::string, std::shared_ptr<metrics::RouteMetrics>> route_metrics_;  // survive too
+  // By "upstream:NAME" / "pool:NAME": the adaptive limits of auto routes.
+  std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>> adaptive_groups_;
+  // Groups no snapshot uses any more, kept while limiters still hold units of them.
+  std::vector<std::shared_ptr<routing::AdaptiveGroup>> retired_groups_;
+  const routing::LoopBlockOracle* loop_block_oracle_ = nullptr;
   std::function<void()> drain_done_;
 };
 

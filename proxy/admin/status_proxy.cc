@@ -66,14 +66,16 @@ json routesStatus(const proxy::ProxyServer& server, uint64_t now_ms) {
                    {"name", cfg.target}};
     r["in_flight"] = st.in_flight;
     r["queue_depth"] = st.queue_depth;
-    const auto& limit = limiter.limits().max_in_flight;
+    std::optional<uint64_t> limit = rt.limiter->currentLimit();  // adaptive or fixed
     r["limit"] = limit ? json(*limit) : json(nullptr);
+    r["limit_auto"] = limiter.limits().max_in_flight_auto;
     std::optional<uint64_t> capacity = rt.capacity();
     r["capacity"] = capacity ? json(*capacity) : json(nullptr);
     r["max_queue"] = limiter.limits().max_queue;
     r["queue_timeout_ms"] = limiter.limits().queue_timeout.count();
     r["refusals"] = {{"queue_full", m.rejected_queue_full},
                      {"queue_timeout", m.rejected_queue_timeout},
+                     {"queue_evicted", m.rejected_queue_evicted},
                      {"no_workers", m.rejected_no_workers}};
     json codes = json::object();
     uint64_t total = 0;

@@ -14,6 +14,8 @@ void RouteMetrics::countRejection(const char* reason, uint64_t now_ms) {
   std::string_view r(reason);
   if (r == "queue_full") {
     ++rejected_queue_full;
+  } else if (r == "queue_evicted") {
+    ++rejected_queue_evicted;
   } else if (r == "queue_timeout") {
     ++rejected_queue_timeout;
   } else if (r == "no_workers") {

@@ -15,7 +15,9 @@ struct RouteMetrics {
   Histogram duration;
   Histogram queue_wait;
   RecentWindow recent;  // the last minute, for /status
+  Histogram queue_refused_wait;  // how long refused requests waited before their answer
   uint64_t rejected_queue_full = 0;
+  uint64_t rejected_queue_evicted = 0;
   uint64_t rejected_queue_timeout = 0;
   uint64_t rejected_no_workers = 0;
 

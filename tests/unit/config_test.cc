@@ -937,6 +937,76 @@ bogus: 1
   EXPECT_EQ(actual, expected);
 }
 
+TEST(ConfigTest, AdaptiveLimitsAndQueueOrder) {
+  LoadResult result = load(R"yaml(listen: "127.0.0.1:8080"
+upstreams: {app: {endpoints: ["127.0.0.1:8000"]}}
+routes:
+  - name: api
+    match: {prefix: /api/}
+    upstream: app
+    limits: {max_in_flight: auto, max_in_flight_min: 2, max_in_flight_max: 64,
+             queue_order: adaptive, max_queue: 10000, queue_timeout: 30s}
+  - name: fixed
+    match: {prefix: /}
+    upstream: app
+    limits: {max_in_flight: 8, queue_order: lifo}
+)yaml");
+  ASSERT_TRUE(result.ok()) << formatted(result);
+  const RouteLimits& api = result.config->routes[0].limits;
+  EXPECT_TRUE(api.max_in_flight_auto);
+  EXPECT_FALSE(api.max_in_flight.has_value());
+  EXPECT_EQ(api.max_in_flight_min, 2u);
+  EXPECT_EQ(api.max_in_flight_max, 64u);
+  EXPECT_EQ(api.queue_order, QueueOrder::Adaptive);
+  const RouteLimits& fixed = result.config->routes[1].limits;
+  EXPECT_FALSE(fixed.max_in_flight_auto);
+  EXPECT_EQ(fixed.max_in_flight, 8u);
+  EXPECT_EQ(fixed.queue_order, QueueOrder::Lifo);
+  EXPECT_EQ(RouteLimits{}.queue_order, QueueOrder::Fifo);
+  EXPECT_EQ(RouteLimits{}.max_in_flight_min, 1u);
+  EXPECT_EQ(RouteLimits{}.max_in_flight_max, 1000u);
+
+  nlohmann::json j = configToJson(*result.config);
+  EXPECT_EQ(j["routes"][0]["limits"]["max_in_flight"], "auto");
+  EXPECT_EQ(j["routes"][0]["limits"]["max_in_flight_min"], 2);
+  EXPECT_EQ(j["routes"][0]["limits"]["max_in_flight_max"], 64);
+  EXPECT_EQ(j["routes"][0]["limits"]["queue_order"], "adaptive");
+  EXPECT_EQ(j["routes"][1]["limits"]["max_in_flight"], 8);
+  EXPECT_EQ(j["routes"][1]["limits"]["queue_order"], "lifo");
+  EXPECT_FALSE(j["routes"][1]["limits"].contains("max_in_flight_min"));
+  LoadResult again = loadConfigString(j.dump(), "test.yaml", Purpose::Proxy);
+  ASSERT_TRUE(again.ok()) << formatted(again);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(again.config->routes[i].limits, result.config->routes[i].limits);  // not the pos
+  }
+}
+
+TEST(ConfigErrorTest, AdaptiveLimitsAndQueueOrder) {
+  constexpr const char* kHead = R"yaml(listen: "127.0.0.1:8080"
+upstreams: {app: {endpoints: ["127.0.0.1:8000"]}}
+routes:
+  - match: {prefix: /}
+    upstream: app
+)yaml";
+  auto limits = [&](const std::string& text) { return std::string(kHead) + text + "\n"; };
+  expectOneError(limits("    limits: {max_in_flight: autox}"), 6, 29,
+                 "routes[0].limits.max_in_flight: expected a whole number or auto, got \"autox\"");
+  expectOneError(limits("    limits: {max_in_flight: 2.5}"), 6, 29,
+                 "expected a whole number or auto");
+  expectOneError(limits("    limits: {max_in_flight: auto, max_in_flight_min: 8, max_in_flight_max: 4}"),
+                 6, 76, "max_in_flight_min (8) must not exceed max_in_flight_max (4)");
+  expectOneError(limits("    limits: {max_in_flight: auto, max_in_flight_min: 2000}"), 6, 54,
+                 "max_in_flight_min (2000) must not exceed max_in_flight_max (1000)");
+  expectOneError(limits("    limits: {max_in_flight: auto, max_in_flight_min: 0}"), 6, 54,
+                 "routes[0].limits.max_in_flight_min: must be at least 1");
+  expectOneError(limits("    limits: {max_in_flight: 4, max_in_flight_min: 2}"), 6, 51,
+                 "routes[0].limits.max_in_flight_min: applies only to max_in_flight: auto");
+  expectOneError(limits("    limits: {queue_order: stack}"), 6, 27,
+                 "routes[0].limits.queue_order: unknown queue_order \"stack\" (expected one of: "
+                 "fifo, lifo, adaptive)");
+  EXPECT_TRUE(load(limits("    limits: {max_in_flight: \"auto\"}")).ok());
+}
+
 TEST(ConfigErrorTest, BrokenUpstreamDoesNotAlsoMakeRoutesDangle) {
   LoadResult result = load(R"yaml(listen: "127.0.0.1:8080"
 upstreams:

@@ -81,6 +81,7 @@ class Waiter : public LimiterWaiter {
  public:
   void onAdmitted() override { admitted = true; }
   void onQueueTimeout() override { timed_out = true; }
+  void onEvicted() override { timed_out = true; }
   bool admitted = false;
   bool timed_out = false;
 };
