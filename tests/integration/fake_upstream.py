@@ -14,6 +14,8 @@ can be put in front of it (/api/echo and /echo both echo):
                            or after a head promising 2N bytes and N of them; rst=1 sends a TCP RST
   slowhead?ms=N[&body_ms=M][&n=K]   wait N ms before the response head, M ms more before the body
   drip?n=N&ms=M[&size=S]   chunked response, one chunk "chunk-<i>" (padded to S) every M ms
+  stall?n=N[&cl=L][&ms=M]  a head promising L bytes (default 1e9), N of them, then silence for up
+                           to M ms (default 60000, ended early when the peer hangs up), then close
   ws[?close_after=N][&refuse=1]   Upgrade: websocket -> 101, then echo raw bytes until EOF
   anything else            same as echo
 Every request also honours `set_header=Name:Value` (repeatable) and `close=1`.
@@ -626,6 +628,15 @@ class Connection:
             self.stats.bump("aborted")
             return False
         return keep
+
+    def do_stall(self, req, keep):
+        n = req.int_param("n", 10)
+        self.send_head(req, 200, [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(req.int_param("cl", 10 ** 9)))], keep)
+        self.sock.sendall(bytes(pattern_view(0, n)))
+        if not self.sleep_watching(req.int_param("ms", 60000) / 1000.0):
+            self.stats.bump("aborted")
+        return False
 
     def do_ws(self, req, keep):
         if req.param("refuse") == "1":
