@@ -35,7 +35,8 @@ constexpr uint64_t kMaxResponseHeadBytes = 64 * 1024;
 
 Exchange::Exchange(ProxyContext& context)
     : context_(context),
-      phase_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onPhaseTimer>),
+      client_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onClientTimer>),
+      upstream_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onUpstreamTimer>),
       budget_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onBudgetTimer>) {}
 
 Exchange::~Exchange() = default;
@@ -58,6 +59,7 @@ void Exchange::resetPerRequestState() {
   upstream_buf_lent_ = false;
   upstream_eof_ = false;
   body_too_large_ = false;
+  client_timed_out_ = false;
   upgrade_accepted_ = false;
   request_sent_ = false;
   response_started_ = false;
@@ -324,6 +326,9 @@ void Exchange::respondError(int status, const char* message, const char* overloa
     upstream_->socket().unlend();
   }
   releaseUpstream(false);
+  // The answer is ours from here on: the next request of the route need not wait for it to be
+  // written (a client that does not read could otherwise keep the slot).
+  releaseSlot();
   if (!client_writing_) to_client_.clear();
   response_side_ = ResponseSide::None;
   if (request_side_ != RequestSide::Complete) keep_alive_ = false;
@@ -356,7 +361,7 @@ void Exchange::abort(const char* why) {
   spdlog::get("proxy")->debug("request {}: aborted: {}", request_id_, why);
   if (status_ == 0) status_ = 499;  // nginx's "client closed request", for the access log
   keep_alive_ = false;
-  finish();
+  finish(true);
 }
 
 void Exchange::cancelWaits() {
@@ -368,7 +373,8 @@ void Exchange::cancelWaits() {
     acquiring_ = false;
     runtime_->target->cancel(*this);
   }
-  phase_timer_.stop();
+  client_timer_.stop();
+  upstream_timer_.stop();
 }
 
 void Exchange::releaseSlot() {
@@ -393,7 +399,7 @@ void Exchange::releaseUpstream(bool reusable) {
   runtime_->target->release(c, reusable);  // the target closes it when not reusable
 }
 
-void Exchange::finish() {
+void Exchange::finish(bool aborted) {
   cancelWaits();
   budget_timer_.stop();
   bool reusable = response_side_ == ResponseSide::Complete && request_sent_ &&
@@ -405,6 +411,17 @@ void Exchange::finish() {
   writeAccessLog();
   bool keep_alive = keep_alive_ && request_side_ == RequestSide::Complete && !context_.draining &&
                     response_framing_ != BodyFraming::UntilClose && !client_writing_;
+  // A client may still be sending what the proxy will never read (a body refused for its size,
+  // pipelined requests after a "Connection: close"): closing now would reset the connection and
+  // could destroy the answer in the client's receive buffer, so the connection lingers. Not
+  // after a cut response, a dead client or a body timeout: there nothing more is coming.
+  AfterExchange after = AfterExchange::Close;
+  if (keep_alive) {
+    after = AfterExchange::KeepAlive;
+  } else if (!aborted && !client_timed_out_ && !client_writing_ &&
+             (request_side_ != RequestSide::Complete || !client_->socket().input().empty())) {
+    after = AfterExchange::Linger;
+  }
   phase_ = Phase::Idle;
   to_upstream_.clear();
   if (!client_writing_) to_client_.clear();
@@ -416,7 +433,7 @@ void Exchange::finish() {
   request_framing_ = BodyFraming::None;
   if (buffered_body_.capacity() > 64 * 1024) std::string().swap(buffered_body_);
   target_name_.clear();
-  client_->onExchangeDone(keep_alive);
+  client_->onExchangeDone(after);
 }
 
 void Exchange::onClientGone() {
@@ -435,12 +452,6 @@ void Exchange::onClientInput() {
       return;
     default:
       return;  // kept in the buffer until the request can use it
-  }
-}
-
-void Exchange::onPhaseTimer() {
-  if (phase_ == Phase::Forwarding && response_side_ == ResponseSide::None) {
-    upstreamFailed(UpstreamErrorKind::Timeout, "no response head within response_timeout");
   }
 }
 

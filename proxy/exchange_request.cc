@@ -53,6 +53,7 @@ void Exchange::pumpRequestBody() {
   std::string_view input = in.input();
   if (input.empty()) {
     in.readStart();
+    awaitClientBody();
     if (phase_ == Phase::Forwarding) flushUpstream();  // the head, if nothing else
     return;
   }
@@ -84,15 +85,20 @@ void Exchange::pumpRequestBody() {
   }
   if (phase_ == Phase::BufferingBody) {
     if (request_side_ == RequestSide::Complete) {
+      client_timer_.stop();
       admit();
     } else {
       in.readStart();
+      awaitClientBody();
     }
     return;
   }
   flushUpstream();
   if (phase_ != Phase::Forwarding) return;  // a synchronous write may have ended the exchange
-  if (request_side_ == RequestSide::Body && in.input().empty()) in.readStart();
+  if (request_side_ == RequestSide::Body && in.input().empty()) {
+    in.readStart();
+    awaitClientBody();
+  }
 }
 
 void Exchange::onRequestBody(const char* at, size_t len) {
@@ -135,7 +141,7 @@ void Exchange::flushUpstream() {
     if (request_side_ == RequestSide::Complete && !request_sent_) {
       request_sent_ = true;
       upstream_->markRequestSent();
-      armResponseTimeout();
+      awaitResponseHead();
     }
     return;
   }
@@ -143,6 +149,7 @@ void Exchange::flushUpstream() {
   upstream_writing_ = true;
   switch (upstream_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()))) {
     case net::Socket::WriteStatus::Pending:
+      awaitUpstreamBytes();  // until the upstream takes it (read_timeout)
       return;
     case net::Socket::WriteStatus::Done:
       onUpstreamWritten(0);  // the kernel took it all: carry on as the callback would
@@ -157,6 +164,7 @@ void Exchange::flushUpstream() {
 
 void Exchange::onUpstreamWritten(int status) {
   upstream_writing_ = false;
+  upstream_quiet_since_ = uv_now(context_.loop);
   to_upstream_.clear();
   if (client_buf_lent_) {
     client_buf_lent_ = false;
@@ -174,16 +182,11 @@ void Exchange::onUpstreamWritten(int status) {
     if (!request_sent_) {
       request_sent_ = true;
       if (upstream_ != nullptr) upstream_->markRequestSent();
-      armResponseTimeout();
+      awaitResponseHead();
     }
     return;
   }
   pumpRequestBody();
-}
-
-void Exchange::armResponseTimeout() {
-  if (response_side_ != ResponseSide::None || upstream_ == nullptr) return;
-  phase_timer_.start(static_cast<uint64_t>(runtime_->target->responseTimeout().count()));
 }
 
 

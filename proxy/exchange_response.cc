@@ -13,6 +13,7 @@ using upstream::UpstreamErrorKind;
 // Response: upstream -> client
 
 void Exchange::onUpstreamInput() {
+  upstream_quiet_since_ = uv_now(context_.loop);
   if (phase_ == Phase::Tunnel) {
     pumpTunnel();
     return;
@@ -30,6 +31,7 @@ void Exchange::parseResponse() {
       handleUpstreamEof();
     } else {
       in.readStart();
+      awaitUpstreamBytes();
     }
     return;
   }
@@ -67,6 +69,7 @@ void Exchange::parseResponse() {
       handleUpstreamEof();
     } else {
       in.readStart();
+      awaitUpstreamBytes();
     }
   }
 }
@@ -79,7 +82,6 @@ int Exchange::onHeadComplete() {
     return 0;
   }
   if (status == 101 && !websocket_) return -1;  // an upgrade nobody asked for
-  phase_timer_.stop();
   status_ = status;
   response_keep_alive_ = p.keepAlive();
 

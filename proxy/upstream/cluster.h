@@ -70,6 +70,7 @@ class Cluster final : public Target, private ConnectionOwner {
   void cancel(TargetWaiter& waiter) override;
   void release(UpstreamConnection* connection, bool reusable) override;
   config::Duration responseTimeout() const override { return config_.response_timeout; }
+  config::Duration readTimeout() const override { return config_.read_timeout; }
   void recordError(UpstreamErrorKind kind) override;
 
   // Closes idle connections and stops DNS refreshes; in-flight requests finish.
