@@ -121,6 +121,8 @@ void Exchange::start(bool has_body) {
   if (request_side_ == RequestSide::Body && r.buffer_request) {
     phase_ = Phase::BufferingBody;
     buffered_body_.clear();
+    // Each read is copied out and its block given back at once: large reads pin nothing.
+    client_->socket().setReadLimit(net::BufferPool::kLargeBlock);
     if (expect_continue_) {
       to_client_.addFrame(kContinue);
       flushClient();
@@ -396,6 +398,7 @@ void Exchange::releaseUpstream(bool reusable) {
     c->socket().unlend();
   }
   upstream_writing_ = false;
+  c->socket().setReadLimit(net::BufferPool::kSmallBlock);  // its next response starts small
   runtime_->target->release(c, reusable);  // the target closes it when not reusable
 }
 
@@ -407,6 +410,7 @@ void Exchange::finish(bool aborted) {
                   upstream_ != nullptr && upstream_->socket().input().empty();
   releaseUpstream(reusable);
   releaseSlot();
+  client_->socket().setReadLimit(net::BufferPool::kSmallBlock);
   recordMetrics();
   writeAccessLog();
   bool keep_alive = keep_alive_ && request_side_ == RequestSide::Complete && !context_.draining &&

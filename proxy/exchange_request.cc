@@ -86,6 +86,7 @@ void Exchange::pumpRequestBody() {
   if (phase_ == Phase::BufferingBody) {
     if (request_side_ == RequestSide::Complete) {
       client_timer_.stop();
+      in.setReadLimit(net::BufferPool::kSmallBlock);  // what follows waits unread: keep it small
       admit();
     } else {
       in.readStart();
@@ -147,7 +148,18 @@ void Exchange::flushUpstream() {
   }
   const auto& bufs = to_upstream_.buffers();
   upstream_writing_ = true;
-  switch (upstream_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()))) {
+  net::Socket::WriteStatus written =
+      upstream_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()));
+  net::paceReads(client_->socket(), upstream_->socket(), written, to_upstream_.bytes());
+  switch (written) {
+    case net::Socket::WriteStatus::Copied:
+      // The socket holds what is left: the client's read block is free to go back.
+      to_upstream_.clear();
+      if (client_buf_lent_) {
+        client_buf_lent_ = false;
+        client_->socket().unlend();
+      }
+      [[fallthrough]];
     case net::Socket::WriteStatus::Pending:
       awaitUpstreamBytes();  // until the upstream takes it (read_timeout)
       return;

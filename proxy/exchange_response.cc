@@ -156,9 +156,21 @@ void Exchange::flushClient() {
     return;
   }
   const auto& bufs = to_client_.buffers();
-  bytes_sent_ += to_client_.bytes();
+  size_t bytes = to_client_.bytes();
+  bytes_sent_ += bytes;
   client_writing_ = true;
-  switch (client_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()))) {
+  net::Socket::WriteStatus written =
+      client_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()));
+  if (upstream_ != nullptr) net::paceReads(upstream_->socket(), client_->socket(), written, bytes);
+  switch (written) {
+    case net::Socket::WriteStatus::Copied:
+      // The socket holds what is left: the upstream's read block is free to go back.
+      to_client_.clear();
+      if (upstream_buf_lent_) {
+        upstream_buf_lent_ = false;
+        upstream_->socket().unlend();
+      }
+      return;
     case net::Socket::WriteStatus::Pending:
       return;
     case net::Socket::WriteStatus::Done:

@@ -1,5 +1,9 @@
 #include "proxy/net/socket.h"
 
+#include <linux/sock_diag.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <cstring>
 
 namespace loopguard::net {
@@ -11,7 +15,8 @@ Socket::Socket(uv_loop_t* loop, BufferPool& pool, SocketEvents& events)
 
 Socket::~Socket() {
   close();
-  if (block_ != nullptr) pool_.give(block_);
+  if (block_ != nullptr) pool_.give(block_, block_size_);
+  if (spill_ != nullptr) pool_.give(spill_, BufferPool::Size::Small);
 }
 
 int Socket::accept(uv_stream_t* server) {
@@ -67,11 +72,17 @@ int Socket::connectUnix(const std::string& path) {
 void Socket::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* self = static_cast<Socket*>(h->data);
   if (self->block_ == nullptr) {
-    self->block_ = self->pool_.take();
+    if (self->read_limit_ == BufferPool::kLargeBlock &&
+        self->pool_.largeHeldBack(uv_now(self->loop_))) {
+      self->read_limit_ = BufferPool::kSmallBlock;
+    }
+    self->block_size_ = self->read_limit_ == BufferPool::kLargeBlock ? BufferPool::Size::Large
+                                                                     : BufferPool::Size::Small;
+    self->block_ = self->pool_.take(self->block_size_);
     self->begin_ = self->end_ = 0;
   }
   buf->base = self->block_ + self->end_;
-  buf->len = BufferPool::kBlockSize - self->end_;
+  buf->len = std::min(BufferPool::bytes(self->block_size_) - self->end_, self->read_limit_);
 }
 
 void Socket::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
@@ -114,9 +125,53 @@ void Socket::unlend() {
   releaseBlockIfDrained();
 }
 
+void Socket::setReadLimit(size_t bytes) {
+  // Either a whole large block or at most a small one: a large block read only in part would
+  // be pinned whole (pooled blocks are touched throughout) when the write of it stalls.
+  read_limit_ = bytes >= BufferPool::kLargeBlock ? BufferPool::kLargeBlock : BufferPool::kSmallBlock;
+}
+
+size_t Socket::sendRoom() {
+  uv_os_fd_t fd;
+  if (handle_.closed() || uv_fileno(handle_.base(), &fd) != 0) return 0;
+  // One syscall for both the send buffer's size and what it holds, in the kernel's own units
+  // (bytes of payload plus each segment's bookkeeping): a write is taken while the queued
+  // total is below the size. TCP counts its queue in WMEM_QUEUED, unix sockets in WMEM_ALLOC.
+  uint32_t info[SK_MEMINFO_VARS] = {};
+  socklen_t len = sizeof(info);
+  if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, info, &len) != 0) return 0;
+  uint32_t queued = std::max(info[SK_MEMINFO_WMEM_QUEUED], info[SK_MEMINFO_WMEM_ALLOC]);
+  if (queued >= info[SK_MEMINFO_SNDBUF]) return 0;
+  // Half of the free space is payload: segments carry 0.6-0.98 of their size in payload, the
+  // least when a peer's tiny receive window makes them small (a slow reader's). Erring low
+  // only costs a smaller read.
+  return (info[SK_MEMINFO_SNDBUF] - queued) / 2;
+}
+
+void paceReads(Socket& from, Socket& to, Socket::WriteStatus status, size_t bytes) {
+  BufferPool& pool = from.pool();
+  uint64_t now = uv_now(from.loop());
+  if (status == Socket::WriteStatus::Pending || status == Socket::WriteStatus::Copied) {
+    // More than a small block left of a large read sent with room for it: the kernel is
+    // refusing memory, not this peer being slow.
+    if (status == Socket::WriteStatus::Pending && from.readLimit() == BufferPool::kLargeBlock) {
+      pool.holdBackLarge(now);
+    }
+    from.setReadLimit(BufferPool::kSmallBlock);
+    from.readStop();
+    return;
+  }
+  if (status != Socket::WriteStatus::Done) return;
+  if (from.readLimit() <= BufferPool::kSmallBlock &&
+      (bytes < BufferPool::kSmallBlock / 2 || pool.largeHeldBack(now))) {
+    return;
+  }
+  from.setReadLimit(pool.largeHeldBack(now) ? 0 : to.sendRoom());
+}
+
 void Socket::releaseBlockIfDrained() {
   if (block_ == nullptr || begin_ != end_ || lent_ > 0) return;
-  pool_.give(block_);
+  pool_.give(block_, block_size_);
   block_ = nullptr;
   begin_ = end_ = 0;
 }
@@ -129,6 +184,10 @@ int Socket::write(const uv_buf_t* bufs, unsigned count) {
     auto* self = static_cast<Socket*>(req->data);
     auto done = std::move(self->write_req_);  // freed after the callback; a new write makes its own
     self->writing_ = false;
+    if (self->spill_ != nullptr) {
+      self->pool_.give(self->spill_, BufferPool::Size::Small);
+      self->spill_ = nullptr;
+    }
     self->events_.onSocketWritten(status);
   });
   if (rc == 0) {
@@ -153,8 +212,27 @@ Socket::WriteStatus Socket::writeNow(const uv_buf_t* bufs, unsigned count) {
   rest_.assign(bufs + i, bufs + count);
   rest_[0].base += written;
   rest_[0].len -= written;
-  return write(rest_.data(), static_cast<unsigned>(rest_.size())) == 0 ? WriteStatus::Pending
-                                                                        : WriteStatus::Error;
+  size_t left = 0;
+  for (const uv_buf_t& b : rest_) left += b.len;
+  WriteStatus status = WriteStatus::Pending;
+  if (left <= BufferPool::kSmallBlock) {
+    spill_ = pool_.take(BufferPool::Size::Small);
+    size_t at = 0;
+    for (const uv_buf_t& b : rest_) {
+      std::memcpy(spill_ + at, b.base, b.len);
+      at += b.len;
+    }
+    rest_.assign(1, uv_buf_init(spill_, static_cast<unsigned>(left)));
+    status = WriteStatus::Copied;
+  }
+  if (write(rest_.data(), static_cast<unsigned>(rest_.size())) != 0) {
+    if (spill_ != nullptr) {
+      pool_.give(spill_, BufferPool::Size::Small);
+      spill_ = nullptr;
+    }
+    return WriteStatus::Error;
+  }
+  return status;
 }
 
 size_t Socket::writeQueueSize() const {

@@ -243,6 +243,7 @@ void ClientConnection::linger() {
   linger_until_ = now + kLingerMaxMs;
   linger_last_read_ = now;
   timer_.start(kLingerQuietMs);
+  socket_.setReadLimit(net::BufferPool::kLargeBlock);  // dropped as soon as read
   socket_.readStart();
 }
 
