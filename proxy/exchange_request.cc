@@ -150,7 +150,9 @@ void Exchange::flushUpstream() {
   upstream_writing_ = true;
   net::Socket::WriteStatus written =
       upstream_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()));
-  net::paceReads(client_->socket(), upstream_->socket(), written, to_upstream_.bytes());
+  if (request_side_ != RequestSide::Complete || phase_ == Phase::Tunnel) {
+    net::paceReads(client_->socket(), upstream_->socket(), written, to_upstream_.bytes());
+  }
   switch (written) {
     case net::Socket::WriteStatus::Copied:
       // The socket holds what is left: the client's read block is free to go back.

@@ -161,7 +161,10 @@ void Exchange::flushClient() {
   client_writing_ = true;
   net::Socket::WriteStatus written =
       client_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()));
-  if (upstream_ != nullptr) net::paceReads(upstream_->socket(), client_->socket(), written, bytes);
+  // Pacing is for the reads still to come: none once the response is whole.
+  if (upstream_ != nullptr && response_side_ != ResponseSide::Complete) {
+    net::paceReads(upstream_->socket(), client_->socket(), written, bytes);
+  }
   switch (written) {
     case net::Socket::WriteStatus::Copied:
       // The socket holds what is left: the upstream's read block is free to go back.

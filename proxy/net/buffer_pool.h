@@ -2,9 +2,9 @@
 // only while it has unparsed or lent-out bytes, and gives it back when its input is drained, so
 // an idle keep-alive connection costs no buffer at all.
 //
-// Large blocks move big bodies in few syscalls; they are used only while the other side drains
-// what is read (see Socket::setReadLimit). Small blocks are the default, and all that a
-// connection holds while its peer is not reading, so a stalled reader pins 16 KiB, not 256 KiB.
+// Large blocks move big bodies in few syscalls; they are used only while the other side's kernel
+// has room for a whole one (see paceReads()). Small blocks are the default, and all that a
+// connection holds while its peer is not reading: a stalled reader pins 32 KiB, not 256 KiB.
 //
 // Blocks are mapped one by one (mmap) and the free lists are short, so memory given back beyond
 // them is returned to the kernel at once: the RSS falls after a burst instead of staying at the
@@ -24,13 +24,15 @@ class BufferPool {
   // Large: a 1 MiB response moves in 4 reads and 4 writes instead of 16 of each with 64 KiB
   // blocks (measured: 35 -> 13 syscalls and 611 -> 335 us of CPU per response).
   static constexpr size_t kLargeBlock = 256 * 1024;
-  // Small: a request head, a small response, a slow reader's share. nginx's and HAProxy's
-  // default buffers are 4-16 KiB.
-  static constexpr size_t kSmallBlock = 16 * 1024;
+  // Small: a request head, a small response, a slow reader's share. 32 KiB rather than 16 KiB
+  // (HAProxy's default): a 16 KiB response and its head still arrive in one read, as they did
+  // with 256 KiB blocks (16 KiB blocks cost it a second read and write); a connection whose
+  // peer stalls holds one small block per direction at most, 64 KiB.
+  static constexpr size_t kSmallBlock = 32 * 1024;
   static constexpr size_t bytes(Size size) { return size == Size::Large ? kLargeBlock : kSmallBlock; }
 
   // Free blocks kept for reuse: by default at most 4 MiB of each size.
-  explicit BufferPool(size_t max_free_large = 16, size_t max_free_small = 256)
+  explicit BufferPool(size_t max_free_large = 16, size_t max_free_small = 128)
       : max_free_{max_free_small, max_free_large} {}
   ~BufferPool();
   BufferPool(const BufferPool&) = delete;

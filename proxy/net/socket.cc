@@ -148,6 +148,12 @@ size_t Socket::sendRoom() {
   return (info[SK_MEMINFO_SNDBUF] - queued) / 2;
 }
 
+size_t Socket::sendRoomAfter(size_t written) {
+  known_room_ = known_room_ > written ? known_room_ - written : 0;
+  if (known_room_ < BufferPool::kLargeBlock) known_room_ = sendRoom();
+  return known_room_;
+}
+
 void paceReads(Socket& from, Socket& to, Socket::WriteStatus status, size_t bytes) {
   BufferPool& pool = from.pool();
   uint64_t now = uv_now(from.loop());
@@ -166,7 +172,7 @@ void paceReads(Socket& from, Socket& to, Socket::WriteStatus status, size_t byte
       (bytes < BufferPool::kSmallBlock / 2 || pool.largeHeldBack(now))) {
     return;
   }
-  from.setReadLimit(pool.largeHeldBack(now) ? 0 : to.sendRoom());
+  from.setReadLimit(pool.largeHeldBack(now) ? 0 : to.sendRoomAfter(bytes));
 }
 
 void Socket::releaseBlockIfDrained() {
@@ -209,6 +215,7 @@ Socket::WriteStatus Socket::writeNow(const uv_buf_t* bufs, unsigned count) {
     ++i;
   }
   if (i == count) return WriteStatus::Done;
+  known_room_ = 0;  // the kernel is full
   rest_.assign(bufs + i, bufs + count);
   rest_[0].base += written;
   rest_[0].len -= written;

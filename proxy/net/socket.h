@@ -61,6 +61,9 @@ class Socket {
   size_t readLimit() const { return read_limit_; }
   // A low estimate of the bytes the kernel would take now without blocking (0 if unknown).
   size_t sendRoom();
+  // The same after `written` more bytes went in at once, asking the kernel only when what is
+  // known to fit falls below a large block (its queue only drains meanwhile).
+  size_t sendRoomAfter(size_t written);
   BufferPool& pool() { return pool_; }
   uv_loop_t* loop() const { return loop_; }
 
@@ -121,6 +124,7 @@ class Socket {
   size_t end_ = 0;
   int lent_ = 0;
   size_t read_limit_ = BufferPool::kSmallBlock;
+  size_t known_room_ = 0;  // sendRoomAfter()'s budget
 };
 
 // Paces the reads of `from` to how `to` took the last write of their bytes (`bytes` long), so
