@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "proxy/server/client_connection.h"
 
 namespace loopguard::proxy {
@@ -27,6 +29,12 @@ bool idempotent(std::string_view method) {
 }
 
 constexpr uint64_t kMaxResponseHeadBytes = 64 * 1024;
+// A buffered body of known length up to this is given its whole buffer at once: one allocation,
+// no copies as it grows, and (for the larger ones, which the allocator maps) memory that counts
+// only as the bytes arrive, so an upload that stalls holds what it sent, not twice that.
+constexpr uint64_t kReserveBodyBytes = 1024 * 1024;
+// Buffers larger than this are not kept for the next request (see holdsLargeBuffers()).
+constexpr size_t kKeptBufferBytes = 16 * 1024;
 
 }  // namespace
 
@@ -121,6 +129,10 @@ void Exchange::start(bool has_body) {
   if (request_side_ == RequestSide::Body && r.buffer_request) {
     phase_ = Phase::BufferingBody;
     buffered_body_.clear();
+    if (p.hasContentLength()) {
+      buffered_body_.reserve(std::min(std::min(p.contentLength(), kReserveBodyBytes),
+                                      uint64_t{r.buffer_limit}));
+    }
     // Each read is copied out and its block given back at once: large reads pin nothing.
     client_->socket().setReadLimit(net::BufferPool::kLargeBlock);
     if (expect_continue_) {
@@ -435,9 +447,14 @@ void Exchange::finish(bool aborted) {
   retried_ = false;
   response_framing_ = BodyFraming::None;
   request_framing_ = BodyFraming::None;
-  if (buffered_body_.capacity() > 64 * 1024) std::string().swap(buffered_body_);
+  if (buffered_body_.capacity() > 4 * kKeptBufferBytes) std::string().swap(buffered_body_);
   target_name_.clear();
   client_->onExchangeDone(after);
+}
+
+bool Exchange::holdsLargeBuffers() const {
+  return buffered_body_.capacity() > kKeptBufferBytes || head_.capacity() > kKeptBufferBytes ||
+         client_head_.capacity() > kKeptBufferBytes;
 }
 
 void Exchange::onClientGone() {

@@ -70,6 +70,8 @@ class Exchange final : private routing::LimiterWaiter,
 
   Phase phase() const { return phase_; }
   bool active() const { return phase_ != Phase::Idle; }
+  // Whether a request left it with buffers too large to keep in the pool of idle states.
+  bool holdsLargeBuffers() const;
 
  private:
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";

@@ -145,8 +145,9 @@ def test_buffered_body_still_arriving_holds_no_slot_and_no_upstream_connection(e
 
 
 def test_many_stalled_buffered_uploads_hold_their_bytes_and_no_more(env):
-    """What a stalled buffered upload holds is what it sent (plus the string's growth), and it
-    goes at the body timeout."""
+    """What a stalled buffered upload holds is what it sent (its buffer is sized from its
+    Content-Length up front, and only the bytes that arrived count), and it goes at the body
+    timeout. (Issue 8: 200 such uploads took the RSS from 6 to 128 MB, and kept it.)"""
     proxy, _ = env
     n, sent = 100, 128 * KiB
     # Warm the proxy up so its pools and heap exist before the measurement.
@@ -163,8 +164,8 @@ def test_many_stalled_buffered_uploads_hold_their_bytes_and_no_more(env):
         time.sleep(0.2)
         during = proxy.rss()
         growth = (during - before) / n
-        # Measured: ~140 KiB per upload (128 KiB of body plus the buffer's growth steps).
-        assert growth <= 2 * sent + 32 * KiB, \
+        # Measured: ~134 KiB per upload of 128 KiB (248 KiB while the buffer grew by doubling).
+        assert growth <= sent + 32 * KiB, \
             f"{growth / KiB:.0f} KiB per stalled buffered upload of {sent // KiB} KiB"
         for c in conns:
             r = c.read_response(timeout=LATE + 3)
@@ -173,8 +174,8 @@ def test_many_stalled_buffered_uploads_hold_their_bytes_and_no_more(env):
         wait_until(lambda: metric(proxy, "loopguard_connections", side="client") == 0, 5,
                    desc="the stalled uploads to be closed")
         after = rss_bytes(proxy.pid)
-        # The bodies are freed: what stays is the allocator's and the pools' bounded reserve.
-        assert after - before <= 16 * MiB, \
+        # The bodies are freed and not kept in the pool of request states (measured: +0.2 MiB).
+        assert after - before <= 6 * MiB, \
             f"RSS {before / MiB:.1f} -> {during / MiB:.1f} -> {after / MiB:.1f} MiB"
     finally:
         for c in conns:
