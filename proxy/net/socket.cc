@@ -89,8 +89,8 @@ void Socket::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   auto* self = static_cast<Socket*>(s->data);
   if (nread > 0) {
     self->end_ += static_cast<size_t>(nread);
-    // A full block means the owner has not consumed yet: stop until it does (backpressure).
-    if (self->inputFull()) self->readStop();
+    // A full block means the owner has not consumed yet: pause until it has (backpressure).
+    if (self->inputFull()) self->pauseReading();
     self->events_.onSocketRead();
     return;
   }
@@ -105,13 +105,24 @@ void Socket::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
 
 void Socket::readStart() {
   if (reading_ || handle_.closed() || !handle_.initialized()) return;
-  if (inputFull()) return;  // resumed by consume()
-  if (uv_read_start(handle_.stream(), &Socket::onAlloc, &Socket::onRead) == 0) reading_ = true;
+  reading_ = true;
+  if (inputFull()) {
+    paused_ = true;  // resumed once the block drains
+    return;
+  }
+  if (uv_read_start(handle_.stream(), &Socket::onAlloc, &Socket::onRead) != 0) reading_ = false;
 }
 
 void Socket::readStop() {
   if (!reading_) return;
   reading_ = false;
+  if (!paused_ && !handle_.closed()) uv_read_stop(handle_.stream());
+  paused_ = false;
+}
+
+void Socket::pauseReading() {
+  if (!reading_ || paused_) return;
+  paused_ = true;
   if (!handle_.closed()) uv_read_stop(handle_.stream());
 }
 
@@ -180,6 +191,14 @@ void Socket::releaseBlockIfDrained() {
   pool_.give(block_, block_size_);
   block_ = nullptr;
   begin_ = end_ = 0;
+  if (paused_) {
+    // The owner still wants to read: the next read takes a fresh block. (Never a callback from
+    // here: libuv reads on the next loop iteration.)
+    paused_ = false;
+    if (handle_.closed() || uv_read_start(handle_.stream(), &Socket::onAlloc, &Socket::onRead) != 0) {
+      reading_ = false;
+    }
+  }
 }
 
 int Socket::write(const uv_buf_t* bufs, unsigned count) {
@@ -257,6 +276,7 @@ int Socket::shutdown() {
 
 void Socket::close(ClosedFn on_closed, void* ctx) {
   reading_ = false;
+  paused_ = false;
   handle_.close(on_closed, ctx);
 }
 

@@ -3,7 +3,8 @@
 //    bytes handed to a write on the other side stay valid while the block is lent();
 //  - a read takes at most readLimit() bytes: small by default, large only while the bytes read
 //    drain at once on the other side (paceReads());
-//  - reading stops by itself when the block is full (the owner resumes after consuming);
+//  - reading pauses by itself when the block is full, and resumes when the owner has consumed
+//    it and nothing is lent (unless the owner stopped reading meanwhile);
 //  - at most one write in flight; the owner is told when it completes;
 //  - close() defers the owner's deletion to the handle's close callback.
 #pragma once
@@ -43,6 +44,7 @@ class Socket {
   int connectTcp(const sockaddr* addr);
   int connectUnix(const std::string& path);
 
+  // The owner's wish: read (whenever the block has room), or not.
   void readStart();
   void readStop();
   bool reading() const { return reading_; }
@@ -101,6 +103,7 @@ class Socket {
   };
 
   void releaseBlockIfDrained();
+  void pauseReading();
   static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
 
@@ -109,7 +112,8 @@ class Socket {
   SocketEvents& events_;
   uv::Handle<Storage> handle_;
   bool is_tcp_ = true;
-  bool reading_ = false;
+  bool reading_ = false;  // the owner wants input
+  bool paused_ = false;   // ...but the block is full: resumed when it drains
   bool writing_ = false;
   // Requests live only while in flight (most writes complete at once through writeNow), so an
   // idle connection does not carry ~370 bytes of request structs.

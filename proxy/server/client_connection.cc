@@ -76,11 +76,7 @@ void ClientConnection::onSocketRead() {
     case State::Lingering:
       socket_.consume(socket_.input().size());
       linger_last_read_ = uv_now(context_.loop);
-      if (linger_last_read_ >= linger_until_) {
-        close();
-      } else {
-        socket_.readStart();  // a full block stopped the reads
-      }
+      if (linger_last_read_ >= linger_until_) close();
       return;
     case State::Closing:
       return;

@@ -7,13 +7,18 @@ the pool, and from there to the kernel, when it ends.
 The responses are larger than what the kernel itself buffers for a connection whose peer does
 not read (here up to 4 MiB of unsent data in the proxy's socket to the client, and as much again
 on the upstream side), so the proxy really is left holding bytes it cannot send. That is also
-why there are 50 readers, not more: each costs the kernel about 8 MiB while it stalls."""
+why there are 50 readers, not more: each costs the kernel about 8 MiB while it stalls.
+
+Small read blocks fill often, so the last test checks that reading resumes by itself once a full
+block has been consumed, for a reader that consumes and never asks again (a pool draining the
+answer to a request its client abandoned)."""
 import socket
 import time
 
 import pytest
 
-from harness import metric, proxy_config, wait_until, KiB, MiB
+from harness import http_request, metric, proxy_config, wait_until, KiB, MiB
+from offload_support import config_text, pool_def, pool_route, wait_ready
 
 READERS = 50
 RESPONSE = 12 * MiB
@@ -110,3 +115,23 @@ def test_pipelining_clients_that_never_read_pin_little(env):
     assert per_client <= PER_READER, (
         f"{per_client / KiB:.0f} KiB per never-reading pipelining client (RSS "
         f"{before / MiB:.1f} -> {during / MiB:.1f} MiB for {clients})")
+
+
+# ---- reads resume once a full block is consumed -----------------------------------------------------
+def test_a_worker_whose_client_left_before_its_answer_is_freed_at_once(procs):
+    """The client of a pool route hangs up while the worker is still computing its 16 MiB
+    answer. The pool drains (and drops) that answer before the worker takes the next request:
+    block after block, each read resuming by itself once the previous one was dropped."""
+    proxy = procs.proxy(config_text(
+        {"cpu": pool_def(workers=1, request_timeout="30s")},
+        [pool_route(queue_timeout="20s")], admin={"listen": "127.0.0.1:0"}))
+    wait_ready(proxy, 1)
+    c = stalled_client(proxy.port, b"GET /big?mb=16&ms=300 HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_until(lambda: metric(proxy, "loopguard_route_in_flight", route="cpu") == 1, 5,
+               desc="the worker to take the request")
+    c.close()  # within the worker's 300 ms: before any byte of its answer
+    wait_until(lambda: metric(proxy, "loopguard_route_in_flight", route="cpu") == 0, 5,
+               desc="the exchange to give up")
+    r = http_request(proxy.port, "GET", "/work?ms=1", timeout=25)
+    assert r.status == 200, r
+    assert r.elapsed < 5, f"the worker was freed only after {r.elapsed:.1f}s"
