@@ -63,6 +63,7 @@ void Exchange::resetPerRequestState() {
   acquiring_ = false;
   upstream_writing_ = false;
   client_writing_ = false;
+  client_write_copied_ = false;
   client_buf_lent_ = false;
   upstream_buf_lent_ = false;
   upstream_eof_ = false;

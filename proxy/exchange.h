@@ -169,6 +169,7 @@ class Exchange final : private routing::LimiterWaiter,
   bool acquiring_ = false;
   bool upstream_writing_ = false;
   bool client_writing_ = false;
+  bool client_write_copied_ = false;  // the write in flight no longer needs to_client_
   bool client_buf_lent_ = false;    // the client's read buffer backs the upstream write
   bool upstream_buf_lent_ = false;  // the upstream's read buffer backs the client write
   bool upstream_eof_ = false;       // upstream closed; handled once its input is parsed

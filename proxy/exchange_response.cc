@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <utility>
+
 #include "proxy/server/client_connection.h"
 
 namespace loopguard::proxy {
@@ -169,6 +171,7 @@ void Exchange::flushClient() {
     case net::Socket::WriteStatus::Copied:
       // The socket holds what is left: the upstream's read block is free to go back.
       to_client_.clear();
+      client_write_copied_ = true;
       if (upstream_buf_lent_) {
         upstream_buf_lent_ = false;
         upstream_->socket().unlend();
@@ -189,7 +192,9 @@ void Exchange::flushClient() {
 
 void Exchange::onClientWritten(int status) {
   client_writing_ = false;
-  to_client_.clear();
+  // After a copied write the batch holds only what was queued behind it (an error answer
+  // behind a 100 Continue): that is still to be sent.
+  if (!std::exchange(client_write_copied_, false)) to_client_.clear();
   if (upstream_buf_lent_) {
     upstream_buf_lent_ = false;
     if (upstream_ != nullptr) upstream_->socket().unlend();
