@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from harness import (Background, RawConn, assert_proxy_error, http_request, metric, proxy_config,
-                     rss_bytes, sha256, wait_until, KiB, MiB)
+from harness import (Background, RawConn, assert_proxy_error, http_request, maps_library, metric,
+                     proxy_config, rss_bytes, sha256, wait_until, KiB, MiB)
 
 BODY_TIMEOUT = 1.0
 # A 408 comes between BODY_TIMEOUT and this (timer granularity plus a loaded machine).
@@ -164,8 +164,11 @@ def test_many_stalled_buffered_uploads_hold_their_bytes_and_no_more(env):
         time.sleep(0.2)
         during = proxy.rss()
         growth = (during - before) / n
+        # AddressSanitizer's shadow memory and quarantine make RSS meaningless as a bound: there
+        # the test checks the behaviour only (and ASan the memory accesses).
+        asan = maps_library(proxy.pid, "libasan")
         # Measured: ~134 KiB per upload of 128 KiB (248 KiB while the buffer grew by doubling).
-        assert growth <= sent + 32 * KiB, \
+        assert asan or growth <= sent + 32 * KiB, \
             f"{growth / KiB:.0f} KiB per stalled buffered upload of {sent // KiB} KiB"
         for c in conns:
             r = c.read_response(timeout=LATE + 3)
@@ -175,7 +178,7 @@ def test_many_stalled_buffered_uploads_hold_their_bytes_and_no_more(env):
                    desc="the stalled uploads to be closed")
         after = rss_bytes(proxy.pid)
         # The bodies are freed and not kept in the pool of request states (measured: +0.2 MiB).
-        assert after - before <= 6 * MiB, \
+        assert asan or after - before <= 6 * MiB, \
             f"RSS {before / MiB:.1f} -> {during / MiB:.1f} -> {after / MiB:.1f} MiB"
     finally:
         for c in conns:
