@@ -72,7 +72,9 @@ def warm_up(proxy):
                 got += len(s.recv(1 << 20))
 
 
-def measure(proxy, up, request, clients):
+def assert_little_pinned(proxy, up, request, clients, who):
+    """`clients` stalled clients that sent `request` each: the proxy's RSS grows by at most
+    PER_READER for each, and falls back once they are gone."""
     warm_up(proxy)
     before = settled_rss(proxy)
     up.reset_stats()
@@ -87,22 +89,20 @@ def measure(proxy, up, request, clients):
     wait_until(lambda: metric(proxy, "loopguard_connections", side="client") == 0, 20,
                desc="the stalled connections to close")
     after = settled_rss(proxy)
-    return before, during, after
+    if maps_library(proxy.pid, "libasan"):
+        return  # RSS means nothing under ASan (shadow memory, quarantine): behaviour only
+    rss = f"RSS {before / MiB:.1f} -> {during / MiB:.1f} -> {after / MiB:.1f} MiB"
+    per_client = (during - before) / clients
+    assert per_client <= PER_READER, \
+        f"{per_client / KiB:.0f} KiB per {who} ({rss} for {clients})"
+    # Given back: the blocks beyond the pool's short free lists are unmapped.
+    assert after - before <= 12 * MiB, rss
 
 
 def test_clients_that_stop_reading_a_large_response_pin_little(env):
     proxy, up = env
-    before, during, after = measure(
-        proxy, up, f"GET /bytes?n={RESPONSE} HTTP/1.1\r\nHost: t\r\n\r\n".encode(), READERS)
-    per_reader = (during - before) / READERS
-    if maps_library(proxy.pid, "libasan"):
-        return  # RSS means nothing under ASan (shadow memory, quarantine): behaviour only
-    assert per_reader <= PER_READER, (
-        f"{per_reader / KiB:.0f} KiB per stalled reader (RSS {before / MiB:.1f} -> "
-        f"{during / MiB:.1f} MiB for {READERS})")
-    # Given back: the blocks beyond the pool's short free lists are unmapped.
-    assert after - before <= 12 * MiB, \
-        f"RSS {before / MiB:.1f} -> {during / MiB:.1f} -> {after / MiB:.1f} MiB"
+    assert_little_pinned(proxy, up, f"GET /bytes?n={RESPONSE} HTTP/1.1\r\nHost: t\r\n\r\n".encode(),
+                         READERS, "stalled reader")
 
 
 def test_pipelining_clients_that_never_read_pin_little(env):
@@ -110,15 +110,8 @@ def test_pipelining_clients_that_never_read_pin_little(env):
     time, in order, so only the first is under way and the rest wait unread, costing a small
     block of input at most. (Only the first request of each reaches the upstream.)"""
     proxy, up = env
-    clients = READERS // 2
     request = f"GET /bytes?n={RESPONSE} HTTP/1.1\r\nHost: t\r\n\r\n".encode() * 20
-    before, during, _ = measure(proxy, up, request, clients)
-    per_client = (during - before) / clients
-    if maps_library(proxy.pid, "libasan"):
-        return  # RSS means nothing under ASan (shadow memory, quarantine): behaviour only
-    assert per_client <= PER_READER, (
-        f"{per_client / KiB:.0f} KiB per never-reading pipelining client (RSS "
-        f"{before / MiB:.1f} -> {during / MiB:.1f} MiB for {clients})")
+    assert_little_pinned(proxy, up, request, READERS // 2, "never-reading pipelining client")
 
 
 # ---- reads resume once a full block is consumed -----------------------------------------------------

@@ -136,6 +136,19 @@ def test_keepalive_connection_used_within_idle_timeout_stays_open(env):
 
 
 # ---- upstream side ------------------------------------------------------------------------------------------
+def response_cut_after_head(proxy, path):
+    """GET path: a 200 head arrives, then the connection closes before the body is whole.
+    Returns the body bytes that came and the seconds from the request to the close."""
+    with RawConn(proxy.port) as c:
+        t0 = time.monotonic()
+        c.send(build_request("GET", path))
+        _, status, _, _ = c.read_head(timeout=2)
+        assert status == 200
+        rest = c.wait_closed(timeout=3)
+        return rest, time.monotonic() - t0
+
+
+
 def test_upstream_response_timeout_gives_504_json_and_drops_the_connection(env):
     proxy, up = env
     up.reset_stats()
@@ -163,13 +176,7 @@ def test_upstream_read_timeout_cuts_a_response_whose_body_stops(env):
     then the close, at read_timeout; the upstream connection is closed and counted."""
     proxy, up = env
     up.reset_stats()
-    with RawConn(proxy.port) as c:
-        t0 = time.monotonic()
-        c.send(build_request("GET", "/readslow/stall?n=10"))
-        _, status, _, headers = c.read_head(timeout=2)
-        assert status == 200
-        rest = c.wait_closed(timeout=3)
-        elapsed = time.monotonic() - t0
+    rest, elapsed = response_cut_after_head(proxy, "/readslow/stall?n=10")
     assert rest == pattern_bytes(0, 10)
     assert 0.4 <= elapsed <= 1.5, f"cut after {elapsed:.2f}s (read_timeout 500ms)"
     up.wait_stats(lambda s: s["aborted"] == 1, timeout=3, desc="the upstream connection to close")
@@ -222,13 +229,7 @@ def test_route_timeout_gives_504_json(env):
 
 def test_route_timeout_after_response_head_cuts_the_response(env):
     proxy, _ = env
-    with RawConn(proxy.port) as c:
-        t0 = time.monotonic()
-        c.send(build_request("GET", "/budget/slowhead?ms=0&body_ms=3000&n=1000"))
-        _, status, _, headers = c.read_head(timeout=2)
-        assert status == 200
-        rest = c.wait_closed(timeout=3)
-        elapsed = time.monotonic() - t0
+    rest, elapsed = response_cut_after_head(proxy, "/budget/slowhead?ms=0&body_ms=3000&n=1000")
     assert len(rest) < 1000, "the whole body arrived although the route budget had passed"
     assert 0.4 <= elapsed <= 1.5, f"cut after {elapsed:.2f}s (route timeout 500ms)"
 
