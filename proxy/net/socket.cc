@@ -140,6 +140,29 @@ void Socket::setReadLimit(size_t bytes) {
   // Either a whole large block or at most a small one: a large block read only in part would
   // be pinned whole (pooled blocks are touched throughout) when the write of it stalls.
   read_limit_ = bytes >= BufferPool::kLargeBlock ? BufferPool::kLargeBlock : BufferPool::kSmallBlock;
+  // Unparsed input left in a large block (pipelined requests behind a buffered body) may wait
+  // a long time for its turn: it moves to a small block, and the large one goes back.
+  size_t left = end_ - begin_;
+  if (read_limit_ == BufferPool::kSmallBlock && block_ != nullptr &&
+      block_size_ == BufferPool::Size::Large && lent_ == 0 && left <= BufferPool::kSmallBlock) {
+    char* small = pool_.take(BufferPool::Size::Small);
+    std::memcpy(small, block_ + begin_, left);
+    pool_.give(block_, block_size_);
+    block_ = small;
+    block_size_ = BufferPool::Size::Small;
+    begin_ = 0;
+    end_ = left;
+    if (!inputFull()) resumeIfPaused();
+  }
+}
+
+void Socket::resumeIfPaused() {
+  if (!paused_) return;
+  // Never a callback from here: libuv reads on the next loop iteration.
+  paused_ = false;
+  if (handle_.closed() || uv_read_start(handle_.stream(), &Socket::onAlloc, &Socket::onRead) != 0) {
+    reading_ = false;
+  }
 }
 
 size_t Socket::sendRoom() {
@@ -191,14 +214,7 @@ void Socket::releaseBlockIfDrained() {
   pool_.give(block_, block_size_);
   block_ = nullptr;
   begin_ = end_ = 0;
-  if (paused_) {
-    // The owner still wants to read: the next read takes a fresh block. (Never a callback from
-    // here: libuv reads on the next loop iteration.)
-    paused_ = false;
-    if (handle_.closed() || uv_read_start(handle_.stream(), &Socket::onAlloc, &Socket::onRead) != 0) {
-      reading_ = false;
-    }
-  }
+  resumeIfPaused();  // the owner still wants to read: the next read takes a fresh block
 }
 
 int Socket::write(const uv_buf_t* bufs, unsigned count) {

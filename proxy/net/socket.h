@@ -58,7 +58,8 @@ class Socket {
   bool inputFull() const { return block_ != nullptr && end_ == BufferPool::bytes(block_size_); }
 
   // The most one read may take: a large block when `bytes` reach one, else a small block. The
-  // next block taken is of that size; a block already held is filled first.
+  // next block taken is of that size; a block already held is filled first, except that unread
+  // input in a large block moves to a small one when the limit drops (and nothing is lent).
   void setReadLimit(size_t bytes);
   size_t readLimit() const { return read_limit_; }
   // A low estimate of the bytes the kernel would take now without blocking (0 if unknown).
@@ -104,6 +105,7 @@ class Socket {
 
   void releaseBlockIfDrained();
   void pauseReading();
+  void resumeIfPaused();
   static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
 
