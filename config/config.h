@@ -68,6 +68,7 @@ struct GlobalLimits {
 
 struct Timeouts {
   Duration header{10'000};
+  Duration body{30'000};  // longest silence while a request body arrives
   Duration idle{60'000};
   Duration drain{30'000};
   bool operator==(const Timeouts&) const = default;
@@ -82,6 +83,7 @@ struct Upstream {
   Balance balance = Balance::LeastRequest;
   Duration connect_timeout{2'000};
   Duration response_timeout{60'000};
+  Duration read_timeout{60'000};  // longest silence once the response head is in (or while writing)
   uint64_t max_idle_connections = 64;
   Duration idle_timeout{4'000};
   Duration resolve_every{30'000};

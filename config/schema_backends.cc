@@ -11,8 +11,8 @@ namespace {
 constexpr uint64_t kMaxWorkers = 4096;
 
 constexpr std::string_view kUpstreamKeys[] = {
-    "endpoints",    "balance",      "connect_timeout", "response_timeout", "max_idle_connections",
-    "idle_timeout", "resolve_every"};
+    "endpoints",            "balance",      "connect_timeout", "response_timeout", "read_timeout",
+    "max_idle_connections", "idle_timeout", "resolve_every"};
 constexpr std::string_view kPoolKeys[] = {
     "command",    "workers",         "concurrency_per_worker", "env",     "workdir",
     "ready",      "request_timeout", "max_requests",           "max_rss", "restart_backoff",
@@ -76,6 +76,9 @@ void SchemaLoader::readUpstream(const Field& entry) {
   }
   if (const Field* f = fields->get("response_timeout")) {
     reader_.duration(f->value, upstream.response_timeout, false);
+  }
+  if (const Field* f = fields->get("read_timeout")) {
+    reader_.duration(f->value, upstream.read_timeout, false);
   }
   if (const Field* f = fields->get("max_idle_connections")) {
     reader_.count(f->value, upstream.max_idle_connections, 0, UINT32_MAX);

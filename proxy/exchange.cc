@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "proxy/server/client_connection.h"
 
 namespace loopguard::proxy {
@@ -27,6 +29,12 @@ bool idempotent(std::string_view method) {
 }
 
 constexpr uint64_t kMaxResponseHeadBytes = 64 * 1024;
+// A buffered body of known length up to this is given its whole buffer at once: one allocation,
+// no copies as it grows, and (for the larger ones, which the allocator maps) memory that counts
+// only as the bytes arrive, so an upload that stalls holds what it sent, not twice that.
+constexpr uint64_t kReserveBodyBytes = 1024 * 1024;
+// Buffers larger than this are not kept for the next request (see holdsLargeBuffers()).
+constexpr size_t kKeptBufferBytes = 16 * 1024;
 
 }  // namespace
 
@@ -35,7 +43,8 @@ constexpr uint64_t kMaxResponseHeadBytes = 64 * 1024;
 
 Exchange::Exchange(ProxyContext& context)
     : context_(context),
-      phase_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onPhaseTimer>),
+      client_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onClientTimer>),
+      upstream_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onUpstreamTimer>),
       budget_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onBudgetTimer>) {}
 
 Exchange::~Exchange() = default;
@@ -54,10 +63,12 @@ void Exchange::resetPerRequestState() {
   acquiring_ = false;
   upstream_writing_ = false;
   client_writing_ = false;
+  client_write_copied_ = false;
   client_buf_lent_ = false;
   upstream_buf_lent_ = false;
   upstream_eof_ = false;
   body_too_large_ = false;
+  client_timed_out_ = false;
   upgrade_accepted_ = false;
   request_sent_ = false;
   response_started_ = false;
@@ -127,6 +138,12 @@ void Exchange::start(bool has_body) {
   if (request_side_ == RequestSide::Body && r.buffer_request) {
     phase_ = Phase::BufferingBody;
     buffered_body_.clear();
+    if (p.hasContentLength()) {
+      buffered_body_.reserve(std::min(std::min(p.contentLength(), kReserveBodyBytes),
+                                      uint64_t{r.buffer_limit}));
+    }
+    // Each read is copied out and its block given back at once: large reads pin nothing.
+    client_->socket().setReadLimit(net::BufferPool::kLargeBlock);
     if (expect_continue_) {
       to_client_.addFrame(kContinue);
       flushClient();
@@ -370,6 +387,9 @@ void Exchange::respondError(int status, const char* message, const char* overloa
     upstream_->socket().unlend();
   }
   releaseUpstream(false);
+  // The answer is ours from here on: the next request of the route need not wait for it to be
+  // written (a client that does not read could otherwise keep the slot).
+  releaseSlot();
   if (!client_writing_) to_client_.clear();
   response_side_ = ResponseSide::None;
   if (request_side_ != RequestSide::Complete) keep_alive_ = false;
@@ -405,7 +425,7 @@ void Exchange::abort(const char* why) {
   if (status_ == 0) status_ = 499;  // nginx's "client closed request", for the access log
   if (error_.empty()) error_.assign(why);
   keep_alive_ = false;
-  finish();
+  finish(true);
 }
 
 void Exchange::cancelWaits() {
@@ -417,7 +437,8 @@ void Exchange::cancelWaits() {
     acquiring_ = false;
     runtime_->target->cancel(*this);
   }
-  phase_timer_.stop();
+  client_timer_.stop();
+  upstream_timer_.stop();
 }
 
 void Exchange::releaseSlot() {
@@ -439,10 +460,11 @@ void Exchange::releaseUpstream(bool reusable) {
     c->socket().unlend();
   }
   upstream_writing_ = false;
+  c->socket().setReadLimit(net::BufferPool::kSmallBlock);  // its next response starts small
   runtime_->target->release(c, reusable);  // the target closes it when not reusable
 }
 
-void Exchange::finish() {
+void Exchange::finish(bool aborted) {
   cancelWaits();
   budget_timer_.stop();
   bool reusable = response_side_ == ResponseSide::Complete && request_sent_ &&
@@ -450,10 +472,22 @@ void Exchange::finish() {
                   upstream_ != nullptr && upstream_->socket().input().empty();
   releaseUpstream(reusable);
   releaseSlot();
+  client_->socket().setReadLimit(net::BufferPool::kSmallBlock);
   recordMetrics();
   writeAccessLog();
   bool keep_alive = keep_alive_ && request_side_ == RequestSide::Complete && !context_.draining &&
                     response_framing_ != BodyFraming::UntilClose && !client_writing_;
+  // A client may still be sending what the proxy will never read (a body refused for its size,
+  // pipelined requests after a "Connection: close"): closing now would reset the connection and
+  // could destroy the answer in the client's receive buffer, so the connection lingers. Not
+  // after a cut response, a dead client or a body timeout: there nothing more is coming.
+  AfterExchange after = AfterExchange::Close;
+  if (keep_alive) {
+    after = AfterExchange::KeepAlive;
+  } else if (!aborted && !client_timed_out_ && !client_writing_ &&
+             (request_side_ != RequestSide::Complete || !client_->socket().input().empty())) {
+    after = AfterExchange::Linger;
+  }
   phase_ = Phase::Idle;
   to_upstream_.clear();
   if (!client_writing_) to_client_.clear();
@@ -463,9 +497,14 @@ void Exchange::finish() {
   retried_ = false;
   response_framing_ = BodyFraming::None;
   request_framing_ = BodyFraming::None;
-  if (buffered_body_.capacity() > 64 * 1024) std::string().swap(buffered_body_);
+  if (buffered_body_.capacity() > 4 * kKeptBufferBytes) std::string().swap(buffered_body_);
   target_name_.clear();
-  client_->onExchangeDone(keep_alive);
+  client_->onExchangeDone(after);
+}
+
+bool Exchange::holdsLargeBuffers() const {
+  return buffered_body_.capacity() > kKeptBufferBytes || head_.capacity() > kKeptBufferBytes ||
+         client_head_.capacity() > kKeptBufferBytes;
 }
 
 void Exchange::onClientGone() {
@@ -484,12 +523,6 @@ void Exchange::onClientInput() {
       return;
     default:
       return;  // kept in the buffer until the request can use it
-  }
-}
-
-void Exchange::onPhaseTimer() {
-  if (phase_ == Phase::Forwarding && response_side_ == ResponseSide::None) {
-    upstreamFailed(UpstreamErrorKind::Timeout, "no response head within response_timeout");
   }
 }
 

@@ -48,6 +48,7 @@ class Cluster final : public Target {
   AcquireResult acquire(TargetWaiter& waiter, const AcquireOptions& options) override;
   void release(UpstreamConnection* connection, bool reusable) override;
   config::Duration responseTimeout() const override { return config_.response_timeout; }
+  config::Duration readTimeout() const override { return config_.read_timeout; }
   void recordError(UpstreamErrorKind kind) override;
 
   // The upstream is gone from the config (or the proxy stops): idle connections close, waiting

@@ -54,6 +54,11 @@ class Target {
 
   // Until the response head, once the request is sent.
   virtual config::Duration responseTimeout() const = 0;
+  // The longest silence once bytes move: while the response body streams, or while a write of
+  // the request waits for the upstream to take it. A worker pool has no key of its own: its
+  // request_timeout already bounds the whole request on a worker (killing the worker, which a
+  // proxy-side timeout could not do), so by default this is the same backstop as above.
+  virtual config::Duration readTimeout() const { return responseTimeout(); }
 
   // Whether a request that failed on a reused `connection` before any response byte may be
   // sent again (idempotent only; the Exchange checks that). A worker pool says no when the

@@ -914,6 +914,23 @@ def assert_overload(resp, status, reason):
     return assert_proxy_error(resp, status)
 
 
+def metric(proxy, name, **labels):
+    """One sample from the proxy's admin /metrics: the value of `name` whose labels include
+    `labels` (None when there is none). The proxy needs admin.listen."""
+    text = http_request(proxy.admin_port, "GET", "/metrics", timeout=5).body.decode()
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        base, _, rest = series.partition("{")
+        if base != name:
+            continue
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
+        if all(have.get(k) == str(v) for k, v in labels.items()):
+            return float(value)
+    return None
+
+
 # ---- config text -------------------------------------------------------------------------------------------
 def to_yaml(obj, indent=0):
     """Block YAML for dicts/lists of str/int/bool/None; scalar lists in flow style."""

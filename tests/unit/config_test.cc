@@ -30,6 +30,7 @@ limits:
   max_body_bytes: 0               # 0 = no limit (bodies are streamed); over: 413
 timeouts:
   header: 10s                     # whole request head must arrive within (slowloris); else 408 + close
+  body: 30s                       # longest silence while a request body arrives; else 408 + close
   idle: 60s                       # keep-alive idle
   drain: 30s                      # graceful shutdown budget
 upstreams:
@@ -38,6 +39,9 @@ upstreams:
     balance: least_request        # least_request | round_robin
     connect_timeout: 2s           # over: 502 (or retry another endpoint, see below)
     response_timeout: 60s         # until the response head; over: 504
+    read_timeout: 60s             # longest silence while the response body streams (or the request body is
+                                  # written); over: the exchange ends, the client's response is cut (or 504 if
+                                  # nothing was sent yet) and the connection is not reused
     max_idle_connections: 64      # keep-alive pool per endpoint
     idle_timeout: 4s              # drop pooled connections idle this long: below uvicorn's 5s keep-alive,
                                   # so the proxy never writes to a connection the app is closing
@@ -162,18 +166,20 @@ TEST(ConfigExampleTest, SpecExampleParsesToExpectedValues) {
   EXPECT_EQ(c.limits.max_header_bytes, 64u * 1024);
   EXPECT_EQ(c.limits.max_body_bytes, 0u);
   EXPECT_EQ(c.timeouts.header, 10s);
+  EXPECT_EQ(c.timeouts.body, 30s);
   EXPECT_EQ(c.timeouts.idle, 60s);
   EXPECT_EQ(c.timeouts.drain, 30s);
 
   ASSERT_EQ(c.upstreams.size(), 1u);
   const Upstream& app = c.upstreams[0];
   EXPECT_EQ(app.name, "app");
-  EXPECT_EQ(app.pos.line, 17);
+  EXPECT_EQ(app.pos.line, 18);
   EXPECT_EQ(app.pos.column, 3);
   EXPECT_EQ(app.endpoints, std::vector<Address>{tcp("127.0.0.1", 8000)});
   EXPECT_EQ(app.balance, Balance::LeastRequest);
   EXPECT_EQ(app.connect_timeout, 2s);
   EXPECT_EQ(app.response_timeout, 60s);
+  EXPECT_EQ(app.read_timeout, 60s);
   EXPECT_EQ(app.max_idle_connections, 64u);
   EXPECT_EQ(app.idle_timeout, 4s);
   EXPECT_EQ(app.resolve_every, 30s);
@@ -200,7 +206,7 @@ TEST(ConfigExampleTest, SpecExampleParsesToExpectedValues) {
   ASSERT_EQ(c.routes.size(), 2u);
   const Route& hash = c.routes[0];
   EXPECT_EQ(hash.name, "hash");
-  EXPECT_EQ(hash.pos.line, 46);
+  EXPECT_EQ(hash.pos.line, 50);
   EXPECT_EQ(hash.pos.column, 5);
   EXPECT_EQ(hash.match.kind, MatchKind::Prefix);
   EXPECT_EQ(hash.match.pattern, "/cpu/");
@@ -330,11 +336,12 @@ TEST(ConfigDefaultsTest, ValueVariantsAccepted) {
 admin: {listen: "[::1]:9901"}
 log: {level: debug, format: json, access_log: false}
 limits: {max_connections: 5, max_header_bytes: 1KiB, max_body_bytes: 10MB}
-timeouts: {header: 1.5s, idle: 2m, drain: 0}
+timeouts: {header: 1.5s, body: 250ms, idle: 2m, drain: 0}
 upstreams:
   my-app.v2_x:
     endpoints: ["api.internal.svc:80", "10.0.0.1:8000", "[fe80::1%eth0]:81"]
     balance: round_robin
+    read_timeout: 1.5s
     max_idle_connections: 0
 routes:
   - name: re
@@ -356,6 +363,7 @@ routes:
   EXPECT_EQ(c.limits.max_header_bytes, 1024u);
   EXPECT_EQ(c.limits.max_body_bytes, 10'000'000u);
   EXPECT_EQ(c.timeouts.header, 1500ms);
+  EXPECT_EQ(c.timeouts.body, 250ms);
   EXPECT_EQ(c.timeouts.idle, 2min);
   EXPECT_EQ(c.timeouts.drain, 0ms);
   const Upstream& u = c.upstreams.at(0);
@@ -363,6 +371,7 @@ routes:
   EXPECT_EQ(u.endpoints, (std::vector<Address>{tcp("api.internal.svc", 80), tcp("10.0.0.1", 8000),
                                                tcp("fe80::1%eth0", 81)}));
   EXPECT_EQ(u.balance, Balance::RoundRobin);
+  EXPECT_EQ(u.read_timeout, 1500ms);
   EXPECT_EQ(u.max_idle_connections, 0u);
   const Route& re = c.routes.at(0);
   EXPECT_EQ(re.match.kind, MatchKind::Regex);
@@ -759,6 +768,26 @@ upstreams:
 routes: [{match: {prefix: /}, upstream: app}]
 )yaml",
                  3, 57, "upstreams.app.connect_timeout: must be greater than 0");
+  // A read_timeout of 0 would cut every streamed response at its first pause.
+  expectOneError(R"yaml(listen: "127.0.0.1:8080"
+upstreams:
+  app: {endpoints: ["127.0.0.1:8000"], read_timeout: 0}
+routes: [{match: {prefix: /}, upstream: app}]
+)yaml",
+                 3, 54, "upstreams.app.read_timeout: must be greater than 0");
+  expectOneError(R"yaml(listen: "127.0.0.1:8080"
+upstreams:
+  app: {endpoints: ["127.0.0.1:8000"], read_timeout: 60}
+routes: [{match: {prefix: /}, upstream: app}]
+)yaml",
+                 3, 54, "upstreams.app.read_timeout: bad duration \"60\": missing unit");
+}
+
+TEST(ConfigErrorTest, BodyTimeout) {
+  expectOneError(std::string(kMinimal) + "timeouts: {body: 0}\n", 8, 18,
+                 "timeouts.body: must be greater than 0");
+  expectOneError(std::string(kMinimal) + "timeouts: {body: 5 s}\n", 8, 18,
+                 "timeouts.body: bad duration \"5 s\"");
 }
 
 TEST(ConfigErrorTest, PoolValues) {

@@ -13,6 +13,7 @@ Per request (by the last path segment, so /cpu/work acts as /work; times in mill
   GET /alloc?mb=N       allocate N MiB and keep it (for max_rss)
   POST /echo            {"length", "sha256"} of the body
   GET /env              {"index_env", "argv", "cwd", "pid", "custom"}
+  GET /big?mb=N&ms=M    after M ms, N MiB of zeros (Content-Length), whatever the reader's pace
 Every counted request records the process's PEAK number of concurrent requests. With
 $TEST_WORKER_STATS_DIR set, the peak is also written to $TEST_WORKER_STATS_DIR/<pid>.json, so a
 test can check every worker process, including those already killed or recycled.
@@ -140,6 +141,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 out = self.info()
                 out.update({"length": len(body), "sha256": hashlib.sha256(body).hexdigest()})
                 return self.reply(200, out)
+            elif path == "/big":
+                time.sleep(ms / 1000.0)
+                n = int(q.get("mb", "1")) * 1024 * 1024
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(n))
+                self.end_headers()
+                chunk = bytes(256 * 1024)
+                try:
+                    for _ in range(n // len(chunk)):
+                        self.wfile.write(chunk)
+                except OSError:
+                    pass  # the proxy gave up on it
+                return
             elif path == "/env":
                 out = self.info()
                 out.update({"index_env": os.environ.get("LOOPGUARD_WORKER_INDEX"),
