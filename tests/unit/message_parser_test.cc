@@ -135,6 +135,112 @@ TEST(MessageParser, EveryRequestHeadLineEndsInCrlf) {
   EXPECT_EQ(r.heads, 1);  // empty lines (CRLF) before a request line are skipped (RFC 9112 2.2)
 }
 
+// Found by the differential fuzz target (tests/fuzz/regressions/differential/): llhttp 8.1 takes
+// each of these, every lenient flag off.
+TEST(MessageParser, RequestLineHasExactlyOneSpBetweenItsParts) {
+  for (std::string_view bad : {
+           "GET  / HTTP/1.1\r\nHost: a\r\n\r\n",     // two SP before the target
+           "GET /  HTTP/1.1\r\nHost: a\r\n\r\n",     // ... before the version
+           "GET   /   HTTP/1.1\r\nHost: a\r\n\r\n",
+           " GET / HTTP/1.1\r\nHost: a\r\n\r\n",     // SP before the method
+           "GET / HTTP/1.1 \r\nHost: a\r\n\r\n",     // ... after the version
+           "GET / HTTP/1.1 x\r\nHost: a\r\n\r\n",    // a fourth part
+           "GET /\r\nHost: a\r\n\r\n",               // two parts (HTTP/0.9 style)
+       }) {
+    for (bool bytewise : {false, true}) {
+      Recorder r;
+      MessageParser p(HTTP_REQUEST, r, 64 * 1024);
+      size_t consumed = 0;
+      ParseResult res = bytewise ? feedBytewise(p, bad, &consumed) : feed(p, bad);
+      EXPECT_EQ(res.status, ParseStatus::Error) << bad;
+      EXPECT_EQ(r.heads, 0) << bad;
+    }
+  }
+  Recorder r;
+  MessageParser p(HTTP_REQUEST, r, 64 * 1024);
+  size_t consumed = 0;
+  EXPECT_EQ(feedBytewise(p, "OPTIONS * HTTP/1.1\r\nHost: a  b\r\nX:  1 \r\n\r\n", &consumed).status,
+            ParseStatus::Paused);  // SP runs inside field values are fine
+  EXPECT_EQ(p.headers().get("x"), "1");
+}
+
+TEST(MessageParser, NoBareCrAnywhereInARequestHead) {
+  for (std::string_view bad : {
+           "GET / HTTP/1.1\r\nHost: a\r\nX-A:\rZX-Injected: 1\r\n\r\n",  // llhttp: two fields
+           "GET / HTTP/1.1\r\nHost: a\r\nX-A: \rZX-Injected: 1\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: a\r\nX-A: v\rw\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: a\r\nX-A: v\r\r\n\r\n",
+           "GET /\r HTTP/1.1\r\nHost: a\r\n\r\n",
+           "\rGET / HTTP/1.1\r\nHost: a\r\n\r\n",   // not an empty line before the request
+           "\r\n\rGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: a\r\n\rX: 1\r\n\r\n",  // CR alone where the head ends
+       }) {
+    for (bool bytewise : {false, true}) {
+      Recorder r;
+      MessageParser p(HTTP_REQUEST, r, 64 * 1024);
+      size_t consumed = 0;
+      ParseResult res = bytewise ? feedBytewise(p, bad, &consumed) : feed(p, bad);
+      EXPECT_EQ(res.status, ParseStatus::Error) << bad << (bytewise ? " bytewise" : "");
+      EXPECT_STREQ(res.reason, "CR not followed by LF in the request head") << bad;
+      EXPECT_EQ(r.heads, 0) << bad;
+    }
+  }
+  // A read that ends between the CR and the LF of a line.
+  Recorder r;
+  MessageParser p(HTTP_REQUEST, r, 64 * 1024);
+  EXPECT_EQ(feed(p, "GET / HTTP/1.1\r").status, ParseStatus::NeedMore);
+  EXPECT_EQ(feed(p, "\nHost: a\r").status, ParseStatus::NeedMore);
+  EXPECT_EQ(feed(p, "\nX-A:\r").status, ParseStatus::NeedMore);
+  EXPECT_EQ(feed(p, "\n\r\n").status, ParseStatus::Paused);
+  EXPECT_EQ(p.headers().size(), 2u);
+}
+
+// Found by the differential fuzz target: trailers appended to headers() were written upstream as
+// header fields when a buffered request's head went out after its body.
+TEST(MessageParser, TrailersNeverBecomeHeaderFields) {
+  {
+    // A chunked request the proxy decodes itself.
+    Recorder r;
+    MessageParser p(HTTP_REQUEST, r, 64 * 1024);
+    ParseResult res = feed(p, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "1\r\nx\r\n0\r\nHost: evil\r\nX-Injected: 1\r\n\r\n");
+    EXPECT_EQ(res.status, ParseStatus::Paused);
+    EXPECT_EQ(r.completes, 1);
+    EXPECT_EQ(p.headers().size(), 2u);
+    EXPECT_EQ(p.headers().count(HeaderId::Host), 1u);
+  }
+  {
+    // An upgrade request with a chunked body: llhttp decodes that one.
+    Recorder r;
+    MessageParser p(HTTP_REQUEST, r, 64 * 1024);
+    ParseResult res = feed(p, "POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n"
+                              "Transfer-Encoding: chunked\r\n\r\n"
+                              "1\r\nx\r\n0\r\nHost: evil\r\nX-Injected: 1\r\n\r\n");
+    EXPECT_EQ(res.status, ParseStatus::Paused);  // after the message, before the new protocol
+    EXPECT_TRUE(p.upgradeRequested());
+    EXPECT_EQ(r.completes, 1);
+    EXPECT_EQ(r.body, "x");
+    EXPECT_EQ(p.headers().size(), 4u);
+    EXPECT_EQ(p.headers().get("x-injected"), "");
+    EXPECT_EQ(p.headers().get(HeaderId::Host), "a");
+  }
+  {
+    // A response, and its trailers count against the head limit.
+    Recorder r;
+    MessageParser p(HTTP_RESPONSE, r, 64);
+    ParseResult res = feed(p, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "1\r\nx\r\n0\r\nX-T: 1\r\n\r\n");
+    EXPECT_EQ(res.status, ParseStatus::Paused);
+    EXPECT_EQ(r.completes, 1);
+    EXPECT_EQ(p.headers().size(), 1u);
+    p.resume();
+    p.reset();
+    res = feed(p, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: " +
+                      std::string(100, 'a') + "\r\n\r\n");
+    EXPECT_EQ(res.status, ParseStatus::HeadTooLarge);
+  }
+}
+
 TEST(MessageParser, ObsFoldWithAnEmptyFirstLineIsRefusedNotUnfolded) {
   // llhttp reads "Transfer-Encoding:\r\n chunked" as chunked: never act on it.
   for (std::string_view bad : {
