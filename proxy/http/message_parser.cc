@@ -347,4 +347,15 @@ bool MessageParser::finish() {
   return llhttp_finish(&parser_) == HPE_OK;
 }
 
+RequestFacts requestFactsOf(const MessageParser& p) {
+  RequestFacts facts;
+  facts.method = p.method();
+  facts.target = p.target();
+  facts.http_major = p.httpMajor();
+  facts.http_minor = p.httpMinor();
+  facts.has_transfer_encoding = p.hasTransferEncoding();
+  facts.saw_line_folding = p.sawLineFolding();
+  return facts;
+}
+
 }  // namespace loopguard::http

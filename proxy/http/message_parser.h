@@ -23,6 +23,7 @@
 
 #include "proxy/http/chunked_validator.h"
 #include "proxy/http/header_map.h"
+#include "proxy/http/header_rules.h"
 
 namespace loopguard::http {
 
@@ -140,5 +141,8 @@ class MessageParser final : private ChunkedValidator::Sink {
   OwnBody own_body_ = OwnBody::Off;
   ChunkedValidator chunked_;
 };
+
+// The facts checkRequestHead judges, from a request head the parser has read (views into it).
+RequestFacts requestFactsOf(const MessageParser& parser);
 
 }  // namespace loopguard::http

@@ -414,6 +414,13 @@ bool refEqualsIgnoreCase(std::string_view a, std::string_view b) {
   return true;
 }
 
+std::string_view refNamedHost(std::string_view target, std::string_view host_field) {
+  size_t scheme_end = target.find("://");
+  if (target.empty() || target[0] == '/' || scheme_end == std::string_view::npos) return host_field;
+  std::string_view rest = target.substr(scheme_end + 3);
+  return rest.substr(0, rest.find_first_of("/?#"));
+}
+
 RefResult parseRequest(std::string_view bytes) { return Parser(bytes).run(); }
 
 }  // namespace loopguard::fuzz
