@@ -264,8 +264,12 @@ class Parser {
     while (true) {
       uint64_t size = 0;
       int digits = 0;
+      int significant = 0;  // chunk-size = 1*HEXDIG: any number of leading zeros, < 2^64
       while (more() && hexDigit(peek()) >= 0) {
-        if (++digits > 16) return bad("chunk-size too long");
+        ++digits;
+        if ((significant > 0 || peek() != '0') && ++significant > 16) {
+          return bad("chunk-size too long");
+        }
         size = size * 16 + static_cast<uint64_t>(hexDigit(peek()));
         ++pos_;
       }
