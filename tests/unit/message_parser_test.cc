@@ -109,6 +109,24 @@ ParseResult feedBytewise(MessageParser& p, std::string_view s, size_t* total_con
   return r;
 }
 
+// A request head refused before any head callback, fed whole and one byte per read; with a
+// `reason`, for that reason.
+void expectHeadRefused(std::string_view bad, const char* reason = nullptr) {
+  for (bool bytewise : {false, true}) {
+    Recorder r;
+    MessageParser p(HTTP_REQUEST, r, 64 * 1024);
+    size_t consumed = 0;
+    ParseResult res = bytewise ? feedBytewise(p, bad, &consumed) : feed(p, bad);
+    const char* how = bytewise ? " (byte by byte)" : " (whole)";
+    EXPECT_EQ(res.status, ParseStatus::Error) << bad << how;
+    EXPECT_EQ(r.heads, 0) << bad << how;
+    ASSERT_NE(res.reason, nullptr) << bad << how;
+    if (reason != nullptr) {
+      EXPECT_STREQ(res.reason, reason) << bad << how;
+    }
+  }
+}
+
 TEST(MessageParser, EveryRequestHeadLineEndsInCrlf) {
   // llhttp 8.1 accepts the first two (strict mode and all): the head check does not.
   for (std::string_view bad : {
@@ -119,15 +137,7 @@ TEST(MessageParser, EveryRequestHeadLineEndsInCrlf) {
            "GET / HTTP/1.1\rHost: a\r\n\r\n",        // CR alone
            "GET / HTTP/1.1\r\n Host: a\r\n\r\n",     // whitespace before the first field
        }) {
-    for (bool bytewise : {false, true}) {
-      Recorder r;
-      MessageParser p(HTTP_REQUEST, r, 64 * 1024);
-      size_t consumed = 0;
-      ParseResult res = bytewise ? feedBytewise(p, bad, &consumed) : feed(p, bad);
-      EXPECT_EQ(res.status, ParseStatus::Error) << bad;
-      EXPECT_EQ(r.heads, 0) << bad;
-      EXPECT_NE(res.reason, nullptr);
-    }
+    expectHeadRefused(bad);
   }
   Recorder r;
   MessageParser p(HTTP_REQUEST, r, 64 * 1024);
@@ -147,14 +157,7 @@ TEST(MessageParser, RequestLineHasExactlyOneSpBetweenItsParts) {
            "GET / HTTP/1.1 x\r\nHost: a\r\n\r\n",    // a fourth part
            "GET /\r\nHost: a\r\n\r\n",               // two parts (HTTP/0.9 style)
        }) {
-    for (bool bytewise : {false, true}) {
-      Recorder r;
-      MessageParser p(HTTP_REQUEST, r, 64 * 1024);
-      size_t consumed = 0;
-      ParseResult res = bytewise ? feedBytewise(p, bad, &consumed) : feed(p, bad);
-      EXPECT_EQ(res.status, ParseStatus::Error) << bad;
-      EXPECT_EQ(r.heads, 0) << bad;
-    }
+    expectHeadRefused(bad, "request line parts not separated by exactly one SP");
   }
   Recorder r;
   MessageParser p(HTTP_REQUEST, r, 64 * 1024);
@@ -175,15 +178,7 @@ TEST(MessageParser, NoBareCrAnywhereInARequestHead) {
            "\r\n\rGET / HTTP/1.1\r\nHost: a\r\n\r\n",
            "GET / HTTP/1.1\r\nHost: a\r\n\rX: 1\r\n\r\n",  // CR alone where the head ends
        }) {
-    for (bool bytewise : {false, true}) {
-      Recorder r;
-      MessageParser p(HTTP_REQUEST, r, 64 * 1024);
-      size_t consumed = 0;
-      ParseResult res = bytewise ? feedBytewise(p, bad, &consumed) : feed(p, bad);
-      EXPECT_EQ(res.status, ParseStatus::Error) << bad << (bytewise ? " bytewise" : "");
-      EXPECT_STREQ(res.reason, "CR not followed by LF in the request head") << bad;
-      EXPECT_EQ(r.heads, 0) << bad;
-    }
+    expectHeadRefused(bad, "CR not followed by LF in the request head");
   }
   // A read that ends between the CR and the LF of a line.
   Recorder r;
