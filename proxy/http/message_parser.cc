@@ -61,7 +61,7 @@ const char* MessageParser::checkHeadLines(const char* data, size_t len) {
   size_t i = 0;
   while (i < len) {
     switch (head_lines_) {
-      case HeadLines::Start:  // empty lines (CRLF) before the request line are skipped (RFC 9112 2.2)
+      case HeadLines::Start:  // empty lines (CRLF) before the request line: skipped (RFC 9112 2.2)
         if (data[i] == '\r') {
           head_lines_ = HeadLines::StartLf;
           ++i;
@@ -89,7 +89,8 @@ const char* MessageParser::checkHeadLines(const char* data, size_t len) {
         const char* begin = data + i;
         const auto* lf = static_cast<const char*>(std::memchr(begin, '\n', len - i));
         const char* end = lf != nullptr ? lf : data + len;  // this input's part of the line
-        const auto* cr = static_cast<const char*>(std::memchr(begin, '\r', static_cast<size_t>(end - begin)));
+        const auto* cr =
+            static_cast<const char*>(std::memchr(begin, '\r', static_cast<size_t>(end - begin)));
         if (cr != nullptr && cr != end - 1) return kBareCr;  // only the CR of the line's CRLF
         if (!in_header_lines_) {
           if (const char* why = checkRequestLineSpaces(begin, cr != nullptr ? cr : end)) return why;

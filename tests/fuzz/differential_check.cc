@@ -14,8 +14,8 @@ namespace {
 // Proxy-Connection), the framing it rewrites, Expect (loopguard answers it itself) and the
 // Host / X-Forwarded-* / X-Request-Id fields it writes itself.
 bool mustDrop(std::string_view name) {
-  for (std::string_view n : {"host", "connection", "keep-alive", "proxy-connection", "te", "trailer",
-                             "transfer-encoding", "content-length", "upgrade",
+  for (std::string_view n : {"host", "connection", "keep-alive", "proxy-connection", "te",
+                             "trailer", "transfer-encoding", "content-length", "upgrade",
                              "proxy-authenticate", "proxy-authorization", "expect",
                              "x-request-id", "x-forwarded-for", "x-forwarded-proto",
                              "x-forwarded-host"}) {

@@ -161,7 +161,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(whole.chunked() == split.chunked() && whole.contentLength() == split.contentLength(),
              "framing depends on the read size; " + where);
 
-  if (http::HeadProblem problem = http::checkRequestHead(http::requestFactsOf(whole), whole.headers())) {
+  const http::RequestFacts facts = http::requestFactsOf(whole);
+  if (http::HeadProblem problem = http::checkRequestHead(facts, whole.headers())) {
     FUZZ_CHECK(problem.status >= 400 && problem.status < 600 && problem.message[0] != '\0',
                "a refusal without a status or a message");
     return 0;

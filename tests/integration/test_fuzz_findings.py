@@ -87,7 +87,8 @@ def test_trailers_of_a_buffered_body_do_not_become_header_fields(procs, upgrade)
         [{"name": "upload", "match": {"prefix": "/"}, "upstream": "app", "buffer_request": True}]))
     body = chunked_body([b"hello"], trailers=[("Host", "evil.test"), ("X-Injected", "1")])
     with RawConn(proxy.port) as c:
-        c.send(b"POST /echo HTTP/1.1\r\n" + H + upgrade + b"Transfer-Encoding: chunked\r\n\r\n" + body)
+        c.send(b"POST /echo HTTP/1.1\r\n" + H + upgrade + b"Transfer-Encoding: chunked\r\n\r\n"
+               + body)
         r = c.read_response(timeout=5)
     assert r.status == 200, r
     echoed = r.json()

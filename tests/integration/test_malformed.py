@@ -136,7 +136,8 @@ MALFORMED = {
     # After "Name:" and no value, llhttp takes CR plus ANY byte for the line end, so the rest
     # was a field of its own, where a reader that turns the bare CR into SP (RFC 9112 2.2) sees
     # one field: a header that reader never saw.
-    "bare CR after an empty value": b"GET /malformed HTTP/1.1\r\n" + H + b"X-A:\rZX-Injected: 1\r\n\r\n",
+    "bare CR after an empty value":
+        b"GET /malformed HTTP/1.1\r\n" + H + b"X-A:\rZX-Injected: 1\r\n\r\n",
     # llhttp skipped a bare CR before the request line as if it were an empty line (CRLF).
     "bare CR before the request line": b"\rGET /malformed HTTP/1.1\r\n" + H + b"\r\n",
 }

@@ -208,8 +208,8 @@ TEST(MessageParser, TrailersNeverBecomeHeaderFields) {
     // An upgrade request with a chunked body: llhttp decodes that one.
     Recorder r;
     MessageParser p(HTTP_REQUEST, r, 64 * 1024);
-    ParseResult res = feed(p, "POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n"
-                              "Transfer-Encoding: chunked\r\n\r\n"
+    ParseResult res = feed(p, "POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+                              "Upgrade: h2c\r\nTransfer-Encoding: chunked\r\n\r\n"
                               "1\r\nx\r\n0\r\nHost: evil\r\nX-Injected: 1\r\n\r\n");
     EXPECT_EQ(res.status, ParseStatus::Paused);  // after the message, before the new protocol
     EXPECT_TRUE(p.upgradeRequested());
