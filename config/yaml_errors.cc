@@ -250,9 +250,10 @@ class Structure {
       stack_.pop_back();
     }
     Level& top = stack_.back();
-    if (n == top.column && top.list && !shape.entry && stack_.size() > 1 &&
-        stack_[stack_.size() - 2].column != n) {
-      // At a list's column but no entry, and no mapping key of the list's parent belongs here.
+    if (n == top.column && top.list && !shape.entry &&
+        (stack_.size() == 1 || stack_[stack_.size() - 2].column != n)) {
+      // At a list's column but no entry, and no mapping key of the list's parent belongs here
+      // (or the list is the document itself: it has no parent to go back to).
       int keys = inner ? inner->column : n + step_;
       return at(line, n,
                 quote(line.text) + " is at the column of the list from line " +

@@ -34,6 +34,8 @@ void MessageParser::reset() {
   head_lines_ = HeadLines::Start;
   in_header_lines_ = false;
   last_was_cr_ = false;
+  request_line_spaces_ = 0;
+  after_space_ = false;
   own_body_ = OwnBody::Off;
 }
 
@@ -46,39 +48,60 @@ bool MessageParser::countHeadBytes(size_t len) {
   return true;
 }
 
-// Every line of a request head ends in CRLF, and none after the request line starts with
-// whitespace. Returns why not, or null; stops at the blank line that ends the head. One memchr
-// per line: a CR that is not followed by LF inside a line is llhttp's to refuse (strict mode
-// does), so only the LFs need looking at here.
+// Every line of a request head ends in CRLF, no CR stands anywhere else in it, the request line
+// is METHOD SP TARGET SP VERSION with exactly one SP each, and no line after it starts with
+// whitespace. Returns why not, or null; stops at the blank line that ends the head. llhttp 8.1
+// (every lenient flag off) lets each of these through somewhere: runs of SP in the request line,
+// a CR plus any byte for the end of a field line with an empty value ("X-A:\rZX-B: 1" is two
+// fields to llhttp, one to a reader that turns the bare CR into SP, RFC 9112 2.2). Two memchr per
+// line, and a look at each byte of the request line only.
 const char* MessageParser::checkHeadLines(const char* data, size_t len) {
+  static constexpr const char* kBareCr = "CR not followed by LF in the request head";
+  static constexpr const char* kBareLf = "bare LF in the request head";
   size_t i = 0;
   while (i < len) {
     switch (head_lines_) {
-      case HeadLines::Start:  // empty lines before the request line are skipped (RFC 9112 2.2)
+      case HeadLines::Start:  // empty lines (CRLF) before the request line: skipped (RFC 9112 2.2)
         if (data[i] == '\r') {
           head_lines_ = HeadLines::StartLf;
           ++i;
         } else if (data[i] == '\n') {
-          return "bare LF in the request head";
+          return kBareLf;
         } else {
           head_lines_ = HeadLines::InLine;
+          request_line_spaces_ = 0;
+          after_space_ = true;  // a request line starting with SP is refused like "GET  /"
         }
         break;
-      case HeadLines::StartLf:
-        if (data[i] != '\n') return "CR not followed by LF in the request head";
+      case HeadLines::StartLf:  // a bare CR is not an empty line
+        if (data[i] != '\n') return kBareCr;
         head_lines_ = HeadLines::Start;
         ++i;
         break;
       case HeadLines::InLine: {
-        const void* lf = std::memchr(data + i, '\n', len - i);
+        if (last_was_cr_) {  // the previous input ended in a CR: only its LF may follow
+          last_was_cr_ = false;
+          if (data[i] != '\n') return kBareCr;
+          if (const char* why = endLine()) return why;
+          ++i;
+          break;
+        }
+        const char* begin = data + i;
+        const auto* lf = static_cast<const char*>(std::memchr(begin, '\n', len - i));
+        const char* end = lf != nullptr ? lf : data + len;  // this input's part of the line
+        const auto* cr =
+            static_cast<const char*>(std::memchr(begin, '\r', static_cast<size_t>(end - begin)));
+        if (cr != nullptr && cr != end - 1) return kBareCr;  // only the CR of the line's CRLF
+        if (!in_header_lines_) {
+          if (const char* why = checkRequestLineSpaces(begin, cr != nullptr ? cr : end)) return why;
+        }
         if (lf == nullptr) {
-          last_was_cr_ = data[len - 1] == '\r';
+          last_was_cr_ = cr != nullptr;
           return nullptr;
         }
-        const size_t at = static_cast<size_t>(static_cast<const char*>(lf) - data);
-        if (!(at > i ? data[at - 1] == '\r' : last_was_cr_)) return "bare LF in the request head";
-        head_lines_ = HeadLines::LineStart;
-        i = at + 1;
+        if (cr == nullptr) return kBareLf;
+        if (const char* why = endLine()) return why;
+        i = static_cast<size_t>(lf - data) + 1;
         break;
       }
       case HeadLines::LineStart:
@@ -86,7 +109,7 @@ const char* MessageParser::checkHeadLines(const char* data, size_t len) {
           head_lines_ = HeadLines::EndLf;
           ++i;
         } else if (data[i] == '\n') {
-          return "bare LF in the request head";
+          return kBareLf;
         } else if (data[i] == ' ' || data[i] == '\t') {
           if (!in_header_lines_) return "whitespace before the first header field";
           saw_fold_ = true;
@@ -97,13 +120,36 @@ const char* MessageParser::checkHeadLines(const char* data, size_t len) {
         }
         break;
       case HeadLines::EndLf:
-        if (data[i] != '\n') return "CR not followed by LF in the request head";
+        if (data[i] != '\n') return kBareCr;
         head_lines_ = HeadLines::Done;
         return nullptr;
       case HeadLines::Done:
         return nullptr;
     }
   }
+  return nullptr;
+}
+
+// A piece [begin, end) of the request line, without its CRLF.
+const char* MessageParser::checkRequestLineSpaces(const char* begin, const char* end) {
+  for (const char* c = begin; c < end; ++c) {
+    if (*c != ' ') {
+      after_space_ = false;
+    } else if (after_space_ || ++request_line_spaces_ > 2) {
+      return "request line parts not separated by exactly one SP";
+    } else {
+      after_space_ = true;
+    }
+  }
+  return nullptr;
+}
+
+// The CRLF of a head line was seen: a request line must have had its two single SPs.
+const char* MessageParser::endLine() {
+  if (!in_header_lines_ && (request_line_spaces_ != 2 || after_space_)) {
+    return "request line parts not separated by exactly one SP";
+  }
+  head_lines_ = HeadLines::LineStart;
   return nullptr;
 }
 
@@ -127,8 +173,14 @@ int MessageParser::onUrl(llhttp_t* p, const char* at, size_t len) {
   return 0;
 }
 
+// Trailer fields (llhttp reads them for the chunked bodies it decodes: responses, and upgrade
+// requests) are counted against the head limit and dropped: the proxy re-frames every body and
+// ends it with an empty trailer section, and a trailer appended to headers() would be taken for
+// a header field by whatever reads the head later (a buffered request's head is written after
+// its body; checkRequestHead and the hop-by-hop rules have long run by then).
 int MessageParser::onHeaderField(llhttp_t* p, const char* at, size_t len) {
   MessageParser* m = self(p);
+  if (m->head_complete_) return m->countHeadBytes(len) ? 0 : HPE_USER;  // a trailer
   // Each header line costs its bytes plus ": " and CRLF, as on the wire.
   if (!m->countHeadBytes(len + (m->in_value_ || m->headers_.size() == 0 ? 4 : 0))) return HPE_USER;
   if (m->in_value_ || m->headers_.size() == 0) {
@@ -141,6 +193,7 @@ int MessageParser::onHeaderField(llhttp_t* p, const char* at, size_t len) {
 
 int MessageParser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
   MessageParser* m = self(p);
+  if (m->head_complete_) return m->countHeadBytes(len) ? 0 : HPE_USER;  // a trailer
   if (!m->countHeadBytes(len)) return HPE_USER;
   if (!m->in_value_) {
     m->headers_.beginValue();
@@ -152,6 +205,7 @@ int MessageParser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
 
 int MessageParser::onHeaderValueComplete(llhttp_t* p) {
   MessageParser* m = self(p);
+  if (m->head_complete_) return 0;  // a trailer
   if (!m->in_value_) {  // "Name:" with an empty value
     m->headers_.beginValue();
     m->in_value_ = true;
@@ -163,6 +217,7 @@ int MessageParser::onHeaderValueComplete(llhttp_t* p) {
 int MessageParser::onHeadersComplete(llhttp_t* p) {
   MessageParser* m = self(p);
   m->head_complete_ = true;
+  m->head_bytes_ = 0;  // from here on, trailers count against the limit on their own
   m->declared_length_ = p->content_length;
   const int rc = m->events_->onHeadComplete();
   // A chunked request body is ours to decode: llhttp is told there is none, so it completes the
@@ -291,6 +346,17 @@ void MessageParser::resumeAfterUpgrade() { llhttp_resume_after_upgrade(&parser_)
 bool MessageParser::finish() {
   if (own_body_ == OwnBody::AwaitResume || own_body_ == OwnBody::Decoding) return false;
   return llhttp_finish(&parser_) == HPE_OK;
+}
+
+RequestFacts requestFactsOf(const MessageParser& p) {
+  RequestFacts facts;
+  facts.method = p.method();
+  facts.target = p.target();
+  facts.http_major = p.httpMajor();
+  facts.http_minor = p.httpMinor();
+  facts.has_transfer_encoding = p.hasTransferEncoding();
+  facts.saw_line_folding = p.sawLineFolding();
+  return facts;
 }
 
 }  // namespace loopguard::http

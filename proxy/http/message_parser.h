@@ -4,10 +4,13 @@
 // spans are passed on as they are (the caller lends its buffer to the write that sends them).
 //
 // For requests it is stricter than llhttp 8.1, which (every lenient flag off) still accepts a
-// bare LF ending the request line and unfolds obs-fold whose first line is empty
-// (`Transfer-Encoding:\r\n chunked` is read as chunked): every line of a request head is checked
-// to end in CRLF and none may start with whitespace before llhttp sees it. Chunked request
-// bodies are decoded by ChunkedValidator (the full RFC 9112 grammar), not by llhttp.
+// bare LF ending the request line, runs of SP between its parts, a bare CR ending a field line
+// with an empty value, and unfolds obs-fold whose first line is empty
+// (`Transfer-Encoding:\r\n chunked` is read as chunked): before llhttp sees a request head, every
+// line of it is checked to end in CRLF with no other CR in it, the request line to have exactly
+// one SP between its three parts, and no line to start with whitespace. Chunked request bodies
+// are decoded by ChunkedValidator (the full RFC 9112 grammar), not by llhttp. Trailer fields
+// never reach headers(): they are checked, counted against max_head_bytes and dropped.
 // A request parser stops after each message (onMessageComplete returning 0 counts as a pause),
 // so that the next head is checked from its first byte: resume() and reset() before the next.
 #pragma once
@@ -20,6 +23,7 @@
 
 #include "proxy/http/chunked_validator.h"
 #include "proxy/http/header_map.h"
+#include "proxy/http/header_rules.h"
 
 namespace loopguard::http {
 
@@ -101,6 +105,8 @@ class MessageParser final : private ChunkedValidator::Sink {
   static int onMessageCompleteCb(llhttp_t* p);
   bool countHeadBytes(size_t len);
   const char* checkHeadLines(const char* data, size_t len);
+  const char* checkRequestLineSpaces(const char* begin, const char* end);
+  const char* endLine();
   ParseResult decodeChunkedBody(const char* data, size_t len, size_t offset);
   void onChunkData(const char* at, size_t len) override { events_->onBodyData(at, len); }
 
@@ -130,8 +136,13 @@ class MessageParser final : private ChunkedValidator::Sink {
   HeadLines head_lines_ = HeadLines::Start;
   bool in_header_lines_ = false;  // a header line has begun (the request line is behind)
   bool last_was_cr_ = false;      // the last byte of the previous input, inside a line
+  uint8_t request_line_spaces_ = 0;  // SPs seen in the request line so far
+  bool after_space_ = false;         // the request line's last byte so far was SP (or none yet)
   OwnBody own_body_ = OwnBody::Off;
   ChunkedValidator chunked_;
 };
+
+// The facts checkRequestHead judges, from a request head the parser has read (views into it).
+RequestFacts requestFactsOf(const MessageParser& parser);
 
 }  // namespace loopguard::http

@@ -9,8 +9,8 @@
 //  2. the client's bytes: where the strict parser reads a request loopguard forwarded, both
 //     must agree on its method, target, version, header fields, framing, body and end; and
 //     loopguard must not forward a request the strict parser finds mis-framed (obs-fold, bare
-//     LF, conflicting lengths, a coding other than chunked...) unless that is one of the known
-//     gaps listed in knownFramingGap() (differential_check.cc).
+//     LF or CR, runs of SP in the request line, conflicting lengths, a coding other than
+//     chunked...).
 // Each input runs three times: in one read, in many small reads (the two readings must agree)
 // and with the route buffering the body. A broken property aborts (FUZZ_CHECK).
 #pragma once

@@ -4,8 +4,9 @@
 //
 // For any input: no crash; a refusal says why. An accepted path starts with "/", has no empty,
 // "." or ".." segment, is not longer than the input (plus the leading "/"), and - since decoding
-// happens once - normalising it again changes nothing unless it still holds a '%' (which could
-// only come from a decoded "%25").
+// happens once - normalising it again changes nothing, unless it holds a byte that only
+// decoding can produce and a raw path may not carry: '%' (from "%25"), a space, control byte or
+// byte >= 0x80 ("%20", "%01", "%C3%A9"), which a second pass refuses.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -36,7 +37,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(segment != "." && segment != "..", "dot segment left; " + where);
     start = slash + 1;
   }
-  if (out.find('%') != std::string::npos) return 0;
+  for (char c : out) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '%' || u <= 0x20 || u >= 0x7f) return 0;
+  }
   std::string again;
   const char* why_again = nullptr;
   FUZZ_CHECK(loopguard::http::normalizePath(out, again, &why_again) == PathStatus::Ok &&

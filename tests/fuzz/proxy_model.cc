@@ -4,12 +4,15 @@
 #include <memory>
 
 #include "proxy/http/chunked_validator.h"
+#include "proxy/routing/route_table.h"
 
 namespace loopguard::fuzz {
 
 namespace {
 
 using http::BodyFraming;
+
+constexpr std::string_view kModelTarget = "app";  // the name of the route's upstream
 
 // As Exchange's validRequestId: a client's X-Request-Id is kept when it is printable ASCII.
 bool validRequestId(std::string_view id) {
@@ -137,8 +140,15 @@ class ModelConnection final : private http::ParserEvents {
     side_ = has_body ? Side::Body : Side::Complete;
     bool keep_alive = p.keepAlive();
 
-    if (http::HeadProblem problem = http::checkRequestHead(requestFacts(p), p.headers())) {
+    if (http::HeadProblem problem = http::checkRequestHead(http::requestFactsOf(p), p.headers())) {
       refuse(problem.status, problem.message);
+      return false;
+    }
+    // Exchange::route: routing on the normalised path refuses what it cannot route; the one
+    // route of the model is a catch-all, so every other request matches it.
+    routing::RoutingPath path;
+    if (const char* why = path.assign(p.target())) {
+      refuse(400, why);
       return false;
     }
 
@@ -188,7 +198,6 @@ class ModelConnection final : private http::ParserEvents {
       if (side_ == Side::Body && !pumpBody(q)) return false;
       q.body = body_;
     }
-    q.fields_after_head = parser_.headers().size() - q.headers.size();
     q.upstream = std::move(out_);
     q.complete = true;
     q.end = consumed_total_;
@@ -206,6 +215,7 @@ class ModelConnection final : private http::ParserEvents {
     params.target = q.target;
     params.client_ip = "192.0.2.1";
     params.request_id = q.request_id;
+    params.fallback_host = kModelTarget;
     params.websocket_upgrade = q.websocket;
     params.framing = framing;
     params.content_length = content_length;
@@ -317,17 +327,6 @@ class ModelConnection final : private http::ParserEvents {
 };
 
 }  // namespace
-
-http::RequestFacts requestFacts(const http::MessageParser& p) {
-  http::RequestFacts facts;
-  facts.method = p.method();
-  facts.target = p.target();
-  facts.http_major = p.httpMajor();
-  facts.http_minor = p.httpMinor();
-  facts.has_transfer_encoding = p.hasTransferEncoding();
-  facts.saw_line_folding = p.sawLineFolding();
-  return facts;
-}
 
 ModelResult runProxyModel(std::string_view client_bytes, const ModelOptions& options) {
   return ModelConnection(client_bytes, options).run();

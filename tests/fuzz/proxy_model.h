@@ -2,7 +2,8 @@
 // loop: the same MessageParser, checkRequestHead, writeUpstreamRequestHead and
 // ChunkedValidator calls, in the order ClientConnection and Exchange make them (see
 // parseHeadsLoop, Exchange::start/route/sendRequestHead/pumpRequestBody/onRequestBody), with
-// an upstream that reads every request whole before it answers and a catch-all route.
+// an upstream named "app" that reads every request whole before it answers and a catch-all
+// route (routed on the normalised path, as Exchange::route does).
 //
 // It records, for every request the proxy would forward, how the proxy read it and the exact
 // bytes it would write upstream; and how the connection ended. The differential fuzz target
@@ -22,9 +23,6 @@
 #include "proxy/http/message_parser.h"
 
 namespace loopguard::fuzz {
-
-// The facts checkRequestHead judges, from a parsed head (as Exchange::start gathers them).
-http::RequestFacts requestFacts(const http::MessageParser& parser);
 
 struct ModelOptions {
   uint64_t max_header_bytes = 64 * 1024;  // limits.max_header_bytes (the default)
@@ -48,7 +46,6 @@ struct ModelRequest {
   std::string body;        // the body bytes the parser delivered (decoded); when aborted, the
                            // part that went upstream
   std::string request_id;  // the X-Request-Id the proxy sent
-  size_t fields_after_head = 0;  // header entries the parser added while reading the body
   // How it went.
   bool complete = false;   // the whole request was read and sent upstream
   bool aborted = false;    // refused after its head went upstream (bad chunked body, too large)

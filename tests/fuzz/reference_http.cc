@@ -264,8 +264,12 @@ class Parser {
     while (true) {
       uint64_t size = 0;
       int digits = 0;
+      int significant = 0;  // chunk-size = 1*HEXDIG: any number of leading zeros, < 2^64
       while (more() && hexDigit(peek()) >= 0) {
-        if (++digits > 16) return bad("chunk-size too long");
+        ++digits;
+        if ((significant > 0 || peek() != '0') && ++significant > 16) {
+          return bad("chunk-size too long");
+        }
         size = size * 16 + static_cast<uint64_t>(hexDigit(peek()));
         ++pos_;
       }
@@ -412,6 +416,13 @@ bool refEqualsIgnoreCase(std::string_view a, std::string_view b) {
     if (lower(a[i]) != lower(b[i])) return false;
   }
   return true;
+}
+
+std::string_view refNamedHost(std::string_view target, std::string_view host_field) {
+  size_t scheme_end = target.find("://");
+  if (target.empty() || target[0] == '/' || scheme_end == std::string_view::npos) return host_field;
+  std::string_view rest = target.substr(scheme_end + 3);
+  return rest.substr(0, rest.find_first_of("/?#"));
 }
 
 RefResult parseRequest(std::string_view bytes) { return Parser(bytes).run(); }

@@ -66,5 +66,9 @@ int refHexDigit(char c);  // 0-15, or -1
 // The non-empty elements of a list-valued field (RFC 9110 5.6.1), OWS trimmed.
 std::vector<std::string_view> refListElements(std::string_view value);
 bool refEqualsIgnoreCase(std::string_view a, std::string_view b);
+// The host a request is for, as a proxy must forward it (RFC 9112 3.2.2): an absolute-form
+// target's authority, which replaces the received Host, else the Host field's value (empty:
+// none, as an HTTP/1.0 request may send).
+std::string_view refNamedHost(std::string_view target, std::string_view host_field);
 
 }  // namespace loopguard::fuzz

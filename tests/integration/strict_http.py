@@ -13,7 +13,7 @@ import re
 TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 REQUEST_LINE = re.compile(rb"(" + TCHAR + rb"+) ([\x21-\x7e\x80-\xff]+) HTTP/([0-9])\.([0-9])\Z")
 FIELD_LINE = re.compile(rb"(" + TCHAR + rb"+):[ \t]*((?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?)[ \t]*\Z")
-CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})((?:[ \t]*;[^\r\n\x00]*)?)\Z")
+CHUNK_LINE = re.compile(rb"(0*[0-9A-Fa-f]{1,16})((?:[ \t]*;[^\r\n\x00]*)?)\Z")  # < 2^64
 
 
 class Invalid(Exception):

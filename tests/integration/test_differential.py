@@ -12,13 +12,14 @@ Then, for every request the upstream got:
     sent: a request that appears upstream but that the client did not send as a request of its
     own (a smuggled one) is a desync;
   - its method, target, end-to-end header fields (in order) and body must be the client's;
-  - loopguard must not have forwarded a request the strict reader refuses as mis-framed, except
-    for the known gaps listed below (each an open item, fixed elsewhere).
+  - it must carry one Host, first: the host the client named (an absolute-form target's
+    authority replaces the received Host, RFC 9112 3.2.2), or the upstream's name for an
+    HTTP/1.0 request that named none; X-Forwarded-Host the same, only for a named host;
+  - loopguard must not have forwarded a request the strict reader refuses as mis-framed.
 
 Every request carries `X-Request-Id: dc-<case>-<n>` as its first header field (the generator
 never edits that line), so each upstream request is matched to the request it came from.
 """
-import ast
 import collections
 import concurrent.futures
 import os
@@ -45,58 +46,9 @@ CLIENTS = 16
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
               "proxy-authenticate", "proxy-authorization", "expect", "transfer-encoding",
               "content-length"}
-PROXY_OWN = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id",
+PROXY_OWN = {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id",
              "content-length", "transfer-encoding"}
-
-
-# ---- known gaps: requests loopguard forwards that the strict reader refuses. Each is an open
-# item whose fix belongs to proxy/http (another change); the same list, by the same names, is in
-# tests/fuzz/known_gaps.cc. Delete a rule when its fix lands: this test then holds it in place.
-def known_gap(data, stop):
-    """Which known gap explains that loopguard forwarded what the strict reader stopped at, or
-    None. `stop` is strict_http's ("invalid", start, reason)."""
-    if stop[0] != "invalid":
-        return None
-    start, reason = stop[1], stop[2]
-    msg = data[start:]
-    line = msg.lstrip(b"\r\n")  # empty lines may come first
-    line_end = line.find(b"\n")
-    request_line = line[:line_end] if line_end >= 0 else line
-    head = msg[: msg.find(b"\r\n\r\n") + 4] if b"\r\n\r\n" in msg else msg
-    if reason == "header: obs-fold" and re.search(rb"\n[!-9;-~]+:[ \t]*\r\n[ \t]", head):
-        return "issue 8 item 5: obs-fold whose first line is empty"
-    if reason in ("Transfer-Encoding and Content-Length", "Transfer-Encoding in HTTP/1.0") and \
-            re.search(rb"(?i)\ntransfer-encoding:[ \t]*\r\n", head):
-        return "issue 8 item 5: empty Transfer-Encoding next to Content-Length"
-    if reason.startswith("transfer coding other than chunked"):
-        return "issue 8 item 5: a transfer coding other than chunked"
-    if reason == "bare LF" and not request_line.endswith(b"\r"):
-        return "issue 8 item 5: bare LF ending the request line"
-    if reason.startswith("bad request line") and re.search(rb"^\S+  +\S|\S  +HTTP/", request_line):
-        return "repeated SP in the request-line"
-    if reason.startswith("bad request line") and re.search(rb"[\t\f]", request_line):
-        return "HTAB or FF inside the request-target"
-    if reason == "CR not followed by LF" and re.match(rb"[\r\n]*\r[^\n]", msg):
-        return "bare CR before the request-line"
-    if reason == "CR not followed by LF" and re.search(rb"\n[!-9;-~]+:[ \t]*\r[^\n]", head):
-        return "bare CR ending a field line without a value"
-    return None
-
-
-TRAILER_GAP = "trailer fields forwarded as header fields (buffer_request)"
-
-
-def upstream_gap(h11_error):
-    """The known gap behind a request line h11 (the upstream) refuses, or None."""
-    m = re.match(r"illegal request line: bytearray\((b(?:'.*'|\".*\"))\)$", h11_error)
-    if not m:
-        return None
-    line = ast.literal_eval(m.group(1))
-    if re.search(rb"[\t\f]", line):
-        return "HTAB or FF inside the request-target"
-    if re.search(rb"[\x80-\xff]", line):
-        return "issue 8 item 8: bytes >= 0x80 in the request-target"
-    return None
+UPSTREAM = "app"  # its name is the Host sent for an HTTP/1.0 request without one
 
 
 # ---- the recording upstream ---------------------------------------------------------------------
@@ -192,10 +144,27 @@ def end_to_end(fields):
             and n.lower() not in named]
 
 
+def named_host(ref):
+    """The host the client's request names: an absolute-form target's authority, else its Host
+    (None: it named none)."""
+    m = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)", ref["target"])
+    if m:
+        return m.group(1)
+    return next((v for n, v in ref["fields"] if n.lower() == "host"), None) or None
+
+
 def compare(up, ref):
     """Differences between what the upstream got and the client's request, as the strict
     reader read it."""
     problems = []
+    host = named_host(ref)
+    hosts = [v for n, v in up["fields"] if n.lower() == "host"]
+    if up["fields"][:1] != [("Host", host or UPSTREAM)] or len(hosts) != 1:
+        problems.append(f"Host fields {hosts!r} (first field {up['fields'][:1]!r}), not one "
+                        f"{host or UPSTREAM!r} first")
+    forwarded_hosts = [v for n, v in up["fields"] if n.lower() == "x-forwarded-host"]
+    if forwarded_hosts != ([host] if host else []):
+        problems.append(f"X-Forwarded-Host {forwarded_hosts!r} for host {host!r}")
     if up["method"] != ref["method"]:
         problems.append(f"method {up['method']!r} != {ref['method']!r}")
     if up["target"] != ref["target"]:
@@ -226,10 +195,10 @@ def recording_upstream():
 
 def test_what_the_upstream_receives_is_what_the_client_sent(procs, recording_upstream):
     port = recording_upstream.server_address[1]
-    routes = [{"name": "buffered", "match": {"prefix": "/buffered"}, "upstream": "app",
+    routes = [{"name": "buffered", "match": {"prefix": "/buffered"}, "upstream": UPSTREAM,
                "buffer_request": True, "buffer_limit": 65536},
-              {"name": "stream", "match": {"prefix": "/"}, "upstream": "app"}]
-    proxy = procs.proxy(proxy_config({"app": {"endpoints": [f"127.0.0.1:{port}"]}}, routes,
+              {"name": "stream", "match": {"prefix": "/"}, "upstream": UPSTREAM}]
+    proxy = procs.proxy(proxy_config({UPSTREAM: {"endpoints": [f"127.0.0.1:{port}"]}}, routes,
                                      timeouts={"header": "500ms", "idle": "5s"}))
     cases = differential_cases.generate(CASES, SEED)
     by_id = {}
@@ -255,7 +224,7 @@ def test_what_the_upstream_receives_is_what_the_client_sent(procs, recording_ups
     proxy.stop()  # graceful: everything in flight reaches the upstream before this returns
     recorder = recording_upstream.recorder
 
-    desyncs, gaps, compared, refused_by_reference = [], collections.Counter(), 0, 0
+    desyncs, compared, refused_by_reference = [], 0, 0
     for up in recorder.requests:
         case = by_id.get(up["id"])
         if case is None:
@@ -268,10 +237,7 @@ def test_what_the_upstream_receives_is_what_the_client_sent(procs, recording_ups
         where = f"case {case.name} ({case.kind}): {case.data[:300]!r}"
         if ref is None:
             refused_by_reference += 1
-            gap = known_gap(case.data, stop) if stop else None
-            if gap:
-                gaps[gap] += 1
-            elif stop and stop[0] == "incomplete" and not up["complete"]:
+            if stop and stop[0] == "incomplete" and not up["complete"]:
                 pass  # both still waiting for the rest of the same request
             else:
                 desyncs.append(f"forwarded {up['id']} that the strict reader does not read as a "
@@ -279,22 +245,14 @@ def test_what_the_upstream_receives_is_what_the_client_sent(procs, recording_ups
             continue
         compared += 1
         problems = compare(up, ref)
-        if problems and ref["target"].startswith("/buffered") and ref.get("trailers") and \
-                any("header fields" in p for p in problems):
-            gaps[TRAILER_GAP] += 1
-            continue
         if problems:
             desyncs.append(f"{up['id']}: " + "; ".join(problems) + f"; {where}")
     for what, raw in recorder.errors:
-        gap = upstream_gap(what)
-        if gap:
-            gaps[gap] += 1
-        else:
-            desyncs.append(f"the upstream could not parse what loopguard sent ({what}): {raw[:300]!r}")
+        desyncs.append(f"the upstream could not parse what loopguard sent ({what}): {raw[:300]!r}")
 
     summary = (f"{done} cases in {sent_for:.1f} s, outcomes {dict(outcomes)}; "
                f"{len(recorder.requests)} requests reached the upstream, {compared} compared, "
-               f"{refused_by_reference} not requests to the strict reader; known gaps {dict(gaps)}")
+               f"{refused_by_reference} not requests to the strict reader")
     print(summary)
     if os.environ.get("LOOPGUARD_DIFF_REPORT"):
         with open(os.environ["LOOPGUARD_DIFF_REPORT"], "w") as f:

@@ -124,6 +124,22 @@ MALFORMED = {
     "encoded backslash": b"GET /malformed%5Cx HTTP/1.1\r\n" + H + b"\r\n",
     "backslash": b"GET /malformed\\x HTTP/1.1\r\n" + H + b"\r\n",
     "asterisk-form on GET": b"GET * HTTP/1.1\r\n" + H + b"\r\n",
+    # Found by the fuzz targets (tests/fuzz/regressions/): llhttp 8.1 takes all of them.
+    # HTAB and FF as target bytes: a parser that splits the request line on whitespace (RFC
+    # 9112 3 allows it) reads another target.
+    "tab in target": b"GET /malformed\t/x HTTP/1.1\r\n" + H + b"\r\n",
+    "form feed in target": b"GET /malformed\x0c/x HTTP/1.1\r\n" + H + b"\r\n",
+    # Runs of SP between the request line's parts: a reader that splits on one SP sees an empty
+    # target or version.
+    "two spaces before the target": b"GET  /malformed HTTP/1.1\r\n" + H + b"\r\n",
+    "two spaces before the version": b"GET /malformed  HTTP/1.1\r\n" + H + b"\r\n",
+    # After "Name:" and no value, llhttp takes CR plus ANY byte for the line end, so the rest
+    # was a field of its own, where a reader that turns the bare CR into SP (RFC 9112 2.2) sees
+    # one field: a header that reader never saw.
+    "bare CR after an empty value":
+        b"GET /malformed HTTP/1.1\r\n" + H + b"X-A:\rZX-Injected: 1\r\n\r\n",
+    # llhttp skipped a bare CR before the request line as if it were an empty line (CRLF).
+    "bare CR before the request line": b"\rGET /malformed HTTP/1.1\r\n" + H + b"\r\n",
 }
 
 # Refused with another status than 400, closed, never forwarded.

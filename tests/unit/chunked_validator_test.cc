@@ -21,6 +21,19 @@ TEST(ChunkedValidator, AcceptsWellFormedBodies) {
   for (size_t split = 1; split < body.size(); ++split) EXPECT_TRUE(valid(body, split)) << split;
 }
 
+TEST(ChunkedValidator, ChunkSizeIsAValueNotADigitCount) {
+  // chunk-size = 1*HEXDIG: leading zeros are valid however many (the differential fuzz target's
+  // reference once capped the digits at 16, not the value, and disagreed); only a value past
+  // 2^64 - 1 is refused, and the size line's 4 KiB bound limits the zeros.
+  EXPECT_TRUE(valid("000000000000000000005\r\nhello\r\n00000000000000000000000\r\n\r\n"));
+  ChunkedValidator big;  // 2^64 - 1: taken, waiting for its data
+  std::string size_line = "0000ffffffffffffffff\r\n";
+  EXPECT_TRUE(big.feed(size_line.data(), size_line.size()));
+  EXPECT_FALSE(big.done());
+  EXPECT_FALSE(valid("00010000000000000000\r\n"));  // 2^64
+  EXPECT_FALSE(valid(std::string(5000, '0') + "5\r\nhello\r\n0\r\n\r\n"));
+}
+
 TEST(ChunkedValidator, RejectsBadFraming) {
   EXPECT_FALSE(valid("5\r\nhelloXX0\r\n\r\n"));  // data not followed by CRLF
   EXPECT_FALSE(valid("5\nhello\r\n0\r\n\r\n"));   // bare LF after size

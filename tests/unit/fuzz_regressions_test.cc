@@ -85,6 +85,22 @@ TEST(FuzzRegression, LeadingCommaIsASyntaxErrorNotAnEndlessLoop) {
   EXPECT_EQ(two.errors[0].format(), "c.yaml:5:1: a config file holds one YAML document; found a second one here");
 }
 
+TEST(FuzzRegression, KeyAfterATopLevelListIsExplainedNotReadPastTheStack) {
+  // The document is a list; a key at its column after an entry's nested block made the YAML
+  // error explainer pop its last level and read the empty stack (ASan: heap-buffer-overflow).
+  constexpr std::string_view kYaml = "- listen: \"127.0.0.1:8080\"\n"
+                                     "pools:\n"
+                                     "  cpu0\n"
+                                     "    command: [w]\n";
+  LoadResult result = loadConfigString(kYaml, "c.yaml", Purpose::Proxy);
+  expectOneLineUtf8(result);
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].format(),
+            "c.yaml:2:1: YAML syntax error: bad indentation: \"pools:\" is at the column of the "
+            "list from line 1 but does not start with \"- \": to belong to the entry above, "
+            "indent it 2 spaces like that entry's keys");
+}
+
 TEST(FuzzRegression, OneLineTextEscapesControlAndBrokenUtf8Only) {
   EXPECT_EQ(oneLineText("plain caf\xC3\xA9 \xF0\x9F\x99\x82"), "plain caf\xC3\xA9 \xF0\x9F\x99\x82");
   EXPECT_EQ(oneLineText("a\nb\tc\rd\x01" "e\x7F"), "a\\nb\\tc\\rd\\x01e\\x7F");

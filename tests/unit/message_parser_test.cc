@@ -109,6 +109,24 @@ ParseResult feedBytewise(MessageParser& p, std::string_view s, size_t* total_con
   return r;
 }
 
+// A request head refused before any head callback, fed whole and one byte per read; with a
+// `reason`, for that reason.
+void expectHeadRefused(std::string_view bad, const char* reason = nullptr) {
+  for (bool bytewise : {false, true}) {
+    Recorder r;
+    MessageParser p(HTTP_REQUEST, r, 64 * 1024);
+    size_t consumed = 0;
+    ParseResult res = bytewise ? feedBytewise(p, bad, &consumed) : feed(p, bad);
+    const char* how = bytewise ? " (byte by byte)" : " (whole)";
+    EXPECT_EQ(res.status, ParseStatus::Error) << bad << how;
+    EXPECT_EQ(r.heads, 0) << bad << how;
+    ASSERT_NE(res.reason, nullptr) << bad << how;
+    if (reason != nullptr) {
+      EXPECT_STREQ(res.reason, reason) << bad << how;
+    }
+  }
+}
+
 TEST(MessageParser, EveryRequestHeadLineEndsInCrlf) {
   // llhttp 8.1 accepts the first two (strict mode and all): the head check does not.
   for (std::string_view bad : {
@@ -119,20 +137,103 @@ TEST(MessageParser, EveryRequestHeadLineEndsInCrlf) {
            "GET / HTTP/1.1\rHost: a\r\n\r\n",        // CR alone
            "GET / HTTP/1.1\r\n Host: a\r\n\r\n",     // whitespace before the first field
        }) {
-    for (bool bytewise : {false, true}) {
-      Recorder r;
-      MessageParser p(HTTP_REQUEST, r, 64 * 1024);
-      size_t consumed = 0;
-      ParseResult res = bytewise ? feedBytewise(p, bad, &consumed) : feed(p, bad);
-      EXPECT_EQ(res.status, ParseStatus::Error) << bad;
-      EXPECT_EQ(r.heads, 0) << bad;
-      EXPECT_NE(res.reason, nullptr);
-    }
+    expectHeadRefused(bad);
   }
   Recorder r;
   MessageParser p(HTTP_REQUEST, r, 64 * 1024);
   EXPECT_EQ(feed(p, "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n").status, ParseStatus::Paused);
   EXPECT_EQ(r.heads, 1);  // empty lines (CRLF) before a request line are skipped (RFC 9112 2.2)
+}
+
+// Found by the differential fuzz target (tests/fuzz/regressions/differential/): llhttp 8.1 takes
+// each of these, every lenient flag off.
+TEST(MessageParser, RequestLineHasExactlyOneSpBetweenItsParts) {
+  for (std::string_view bad : {
+           "GET  / HTTP/1.1\r\nHost: a\r\n\r\n",     // two SP before the target
+           "GET /  HTTP/1.1\r\nHost: a\r\n\r\n",     // ... before the version
+           "GET   /   HTTP/1.1\r\nHost: a\r\n\r\n",
+           " GET / HTTP/1.1\r\nHost: a\r\n\r\n",     // SP before the method
+           "GET / HTTP/1.1 \r\nHost: a\r\n\r\n",     // ... after the version
+           "GET / HTTP/1.1 x\r\nHost: a\r\n\r\n",    // a fourth part
+           "GET /\r\nHost: a\r\n\r\n",               // two parts (HTTP/0.9 style)
+       }) {
+    expectHeadRefused(bad, "request line parts not separated by exactly one SP");
+  }
+  Recorder r;
+  MessageParser p(HTTP_REQUEST, r, 64 * 1024);
+  size_t consumed = 0;
+  EXPECT_EQ(feedBytewise(p, "OPTIONS * HTTP/1.1\r\nHost: a  b\r\nX:  1 \r\n\r\n", &consumed).status,
+            ParseStatus::Paused);  // SP runs inside field values are fine
+  EXPECT_EQ(p.headers().get("x"), "1");
+}
+
+TEST(MessageParser, NoBareCrAnywhereInARequestHead) {
+  for (std::string_view bad : {
+           "GET / HTTP/1.1\r\nHost: a\r\nX-A:\rZX-Injected: 1\r\n\r\n",  // llhttp: two fields
+           "GET / HTTP/1.1\r\nHost: a\r\nX-A: \rZX-Injected: 1\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: a\r\nX-A: v\rw\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: a\r\nX-A: v\r\r\n\r\n",
+           "GET /\r HTTP/1.1\r\nHost: a\r\n\r\n",
+           "\rGET / HTTP/1.1\r\nHost: a\r\n\r\n",   // not an empty line before the request
+           "\r\n\rGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: a\r\n\rX: 1\r\n\r\n",  // CR alone where the head ends
+       }) {
+    expectHeadRefused(bad, "CR not followed by LF in the request head");
+  }
+  // A read that ends between the CR and the LF of a line.
+  Recorder r;
+  MessageParser p(HTTP_REQUEST, r, 64 * 1024);
+  EXPECT_EQ(feed(p, "GET / HTTP/1.1\r").status, ParseStatus::NeedMore);
+  EXPECT_EQ(feed(p, "\nHost: a\r").status, ParseStatus::NeedMore);
+  EXPECT_EQ(feed(p, "\nX-A:\r").status, ParseStatus::NeedMore);
+  EXPECT_EQ(feed(p, "\n\r\n").status, ParseStatus::Paused);
+  EXPECT_EQ(p.headers().size(), 2u);
+}
+
+// Found by the differential fuzz target: trailers appended to headers() were written upstream as
+// header fields when a buffered request's head went out after its body.
+TEST(MessageParser, TrailersNeverBecomeHeaderFields) {
+  {
+    // A chunked request the proxy decodes itself.
+    Recorder r;
+    MessageParser p(HTTP_REQUEST, r, 64 * 1024);
+    ParseResult res = feed(p, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "1\r\nx\r\n0\r\nHost: evil\r\nX-Injected: 1\r\n\r\n");
+    EXPECT_EQ(res.status, ParseStatus::Paused);
+    EXPECT_EQ(r.completes, 1);
+    EXPECT_EQ(p.headers().size(), 2u);
+    EXPECT_EQ(p.headers().count(HeaderId::Host), 1u);
+  }
+  {
+    // An upgrade request with a chunked body: llhttp decodes that one.
+    Recorder r;
+    MessageParser p(HTTP_REQUEST, r, 64 * 1024);
+    ParseResult res = feed(p, "POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+                              "Upgrade: h2c\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "1\r\nx\r\n0\r\nHost: evil\r\nX-Injected: 1\r\n\r\n");
+    EXPECT_EQ(res.status, ParseStatus::Paused);  // after the message, before the new protocol
+    EXPECT_TRUE(p.upgradeRequested());
+    EXPECT_EQ(r.completes, 1);
+    EXPECT_EQ(r.body, "x");
+    EXPECT_EQ(p.headers().size(), 4u);
+    EXPECT_EQ(p.headers().get("x-injected"), "");
+    EXPECT_EQ(p.headers().get(HeaderId::Host), "a");
+  }
+  {
+    // A response, and its trailers count against the head limit.
+    Recorder r;
+    MessageParser p(HTTP_RESPONSE, r, 64);
+    ParseResult res = feed(p, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "1\r\nx\r\n0\r\nX-T: 1\r\n\r\n");
+    EXPECT_EQ(res.status, ParseStatus::Paused);
+    EXPECT_EQ(r.completes, 1);
+    EXPECT_EQ(p.headers().size(), 1u);
+    p.resume();
+    p.reset();
+    res = feed(p, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: " +
+                      std::string(100, 'a') + "\r\n\r\n");
+    EXPECT_EQ(res.status, ParseStatus::HeadTooLarge);
+  }
 }
 
 TEST(MessageParser, ObsFoldWithAnEmptyFirstLineIsRefusedNotUnfolded) {
