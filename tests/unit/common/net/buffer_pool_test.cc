@@ -1,4 +1,4 @@
-#include "proxy/net/buffer_pool.h"
+#include "common/net/buffer_pool.h"
 
 #include <gtest/gtest.h>
 
