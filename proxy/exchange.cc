@@ -119,13 +119,7 @@ void Exchange::start(bool has_body) {
     context_.ids.next(request_id_);
   }
 
-  http::RequestFacts facts;
-  facts.method = p.method();
-  facts.target = p.target();
-  facts.http_major = p.httpMajor();
-  facts.http_minor = p.httpMinor();
-  facts.has_transfer_encoding = p.hasTransferEncoding();
-  facts.saw_line_folding = p.sawLineFolding();
+  http::RequestFacts facts = http::requestFactsOf(p);
   if (http::HeadProblem problem = http::checkRequestHead(facts, p.headers())) {
     keep_alive_ = false;
     respondError(problem.status, problem.message);
