@@ -67,6 +67,22 @@ def scale_out_proxy(procs, dns, port, limits):
     return procs.proxy(config, env=dns.env())
 
 
+def proxy_with_no_endpoints(procs, dns, limits):
+    """A proxy whose upstream name resolves to nothing yet (the proxy has said so)."""
+    up = procs.upstream("pool")
+    proxy = scale_out_proxy(procs, dns, up.port, limits)
+    proxy.wait_for_line(r"resolves to no address", timeout=30)
+    return up, proxy
+
+
+def queue_requests(proxy, n):
+    """n requests in threads, once all of them wait in the route's queue."""
+    threads, results = start_requests(proxy.port, n)
+    wait_until(lambda: metric(proxy, "loopguard_route_queue_depth", route="cpu") == n, 30,
+               desc=f"{n} requests queued behind the missing endpoints")
+    return threads, results
+
+
 def start_requests(port, n, path="/echo"):
     results = [None] * n
 
@@ -139,14 +155,9 @@ def test_requests_wait_for_a_scaled_out_pool_with_no_pods_and_go_when_it_resolve
     """Scale-out from zero, then down to zero and up again (a rollout): while the name resolves
     to nothing, requests queue within the route's bounds (none reaches an upstream, none is
     answered); once a lookup finds the pod, every queued request is served."""
-    up = procs.upstream("pool")
-    proxy = scale_out_proxy(procs, dns, up.port,
-                            {"max_in_flight": 2, "max_queue": 8, "queue_timeout": "60s"})
-    proxy.wait_for_line(r"resolves to no address", timeout=30)
-
-    threads, results = start_requests(proxy.port, 3)
-    wait_until(lambda: metric(proxy, "loopguard_route_queue_depth", route="cpu") == 3, 30,
-               desc="three requests queued behind the missing endpoints")
+    up, proxy = proxy_with_no_endpoints(
+        procs, dns, {"max_in_flight": 2, "max_queue": 8, "queue_timeout": "60s"})
+    threads, results = queue_requests(proxy, 3)
     assert metric(proxy, "loopguard_route_in_flight", route="cpu") == 0
     assert all(r is None for r in results), results
     assert up.stats()["requests"] == 0
@@ -161,9 +172,7 @@ def test_requests_wait_for_a_scaled_out_pool_with_no_pods_and_go_when_it_resolve
     seen = len(proxy.stderr_lines)
     dns.set()
     proxy.wait_for_line(r"resolves to no address", timeout=30, start=seen)
-    threads, results = start_requests(proxy.port, 2)
-    wait_until(lambda: metric(proxy, "loopguard_route_queue_depth", route="cpu") == 2, 30,
-               desc="requests queued while the pool is at zero pods")
+    threads, results = queue_requests(proxy, 2)
     assert up.stats()["requests"] == 3
     dns.set("127.0.0.1")
     join(threads, 30)
@@ -174,13 +183,9 @@ def test_requests_wait_for_a_scaled_out_pool_with_no_pods_and_go_when_it_resolve
 def test_the_queue_bounds_hold_while_there_are_no_endpoints(procs, dns):
     """max_queue and queue_timeout bound the wait for endpoints as they bound any queue: the
     overflow is refused at once (queue_full), the rest after queue_timeout."""
-    up = procs.upstream("pool")
-    proxy = scale_out_proxy(procs, dns, up.port,
-                            {"max_in_flight": 1, "max_queue": 2, "queue_timeout": "2s"})
-    proxy.wait_for_line(r"resolves to no address", timeout=30)
-    threads, results = start_requests(proxy.port, 2)
-    wait_until(lambda: metric(proxy, "loopguard_route_queue_depth", route="cpu") == 2, 30,
-               desc="the queue to fill")
+    up, proxy = proxy_with_no_endpoints(
+        procs, dns, {"max_in_flight": 1, "max_queue": 2, "queue_timeout": "2s"})
+    threads, results = queue_requests(proxy, 2)
     r = http_request(proxy.port, "GET", "/echo", timeout=30)
     assert_overload(r, 503, "queue_full")
     assert r.elapsed < 2, r.elapsed
