@@ -145,12 +145,13 @@ void Cluster::giveBack() {
 
 void Cluster::pumpWaiting() {
   if (!hasCapacity()) return;
-  // Copied first: an admission's callbacks may reach back into this cluster.
-  std::vector<std::shared_ptr<routing::RouteLimiter>> limiters;
-  for (const auto& weak : limiters_) {
-    if (auto limiter = weak.lock()) limiters.push_back(std::move(limiter));
+  // By index, each limiter held while it pumps: an admission that fails at once may drop the
+  // last snapshot that held it. Only a reload adds to the list, never an admission.
+  for (size_t i = 0; i < limiters_.size(); ++i) {
+    if (std::shared_ptr<routing::RouteLimiter> limiter = limiters_[i].lock()) {
+      limiter->limiter().pump();
+    }
   }
-  for (const auto& limiter : limiters) limiter->limiter().pump();
 }
 
 void Cluster::shutdown() {

@@ -209,3 +209,15 @@ def test_endpoints_that_refuse_connections_still_get_502_at_once(procs, dns):
     assert r.header("x-loopguard-overload") is None, r
     assert r.elapsed < 5, r.elapsed
     assert metric(proxy, "loopguard_upstream_errors_total", upstream="pool", kind="connect") >= 1
+
+
+def test_an_adaptive_route_waits_for_endpoints_too(procs, dns):
+    """max_in_flight: auto: the shared adaptive limit asks the cluster's gate in turn, and the
+    cluster's first lookup that finds a pod lets its queue go."""
+    up, proxy = proxy_with_no_endpoints(
+        procs, dns, {"max_in_flight": "auto", "max_queue": 8, "queue_timeout": "60s"})
+    threads, results = queue_requests(proxy, 2)
+    assert up.stats()["requests"] == 0
+    dns.set("127.0.0.1")
+    join(threads, 30)
+    assert [r.status for r in results] == [200, 200], results
