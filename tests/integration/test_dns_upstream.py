@@ -43,9 +43,11 @@ class FakeDns:
         os.replace(tmp, self.path)
 
     def env(self):
-        env = {"LD_PRELOAD": NSS_WRAPPER, "NSS_WRAPPER_HOSTS": self.path}
-        # Under ASan the sanitizer runtime must come first in the library list; a preload
-        # ahead of it is fine for this library (it interposes only the NSS calls).
+        # Under ASan: the sanitizer runtime must come first in the library list (a preload
+        # ahead of it is fine for this library, which interposes only the NSS calls), and
+        # nss_wrapper must not dlopen libc with RTLD_DEEPBIND, which the runtime refuses.
+        env = {"LD_PRELOAD": NSS_WRAPPER, "NSS_WRAPPER_HOSTS": self.path,
+               "NSS_WRAPPER_DISABLE_DEEPBIND": "1"}
         asan = os.environ.get("ASAN_OPTIONS", "")
         env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "verify_asan_link_order=0"
         return env
