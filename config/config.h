@@ -69,6 +69,7 @@ struct GlobalLimits {
 struct Timeouts {
   Duration header{10'000};
   Duration body{30'000};  // longest silence while a request body arrives
+  Duration send{60'000};  // longest a write to the client may make no progress (nginx send_timeout)
   Duration idle{60'000};
   Duration drain{30'000};
   bool operator==(const Timeouts&) const = default;

@@ -47,7 +47,7 @@ constexpr std::string_view kAdminKeys[] = {"listen", "token_file"};
 constexpr std::string_view kLogKeys[] = {"level", "format", "access_log"};
 constexpr std::string_view kLimitsKeys[] = {"max_connections", "max_header_bytes",
                                             "max_body_bytes"};
-constexpr std::string_view kTimeoutsKeys[] = {"header", "body", "idle", "drain"};
+constexpr std::string_view kTimeoutsKeys[] = {"header", "body", "send", "idle", "drain"};
 constexpr std::string_view kOffloadKeys[] = {"listen", "pool", "max_queue", "queue_timeout"};
 
 // Port 0 asks the kernel for a free port, so two listeners on "host:0" never clash.
@@ -258,10 +258,12 @@ void SchemaLoader::readTimeouts(const Item& item) {
   auto fields = reader_.mapping(item, "timeouts", kTimeoutsKeys);
   if (!fields) return;
   Timeouts& timeouts = config_.timeouts;
-  // 0 would refuse every request (header), every body (body) or every keep-alive (idle) at once;
-  // a drain of 0 is a legitimate "stop now".
+  // 0 would refuse every request (header), every body (body), cut every response that does not
+  // fit in the kernel's buffers (send) or every keep-alive (idle) at once; a drain of 0 is a
+  // legitimate "stop now".
   if (const Field* f = fields->get("header")) reader_.duration(f->value, timeouts.header, false);
   if (const Field* f = fields->get("body")) reader_.duration(f->value, timeouts.body, false);
+  if (const Field* f = fields->get("send")) reader_.duration(f->value, timeouts.send, false);
   if (const Field* f = fields->get("idle")) reader_.duration(f->value, timeouts.idle, false);
   if (const Field* f = fields->get("drain")) reader_.duration(f->value, timeouts.drain, true);
 }

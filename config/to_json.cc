@@ -139,6 +139,7 @@ json configToJson(const Config& config) {
       {"timeouts",
        {{"header", formatDuration(config.timeouts.header)},
         {"body", formatDuration(config.timeouts.body)},
+        {"send", formatDuration(config.timeouts.send)},
         {"idle", formatDuration(config.timeouts.idle)},
         {"drain", formatDuration(config.timeouts.drain)}}},
       {"upstreams", std::move(upstreams)},

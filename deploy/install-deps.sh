@@ -17,6 +17,7 @@ test_pkgs=(
   "${demo_pkgs[@]}" python3-pytest python3-prometheus-client python3-h11
   curl wrk procps iproute2 nodejs node-express
   python3-yaml prometheus chromium   # the dashboard/alert/autoscaling checks and the status page test
+  libnss-wrapper   # test_dns_upstream.py: names that appear and vanish, served from a hosts file
   # the fuzz step (tests/fuzz): libFuzzer and the sanitizer runtimes for clang 14, and
   # llvm-symbolizer for readable crash reports
   clang libfuzzer-14-dev libclang-rt-14-dev llvm-14

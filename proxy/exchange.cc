@@ -44,6 +44,7 @@ constexpr size_t kKeptBufferBytes = 16 * 1024;
 Exchange::Exchange(ProxyContext& context)
     : context_(context),
       client_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onClientTimer>),
+      send_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onSendTimer>),
       upstream_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onUpstreamTimer>),
       budget_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onBudgetTimer>) {}
 
@@ -69,6 +70,7 @@ void Exchange::resetPerRequestState() {
   upstream_eof_ = false;
   body_too_large_ = false;
   client_timed_out_ = false;
+  client_stalled_ = false;
   upgrade_accepted_ = false;
   request_sent_ = false;
   response_started_ = false;
@@ -263,8 +265,9 @@ void Exchange::onQueueTimeout() {
     respondError(503, "no worker is available for this route", reason);
     return;
   }
-  respondError(route_->route->limits.overflow_status, "timed out waiting in the route queue",
-               "queue_timeout");
+  const char* why = runtime_->target->queueHoldReason();
+  respondError(route_->route->limits.overflow_status,
+               why != nullptr ? why : "timed out waiting in the route queue", "queue_timeout");
 }
 
 void Exchange::onEvicted() {
@@ -461,6 +464,7 @@ void Exchange::releaseUpstream(bool reusable) {
 void Exchange::finish(bool aborted) {
   cancelWaits();
   budget_timer_.stop();
+  send_timer_.stop();  // a write still pending dies with the connection, which closes
   bool reusable = response_side_ == ResponseSide::Complete && request_sent_ &&
                   response_keep_alive_ && phase_ != Phase::Tunnel && !client_writing_ &&
                   upstream_ != nullptr && upstream_->socket().input().empty();
@@ -475,7 +479,7 @@ void Exchange::finish(bool aborted) {
   // pipelined requests after a "Connection: close"): closing now would reset the connection and
   // could destroy the answer in the client's receive buffer, so the connection lingers. Not
   // after a cut response, a dead client or a body timeout: there nothing more is coming.
-  AfterExchange after = AfterExchange::Close;
+  AfterExchange after = client_stalled_ ? AfterExchange::Reset : AfterExchange::Close;
   if (keep_alive) {
     after = AfterExchange::KeepAlive;
   } else if (!aborted && !client_timed_out_ && !client_writing_ &&

@@ -8,7 +8,8 @@
 // other side instead of growing a buffer.
 //
 // Silence is bounded on both sides, so nobody holds a slot or a connection by going quiet:
-// timeouts.body while the exchange waits for request body bytes (408), the upstream's
+// timeouts.body while the exchange waits for request body bytes (408), timeouts.send while a
+// write to the client makes no progress (the connection is closed), the upstream's
 // response_timeout until the response head (504) and its read_timeout while bytes move (504, or
 // the response is cut). Each timer re-arms lazily: a read only notes the time, and the timer,
 // when it fires, checks whether the wait it was armed for is still on and how long it has
@@ -141,7 +142,9 @@ class Exchange final : private routing::LimiterWaiter,
   void awaitResponseHead();
   void awaitUpstreamBytes();
   void armUpstreamTimer(uint64_t deadline_ms);
+  void awaitClientWrite();
   void onClientTimer();
+  void onSendTimer();
   void onUpstreamTimer();
   // A pooled exchange serves many requests: every per-request member starts from here.
   void resetPerRequestState();
@@ -149,10 +152,13 @@ class Exchange final : private routing::LimiterWaiter,
   ProxyContext& context_;
   ClientConnection* client_ = nullptr;
   uv::Timer client_timer_;    // timeouts.body while request body bytes are awaited
+  uv::Timer send_timer_;      // timeouts.send while a write to the client is pending
   uv::Timer upstream_timer_;  // response_timeout until the head, read_timeout while bytes move
   uv::Timer budget_timer_;    // the route's whole-request `timeout`
   uint64_t client_quiet_since_ = 0;    // waiting for the client's body since (or its last byte)
   uint64_t upstream_quiet_since_ = 0;  // waiting on the upstream since (or its last progress)
+  uint64_t send_quiet_since_ = 0;      // a client write pending since (or its last progress)
+  size_t client_write_left_ = 0;       // bytes of the pending client write at the last check
   uint64_t request_sent_at_ = 0;       // the whole request was written (response_timeout runs)
   uint64_t upstream_timer_at_ = 0;     // when the upstream timer fires, while it is active
   size_t upstream_write_left_ = 0;     // bytes of a pending upstream write at the last check
@@ -179,6 +185,7 @@ class Exchange final : private routing::LimiterWaiter,
   bool upstream_eof_ = false;       // upstream closed; handled once its input is parsed
   bool body_too_large_ = false;     // set inside a parser callback, acted on after it
   bool client_timed_out_ = false;   // the body stopped arriving: 408, and nothing to linger for
+  bool client_stalled_ = false;     // stopped reading (timeouts.send): its connection is reset
   bool upgrade_accepted_ = false;   // a 101 is on its way to the client
   bool request_sent_ = false;   // the whole request is upstream
   bool response_started_ = false;  // any response byte from upstream

@@ -177,8 +177,10 @@ void Exchange::flushClient() {
         upstream_buf_lent_ = false;
         upstream_->socket().unlend();
       }
+      awaitClientWrite();
       return;
     case net::Socket::WriteStatus::Pending:
+      awaitClientWrite();
       return;
     case net::Socket::WriteStatus::Done:
       onClientWritten(0);  // the kernel took it all: carry on as the callback would

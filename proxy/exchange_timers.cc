@@ -40,8 +40,47 @@ void Exchange::onClientTimer() {
   }
   spdlog::get("proxy")->debug("request {}: no body bytes for {} ms", request_id_, quiet);
   client_timed_out_ = true;
+  ++runtime_->metrics->client_timeouts_body;
   // Releases the slot and closes a streamed body's upstream connection (it has half a request).
   respondError(408, "request body not received within timeouts.body");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side: timeouts.send (nginx's send_timeout), in every phase: a response, an error answer,
+// a tunnel. A client that stops reading would otherwise keep the slot and the upstream
+// connection (reads from the upstream stop while a client write is pending) for as long as it
+// likes.
+
+void Exchange::awaitClientWrite() {
+  send_quiet_since_ = uv_now(context_.loop);  // the write before this one, if any, completed
+  client_write_left_ = client_->socket().unsentBytes();
+  if (!send_timer_.active()) {
+    send_timer_.start(static_cast<uint64_t>(snapshot_->config().timeouts.send.count()));
+  }
+}
+
+void Exchange::onSendTimer() {
+  if (phase_ == Phase::Idle || !client_writing_) return;  // re-armed by the next pending write
+  uint64_t now = uv_now(context_.loop);
+  // As for an upstream write, bytes the client took since the last look are progress; here the
+  // kernel's queue counts too (unsentBytes), so any reading at all is seen. A stalled client is
+  // noticed within one to two send timeouts, a slow one that keeps reading never.
+  size_t left = client_->socket().unsentBytes();
+  if (left < client_write_left_) send_quiet_since_ = now;
+  client_write_left_ = left;
+  uint64_t limit = static_cast<uint64_t>(snapshot_->config().timeouts.send.count());
+  uint64_t quiet = now - send_quiet_since_;
+  if (quiet < limit) {
+    send_timer_.start(limit - quiet);
+    return;
+  }
+  spdlog::get("proxy")->debug("request {}: the client took no response bytes for {} ms",
+                              request_id_, quiet);
+  metrics::RouteMetrics& m = runtime_ != nullptr ? *runtime_->metrics : context_.unrouted;
+  ++m.client_timeouts_send;
+  client_stalled_ = true;
+  // The access log keeps the status sent (499 if none was), with this as its error.
+  abort("the client read nothing within timeouts.send");
 }
 
 // ---------------------------------------------------------------------------------------------

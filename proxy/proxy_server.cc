@@ -57,20 +57,27 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
     RouteRuntime rt;
     upstream::PoolBinding pool;
     if (r.target_kind == config::TargetKind::Upstream) {
-      rt.target = clusters_.at(r.target);
+      const std::shared_ptr<upstream::Cluster>& cluster = clusters_.at(r.target);
+      rt.target = cluster;
+      // A cluster that can be without endpoints (DNS names: a scale-out pool at zero pods)
+      // gates its routes like a pool's workers do: requests queue until it has some.
+      if (cluster->mayHaveNoEndpoints()) {
+        pool.gate = cluster.get();
+        pool.add_waiting_limiter = [c = cluster.get()](const auto& l) { c->addWaitingLimiter(l); };
+      }
     } else if (pools_) {
       pool = pools_(r.target);
       rt.target = pool.target;
       rt.pool_capacity = pool.capacity;
     }
     // An auto route's gate is the limit it shares with the other auto routes on its upstream
-    // (which, for a pool, asks the pool's worker slots in turn).
+    // (which asks the pool's worker slots, or the cluster's endpoints, in turn).
     routing::CapacityGate* gate = pool.gate;
     std::shared_ptr<routing::AdaptiveGroup> group;
     if (r.limits.max_in_flight_auto) {
       bool is_pool = r.target_kind == config::TargetKind::Pool;
       group = adaptiveGroup((is_pool ? "pool:" : "upstream:") + r.target, r.target, pool.gate,
-                            groups);
+                            !is_pool, groups);
       gate = &group->limit();
     }
     auto old = limiters_.find(r.name);
@@ -108,14 +115,14 @@ void ProxyServer::configureAccessLog(bool enabled, AccessLogFormat format) {
 
 std::shared_ptr<routing::AdaptiveGroup> ProxyServer::adaptiveGroup(
     const std::string& key, const std::string& target, routing::CapacityGate* inner,
-    std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>>& next) {
+    bool per_endpoint, std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>>& next) {
   if (auto it = next.find(key); it != next.end()) return it->second;
   auto old = adaptive_groups_.find(key);
   std::shared_ptr<routing::AdaptiveGroup> group;
   if (old != adaptive_groups_.end() && old->second->limit().inner() == inner) {
     group = old->second;
   } else {
-    group = std::make_shared<routing::AdaptiveGroup>(context_.loop, target, inner);
+    group = std::make_shared<routing::AdaptiveGroup>(context_.loop, target, inner, per_endpoint);
     group->limit().setLoopBlockOracle(loop_block_oracle_);
   }
   next[key] = group;
@@ -235,6 +242,17 @@ void ProxyServer::writeMetrics(metrics::PrometheusWriter& out) const {
                m->rejected_queue_evicted);
   }
   writeLimitMetrics(out);
+  // Not refusals: a client that stops reading is no sign of overload, so these stay out of
+  // loopguard_route_rejected_total (which the autoscalers' refusal trigger and alerts read).
+  out.family("loopguard_client_timeouts_total", "counter",
+             "Requests ended because the client went quiet: body (no request body bytes within "
+             "timeouts.body) or send (no response bytes taken within timeouts.send).");
+  each_route([&](std::string_view route, const metrics::RouteMetrics& m) {
+    out.sample("loopguard_client_timeouts_total", {{"route", route}, {"kind", "body"}},
+               m.client_timeouts_body);
+    out.sample("loopguard_client_timeouts_total", {{"route", route}, {"kind", "send"}},
+               m.client_timeouts_send);
+  });
   out.family("loopguard_upstream_errors_total", "counter", "Upstream failures, by kind.");
   uint64_t upstream_connections = 0;
   for (const auto& [name, c] : upstream_counters_) {

@@ -75,10 +75,10 @@ class ProxyServer {
  private:
   std::shared_ptr<const Snapshot> buildSnapshot(std::shared_ptr<const config::Config> config);
   // The group `key` of the snapshot being built: kept from the last one unless its inner gate
-  // changed (a pool replaced), else new.
+  // changed (a pool, or a cluster with DNS names, replaced), else new.
   std::shared_ptr<routing::AdaptiveGroup> adaptiveGroup(
       const std::string& key, const std::string& target, routing::CapacityGate* inner,
-      std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>>& next);
+      bool per_endpoint, std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>>& next);
   void acceptOne(uv_stream_t* server);
   void onConnectionRemoved();
   void checkDrained();

@@ -1,6 +1,8 @@
 #include "common/net/socket.h"
 
 #include <linux/sock_diag.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -279,6 +281,23 @@ Socket::WriteStatus Socket::writeNow(const uv_buf_t* bufs, unsigned count) {
 
 size_t Socket::writeQueueSize() const {
   return handle_.closed() ? 0 : handle_.stream()->write_queue_size;
+}
+
+size_t Socket::unsentBytes() const {
+  uv_os_fd_t fd;
+  if (handle_.closed() || uv_fileno(handle_.base(), &fd) != 0) return 0;
+  int in_kernel = 0;
+  if (ioctl(fd, SIOCOUTQ, &in_kernel) != 0 || in_kernel < 0) in_kernel = 0;
+  return writeQueueSize() + static_cast<size_t>(in_kernel);
+}
+
+void Socket::resetOnClose() {
+  uv_os_fd_t fd;
+  if (!is_tcp_ || handle_.closed() || uv_fileno(handle_.base(), &fd) != 0) return;
+  linger l{};
+  l.l_onoff = 1;
+  l.l_linger = 0;
+  (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
 }
 
 int Socket::shutdown() {

@@ -85,6 +85,14 @@ class Socket {
   WriteStatus writeNow(const uv_buf_t* bufs, unsigned count);
   bool writing() const { return writing_; }
   size_t writeQueueSize() const;
+  // Bytes written and not yet taken by the peer: libuv's queue plus what the kernel still holds
+  // (unsent or unacknowledged, SIOCOUTQ). It falls as the peer reads even while the kernel's
+  // buffer is too full for libuv to hand it more (on loopback a third of a send buffer that
+  // grows to 4 MiB), so it tells a slow reader from one that stopped.
+  size_t unsentBytes() const;
+  // The next close() resets the connection (TCP RST: SO_LINGER 0) instead of leaving the kernel
+  // to deliver what it holds to a peer that is given up on for not reading it.
+  void resetOnClose();
 
   // Half-close our sending side after pending writes (used for tunnels).
   int shutdown();

@@ -20,6 +20,10 @@ struct RouteMetrics {
   uint64_t rejected_queue_evicted = 0;
   uint64_t rejected_queue_timeout = 0;
   uint64_t rejected_no_workers = 0;
+  // Client-side timeouts: a body that stopped arriving (408), a response the client stopped
+  // reading (the connection closed).
+  uint64_t client_timeouts_body = 0;
+  uint64_t client_timeouts_send = 0;
 
   // A request answered with `status` after `seconds`, at loop time `now_ms`.
   void recordResponse(int status, double seconds, uint64_t now_ms);

@@ -40,11 +40,11 @@ class LoopClock final : public LimiterClock {
 
 class AdaptiveGroup final {
  public:
-  // `inner`: a pool's worker slots (then one controller for the pool), or null (an upstream:
-  // one controller per endpoint).
-  AdaptiveGroup(uv_loop_t* loop, std::string target, CapacityGate* inner)
+  // `inner`: a pool's worker slots or a cluster's endpoints, or null. `per_endpoint`: one
+  // controller per endpoint (an upstream), or one for the whole target (a pool).
+  AdaptiveGroup(uv_loop_t* loop, std::string target, CapacityGate* inner, bool per_endpoint)
       : clock_(loop, this, &uv::bindTimer<AdaptiveGroup, &AdaptiveGroup::onTimer>),
-        limit_(std::move(target), clock_, inner, /*per_endpoint=*/inner == nullptr) {}
+        limit_(std::move(target), clock_, inner, per_endpoint) {}
 
   AdaptiveLimit& limit() { return limit_; }
   const AdaptiveLimit& limit() const { return limit_; }

@@ -165,7 +165,8 @@ int ClientConnection::onMessageComplete() {
 
 void ClientConnection::onExchangeDone(AfterExchange after) {
   if (state_ == State::Closing) return;
-  if (after == AfterExchange::Close || context_.draining) {
+  if (after == AfterExchange::Reset) socket_.resetOnClose();
+  if (after == AfterExchange::Close || after == AfterExchange::Reset || context_.draining) {
     close();  // a drain does not wait for lingering connections
     return;
   }

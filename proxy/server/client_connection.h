@@ -24,6 +24,7 @@ class ConnectionSet;
 enum class AfterExchange {
   KeepAlive,  // read the next request
   Close,      // nothing more will come (or nothing more matters): close now
+  Reset,      // given up on (it stopped reading): close now, dropping what the kernel still holds
   Linger,     // the client may still be sending: drain its input for a while, then close
 };
 

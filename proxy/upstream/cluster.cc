@@ -6,6 +6,8 @@
 #include <cstring>
 #include <utility>
 
+#include "proxy/routing/route_limiter.h"
+
 namespace loopguard::upstream {
 
 namespace {
@@ -109,6 +111,47 @@ PoolSettings Cluster::poolSettings() {
   s.max_connecting = std::max<uint32_t>(64, config_.max_idle_connections);
   s.open_gauge = &counters_.open_connections;
   return s;
+}
+
+void Cluster::addWaitingLimiter(const std::shared_ptr<routing::RouteLimiter>& limiter) {
+  std::erase_if(limiters_, [](const auto& weak) { return weak.expired(); });
+  for (const auto& weak : limiters_) {
+    if (weak.lock() == limiter) return;
+  }
+  limiters_.push_back(limiter);
+}
+
+bool Cluster::hasCapacity() const {
+  // A cluster that is shut down keeps nobody waiting: acquire() fails at once.
+  if (shut_down_ || !has_dns_names_) return true;
+  return std::any_of(endpoints_.begin(), endpoints_.end(),
+                     [](const auto& e) { return !e->retired; });
+}
+
+const char* Cluster::queueHoldReason() const {
+  if (hasCapacity()) return nullptr;
+  return looked_up_
+             ? "timed out waiting in the route queue: the upstream has no endpoints (its DNS "
+               "names resolve to no address)"
+             : "timed out waiting in the route queue: the upstream's DNS names are still being "
+               "resolved";
+}
+
+void Cluster::giveBack() {
+  // Nothing to repay, but an adaptive limit that has this gate inside delegates the pumping of
+  // its routes to it (as it does to a pool's).
+  pumpWaiting();
+}
+
+void Cluster::pumpWaiting() {
+  if (!hasCapacity()) return;
+  // By index, each limiter held while it pumps: an admission that fails at once may drop the
+  // last snapshot that held it. Only a reload adds to the list, never an admission.
+  for (size_t i = 0; i < limiters_.size(); ++i) {
+    if (std::shared_ptr<routing::RouteLimiter> limiter = limiters_[i].lock()) {
+      limiter->limiter().pump();
+    }
+  }
 }
 
 void Cluster::shutdown() {
@@ -256,12 +299,15 @@ void Cluster::resolveAll() {
           if (cluster != nullptr) {
             auto& qs = cluster->dns_queries_;
             qs.erase(std::remove(qs.begin(), qs.end(), query), qs.end());
-            if (status != 0) {
+            // No such name, or no address for it: what a headless Service with no ready pod
+            // answers. Anything else (no DNS server, SERVFAIL) says nothing about the pods.
+            bool none = status == UV_EAI_NONAME || status == UV_EAI_NODATA;
+            if (status != 0 && !none) {
               spdlog::get("upstream")->warn("upstream {}: resolving {} failed: {}",
                                             cluster->config_.name, query->source,
                                             uv_strerror(status));
             }
-            if (status == 0 || status != UV_ECANCELED) cluster->onResolved(query->source, addrs);
+            if (status != UV_ECANCELED) cluster->onResolved(query->source, addrs, none);
           }
           delete query;
         },
@@ -278,9 +324,11 @@ void Cluster::onResolveTimer() {
   if (!shut_down_) resolveAll();
 }
 
-void Cluster::onResolved(const std::string& source, const std::vector<sockaddr_storage>& addrs) {
+void Cluster::onResolved(const std::string& source, const std::vector<sockaddr_storage>& addrs,
+                         bool none) {
   if (shut_down_) return;
-  if (addrs.empty()) {
+  looked_up_ = true;
+  if (addrs.empty() && !none) {
     // Keep what we had: a failed lookup must not take every endpoint away.
     flushDnsWaiters();
     return;
@@ -309,7 +357,20 @@ void Cluster::onResolved(const std::string& source, const std::vector<sockaddr_s
   }
   // Retired endpoints with nothing open can go now.
   for (size_t i = endpoints_.size(); i-- > 0;) removeIfDone(*endpoints_[i]);
+  // Once per change, not at every resolve_every while a Deployment is scaled to zero.
+  bool live = hasCapacity();
+  if (!live && reported_live_ != false) {
+    spdlog::get("upstream")->warn(
+        "upstream {}: {} resolves to no address: requests wait in their routes' queues "
+        "(max_queue, queue_timeout) until it does",
+        config_.name, source);
+  } else if (live && reported_live_ == false) {
+    spdlog::get("upstream")->info("upstream {}: {} resolves again: queued requests go",
+                                  config_.name, source);
+  }
+  reported_live_ = live;
   flushDnsWaiters();
+  pumpWaiting();
 }
 
 void Cluster::flushDnsWaiters() {

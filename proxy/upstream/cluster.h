@@ -1,19 +1,32 @@
 // The app's own processes behind one `upstreams:` entry: resolved endpoints, balancing
 // (least_request or round_robin), a ConnectionPool per endpoint, connect failures moved on to
 // the next endpoint, and periodic DNS re-resolution for names (Kubernetes headless services).
+//
+// A cluster with DNS names is also the CapacityGate of its routes' limiters, closed while no
+// name resolves to anything (a scale-out pool's Deployment with no ready pod: its headless
+// Service answers NXDOMAIN; or before the first lookup completes). Requests then wait in the
+// route's queue within max_queue and queue_timeout, as they wait for a worker of a pool, and
+// go as soon as a lookup finds addresses. Endpoints that exist but refuse connections are
+// another matter: the gate is open and such requests fail with 502 at once.
 #pragma once
 
 #include <uv.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/net/buffer_pool.h"
 #include "common/uv/timer.h"
 #include "config/config.h"
+#include "proxy/routing/limiter.h"
 #include "proxy/upstream/connection_pool.h"
 #include "proxy/upstream/target.h"
+
+namespace loopguard::routing {
+class RouteLimiter;
+}
 
 namespace loopguard::upstream {
 
@@ -35,7 +48,7 @@ struct EndpointReport {
   bool retired = false;     // gone from DNS, finishing what it has
 };
 
-class Cluster final : public Target {
+class Cluster final : public Target, public routing::CapacityGate {
  public:
   Cluster(uv_loop_t* loop, net::BufferPool& buffers, const config::Upstream& config,
           UpstreamCounters& counters);
@@ -50,6 +63,8 @@ class Cluster final : public Target {
   config::Duration responseTimeout() const override { return config_.response_timeout; }
   config::Duration readTimeout() const override { return config_.read_timeout; }
   void recordError(UpstreamErrorKind kind) override;
+  // While the gate is closed: why queued requests wait.
+  const char* queueHoldReason() const override;
 
   // The upstream is gone from the config (or the proxy stops): idle connections close, waiting
   // requests fail (from the ready queue, not from inside this call), DNS refreshes stop;
@@ -57,6 +72,17 @@ class Cluster final : public Target {
   void shutdown();
   const config::Upstream& config() const { return config_; }
   std::vector<EndpointReport> endpointReports() const;
+
+  // Whether its routes' limiters should use it as their gate: it has names to resolve, so it
+  // can be without endpoints for a while.
+  bool mayHaveNoEndpoints() const { return has_dns_names_; }
+  // A route limiter that waits on this gate, pumped when endpoints appear (held weakly).
+  void addWaitingLimiter(const std::shared_ptr<routing::RouteLimiter>& limiter);
+
+  // CapacityGate: open while any endpoint is live; no per-request units.
+  bool tryTake() override { return hasCapacity(); }
+  void giveBack() override;
+  bool hasCapacity() const override;
 
  private:
   // One resolved address: its connection pool, and whether DNS still lists it.
@@ -84,8 +110,12 @@ class Cluster final : public Target {
 
   void resolveAll();
   void onResolveTimer();
-  void onResolved(const std::string& source, const std::vector<sockaddr_storage>& addrs);
+  // `none`: the name authoritatively has no address (NXDOMAIN, or no A/AAAA record): its
+  // endpoints are retired. Otherwise an empty `addrs` is a failed lookup, which keeps them.
+  void onResolved(const std::string& source, const std::vector<sockaddr_storage>& addrs,
+                  bool none);
   void flushDnsWaiters();
+  void pumpWaiting();
 
   uv_loop_t* loop_;
   net::BufferPool& buffers_;
@@ -94,9 +124,12 @@ class Cluster final : public Target {
   std::vector<std::unique_ptr<Endpoint>> endpoints_;  // live and retired
   WaitList dns_waiters_;  // requests that came before the first resolution
   std::vector<DnsQuery*> dns_queries_;
+  std::vector<std::weak_ptr<routing::RouteLimiter>> limiters_;  // waiting on the gate
   uv::Timer resolve_timer_;
   size_t rr_next_ = 0;
   bool has_dns_names_ = false;
+  bool looked_up_ = false;  // a lookup has completed (failed or not)
+  std::optional<bool> reported_live_;  // what the log said last about having endpoints
   bool shut_down_ = false;
 };
 

@@ -72,6 +72,10 @@ class Target {
   // refused at once with 503 and this reason instead of waiting in the queue.
   virtual const char* unavailableReason() const { return nullptr; }
 
+  // Non-null while the target holds its routes' queues for a reason of its own (a cluster
+  // with no endpoints yet): said in the 503 of a request that timed out in such a queue.
+  virtual const char* queueHoldReason() const { return nullptr; }
+
   // A request failed after its connection was handed out (reset or timeout), for metrics.
   virtual void recordError(UpstreamErrorKind kind) { (void)kind; }
 

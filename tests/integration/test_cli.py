@@ -227,6 +227,8 @@ SINGLE_ERRORS = {
     "unknown top-level key": ("listen: \"127.0.0.1:0\"\nlisen: 1\n" + MINIMAL.split("\n", 1)[1],
                               [2], ["lisen"], [1]),
     "bad duration": (MINIMAL + "timeouts:\n  idle: soon\n", [10], ["duration", "soon"], [3, 9]),
+    "zero send timeout": (MINIMAL + "timeouts:\n  send: 0\n", [10], ["timeouts.send", "greater than 0"],
+                          [9]),
     "bad size": (MINIMAL + "limits:\n  max_header_bytes: lots\n", [10], ["size", "lots"], [3, 21]),
     "wrong type": (MINIMAL + "limits:\n  max_connections: [1, 2]\n", [10], ["max_connections",
                                                                           "integer", "number"],

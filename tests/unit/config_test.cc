@@ -167,6 +167,7 @@ TEST(ConfigExampleTest, SpecExampleParsesToExpectedValues) {
   EXPECT_EQ(c.limits.max_body_bytes, 0u);
   EXPECT_EQ(c.timeouts.header, 10s);
   EXPECT_EQ(c.timeouts.body, 30s);
+  EXPECT_EQ(c.timeouts.send, 60s);
   EXPECT_EQ(c.timeouts.idle, 60s);
   EXPECT_EQ(c.timeouts.drain, 30s);
 
@@ -336,7 +337,7 @@ TEST(ConfigDefaultsTest, ValueVariantsAccepted) {
 admin: {listen: "[::1]:9901"}
 log: {level: debug, format: json, access_log: false}
 limits: {max_connections: 5, max_header_bytes: 1KiB, max_body_bytes: 10MB}
-timeouts: {header: 1.5s, body: 250ms, idle: 2m, drain: 0}
+timeouts: {header: 1.5s, body: 250ms, send: 3s, idle: 2m, drain: 0}
 upstreams:
   my-app.v2_x:
     endpoints: ["api.internal.svc:80", "10.0.0.1:8000", "[fe80::1%eth0]:81"]
@@ -364,6 +365,7 @@ routes:
   EXPECT_EQ(c.limits.max_body_bytes, 10'000'000u);
   EXPECT_EQ(c.timeouts.header, 1500ms);
   EXPECT_EQ(c.timeouts.body, 250ms);
+  EXPECT_EQ(c.timeouts.send, 3s);
   EXPECT_EQ(c.timeouts.idle, 2min);
   EXPECT_EQ(c.timeouts.drain, 0ms);
   const Upstream& u = c.upstreams.at(0);
@@ -788,6 +790,13 @@ TEST(ConfigErrorTest, BodyTimeout) {
                  "timeouts.body: must be greater than 0");
   expectOneError(std::string(kMinimal) + "timeouts: {body: 5 s}\n", 8, 18,
                  "timeouts.body: bad duration \"5 s\"");
+}
+
+TEST(ConfigErrorTest, SendTimeout) {
+  expectOneError(std::string(kMinimal) + "timeouts: {send: 0}\n", 8, 18,
+                 "timeouts.send: must be greater than 0");
+  expectOneError(std::string(kMinimal) + "timeouts: {send: forever}\n", 8, 18,
+                 "timeouts.send: bad duration \"forever\"");
 }
 
 TEST(ConfigErrorTest, PoolValues) {
@@ -1298,6 +1307,7 @@ TEST(ConfigToJsonTest, SpecExampleValues) {
   EXPECT_EQ(j["log"]["access_log"], true);
   EXPECT_EQ(j["limits"]["max_header_bytes"], 65536);
   EXPECT_EQ(j["timeouts"]["header"], "10s");
+  EXPECT_EQ(j["timeouts"]["send"], "1m");
   EXPECT_EQ(j["upstreams"]["app"]["endpoints"], nlohmann::json::array({"127.0.0.1:8000"}));
   EXPECT_EQ(j["upstreams"]["app"]["balance"], "least_request");
   EXPECT_EQ(j["upstreams"]["app"]["idle_timeout"], "4s");
