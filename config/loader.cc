@@ -37,7 +37,7 @@ namespace {
 constexpr size_t kMaxConfigFileBytes = 16 * kMiB;
 
 constexpr std::string_view kTopKeys[] = {"listen",    "admin", "log",    "limits", "timeouts",
-                                         "upstreams", "pools", "routes", "offload"};
+                                         "upstreams", "pools", "routes", "offload", "advice"};
 constexpr std::string_view kAdminKeys[] = {"listen"};
 constexpr std::string_view kLogKeys[] = {"level", "format", "access_log"};
 constexpr std::string_view kLimitsKeys[] = {"max_connections", "max_header_bytes",
@@ -155,6 +155,7 @@ void SchemaLoader::readRoot(const YAML::Node& root) {
     offload_given_ = true;
     readOffload(f->value);
   }
+  if (const Field* f = fields->get("advice")) readAdvice(f->value);
   checkListenersDiffer();
   checkPurpose();
 }

@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "config/loader.h"
 #include "config/to_json.h"
+#include "proxy/advice/admin_routes.h"
 
 namespace loopguard {
 
@@ -149,8 +150,11 @@ admin::AdminResponse ProxyApp::handleAdmin(const admin::AdminRequest& r) {
     j["restart_required"] = result.restart_required;
     return json_response(result.ok ? 200 : 400, j);
   }
+  if (advice::isAdvicePath(r.path)) {
+    return advice::handleAdviceRequest(r, server_.advisor(), *config_);
+  }
   return {404, "text/plain; charset=utf-8",
-          "not found; try /healthz /readyz /metrics /config POST /reload\n"};
+          "not found; try /healthz /readyz /metrics /config /advice POST /reload\n"};
 }
 
 std::string ProxyApp::renderMetrics() {
@@ -158,6 +162,7 @@ std::string ProxyApp::renderMetrics() {
   out.reserve(16 * 1024);
   metrics::PrometheusWriter w(out);
   server_.writeMetrics(w);
+  if (server_.advisor() != nullptr) server_.advisor()->writeMetrics(w);
   if (hooks_.pool_metrics) hooks_.pool_metrics(w);
   w.family("loopguard_event_loop_lag_seconds", "gauge",
            "How late the proxy's own event loop ran a 250 ms timer, last measured.");

@@ -394,6 +394,7 @@ void Exchange::releaseUpstream(bool reusable) {
 }
 
 void Exchange::finish() {
+  adviceEnded();
   cancelWaits();
   budget_timer_.stop();
   bool reusable = response_side_ == ResponseSide::Complete && request_sent_ &&

@@ -135,11 +135,13 @@ void Exchange::flushUpstream() {
     if (request_side_ == RequestSide::Complete && !request_sent_) {
       request_sent_ = true;
       upstream_->markRequestSent();
+      adviceRequestSent();
       armResponseTimeout();
     }
     return;
   }
   const auto& bufs = to_upstream_.buffers();
+  if (request_side_ == RequestSide::Complete && !request_sent_) adviceRequestSent();  // its last bytes
   upstream_writing_ = true;
   switch (upstream_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()))) {
     case net::Socket::WriteStatus::Pending:

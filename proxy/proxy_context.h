@@ -14,6 +14,7 @@
 #include <spdlog/logger.h>
 
 #include "config/config.h"
+#include "proxy/advice/observer.h"
 #include "proxy/metrics/route_metrics.h"
 #include "proxy/net/buffer_pool.h"
 #include "proxy/routing/route_limiter.h"
@@ -35,6 +36,7 @@ struct Snapshot {
   const config::Config& config() const { return table.config(); }
   routing::RouteTable table;
   std::vector<RouteRuntime> routes;  // by route index
+  advice::Observer* advice = nullptr;  // the loop-block advisor; null when advice is off
 };
 
 // X-Request-Id values: 128 bits as 32 hex digits, from a splitmix64 sequence seeded by the OS.

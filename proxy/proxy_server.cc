@@ -79,6 +79,11 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
     snapshot->routes.push_back(std::move(rt));
   }
   limiters_ = std::move(limiters);
+  if (config->advice.enabled && !advisor_) {
+    advisor_ = std::make_unique<advice::Advisor>(context_.loop, context_.buffers, config->advice);
+  }
+  if (advisor_) advisor_->configure(config->advice);
+  snapshot->advice = config->advice.enabled ? advisor_.get() : nullptr;
   return snapshot;
 }
 
@@ -106,6 +111,7 @@ void ProxyServer::onConnectionRemoved() {
 void ProxyServer::drain(std::function<void()> done) {
   drain_done_ = std::move(done);
   context_.draining = true;
+  if (advisor_) advisor_->stop();  // its probe connections close now, not after the loop
   listener_.close();
   connections_.forEach([](ClientConnection* c) { c->closeIfIdle(); });
   checkDrained();
@@ -122,6 +128,7 @@ void ProxyServer::checkDrained() {
 
 void ProxyServer::closeAll() {
   context_.draining = true;
+  if (advisor_) advisor_->stop();
   listener_.close();
   connections_.forEach([](ClientConnection* c) { c->close(); });
   for (auto& [name, cluster] : clusters_) cluster->shutdown();
