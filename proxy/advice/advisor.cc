@@ -19,9 +19,11 @@ constexpr int kMaxLookupAttempts = 12;
 constexpr size_t kMaxGroups = 256;
 constexpr size_t kMaxConnections = 4096;
 constexpr int64_t kConnectionIdleNs = 120'000 * kNsPerMs;
-// S3: rows wanted per endpoint before it stops being a reason to probe (more while unclear).
+// S3: probes wanted in an endpoint's tails before it stops being a reason to probe (more while
+// unclear).
 constexpr uint64_t kProbeRowsWanted = 60;
 constexpr uint64_t kProbeRowsWantedUnclear = 300;
+constexpr uint64_t kProbeSamplesEnough = 1000;
 // A probe every 10-20 ms while a suspect is in flight.
 constexpr uint64_t kProbeIntervalMinMs = 10;
 constexpr uint64_t kProbeIntervalMaxMs = 20;
@@ -44,15 +46,17 @@ struct Advisor::Group {
   std::string upstream;
   SocketPeer peer;    // where its connections go (what a probe connects to)
   ProcessId process;  // pid 0: every process behind `peer` as one
-  ProcessStream stream;
+  std::unique_ptr<ProcessStream> stream_;
+  ProcessStream& stream() { return *stream_; }
+  const ProcessStream& stream() const { return *stream_; }
   uint32_t in_flight = 0;
   uint32_t suspects_in_flight = 0;
   ProbeConnection* probe = nullptr;
+  int64_t probe_sent_ns = 0;
   double busy_ratio = 0;
   std::vector<double> background;                 // by endpoint, from the last refresh
-  std::unordered_map<EndpointId, ProbeFit> fits;  // from the last refresh
 
-  Group(const StreamParams& params) : stream(params) {}
+  explicit Group(const StreamParams& params) : stream_(std::make_unique<ProcessStream>(params)) {}
 };
 
 struct Advisor::ConnectionState {
@@ -142,11 +146,10 @@ void Advisor::reset() {
   endpoints_.clear();
   endpoint_state_.clear();
   for (auto& g : groups_) {
-    g->stream = ProcessStream(stream_params_);
+    g->stream_ = std::make_unique<ProcessStream>(stream_params_);
     g->suspects_in_flight = 0;
     g->busy_ratio = 0;
     g->background.clear();
-    g->fits.clear();
   }
   for (InFlight& f : in_flight_) f.suspect = false;
   observe_start_ns_ = now();
@@ -204,7 +207,7 @@ void Advisor::release(Ticket ticket, bool completed, bool streamed) {
                  static_cast<long long>(t), g.in_flight > 0 ? 1 : 0, streamed ? 1 : 0,
                  info.route.c_str(), info.method.c_str(), info.path.c_str());
   }
-  g.stream.add(Completion{f.sent_ns, t, f.endpoint, !streamed, g.in_flight > 0});
+  g.stream().add(Completion{f.sent_ns, t, f.endpoint, !streamed, g.in_flight > 0});
   ++observed_;
   EndpointState& es = endpoint_state_[f.endpoint];
   if (es.flagged_ms > 0) es.blocking_seconds += es.flagged_ms / 1000;
@@ -364,8 +367,8 @@ int32_t Advisor::groupFor(const std::string& upstream, const SocketPeer& peer,
     int64_t oldest = INT64_MAX;
     for (size_t i = 0; i < groups_.size(); ++i) {
       const Group& g = *groups_[i];
-      if (g.in_flight == 0 && g.probe == nullptr && g.stream.lastNs() < oldest) {
-        oldest = g.stream.lastNs();
+      if (g.in_flight == 0 && g.probe == nullptr && g.stream().lastNs() < oldest) {
+        oldest = g.stream().lastNs();
         index = static_cast<int32_t>(i);
       }
     }
@@ -386,13 +389,16 @@ int32_t Advisor::groupFor(const std::string& upstream, const SocketPeer& peer,
   return index;
 }
 
+
 // ---- verdicts -----------------------------------------------------------------------------------
 
 void Advisor::onRefreshTimer() { refresh(now()); }
 
 bool Advisor::probeWanted(EndpointId e) const {
   const EndpointState& es = endpoint_state_[e];
-  const uint64_t rows = es.evidence.probe_rows;
+  const uint64_t rows = es.evidence.probes;
+  // Endpoints too short for probes to land in their tails stop asking after a while too.
+  if (es.evidence.samples >= kProbeSamplesEnough) return false;
   return rows < kProbeRowsWanted ||
          (es.verdict.s3 == Opinion::Unclear && rows < kProbeRowsWantedUnclear);
 }
@@ -405,10 +411,9 @@ void Advisor::refresh(int64_t t) {
   views.reserve(groups_.size());
   for (auto& gp : groups_) {
     Group& g = *gp;
-    g.stream.settle(t);
-    g.background = streamBackground(g.stream, n, verdict_params_);
-    g.fits = streamFits(g.stream);
-    views.push_back(StreamView{&g.stream, &g.background, &g.fits});
+    g.stream().settle(t);
+    g.background = streamBackground(g.stream(), n, verdict_params_);
+    views.push_back(StreamView{&g.stream(), &g.background});
   }
   for (size_t e = 0; e < n; ++e) {
     const auto id = static_cast<EndpointId>(e);
@@ -422,10 +427,10 @@ void Advisor::refresh(int64_t t) {
     Group& g = *gp;
     double busy = 0;
     const double alive_s =
-        g.stream.firstNs() >= 0 ? static_cast<double>(t - g.stream.firstNs()) / 1e9 : 0;
+        g.stream().firstNs() >= 0 ? static_cast<double>(t - g.stream().firstNs()) / 1e9 : 0;
     if (alive_s > 0) {
       for (size_t e = 0; e < n; ++e) {
-        const FlushCounters* fc = g.stream.flush().counters(static_cast<EndpointId>(e));
+        const FlushCounters* fc = g.stream().flush().counters(static_cast<EndpointId>(e));
         if (fc == nullptr || endpoint_state_[e].flagged_ms <= 0) continue;
         busy += static_cast<double>(fc->completions) / alive_s * endpoint_state_[e].flagged_ms / 1000;
       }
@@ -470,9 +475,9 @@ Report Advisor::report() {
                    });
   for (const auto& gp : groups_) {
     const Group& g = *gp;
-    if (g.stream.completions() == 0) continue;
-    r.processes.push_back(
-        ProcessReport{g.upstream, g.peer.peer_name, g.process.pid, g.stream.completions(), g.busy_ratio});
+    if (g.stream().completions() == 0) continue;
+    r.processes.push_back(ProcessReport{g.upstream, g.peer.peer_name, g.process.pid,
+                                        g.stream().completions(), g.busy_ratio});
   }
   for (const auto& [key, as] : addresses_) {
     if (as.mode != AddressState::Mode::Whole) continue;
@@ -552,7 +557,14 @@ void Advisor::onProbeTimer() {
     if (!g.probe->idle()) continue;  // the last one is still out: its lag says it all
     std::string request = "GET " + config_.probe_path + " HTTP/1.1\r\nHost: " + g.peer.peer_name +
                           "\r\nUser-Agent: loopguard-advice-probe\r\nX-Loopguard-Probe: 1\r\n\r\n";
-    if (g.probe->send(request)) g.stream.probeSent(t);
+    if (g.probe->send(request)) {
+      g.stream().probeSent(t);
+      g.probe_sent_ns = t;
+      if (trace_ != nullptr) {
+        std::fprintf(trace_, "%d %lld 0 0 0 - PROBESENT -\n", static_cast<int>(&gp - groups_.data()),
+                     static_cast<long long>(t));
+      }
+    }
   }
   if (wanted) armProbeTimer();
 }
@@ -590,7 +602,14 @@ void Advisor::onProbeConnected(ProbeConnection& p) {
 }
 
 void Advisor::onProbeHead(ProbeConnection& p) {
-  if (p.group >= 0) groups_[static_cast<size_t>(p.group)]->stream.probeDone(now());
+  if (p.group < 0) return;
+  Group& g = *groups_[static_cast<size_t>(p.group)];
+  const int64_t t = now();
+  g.stream().probeDone(t);
+  if (trace_ != nullptr) {
+    std::fprintf(trace_, "%d %lld %lld 0 0 - PROBE -\n", p.group,
+                 static_cast<long long>(g.probe_sent_ns), static_cast<long long>(t));
+  }
 }
 
 void Advisor::onProbeGone(ProbeConnection& p) {
@@ -605,13 +624,13 @@ void Advisor::onProbeGone(ProbeConnection& p) {
   if (p.group >= 0) {
     Group& g = *groups_[static_cast<size_t>(p.group)];
     if (g.probe == &p) g.probe = nullptr;
-    g.stream.probeLost();  // if one was out, it never got an answer
+    g.stream().probeLost();  // if one was out, it never got an answer
   }
 }
 
 void Advisor::closeProbes() {
   for (auto& gp : groups_) {
-    if (gp->probe != nullptr) gp->stream.probeLost();
+    if (gp->probe != nullptr) gp->stream().probeLost();
     gp->probe = nullptr;
   }
   for (ProbeConnection* p : probes_) p->close();

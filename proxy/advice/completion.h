@@ -34,8 +34,8 @@ struct StreamParams {
   uint32_t baseline_window = 128;
   // Responses of an endpoint needed before its baseline is trusted.
   uint32_t baseline_min_samples = 5;
-  // S3: a probe row is final once this long has passed after the probe's own head.
-  int64_t probe_horizon_ns = 1000 * kNsPerMs;
+  // S3: probes are kept this long for the tails of requests still to complete.
+  int64_t probe_horizon_ns = 2000 * kNsPerMs;
   // S1 refinement: when the first response of a burst was itself held and the second was not,
   // blame the second (a thread that holds the GIL wakes the loop through a callback that another
   // ready callback may overtake, so its reply is not always first).

@@ -12,18 +12,11 @@ std::vector<double> streamBackground(const ProcessStream& stream, size_t endpoin
   return backgroundRates(counters, params);
 }
 
-std::unordered_map<EndpointId, ProbeFit> streamFits(const ProcessStream& stream) {
-  std::unordered_map<EndpointId, ProbeFit> fits;
-  if (stream.probes().rows() == 0) return fits;
-  for (const ProbeFit& f : stream.probes().solve()) fits.emplace(f.endpoint, f);
-  return fits;
-}
-
 Evidence gatherEvidence(const std::vector<StreamView>& streams, EndpointId id, int64_t now_ns,
                         bool probing, uint32_t* processes) {
   Evidence ev;
   uint32_t served = 0;
-  double beta_rows = 0, beta_sum = 0, se2_sum = 0, victim_rate_sum = 0;
+  double victim_rate_sum = 0;
   std::vector<float> estimates;
   for (const StreamView& v : streams) {
     const ProcessStream& s = *v.stream;
@@ -52,13 +45,12 @@ Evidence gatherEvidence(const std::vector<StreamView>& streams, EndpointId id, i
       ev.base_ms = ev.base_ms > 0 ? std::min(ev.base_ms, ms) : ms;
     }
     if (s.firstNs() >= 0) ev.process_s += static_cast<double>(now_ns - s.firstNs()) / 1e9;
-    if (v.fits != nullptr) {
-      if (auto f = v.fits->find(id); f != v.fits->end() && f->second.rows > 0) {
-        const double w = static_cast<double>(f->second.rows);
-        beta_rows += w;
-        beta_sum += w * f->second.beta;
-        se2_sum += w * w * f->second.se * f->second.se;
-      }
+    ev.all_probes += s.probes().probes();
+    ev.all_probes_lagged += s.probes().lagged();
+    if (const ProbeCounters* pc = s.probes().counters(id)) {
+      ev.probes += pc->probes;
+      ev.probes_lagged += pc->lagged;
+      ev.probe_lag_ms += pc->lag_ms;
     }
   }
   if (ev.opportunities > 0) ev.victim_rate = victim_rate_sum / static_cast<double>(ev.opportunities);
@@ -66,12 +58,7 @@ Evidence gatherEvidence(const std::vector<StreamView>& streams, EndpointId id, i
     std::nth_element(estimates.begin(), estimates.begin() + estimates.size() / 2, estimates.end());
     ev.block_ms = estimates[estimates.size() / 2];
   }
-  ev.probing = probing || beta_rows > 0;
-  if (beta_rows > 0) {
-    ev.probe_rows = static_cast<uint64_t>(beta_rows);
-    ev.probe_beta = beta_sum / beta_rows;
-    ev.probe_se = std::sqrt(se2_sum) / beta_rows;
-  }
+  ev.probing = probing || ev.all_probes > 0;
   if (processes != nullptr) *processes = served;
   return ev;
 }

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <unordered_map>
 #include <vector>
 
 #include "proxy/advice/process_stream.h"
@@ -15,14 +14,11 @@ namespace loopguard::advice {
 struct StreamView {
   const ProcessStream* stream = nullptr;
   const std::vector<double>* background = nullptr;  // by endpoint (backgroundRates)
-  const std::unordered_map<EndpointId, ProbeFit>* fits = nullptr;  // S3, by endpoint
 };
 
 // The background blame rate of every endpoint (0..endpoints-1) of one stream.
 std::vector<double> streamBackground(const ProcessStream& stream, size_t endpoints,
                                      const VerdictParams& params);
-// The S3 fits of one stream, by endpoint (empty without probe rows).
-std::unordered_map<EndpointId, ProbeFit> streamFits(const ProcessStream& stream);
 
 // `processes` (optional) gets how many streams served the endpoint.
 Evidence gatherEvidence(const std::vector<StreamView>& streams, EndpointId endpoint, int64_t now_ns,

@@ -10,10 +10,11 @@ FlushCounters& FlushAttribution::slot(EndpointId e) {
 }
 
 bool FlushAttribution::held(const Member& m) const {
-  return m.base_ns >= 0 && (m.head_ns - m.sent_ns) - m.base_ns > params_.held_ns;
+  return m.base_ns >= 0 && (m.head_ns - m.sent_ns) - m.base_ns > m.held_ns;
 }
 
-void FlushAttribution::add(const Completion& c, int64_t base_ns, double others_per_s) {
+void FlushAttribution::add(const Completion& c, int64_t base_ns, int64_t jitter_ns,
+                           double others_per_s) {
   FlushCounters& counters = slot(c.endpoint);
   ++counters.completions;
   if (c.others_in_flight) {
@@ -21,7 +22,8 @@ void FlushAttribution::add(const Completion& c, int64_t base_ns, double others_p
     counters.victim_rate_sum += others_per_s;
   }
   if (burst_size_ > 0 && c.head_ns - last_head_ns_ >= params_.burst_gap_ns) closeBurst();
-  const Member m{c.sent_ns, c.head_ns, base_ns, c.endpoint, c.victim_ok};
+  const Member m{c.sent_ns, c.head_ns, base_ns, params_.held_ns + std::max<int64_t>(0, jitter_ns),
+                 c.endpoint, c.victim_ok};
   if (trailer_until_ns_ >= 0 && burst_size_ == 0) {
     if (c.head_ns > trailer_until_ns_) {
       trailer_until_ns_ = -1;

@@ -36,8 +36,10 @@ class FlushAttribution {
   explicit FlushAttribution(const StreamParams& params) : params_(params) {}
 
   // One completion, in time order. `base_ns`: the endpoint's baseline latency before this
-  // response (-1 while unknown); `others_per_s`: the rate other requests complete at now.
-  void add(const Completion& c, int64_t base_ns, double others_per_s);
+  // response (-1 while unknown); `jitter_ns`: its typical latency above that baseline (its
+  // responses count as held beyond held_ns + jitter_ns); `others_per_s`: the rate other
+  // requests complete at now.
+  void add(const Completion& c, int64_t base_ns, int64_t jitter_ns, double others_per_s);
   // Closes the burst in progress if it ended before `now_ns`.
   void settle(int64_t now_ns);
 
@@ -51,6 +53,7 @@ class FlushAttribution {
     int64_t sent_ns;
     int64_t head_ns;
     int64_t base_ns;
+    int64_t held_ns;  // latency above base_ns beyond which it was held
     EndpointId endpoint;
     bool victim_ok;
   };

@@ -20,15 +20,23 @@ void ProcessStream::add(const Completion& in) {
   if (c.endpoint >= baselines_.size()) {
     baselines_.resize(static_cast<size_t>(c.endpoint) + 1);
     endpoint_completions_.resize(static_cast<size_t>(c.endpoint) + 1);
+    jitter_ns_.resize(static_cast<size_t>(c.endpoint) + 1);
   }
   ++endpoint_completions_[c.endpoint];
   const int64_t base = baselineNs(c.endpoint);  // before this response: it is judged by the others
   // The rate of the others: the process's rate less this endpoint's share of it.
   const double share = static_cast<double>(endpoint_completions_[c.endpoint]) /
                        static_cast<double>(completions_);
-  flush_.add(c, base, silence_.ratePerSecond() * (1 - share));
+  int64_t& jitter = jitter_ns_[c.endpoint];
+  flush_.add(c, base, jitter, silence_.ratePerSecond() * (1 - share));
   silence_.add(c);
   probes_.addRequest(c.endpoint, c.head_ns, base);
+  if (base >= 0) {
+    constexpr int64_t kStep = 50'000;  // 50 us per response
+    const int64_t excess = (c.head_ns - c.sent_ns) - base;
+    jitter += excess > jitter ? kStep : (excess < jitter ? -kStep : 0);
+    if (jitter < 0) jitter = 0;
+  }
   baselines_[c.endpoint].add(c.head_ns - c.sent_ns, params_.baseline_window);
 }
 

@@ -9,7 +9,7 @@
 
 #include "proxy/advice/completion.h"
 #include "proxy/advice/flush_attribution.h"
-#include "proxy/advice/probe_regression.h"
+#include "proxy/advice/probe_lag.h"
 #include "proxy/advice/silence_test.h"
 
 namespace loopguard::advice {
@@ -18,6 +18,8 @@ class ProcessStream {
  public:
   explicit ProcessStream(const StreamParams& params = {})
       : params_(params), flush_(params), probes_(params) {}
+  ProcessStream(const ProcessStream&) = delete;
+  ProcessStream& operator=(const ProcessStream&) = delete;
 
   void add(const Completion& c);
   // S3: the probe of this process went out / got its head / was lost.
@@ -29,7 +31,7 @@ class ProcessStream {
 
   const FlushAttribution& flush() const { return flush_; }
   const SilenceTest& silence() const { return silence_; }
-  const ProbeRegression& probes() const { return probes_; }
+  const ProbeLag& probes() const { return probes_; }
   // The endpoint's baseline latency (its windowed minimum), -1 while not trusted yet.
   int64_t baselineNs(EndpointId e) const;
   // First and last completion seen (-1 before any).
@@ -41,9 +43,13 @@ class ProcessStream {
   StreamParams params_;
   FlushAttribution flush_;
   SilenceTest silence_;
-  ProbeRegression probes_;
+  ProbeLag probes_;
   std::vector<WindowedMin> baselines_;
   std::vector<uint64_t> endpoint_completions_;
+  // Each endpoint's typical latency above its baseline: a streaming median (frugal: it moves a
+  // fixed step toward every new value), so an endpoint whose timers are coarse or whose work
+  // varies is not taken for held on its ordinary jitter.
+  std::vector<int64_t> jitter_ns_;
   int64_t first_ns_ = -1;
   int64_t last_ns_ = -1;
   uint64_t completions_ = 0;

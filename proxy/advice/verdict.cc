@@ -206,14 +206,18 @@ Judged judgeSilence(const Evidence& e, const VerdictParams& p) {
 
 Judged judgeProbe(const Evidence& e, const VerdictParams& p) {
   Judged j;
-  if (!e.probing || e.probe_rows < p.s3_min_rows) return j;
-  const double se = std::max(e.probe_se, 1e-3);
-  if (e.probe_beta >= p.s3_blocks && e.probe_beta * e.base_ms >= p.s1_min_block_ms) {
+  if (!e.probing || e.probes < p.s3_min_probes || e.all_probes == 0) return j;
+  const double rate = static_cast<double>(e.probes_lagged) / static_cast<double>(e.probes);
+  const double background = std::clamp(
+      static_cast<double>(e.all_probes_lagged) / static_cast<double>(e.all_probes), 0.01, 0.99);
+  const double p_value = binomialUpperTail(e.probes, e.probes_lagged, background);
+  j.explained = rate;
+  if (rate >= p.s3_blocks && p_value < p.s1_p_value && rate * e.base_ms >= p.s1_min_block_ms) {
     j.opinion = Opinion::Blocks;
-    j.confidence = normalCdf((e.probe_beta - p.s3_ok) / se);
-  } else if (e.probe_beta < p.s3_ok || e.probe_beta * e.base_ms < p.s1_min_block_ms) {
+    j.confidence = 1 - p_value;
+  } else if (rate < p.s3_ok || p_value >= 10 * p.s1_p_value || rate * e.base_ms < p.s1_min_block_ms) {
     j.opinion = Opinion::Ok;
-    j.confidence = normalCdf((p.s3_blocks - e.probe_beta) / se);
+    j.confidence = 1 - binomialLowerTail(e.probes, e.probes_lagged, std::max(p.s3_blocks, background));
   } else {
     j.opinion = Opinion::Unclear;
   }
@@ -249,7 +253,8 @@ Verdict decide(const Evidence& e, const VerdictParams& p) {
   if (decisive(s3.opinion)) {
     deciding = s3;
     v.decided_by = "s3";
-    v.blocking_ms = e.probe_beta * e.base_ms;
+    // Its tail lags probes in this share: so much of its minimal latency is loop time.
+    v.blocking_ms = s3.explained * e.base_ms;
   } else if (decisive(s1.opinion) || s1.opinion == Opinion::Unclear) {
     deciding = s1;
     v.decided_by = "s1";
@@ -290,7 +295,12 @@ Verdict decide(const Evidence& e, const VerdictParams& p) {
                              rate_s1, p0));
   }
   if (s1_decides && s3.opinion == Opinion::Unclear) {
-    v.notes.push_back(format("S3 is unclear: probe beta %.2f +- %.2f", e.probe_beta, e.probe_se));
+    v.notes.push_back(format("S3 is unclear: %.2f of the probes sent during its tails lagged "
+                             "(%.2f of all)",
+                             s3.explained,
+                             e.all_probes ? static_cast<double>(e.all_probes_lagged) /
+                                                static_cast<double>(e.all_probes)
+                                          : 0.0));
   }
   if (opposite(decider, s2.opinion)) {
     const double n = static_cast<double>(std::max<uint64_t>(1, e.silence_n));

@@ -33,9 +33,11 @@ struct Evidence {
   double silence_variance = 0;
   // S3
   bool probing = false;
-  uint64_t probe_rows = 0;
-  double probe_beta = 0;
-  double probe_se = 0;
+  uint64_t probes = 0;          // probes sent within its tails
+  uint64_t probes_lagged = 0;   // of those, answered late
+  double probe_lag_ms = 0;
+  uint64_t all_probes = 0;      // every probe of its processes, the background
+  uint64_t all_probes_lagged = 0;
   double base_ms = 0;  // its minimal latency
 };
 
@@ -66,11 +68,12 @@ struct VerdictParams {
   double s2_z = 3.1;
   double s2_flat = 0.1;
   uint64_t s2_min_n = 20;
-  // S3: rows needed; beta at or above `blocks` with at least block_ms_min of loop time per
-  // request says blocks, below `ok` says ok.
-  uint64_t s3_min_rows = 20;
+  // S3: probes needed in its tails; a lagged share at or above `blocks`, significantly above
+  // the background (s1_p_value), with at least s1_min_block_ms of loop time per request, says
+  // blocks; below `ok` (or not significant), ok.
+  uint64_t s3_min_probes = 20;
   double s3_blocks = 0.5;
-  double s3_ok = 0.35;
+  double s3_ok = 0.4;
 };
 
 struct Verdict {

@@ -5,6 +5,7 @@
 // and to try changes of the statistics on recorded traffic.
 //
 //   advisor_replay TRACE [--repeat N] [--no-swap] [--no-trailer] [--min-samples N]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -27,6 +28,8 @@ namespace {
 
 struct Record {
   int group;
+  bool probe;
+  bool sent_event;
   Completion c;
 };
 
@@ -71,6 +74,14 @@ int main(int argc, char** argv) {
     int others = 0, streamed = 0;
     std::string route, method, path;
     if (!(f >> r.group >> sent >> head >> others >> streamed >> route >> method >> path)) continue;
+    if (method == "PROBESENT" || method == "PROBE") {
+      r.probe = true;
+      r.sent_event = method == "PROBESENT";
+      r.c.sent_ns = sent;
+      r.c.head_ns = head;
+      records.push_back(r);
+      continue;
+    }
     std::string key = route + " " + method + " " + path;
     auto [it, added] = ids.emplace(key, static_cast<EndpointId>(names.size()));
     if (added) names.push_back(key);
@@ -88,21 +99,26 @@ int main(int argc, char** argv) {
     for (const Record& r : records) {
       auto& s = streams[r.group];
       if (!s) s = std::make_unique<ProcessStream>(params);
-      s->add(r.c);
+      if (r.probe && r.sent_event) {
+        s->probeSent(r.c.sent_ns);
+      } else if (r.probe) {
+        s->probeDone(r.c.head_ns);
+      } else {
+        s->add(r.c);
+      }
     }
   }
   const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
-  const int64_t end = records.back().c.head_ns + 10 * kNsPerMs;
+  int64_t end = 0;
+  for (const Record& r : records) end = std::max(end, std::max(r.c.head_ns, r.c.sent_ns));
+  end += 10 * kNsPerMs;
   std::vector<std::vector<double>> backgrounds;
-  std::vector<std::unordered_map<EndpointId, ProbeFit>> fits;
   backgrounds.reserve(streams.size());
-  fits.reserve(streams.size());
   std::vector<StreamView> views;
   for (auto& [g, s] : streams) {
     s->settle(end);
     backgrounds.push_back(streamBackground(*s, names.size(), verdict));
-    fits.push_back(streamFits(*s));
-    views.push_back(StreamView{s.get(), &backgrounds.back(), &fits.back()});
+    views.push_back(StreamView{s.get(), &backgrounds.back()});
   }
   std::printf("%zu records, %zu processes, %zu endpoints; statistics: %.0f ns per observation\n",
               records.size(), streams.size(), names.size(),
@@ -113,12 +129,15 @@ int main(int argc, char** argv) {
     Verdict v = decide(ev, verdict);
     const double opp = static_cast<double>(ev.opportunities ? ev.opportunities : 1);
     std::printf("%-40s n=%5llu %-15s blk=%6.2f conf=%.3f | S1 %s r=%.3f bg=%.3f stall=%.1f base=%.1f"
-                " | S2 %s %.2f/%.2f\n",
+                " | S2 %s %.2f/%.2f | S3 %s probes=%llu lagged=%.2f/%.2f\n",
                 names[e].c_str(), static_cast<unsigned long long>(ev.samples), verdictName(v.kind),
                 v.blocking_ms, v.confidence, opinionName(v.s1), static_cast<double>(ev.blamed) / opp,
                 ev.expected_blamed / opp, ev.block_ms, ev.base_ms, opinionName(v.s2),
                 ev.silence_n ? ev.silence_observed / static_cast<double>(ev.silence_n) : 0.0,
-                ev.silence_n ? ev.silence_expected / static_cast<double>(ev.silence_n) : 0.0);
+                ev.silence_n ? ev.silence_expected / static_cast<double>(ev.silence_n) : 0.0,
+                opinionName(v.s3), static_cast<unsigned long long>(ev.probes),
+                ev.probes ? static_cast<double>(ev.probes_lagged) / static_cast<double>(ev.probes) : 0.0,
+                ev.all_probes ? static_cast<double>(ev.all_probes_lagged) / static_cast<double>(ev.all_probes) : 0.0);
   }
   return 0;
 }

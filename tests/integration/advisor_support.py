@@ -221,5 +221,51 @@ def summary(report):
             f"S1 {s1['opinion']} r={s1['blamed_per_request']:.3f} bg={s1['background_per_request']:.3f} "
             f"expl={s1.get('explained', 0):.2f} stall={s1['stall_ms']} | S2 {s2['opinion']} "
             f"{s2['silence_rate']:.2f}/{s2['expected_rate']:.2f} | S3 {s3['opinion']} "
-            f"rows={s3['rows']} b={s3['beta']:.2f}±{s3['beta_se']:.2f} | {'; '.join(e['notes'])}")
+            f"probes={s3['probes']} lagged={s3['lagged_rate']:.2f}/{s3['background_rate']:.2f} | "
+            f"{'; '.join(e['notes'])}")
     return "\n".join(lines)
+
+
+# ---- the checks shared by the advisor tests ------------------------------------------------
+def advisor_config(app_port, probe=False, extra_routes=(), pools=None, probe_path="/health"):
+    """One catch-all upstream route to the app, the admin API on, advice with or without the
+    probe (plus any routes placed ahead of it, and pools)."""
+    routes = list(extra_routes) + [{"name": "app", "match": {"prefix": "/"}, "upstream": "app",
+                                    "limits": {"max_in_flight": 1000}}]
+    top = {"admin": {"listen": "127.0.0.1:0"}, "log": {"access_log": False},
+           "advice": {"probe": probe, "probe_path": probe_path}}
+    if pools:
+        top["pools"] = pools
+    return harness.proxy_config({"app": {"endpoints": [f"127.0.0.1:{app_port}"]}}, routes, **top)
+
+
+def run_and_judge(proxy, spec, expected, paced, duration, poll_every=5.0, min_samples=30):
+    """Drives `spec` through the proxy for `duration` seconds, polling /advice. Returns the
+    final report. Fails if a request failed, if an endpoint expected "ok" was ever reported
+    blocks_loop, or if the final verdict of any endpoint is not the expected one (with at least
+    min_samples samples)."""
+    traffic = Traffic(proxy.port, spec, paced=paced).start()
+    false_alarms = []
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < duration:
+            time.sleep(min(poll_every, max(0.0, duration - (time.monotonic() - started))))
+            seen = by_path(advice(proxy.admin_port))
+            for key, want in expected.items():
+                e = seen.get(key)
+                if want == "ok" and e is not None and e["verdict"] == "blocks_loop":
+                    false_alarms.append((round(time.monotonic() - started, 1), key, e["samples"]))
+    finally:
+        traffic.stop()
+    report = advice(proxy.admin_port)
+    text = summary(report)
+    assert not traffic.errors, f"requests failed: {traffic.errors[:5]}\n{text}"
+    assert not false_alarms, f"waiting endpoints reported as blocking: {false_alarms}\n{text}"
+    seen = by_path(report)
+    wrong = []
+    for key, want in expected.items():
+        e = seen.get(key)
+        if e is None or e["samples"] < min_samples or e["verdict"] != want:
+            wrong.append((key, want, e and e["verdict"], e and e["samples"]))
+    assert not wrong, f"wrong verdicts (endpoint, expected, got, samples): {wrong}\n{text}"
+    return report

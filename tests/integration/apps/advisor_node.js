@@ -5,7 +5,7 @@
 const crypto = require('crypto');
 const express = require('express');
 
-const ITERATIONS = parseInt(process.env.ADVISOR_PBKDF2_ITERATIONS || '20000', 10);
+const ITERATIONS = parseInt(process.env.ADVISOR_PBKDF2_ITERATIONS || '60000', 10);
 const app = express();
 
 app.get('/health', (req, res) => res.json({ pid: process.pid }));
