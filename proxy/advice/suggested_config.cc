@@ -1,7 +1,5 @@
 #include "proxy/advice/suggested_config.h"
 
-#include <re2/re2.h>
-
 #include <cstdio>
 #include <set>
 
@@ -186,7 +184,10 @@ bool endpointMatch(const EndpointInfo& e, json& match) {
     while (start <= e.path.size()) {
       size_t hole = e.path.find("{}", start);
       std::string literal = e.path.substr(start, hole == std::string::npos ? std::string::npos : hole - start);
-      regex += RE2::QuoteMeta(literal);
+      for (char c : literal) {
+        if (std::string_view(".^$|()[]{}*+?\\").find(c) != std::string_view::npos) regex += '\\';
+        regex += c;
+      }
       if (hole == std::string::npos) break;
       regex += "[^/]+";
       start = hole + 2;
@@ -239,16 +240,14 @@ std::string suggestedConfig(const config::Config& running, const std::vector<End
       if (r.name == e.route) origin = &r;
     }
     if (origin == nullptr || origin->target_kind != config::TargetKind::Upstream) continue;
-    const std::string sample = samplePath(e.path);
-    const std::string host = origin->match.host;
-    const routing::CompiledRoute* now =
-        table.match(routing::RequestView{e.method, sample, host.empty() ? "" : host});
-    if (now == nullptr || now->route->name != origin->name) continue;
     json match;
     if (!endpointMatch(e, match)) {
       unnamed.push_back(e.method + " " + e.path + " on route " + e.route);
       continue;
     }
+    const routing::CompiledRoute* now =
+        table.match(routing::RequestView{e.method, samplePath(e.path), origin->match.host});
+    if (now == nullptr || now->route->name != origin->name) continue;
     if (!origin->match.host.empty()) match["host"] = origin->match.host;
     const std::string name = routeName(e, taken);
     taken.insert(name);

@@ -269,3 +269,24 @@ def run_and_judge(proxy, spec, expected, paced, duration, poll_every=5.0, min_sa
             wrong.append((key, want, e and e["verdict"], e and e["samples"]))
     assert not wrong, f"wrong verdicts (endpoint, expected, got, samples): {wrong}\n{text}"
     return report
+
+
+def get_text(port, path, timeout=10):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.read().decode()
+    finally:
+        conn.close()
+
+
+def status_of(port, path, method="GET", timeout=10):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path)
+        r = conn.getresponse()
+        r.read()
+        return r.status
+    finally:
+        conn.close()
