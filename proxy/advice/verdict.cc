@@ -150,7 +150,8 @@ struct Judged {
   bool unexplained = false;  // S1: stands out, but far less than its stalls predict
 };
 
-Judged judgeFlush(const Evidence& e, const VerdictParams& p) {
+// `corroborated`: S2 finds the silences a blocker leaves; then S1 needs less significance.
+Judged judgeFlush(const Evidence& e, const VerdictParams& p, bool corroborated) {
   Judged j;
   if (e.opportunities < p.min_samples) return j;
   const double n = static_cast<double>(e.opportunities);
@@ -167,10 +168,11 @@ Judged judgeFlush(const Evidence& e, const VerdictParams& p) {
   const bool big_enough = rate >= std::max(p.s1_min_ratio * p0, p0 + p.s1_min_excess) &&
                           e.blamed >= p.s1_min_blamed && stall >= p.held_ms + p.s1_min_block_ms;
   j.explained = expected_if_cause > 0 ? rate / expected_if_cause : 0;
-  if (p_value < p.s1_p_value && big_enough && explained) {
+  const double alpha = corroborated ? p.s1_p_value_corroborated : p.s1_p_value;
+  if (p_value < alpha && big_enough && explained) {
     j.opinion = Opinion::Blocks;
     j.confidence = 1 - p_value;
-  } else if (p_value < p.s1_p_value && big_enough) {
+  } else if (p_value < alpha && big_enough) {
     j.opinion = Opinion::Ok;
     j.unexplained = true;
     j.confidence = std::clamp(1 - j.explained / p.s1_min_explained, 0.5, 0.95);
@@ -233,8 +235,8 @@ bool opposite(Opinion a, Opinion b) {
 
 Verdict decide(const Evidence& e, const VerdictParams& p) {
   Verdict v;
-  const Judged s1 = judgeFlush(e, p);
   const Judged s2 = judgeSilence(e, p);
+  const Judged s1 = judgeFlush(e, p, s2.opinion == Opinion::Blocks);
   const Judged s3 = judgeProbe(e, p);
   v.s1 = s1.opinion;
   v.s2 = s2.opinion;

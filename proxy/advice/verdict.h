@@ -53,6 +53,7 @@ struct VerdictParams {
   // S1: blamed significantly more often than the background (one-sided binomial p below this),
   // by at least this much, on at least this many stalls, each held_ms + s1_min_block_ms long.
   double s1_p_value = 1e-3;
+  double s1_p_value_corroborated = 1e-2;  // when S2 supports it
   double s1_min_excess = 0.05;
   double s1_min_ratio = 1.5;
   uint64_t s1_min_blamed = 3;

@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
     int others = 0, streamed = 0;
     std::string route, method, path;
     if (!(f >> r.group >> sent >> head >> others >> streamed >> route >> method >> path)) continue;
+    if (route == "-" && method != "PROBESENT" && method != "PROBE") continue;  // not ours
     if (method == "PROBESENT" || method == "PROBE") {
       r.probe = true;
       r.sent_event = method == "PROBESENT";
