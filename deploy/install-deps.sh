@@ -11,7 +11,7 @@ build_pkgs=(
 test_pkgs=(
   python3 python3-pytest python3-fastapi python3-uvicorn python3-aiosqlite
   python3-multipart python3-pil python3-prometheus-client
-  curl wrk procps iproute2 nodejs
+  curl wrk procps iproute2 nodejs node-express
 )
 bench_pkgs=(nginx haproxy hey gnuplot-nox)
 

@@ -2,7 +2,9 @@
 
 #include "proxy/advice/evidence.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +17,11 @@ namespace {
 
 constexpr uint64_t kRefreshMs = 1000;
 constexpr uint64_t kRetryTickMs = 5;
+// The loop threads' CPU usage is sampled this often while their processes are busy (one small
+// procfs read per process per tick, ~1 ms of loop time a second per busy process): a stall is
+// judged against the samples around it.
+constexpr uint64_t kCpuSampleMs = 5;
+constexpr int64_t kCpuSampleIdleNs = 2000 * kNsPerMs;
 constexpr int kMaxLookupAttempts = 12;
 constexpr size_t kMaxGroups = 256;
 constexpr size_t kMaxConnections = 4096;
@@ -55,6 +62,9 @@ struct Advisor::Group {
   int64_t probe_sent_ns = 0;
   double busy_ratio = 0;
   std::vector<double> background;                 // by endpoint, from the last refresh
+
+  std::string schedstat_path;  // its main thread's /proc/PID/task/PID/schedstat (pid known)
+  bool cpu_readable = true;
 
   explicit Group(const StreamParams& params) : stream_(std::make_unique<ProcessStream>(params)) {}
 };
@@ -110,7 +120,8 @@ Advisor::Advisor(uv_loop_t* loop, net::BufferPool& buffers, const config::Advice
       locator_(loop),
       refresh_timer_(loop, this, &uv::bindTimer<Advisor, &Advisor::onRefreshTimer>),
       retry_timer_(loop, this, &uv::bindTimer<Advisor, &Advisor::onRetryTimer>),
-      probe_timer_(loop, this, &uv::bindTimer<Advisor, &Advisor::onProbeTimer>) {
+      probe_timer_(loop, this, &uv::bindTimer<Advisor, &Advisor::onProbeTimer>),
+      cpu_timer_(loop, this, &uv::bindTimer<Advisor, &Advisor::onCpuTimer>) {
   // Diagnostics: every completion as a line, for tests/bench/advisor_replay (docs/advisor.md).
   if (const char* path = std::getenv("LOOPGUARD_ADVICE_TRACE")) trace_ = std::fopen(path, "we");
   configure(config);
@@ -138,6 +149,7 @@ void Advisor::stop() {
   refresh_timer_.stop();
   retry_timer_.stop();
   probe_timer_.stop();
+  cpu_timer_.stop();
   closeProbes();
 }
 
@@ -208,6 +220,10 @@ void Advisor::release(Ticket ticket, bool completed, bool streamed) {
                  info.route.c_str(), info.method.c_str(), info.path.c_str());
   }
   g.stream().add(Completion{f.sent_ns, t, f.endpoint, !streamed, g.in_flight > 0});
+  if (!g.schedstat_path.empty() && g.cpu_readable && !cpu_timer_.active() && !stopped_) {
+    cpu_timer_.start(kCpuSampleMs, kCpuSampleMs);
+    cpu_timer_.unref();
+  }
   ++observed_;
   EndpointState& es = endpoint_state_[f.endpoint];
   if (es.flagged_ms > 0) es.blocking_seconds += es.flagged_ms / 1000;
@@ -385,8 +401,39 @@ int32_t Advisor::groupFor(const std::string& upstream, const SocketPeer& peer,
   g.upstream = upstream;
   g.peer = peer;
   g.process = process;
+  if (process.pid != 0) {
+    g.schedstat_path = "/proc/" + std::to_string(process.pid) + "/task/" +
+                       std::to_string(process.pid) + "/schedstat";
+  }
   group_index_.emplace(std::move(key), index);
   return index;
+}
+
+void Advisor::onCpuTimer() {
+  const int64_t t = now();
+  bool busy = false;
+  for (auto& gp : groups_) {
+    Group& g = *gp;
+    if (g.schedstat_path.empty() || !g.cpu_readable) continue;
+    if (g.stream().lastNs() < t - kCpuSampleIdleNs && g.in_flight == 0) continue;
+    busy = true;
+    // procfs answers from memory: this read never waits on a disk.
+    char text[128];
+    int fd = ::open(g.schedstat_path.c_str(), O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? ::read(fd, text, sizeof text) : -1;
+    if (fd >= 0) ::close(fd);
+    int64_t run = 0, wait = 0;
+    if (n <= 0 || !parseSchedstat(std::string_view(text, static_cast<size_t>(n)), run, wait)) {
+      g.cpu_readable = false;  // gone, or not ours to read
+      continue;
+    }
+    g.stream().cpuSample(t, run, wait);
+    if (trace_ != nullptr) {
+      std::fprintf(trace_, "%d %lld %lld %lld 0 - CPU -\n", static_cast<int>(&gp - groups_.data()),
+                   static_cast<long long>(t), static_cast<long long>(run), static_cast<long long>(wait));
+    }
+  }
+  if (!busy) cpu_timer_.stop();
 }
 
 
@@ -404,7 +451,6 @@ bool Advisor::probeWanted(EndpointId e) const {
 }
 
 void Advisor::refresh(int64_t t) {
-  last_refresh_ns_ = t;
   const size_t n = endpoints_.size();
   endpoint_state_.resize(n);
   std::vector<StreamView> views;
@@ -477,7 +523,8 @@ Report Advisor::report() {
     const Group& g = *gp;
     if (g.stream().completions() == 0) continue;
     r.processes.push_back(ProcessReport{g.upstream, g.peer.peer_name, g.process.pid,
-                                        g.stream().completions(), g.busy_ratio});
+                                        g.stream().completions(), g.busy_ratio,
+                                        g.stream().flush().cpuStalls()});
   }
   for (const auto& [key, as] : addresses_) {
     if (as.mode != AddressState::Mode::Whole) continue;

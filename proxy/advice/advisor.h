@@ -47,6 +47,7 @@ struct ProcessReport {
   int pid = 0;          // 0: processes behind `address` are not told apart
   uint64_t completions = 0;
   double loop_busy_ratio = 0;  // share of its time the blocking endpoints hold its loop
+  uint64_t cpu_stalls = 0;     // stalls not blamed: its loop thread was starved of CPU
 };
 
 struct Report {
@@ -107,6 +108,7 @@ class Advisor final : public Observer, private ProbeOwner {
   void onRetryTimer();
   void release(Ticket ticket, bool completed, bool streamed);
 
+  void onCpuTimer();
   void onRefreshTimer();
   void refresh(int64_t now_ns);
   bool probeWanted(EndpointId endpoint) const;
@@ -141,6 +143,7 @@ class Advisor final : public Observer, private ProbeOwner {
   uv::Timer refresh_timer_;
   uv::Timer retry_timer_;
   uv::Timer probe_timer_;
+  uv::Timer cpu_timer_;
   std::minstd_rand jitter_{12345};
   std::string probe_request_;
 
@@ -149,7 +152,6 @@ class Advisor final : public Observer, private ProbeOwner {
   int64_t observe_start_ns_ = 0;
   uint64_t observed_ = 0;
   uint64_t unattributed_ = 0;
-  int64_t last_refresh_ns_ = 0;
   FILE* trace_ = nullptr;  // LOOPGUARD_ADVICE_TRACE: a diagnostic, off unless set
 };
 

@@ -71,6 +71,12 @@ void FlushAttribution::closeBurst() {
     max_hold_ns = std::max(max_hold_ns, hold_ns);
   }
   if (delayed == 0) return;
+  // The stall as its longest victim saw it: if the loop thread spent it waiting for a CPU
+  // without running, no handler of this process caused it.
+  if (cpu_wait_.starved(t_culprit - max_hold_ns, t_culprit)) {
+    ++cpu_stalls_;
+    return;
+  }
   credit(burst_[culprit].endpoint, delayed, held_ms, max_hold_ns);
   if (params_.trailer_ns <= 0 || !held(burst_[0])) return;
   // The first response was a victim itself: the first unheld one shares the blame.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "proxy/advice/completion.h"
+#include "proxy/advice/cpu_wait.h"
 
 namespace loopguard::advice {
 
@@ -33,7 +34,12 @@ struct FlushCounters {
 
 class FlushAttribution {
  public:
-  explicit FlushAttribution(const StreamParams& params) : params_(params) {}
+  // `cpu_wait`: the loop thread's CPU usage (may stay empty); a stall it shows the thread was
+  // starved of CPU for is nobody's.
+  FlushAttribution(const StreamParams& params, const CpuWait& cpu_wait)
+      : params_(params), cpu_wait_(cpu_wait) {}
+  // Stalls with victims during which the loop thread was starved of CPU (not blamed).
+  uint64_t cpuStalls() const { return cpu_stalls_; }
 
   // One completion, in time order. `base_ns`: the endpoint's baseline latency before this
   // response (-1 while unknown); `jitter_ns`: its typical latency above that baseline (its
@@ -65,6 +71,8 @@ class FlushAttribution {
   void credit(EndpointId culprit, uint32_t delayed, double held_ms, int64_t max_hold_ns);
 
   StreamParams params_;
+  const CpuWait& cpu_wait_;
+  uint64_t cpu_stalls_ = 0;
   std::array<Member, kMaxMembers> burst_{};
   size_t burst_size_ = 0;
   int64_t last_head_ns_ = -1;

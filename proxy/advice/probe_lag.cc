@@ -13,6 +13,7 @@ void ProbeLag::probeSent(int64_t sent_ns) {
 int64_t ProbeLag::lagNs(const Probe& p) const {
   const int64_t base = base_.value();
   if (base < 0) return 0;
+  if (cpu_wait_.starved(p.sent_ns, p.head_ns)) return 0;  // the machine's doing
   return std::max<int64_t>(0, (p.head_ns - p.sent_ns) - base);
 }
 

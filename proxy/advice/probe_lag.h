@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "proxy/advice/completion.h"
+#include "proxy/advice/cpu_wait.h"
 
 namespace loopguard::advice {
 
@@ -28,7 +29,8 @@ struct ProbeCounters {
 
 class ProbeLag {
  public:
-  explicit ProbeLag(const StreamParams& params) : params_(params) {}
+  ProbeLag(const StreamParams& params, const CpuWait& cpu_wait)
+      : params_(params), cpu_wait_(cpu_wait) {}
 
   void probeSent(int64_t sent_ns);
   void probeDone(int64_t head_ns);  // the probe in flight got its head
@@ -56,11 +58,12 @@ class ProbeLag {
   static constexpr size_t kMaxProbes = 256;
   static constexpr size_t kMaxWaiting = 16;
 
-  // Lag over the probe's own baseline.
+  // Lag over the probe's own baseline; none if the loop thread was starved of CPU meanwhile.
   int64_t lagNs(const Probe& p) const;
   void count(EndpointId e, const Probe& p);
 
   StreamParams params_;
+  const CpuWait& cpu_wait_;
   std::deque<Probe> probes_;  // oldest first; sent times increase
   WindowedMin base_;
   uint64_t answered_ = 0;

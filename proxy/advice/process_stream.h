@@ -17,7 +17,7 @@ namespace loopguard::advice {
 class ProcessStream {
  public:
   explicit ProcessStream(const StreamParams& params = {})
-      : params_(params), flush_(params), probes_(params) {}
+      : params_(params), flush_(params, cpu_wait_), probes_(params, cpu_wait_) {}
   ProcessStream(const ProcessStream&) = delete;
   ProcessStream& operator=(const ProcessStream&) = delete;
 
@@ -26,6 +26,10 @@ class ProcessStream {
   void probeSent(int64_t at_ns) { probes_.probeSent(at_ns); }
   void probeDone(int64_t at_ns) { probes_.probeDone(at_ns); }
   void probeLost() { probes_.probeLost(); }
+  // A sample of the loop thread's cumulative CPU time and run-queue wait (where visible).
+  void cpuSample(int64_t at_ns, int64_t total_run_ns, int64_t total_wait_ns) {
+    cpu_wait_.add(at_ns, total_run_ns, total_wait_ns);
+  }
   // Ends what time has ended: the burst in progress, probe rows past their horizon.
   void settle(int64_t now_ns);
 
@@ -41,6 +45,7 @@ class ProcessStream {
 
  private:
   StreamParams params_;
+  CpuWait cpu_wait_;  // before the statistics that refer to it
   FlushAttribution flush_;
   SilenceTest silence_;
   ProbeLag probes_;

@@ -73,7 +73,8 @@ json reportToJson(const Report& report, const std::string& suggested_config) {
     json j{{"upstream", p.upstream},
            {"address", p.address},
            {"completions", p.completions},
-           {"loop_busy_ratio", rounded(p.loop_busy_ratio, 4)}};
+           {"loop_busy_ratio", rounded(p.loop_busy_ratio, 4)},
+           {"cpu_stalls", p.cpu_stalls}};
     j["pid"] = p.pid != 0 ? json(p.pid) : json(nullptr);
     processes.push_back(std::move(j));
   }

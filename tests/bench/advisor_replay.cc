@@ -4,7 +4,7 @@
 // times and reports the statistics' CPU cost per observation. Used by tests/bench/advisor.sh
 // and to try changes of the statistics on recorded traffic.
 //
-//   advisor_replay TRACE [--repeat N] [--no-swap] [--no-trailer] [--min-samples N]
+//   advisor_replay TRACE [--repeat N] [--no-swap] [--no-trailer] [--no-cpu] [--min-samples N]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -30,6 +30,9 @@ struct Record {
   int group;
   bool probe;
   bool sent_event;
+  bool cpu;
+  long long run_ns;
+  long long wait_ns;
   Completion c;
 };
 
@@ -44,11 +47,14 @@ int main(int argc, char** argv) {
   StreamParams params;
   VerdictParams verdict;
   int repeat = 1;
+  bool use_cpu = true;
   for (int i = 2; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--repeat") && i + 1 < argc) {
       repeat = std::atoi(argv[++i]);
     } else if (!std::strcmp(argv[i], "--no-swap")) {
       params.skip_held_head = false;
+    } else if (!std::strcmp(argv[i], "--no-cpu")) {
+      use_cpu = false;
     } else if (!std::strcmp(argv[i], "--no-trailer")) {
       params.trailer_ns = 0;
     } else if (!std::strcmp(argv[i], "--min-samples") && i + 1 < argc) {
@@ -70,10 +76,18 @@ int main(int argc, char** argv) {
   while (std::getline(in, line)) {
     std::istringstream f(line);
     Record r{};
-    long long sent = 0, head = 0;
-    int others = 0, streamed = 0;
+    long long sent = 0, head = 0, others = 0;
+    int streamed = 0;
     std::string route, method, path;
     if (!(f >> r.group >> sent >> head >> others >> streamed >> route >> method >> path)) continue;
+    if (method == "CPU") {  // a loop-thread sample: time, cumulative run, cumulative wait
+      r.cpu = true;
+      r.c.sent_ns = sent;
+      r.run_ns = head;
+      r.wait_ns = others;
+      records.push_back(r);
+      continue;
+    }
     if (route == "-" && method != "PROBESENT" && method != "PROBE") continue;  // not ours
     if (method == "PROBESENT" || method == "PROBE") {
       r.probe = true;
@@ -100,7 +114,9 @@ int main(int argc, char** argv) {
     for (const Record& r : records) {
       auto& s = streams[r.group];
       if (!s) s = std::make_unique<ProcessStream>(params);
-      if (r.probe && r.sent_event) {
+      if (r.cpu) {
+        if (use_cpu) s->cpuSample(r.c.sent_ns, r.run_ns, r.wait_ns);
+      } else if (r.probe && r.sent_event) {
         s->probeSent(r.c.sent_ns);
       } else if (r.probe) {
         s->probeDone(r.c.head_ns);
@@ -111,7 +127,9 @@ int main(int argc, char** argv) {
   }
   const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
   int64_t end = 0;
-  for (const Record& r : records) end = std::max(end, std::max(r.c.head_ns, r.c.sent_ns));
+  for (const Record& r : records) {
+    if (!r.cpu) end = std::max(end, std::max(r.c.head_ns, r.c.sent_ns));
+  }
   end += 10 * kNsPerMs;
   std::vector<std::vector<double>> backgrounds;
   backgrounds.reserve(streams.size());

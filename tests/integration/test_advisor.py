@@ -56,3 +56,4 @@ def test_every_endpoint_gets_its_physics_verdict(procs, app, paced):
     if paced:
         assert all(e["evidence"]["decided_by"] in ("s1", "s3") for e in report["endpoints"])
         assert blocking["GET /cpu/loop"]["evidence"]["s3_probe"]["probes"] >= 20
+    proxy.stop()  # graceful: exit 0, nothing leaked (ASan builds check at exit)

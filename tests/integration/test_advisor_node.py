@@ -29,3 +29,4 @@ def test_pbkdf2_sync_blocks_and_async_does_not(procs, app, paced):
     assert [p["pid"] for p in report["processes"]] == app.pids(), adv.summary(report)
     sync = adv.by_path(report)["GET /pbkdf2-sync"]
     assert 3 <= sync["blocking_ms"] <= 80 and sync["confidence"] >= 0.95, adv.summary(report)
+    proxy.stop()  # graceful: exit 0, nothing leaked (ASan builds check at exit)
