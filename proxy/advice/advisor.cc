@@ -34,6 +34,8 @@ constexpr uint64_t kProbeSamplesEnough = 1000;
 // A probe every 10-20 ms while a suspect is in flight.
 constexpr uint64_t kProbeIntervalMinMs = 10;
 constexpr uint64_t kProbeIntervalMaxMs = 20;
+// ...and one 2 ms after a suspect starts, when the last was sent 10 ms ago or more.
+constexpr uint64_t kProbeSoonMs = 2;
 
 int64_t retryDelayNs(int attempt) {
   return std::min<int64_t>(500, int64_t{5} << std::min(attempt, 7)) * kNsPerMs;
@@ -183,7 +185,17 @@ Ticket Advisor::onRequestSent(const SentRequest& r) {
   Group& group = *groups_[static_cast<size_t>(g)];
   ++group.in_flight;
   const bool suspect = config_.probe && !stopped_ && endpoint_state_[e].probe_wanted;
-  if (suspect && group.suspects_in_flight++ == 0) armProbeTimer();
+  if (suspect) {
+    ++group.suspects_in_flight;
+    // A probe soon after the suspect starts lands behind it if it computes; the 10-20 ms ticks
+    // would often come after a short one is over.
+    if (group.probe != nullptr && group.probe->idle() &&
+        t - group.probe_sent_ns >= static_cast<int64_t>(kProbeIntervalMinMs) * kNsPerMs) {
+      armProbeTimer(kProbeSoonMs);
+    } else {
+      armProbeTimer();
+    }
+  }
   uint32_t slot;
   if (!free_tickets_.empty()) {
     slot = free_tickets_.back();
@@ -582,11 +594,19 @@ void Advisor::writeMetrics(metrics::PrometheusWriter& out) const {
 
 // ---- probing (S3) ---------------------------------------------------------------------------------
 
-void Advisor::armProbeTimer() {
-  if (stopped_ || !config_.probe || probe_timer_.active()) return;
-  std::uniform_int_distribution<uint64_t> interval(kProbeIntervalMinMs, kProbeIntervalMaxMs);
-  probe_timer_.start(interval(jitter_));
+void Advisor::armProbeTimer(uint64_t within_ms) {
+  if (stopped_ || !config_.probe) return;
+  if (within_ms == 0) {
+    if (probe_timer_.active()) return;
+    std::uniform_int_distribution<uint64_t> interval(kProbeIntervalMinMs, kProbeIntervalMaxMs);
+    within_ms = interval(jitter_);
+  } else if (probe_timer_.active() &&
+             probe_due_ns_ <= now() + static_cast<int64_t>(within_ms) * kNsPerMs) {
+    return;
+  }
+  probe_timer_.start(within_ms);
   probe_timer_.unref();
+  probe_due_ns_ = now() + static_cast<int64_t>(within_ms) * kNsPerMs;
 }
 
 void Advisor::onProbeTimer() {

@@ -115,7 +115,8 @@ class Advisor final : public Observer, private ProbeOwner {
 
   // Probing (S3).
   void onProbeTimer();
-  void armProbeTimer();
+  // Within `within_ms` (0: 10-20 ms, unless already armed).
+  void armProbeTimer(uint64_t within_ms = 0);
   void openProbe(Group& group);
   void onProbeConnected(ProbeConnection& probe) override;
   void onProbeHead(ProbeConnection& probe) override;
@@ -143,6 +144,7 @@ class Advisor final : public Observer, private ProbeOwner {
   uv::Timer refresh_timer_;
   uv::Timer retry_timer_;
   uv::Timer probe_timer_;
+  int64_t probe_due_ns_ = 0;
   uv::Timer cpu_timer_;
   std::minstd_rand jitter_{12345};
   std::string probe_request_;

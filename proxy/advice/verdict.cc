@@ -208,7 +208,8 @@ Judged judgeSilence(const Evidence& e, const VerdictParams& p) {
 
 Judged judgeProbe(const Evidence& e, const VerdictParams& p) {
   Judged j;
-  if (!e.probing || e.probes < p.s3_min_probes || e.all_probes == 0) return j;
+  // Ten probes can show a blocker (most of them lag); calling an endpoint ok takes more.
+  if (!e.probing || e.probes < p.s3_min_probes_blocks || e.all_probes == 0) return j;
   const double rate = static_cast<double>(e.probes_lagged) / static_cast<double>(e.probes);
   const double background = std::clamp(
       static_cast<double>(e.all_probes_lagged) / static_cast<double>(e.all_probes), 0.01, 0.99);
@@ -217,6 +218,8 @@ Judged judgeProbe(const Evidence& e, const VerdictParams& p) {
   if (rate >= p.s3_blocks && p_value < p.s1_p_value && rate * e.base_ms >= p.s1_min_block_ms) {
     j.opinion = Opinion::Blocks;
     j.confidence = 1 - p_value;
+  } else if (e.probes < p.s3_min_probes) {
+    return j;  // not enough to call it ok yet
   } else if (rate < p.s3_ok || p_value >= 10 * p.s1_p_value || rate * e.base_ms < p.s1_min_block_ms) {
     j.opinion = Opinion::Ok;
     j.confidence = 1 - binomialLowerTail(e.probes, e.probes_lagged, std::max(p.s3_blocks, background));
@@ -257,6 +260,13 @@ Verdict decide(const Evidence& e, const VerdictParams& p) {
     v.decided_by = "s3";
     // Its tail lags probes in this share: so much of its minimal latency is loop time.
     v.blocking_ms = s3.explained * e.base_ms;
+  } else if (s1.opinion == Opinion::Blocks && e.probing && e.all_probes > 0) {
+    // The probe is on (and answering) but has not seen enough of this endpoint yet: paced
+    // traffic can make S1 blame the wrong endpoint, so a blocking verdict waits for it.
+    v.notes.push_back(format("S1 finds it blocking (%.3f stalls per request, background %.3f); "
+                             "waiting for the probe to confirm (%.0f probes in its tails so far)",
+                             rate_s1, p0, static_cast<double>(e.probes)));
+    return v;
   } else if (decisive(s1.opinion) || s1.opinion == Opinion::Unclear) {
     deciding = s1;
     v.decided_by = "s1";

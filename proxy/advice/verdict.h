@@ -56,7 +56,7 @@ struct VerdictParams {
   double s1_p_value_corroborated = 1e-2;  // when S2 supports it
   double s1_min_excess = 0.05;
   double s1_min_ratio = 1.5;
-  uint64_t s1_min_blamed = 3;
+  uint64_t s1_min_blamed = 5;
   double s1_min_block_ms = 1.0;
   // A stall of `block_ms` catches a victim with probability 1 - exp(-victim_rate * (block -
   // held)); an endpoint that causes its stalls is blamed about that often, one that merely
@@ -72,7 +72,8 @@ struct VerdictParams {
   // S3: probes needed in its tails; a lagged share at or above `blocks`, significantly above
   // the background (s1_p_value), with at least s1_min_block_ms of loop time per request, says
   // blocks; below `ok` (or not significant), ok.
-  uint64_t s3_min_probes = 20;
+  uint64_t s3_min_probes = 20;         // for ok
+  uint64_t s3_min_probes_blocks = 10;  // for blocks (with the significance above)
   double s3_blocks = 0.5;
   double s3_ok = 0.4;
 };

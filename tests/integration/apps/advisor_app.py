@@ -105,7 +105,7 @@ async def cpu_nogil_thread():
 
 
 @app.get("/cpu/process")
-async def cpu_process(ms: float = 6):
+async def cpu_process(ms: float = 3):
     await asyncio.get_running_loop().run_in_executor(_state["processes"], _spin, ms)
     return _who()
 
