@@ -40,10 +40,12 @@ class SchemaLoader {
   void readPool(const Field& entry);
   void readCommand(const Item& item, std::vector<std::string>& out);
   void readEnv(const Item& item, std::map<std::string, std::string>& out);
+  void checkWorkerAddress(const Item& command, Pool& pool);
   void readRoutes(const Item& item);
   void readRoute(const Item& item, size_t index);
   void readMatch(const Item& item, RouteMatch& out);
   void readRouteLimits(const Item& item, RouteLimits& out);
+  void readAdaptiveBounds(const Fields& fields, RouteLimits& out);
   void readOffload(const Item& item);
   void readAdvice(const Item& item);  // schema_advice.cc
   void checkListenersDiffer();

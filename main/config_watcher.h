@@ -8,8 +8,8 @@
 #include <functional>
 #include <string>
 
-#include "proxy/uv/handle.h"
-#include "proxy/uv/timer.h"
+#include "common/uv/handle.h"
+#include "common/uv/timer.h"
 
 namespace loopguard {
 

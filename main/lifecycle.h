@@ -7,8 +7,8 @@
 #include <functional>
 
 #include "config/config.h"
-#include "proxy/uv/handle.h"
-#include "proxy/uv/timer.h"
+#include "common/uv/handle.h"
+#include "common/uv/timer.h"
 
 namespace loopguard {
 

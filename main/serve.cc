@@ -1,6 +1,8 @@
 #include "main/serve.h"
 
 #include "common/logging.h"
+#include "common/uv/loop.h"
+#include "offload/pool_report.h"
 
 #include <spdlog/spdlog.h>
 
@@ -50,7 +52,11 @@ AppHooks poolHooks(offload::PoolSet& pools) {
     }
     return true;
   };
-  hooks.pool_metrics = [&pools](metrics::PrometheusWriter& w) { writePoolMetrics(pools, w); };
+  hooks.pool_metrics = [&pools](metrics::PrometheusWriter& w) {
+    writePoolMetrics(pools, w);
+    offload::writeWorkerMetrics(pools, w);
+  };
+  hooks.pools_status = [&pools](uint64_t now_ms) { return offload::poolsStatus(pools, now_ms); };
   hooks.on_config = [&pools](const config::Config& c) { pools.applyConfig(c); };
   hooks.stop_pools = [&pools](std::function<void()> done) { pools.stop(std::move(done)); };
   hooks.kill_pools = [&pools] { pools.kill(); };
@@ -59,13 +65,12 @@ AppHooks poolHooks(offload::PoolSet& pools) {
 
 int serveApp(const CommonOptions& options, std::shared_ptr<const config::Config> cfg,
              const std::string& source, const std::function<void(AppHooks&)>& customize) {
-  uv_loop_t loop;
-  uv_loop_init(&loop);
+  uv::Loop loop;
   int exit_code = 0;
   {
     // Declared before the app so it outlives it: worker connections call back into their
     // pool until they are closed.
-    offload::PoolSet pools(&loop);
+    offload::PoolSet pools(loop.get());
     std::string error;
     if (!pools.configure(*cfg, error)) {
       spdlog::get("main")->error("{}", error);
@@ -73,20 +78,19 @@ int serveApp(const CommonOptions& options, std::shared_ptr<const config::Config>
     } else {
       AppHooks hooks = poolHooks(pools);
       if (customize) customize(hooks);
-      ProxyApp app(&loop, options, cfg, std::move(hooks));
+      ProxyApp app(loop.get(), options, cfg, std::move(hooks));
       if (!app.start(*cfg->listen, source)) {
         exit_code = 1;
-        uv_run(&loop, UV_RUN_NOWAIT);
+        uv_run(loop.get(), UV_RUN_NOWAIT);
       } else {
         pools.start();  // only once listening: a failed start-up leaves no process behind
-        uv_run(&loop, UV_RUN_DEFAULT);  // returns once every worker process has been reaped
+        uv_run(loop.get(), UV_RUN_DEFAULT);  // returns once every worker process has been reaped
         exit_code = app.exitCode();
       }
     }
   }
   // The app's handles were closed by their owners as it went; let the close callbacks run.
-  uv_run(&loop, UV_RUN_DEFAULT);
-  if (uv_loop_close(&loop) != 0) spdlog::get("main")->warn("event loop closed with handles open");
+  if (loop.close() != 0) spdlog::get("main")->warn("event loop closed with handles open");
   flushAccessLog();
   spdlog::get("main")->info("stopped");
   return exit_code;

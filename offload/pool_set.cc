@@ -9,10 +9,7 @@ namespace loopguard::offload {
 std::vector<const config::Pool*> usedPools(const config::Config& config) {
   std::vector<const config::Pool*> used;
   for (const config::Pool& pool : config.pools) {
-    bool routed = std::any_of(config.routes.begin(), config.routes.end(), [&](const auto& r) {
-      return r.target_kind == config::TargetKind::Pool && r.target == pool.name;
-    });
-    if (routed) used.push_back(&pool);
+    if (config.routesToPool(pool.name)) used.push_back(&pool);
   }
   return used;
 }
@@ -88,14 +85,15 @@ void PoolSet::retire(std::shared_ptr<WorkerPool> pool) {
   raw->stop([] {});
 }
 
-proxy::PoolResolver PoolSet::resolver() {
+upstream::PoolResolver PoolSet::resolver() {
   return [this](const std::string& name) {
-    proxy::PoolBinding binding;
+    upstream::PoolBinding binding;
     auto it = pools_.find(name);
     if (it == pools_.end()) return binding;  // validated configs never get here
     std::shared_ptr<WorkerPool> pool = it->second;
     binding.target = pool;
     binding.gate = pool.get();
+    binding.capacity = [pool] { return pool->capacity(); };
     binding.add_waiting_limiter = [pool](const std::shared_ptr<routing::RouteLimiter>& limiter) {
       pool->addWaitingLimiter(limiter);
     };
@@ -135,13 +133,6 @@ std::vector<std::pair<std::string, PoolStats>> PoolSet::stats() const {
   std::vector<std::pair<std::string, PoolStats>> out;
   for (const auto& [name, pool] : pools_) out.emplace_back(name, pool->stats());
   return out;
-}
-
-bool PoolSet::everyPoolHasReadyWorker() const {
-  return std::all_of(pools_.begin(), pools_.end(), [](const auto& entry) {
-    PoolStats st = entry.second->stats();
-    return st.ready + st.busy > 0;
-  });
 }
 
 }  // namespace loopguard::offload

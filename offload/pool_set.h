@@ -1,6 +1,6 @@
 // Every worker pool one loopguard process runs, built from the config and kept in step with
 // reloads, plus what they share: the directory of worker sockets and a buffer pool. main/
-// wires it into the ProxyServer through resolver().
+// wires it into the ProxyServer through resolver() (the proxy sees only upstream::Target).
 //
 // Which pools run: those that some route sends requests to (a pool that only a sidecar file
 // declares for `loopguard offload`, or that nothing uses, starts no processes).
@@ -18,8 +18,8 @@
 #include "config/config.h"
 #include "offload/runtime_dir.h"
 #include "offload/worker_pool.h"
-#include "proxy/net/buffer_pool.h"
-#include "proxy/proxy_server.h"
+#include "common/net/buffer_pool.h"
+#include "proxy/upstream/target.h"
 
 namespace loopguard::offload {
 
@@ -41,18 +41,16 @@ class PoolSet {
   // new snapshot through the resolver. Changed pools roll their workers (replacement first);
   // pools no longer used stop gracefully.
   void applyConfig(const config::Config& config);
-  proxy::PoolResolver resolver();
+  upstream::PoolResolver resolver();
 
   // Graceful: see WorkerPool::stop. `done` once every child of every pool has exited.
   void stop(std::function<void()> done);
   // SIGKILL to every child now; the loop keeps running until they are reaped.
   void kill();
 
-  bool empty() const { return pools_.empty(); }
-  std::shared_ptr<WorkerPool> find(const std::string& name) const;
   // For /metrics and /readyz.
+  std::shared_ptr<WorkerPool> find(const std::string& name) const;  // null if not running
   std::vector<std::pair<std::string, PoolStats>> stats() const;
-  bool everyPoolHasReadyWorker() const;
 
  private:
   std::shared_ptr<WorkerPool> make(const config::Pool& pool);

@@ -11,9 +11,9 @@
 #include <optional>
 #include <string>
 
-#include "proxy/net/buffer_pool.h"
-#include "proxy/net/socket.h"
-#include "proxy/uv/timer.h"
+#include "common/net/buffer_pool.h"
+#include "common/net/socket.h"
+#include "common/uv/timer.h"
 
 namespace loopguard::offload {
 

@@ -14,9 +14,8 @@
 #include "offload/child_process.h"
 #include "offload/policy.h"
 #include "offload/probe.h"
-#include "proxy/net/buffer_pool.h"
-#include "proxy/upstream/upstream_connection.h"
-#include "proxy/uv/timer.h"
+#include "common/net/buffer_pool.h"
+#include "common/uv/timer.h"
 
 namespace loopguard::offload {
 
@@ -86,13 +85,12 @@ class Worker final : private ChildEvents, private ProbeOwner {
   uint64_t startedAt() const { return started_at_; }
   uint64_t readyAt() const { return ready_at_; }
   std::string lastOutput() const { return process_.lastOutput(); }
+  bool wroteAnything() const { return process_.wroteAnything(); }
 
   // Dispatch bookkeeping, kept by the WorkerPool.
   uint32_t in_flight = 0;         // requests connecting, running or finishing on it
   uint64_t served = 0;            // requests given to it
-  uint32_t open_connections = 0;  // UpstreamConnections that point at it (any state)
-  upstream::UpstreamConnection* idle_head = nullptr;
-  uint32_t idle_count = 0;
+  uint64_t open_connections = 0;  // its ConnectionPool's connections (any state)
 
   // Supervision bookkeeping, kept by the Supervisor.
   uint64_t recycle_after = 0;                // served count that triggers a recycle (0 = never)

@@ -38,7 +38,7 @@ WorkerPool::WorkerPool(uv_loop_t* loop, net::BufferPool& buffers, RuntimeDir& di
       buffers_(buffers),
       name_(config.name),
       supervisor_(loop, buffers, dir, *this, config),
-      deadline_timer_(loop, this, &uv::bindTimer<WorkerPool, &WorkerPool::onDeadlineTimer>) {}
+      deadline_timer_(loop, this, &uv::bindMethod<WorkerPool, &WorkerPool::onDeadlineTimer>) {}
 
 WorkerPool::~WorkerPool() = default;
 
@@ -73,12 +73,26 @@ const char* WorkerPool::unavailableReason() const {
   return supervisor_.available() ? nullptr : "no_workers";
 }
 
+upstream::WorkerIdentity WorkerPool::identifyWorker(const UpstreamConnection& connection) const {
+  auto it = running_.find(const_cast<UpstreamConnection*>(&connection));
+  if (it == running_.end()) return {};
+  const Worker& w = *it->second.worker;
+  return {true, w.index(), w.pid()};
+}
+
 bool WorkerPool::retryable(const UpstreamConnection* connection) const {
   // Retry only when the worker is alive: a request that was on a worker when it died may be
   // what killed it. The exit may not be reported yet when the connection's EOF arrives, so
   // the process is asked directly.
-  const Worker& w = workerOf(connection);
+  auto it = running_.find(const_cast<UpstreamConnection*>(connection));
+  if (it == running_.end()) return false;
+  const Worker& w = *it->second.worker;
   return w.dispatchable() && !w.processGone();
+}
+
+void WorkerPool::reconfigure(const config::Pool& config) {
+  supervisor_.reconfigure(config);
+  for (auto& [worker, wc] : connections_) wc->pool.setMaxIdle(config.concurrency_per_worker);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -135,10 +149,8 @@ void WorkerPool::pumpWaiting() {
 
 void WorkerPool::failWaiting() {
   // Nobody will serve these soon: 503 no_workers now rather than at the queue timeout.
-  auto pending = std::move(pending_);
-  pending_.clear();
-  for (Request& r : pending) {
-    if (r.waiter != nullptr) r.waiter->onTargetFailed(UpstreamErrorKind::Connect, "no worker is available");
+  while (upstream::TargetWaiter* waiter = pending_.popFront()) {
+    waiter->deliverFailure(loop_, UpstreamErrorKind::Connect, "no worker is available");
   }
   for (const auto& weak : limiters_) {
     if (auto limiter = weak.lock()) limiter->limiter().failAllQueued();
@@ -160,103 +172,69 @@ Worker* WorkerPool::pick() {
 AcquireResult WorkerPool::acquire(upstream::TargetWaiter& waiter,
                                   const upstream::AcquireOptions& options) {
   if (supervisor_.stopping()) return AcquireResult::failed("worker pool is stopping");
-  Request r;
-  r.waiter = &waiter;
-  r.fresh = options.fresh;
-  r.route.assign(options.route);
-  r.request_id.assign(options.request_id);
+  waiter.options = options;
+  waiter.tries = 0;
   Worker* w = pick();
   if (w == nullptr) {
-    pending_.push_back(std::move(r));
+    pending_.pushBack(waiter);
     return AcquireResult::pending();
   }
-  return startOn(*w, std::move(r), true);
+  return startOn(*w, waiter, true);
 }
 
-AcquireResult WorkerPool::startOn(Worker& w, Request r, bool sync) {
+AcquireResult WorkerPool::startOn(Worker& w, upstream::TargetWaiter& waiter, bool sync) {
   ++w.in_flight;
   ++w.served;
-  if (!r.fresh) {
-    if (UpstreamConnection* c = popIdle(w)) {
-      track(c, w, r);
-      upstream::TargetWaiter* waiter = r.waiter;
+  WorkerConnections& wc = connectionsOf(w);
+  if (sync && !waiter.options.fresh) {
+    if (UpstreamConnection* c = wc.pool.takeIdle()) {
+      track(c, w, waiter);
       supervisor_.onDispatched(w);
-      if (sync) return AcquireResult::ready(c);
-      waiter->onTargetReady(c, true);
-      return AcquireResult::pending();
+      return AcquireResult::ready(c);
     }
   }
-  auto* c = new UpstreamConnection(loop_, buffers_, *this, w.name());
-  c->ownerTag = &w;
-  ++w.open_connections;
-  // Recorded before the connect: a connect that fails at once closes the connection, and
-  // onConnectionGone() then retries the request elsewhere like any failed connect.
-  connecting_.emplace(c, std::move(r));
-  int rc;
-  if (w.address().is_unix) {
-    rc = c->connectUnix(w.address().path, kConnectTimeoutMs);
-  } else {
-    sockaddr_in addr{};
-    uv_ip4_addr("127.0.0.1", w.address().port, &addr);
-    rc = c->connectTcp(reinterpret_cast<const sockaddr*>(&addr), kConnectTimeoutMs);
-  }
-  if (rc != 0) {
-    c->close();
-  } else {
-    supervisor_.onDispatched(w);
-  }
+  wc.pool.request(waiter);
+  supervisor_.onDispatched(w);
   return AcquireResult::pending();
 }
 
-void WorkerPool::dispatchOrWait(Request r) {
-  if (r.waiter == nullptr) return;
+void WorkerPool::dispatchOrWait(upstream::TargetWaiter& waiter) {
   if (Worker* w = pick()) {
-    startOn(*w, std::move(r), false);
+    startOn(*w, waiter, false);
   } else {
-    pending_.push_back(std::move(r));
+    pending_.pushBack(waiter);
   }
 }
 
-void WorkerPool::retryElsewhere(Request r, const char* why) {
-  if (r.waiter == nullptr) return;
+void WorkerPool::retryElsewhere(upstream::TargetWaiter& waiter, const char* why) {
   // Nothing reached a worker, so another worker may take it whatever the method.
-  if (++r.attempts >= kMaxConnectAttempts) {
-    r.waiter->onTargetFailed(UpstreamErrorKind::Connect, why);
+  if (++waiter.tries >= kMaxConnectAttempts) {
+    waiter.deliverFailure(loop_, UpstreamErrorKind::Connect, why);
     return;
   }
-  dispatchOrWait(std::move(r));
+  dispatchOrWait(waiter);
+}
+
+void WorkerPool::undispatch(Worker& w) {
+  --w.in_flight;
+  --w.served;
 }
 
 void WorkerPool::servePending() {
   while (!pending_.empty()) {
-    if (pending_.front().waiter == nullptr) {
-      pending_.pop_front();
-      continue;
-    }
     Worker* w = pick();
     if (w == nullptr) return;
-    Request r = std::move(pending_.front());
-    pending_.pop_front();
-    startOn(*w, std::move(r), false);
+    startOn(*w, *pending_.popFront(), false);
   }
 }
 
-void WorkerPool::cancel(upstream::TargetWaiter& waiter) {
-  for (Request& r : pending_) {
-    if (r.waiter == &waiter) r.waiter = nullptr;
-  }
-  for (auto& [c, r] : connecting_) {
-    if (r.waiter == &waiter) r.waiter = nullptr;
-  }
-}
-
-void WorkerPool::track(UpstreamConnection* c, Worker& w, Request& r) {
+void WorkerPool::track(UpstreamConnection* c, Worker& w, const upstream::TargetWaiter& waiter) {
   uint64_t now = uv_now(loop_);
   Running& run = running_[c];
   run.worker = &w;
   run.started_at = now;
-  run.route = std::move(r.route);
-  run.request_id = std::move(r.request_id);
+  run.route.assign(waiter.options.route);
+  run.request_id.assign(waiter.options.request_id);
   const config::Pool& cfg = config();
   uint64_t first = now + static_cast<uint64_t>(cfg.request_timeout.count());
   if (cfg.slow_after.count() > 0) {
@@ -266,10 +244,15 @@ void WorkerPool::track(UpstreamConnection* c, Worker& w, Request& r) {
 }
 
 void WorkerPool::release(UpstreamConnection* c, bool reusable) {
-  Worker& w = workerOf(c);
+  auto it = running_.find(c);
+  if (it == running_.end()) {  // never handed out through this pool: nothing to account for
+    upstream::ConnectionPool::of(*c).release(c, false);
+    return;
+  }
+  Worker& w = *it->second.worker;
   if (!reusable && mayStillBeWorking(c)) {
     // The exchange gave up, the worker did not: its slot stays taken until it is done.
-    auto& run = running_.at(c);
+    Running& run = it->second;
     run.given_up = true;
     log()->debug("pool {}: request {} abandoned by its exchange; worker {} (pid {}) finishes it",
                  name_, run.request_id, w.index(), w.pid());
@@ -283,25 +266,17 @@ void WorkerPool::release(UpstreamConnection* c, bool reusable) {
         this);
     return;
   }
-  if (auto it = running_.find(c); it != running_.end()) {
-    running_.erase(it);
-    --w.in_flight;
-    if (running_.empty()) disarmDeadline();
-  }
+  running_.erase(it);
+  --w.in_flight;
+  if (running_.empty()) disarmDeadline();
   // The worker closed the connection before its response was whole: it may be dying (its
   // sockets close a moment before its exit is reported). Send it nothing until that is clear.
   if (!reusable && c->peerClosed() && w.dispatchable() && !responseComplete(c)) {
     supervisor_.onWorkerTrouble(w, false, "closed a connection mid-request");
   }
-  if (reusable && w.dispatchable() && c->state() == UpstreamConnection::State::Active &&
-      w.idle_count < config().concurrency_per_worker) {
-    c->detach();
-    c->becomeIdle(kIdleTimeoutMs);
-    pushIdle(w, c);
-  } else {
-    // Never reused after anything but a complete exchange on a healthy worker.
-    c->close();
-  }
+  // Never reused after anything but a complete exchange on a healthy worker.
+  bool reuse = reusable && w.dispatchable() && c->state() == UpstreamConnection::State::Active;
+  upstream::ConnectionPool::of(*c).release(c, reuse);
   slotFreed(w);
 }
 
@@ -323,56 +298,89 @@ void WorkerPool::slotFreed(Worker& w) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Connections (ConnectionOwner)
+// Connections: a ConnectionPool per worker
 
-void WorkerPool::onConnectResult(UpstreamConnection* c, int status) {
-  auto it = connecting_.find(c);
-  if (it == connecting_.end()) return;
-  Request r = std::move(it->second);
-  connecting_.erase(it);
-  Worker& w = workerOf(c);
-  --w.in_flight;
-  if (status != 0) {
-    --w.served;
-    c->close();
-    supervisor_.onWorkerTrouble(w, true,
-                                status == UV_ETIMEDOUT ? "connect timed out" : uv_strerror(status));
-    retryElsewhere(std::move(r), "cannot connect to a worker");
-    slotFreed(w);
-    return;
-  }
-  if (r.waiter == nullptr) {
-    // The request went away while connecting: keep the connection for the next one.
-    --w.served;
-    if (w.dispatchable() && w.idle_count < config().concurrency_per_worker) {
-      c->becomeIdle(kIdleTimeoutMs);
-      pushIdle(w, c);
-    } else {
-      c->close();
-    }
-    slotFreed(w);
-    return;
-  }
-  ++w.in_flight;
-  upstream::TargetWaiter* waiter = r.waiter;
-  track(c, w, r);
-  waiter->onTargetReady(c, false);
+WorkerPool::WorkerConnections::WorkerConnections(WorkerPool& o, Worker& w)
+    : owner(o),
+      worker(w),
+      pool(o.loop_, o.buffers_, *this,
+           [&w] {
+             upstream::Destination d;
+             d.name = w.name();
+             d.is_unix = w.address().is_unix;
+             if (d.is_unix) {
+               d.unix_path = w.address().path;
+             } else {
+               uv_ip4_addr("127.0.0.1", w.address().port,
+                           reinterpret_cast<sockaddr_in*>(&d.addr));
+             }
+             return d;
+           }(),
+           [&o, &w] {
+             upstream::PoolSettings s;
+             s.max_idle = o.config().concurrency_per_worker;
+             s.idle_timeout_ms = kIdleTimeoutMs;
+             s.connect_timeout_ms = kConnectTimeoutMs;
+             s.open_gauge = &w.open_connections;
+             return s;
+           }()) {}
+
+void WorkerPool::WorkerConnections::onConnectFailed(upstream::ConnectionPool&,
+                                                    upstream::TargetWaiter* charged, int status) {
+  owner.onConnectFailed(*this, charged, status);
 }
 
-void WorkerPool::onIdleClosed(UpstreamConnection* c) { removeIdle(workerOf(c), c); }
+void WorkerPool::WorkerConnections::onHandOut(upstream::ConnectionPool&,
+                                              upstream::TargetWaiter& waiter,
+                                              UpstreamConnection& connection) {
+  owner.track(&connection, worker, waiter);
+}
 
-void WorkerPool::onConnectionGone(UpstreamConnection* c) {
-  Worker& w = workerOf(c);
-  if (auto it = connecting_.find(c); it != connecting_.end()) {
-    // Closed before its connect finished (a connect that failed at once, or a dying worker).
-    Request r = std::move(it->second);
-    connecting_.erase(it);
-    --w.in_flight;
-    --w.served;
-    retryElsewhere(std::move(r), "cannot connect to a worker");
-    supervisor_.onRequestDone(w);
+void WorkerPool::WorkerConnections::onWaitCancelled(upstream::ConnectionPool&,
+                                                    upstream::TargetWaiter&) {
+  // Its request went away before it reached the worker: the slot is free again. A connect made
+  // for it serves the next request, or goes idle.
+  owner.undispatch(worker);
+  owner.slotFreed(worker);
+}
+
+void WorkerPool::WorkerConnections::onConnectionClosed(upstream::ConnectionPool&,
+                                                       UpstreamConnection& connection,
+                                                       bool in_use) {
+  owner.onConnectionClosed(*this, connection, in_use);
+}
+
+WorkerPool::WorkerConnections& WorkerPool::connectionsOf(Worker& w) {
+  auto& wc = connections_[&w];
+  if (!wc) wc = std::make_unique<WorkerConnections>(*this, w);
+  return *wc;
+}
+
+void WorkerPool::dropConnectionsIfDone(Worker& w) {
+  auto it = connections_.find(&w);
+  if (it == connections_.end() || it->second->pool.open() > 0) return;
+  // May be called from inside that pool: it goes at the end of the loop turn.
+  uv::Loop::of(loop_).deferDelete(std::move(it->second));
+  connections_.erase(it);
+}
+
+void WorkerPool::onConnectFailed(WorkerConnections& wc, upstream::TargetWaiter* charged,
+                                 int status) {
+  Worker& w = wc.worker;
+  if (status != UV_ECANCELED) {  // not closed by us (a worker that is gone)
+    supervisor_.onWorkerTrouble(w, true,
+                                status == UV_ETIMEDOUT ? "connect timed out" : uv_strerror(status));
   }
-  if (auto it = running_.find(c); it != running_.end()) {
+  if (charged != nullptr) {
+    undispatch(w);
+    retryElsewhere(*charged, "cannot connect to a worker");
+    slotFreed(w);
+  }
+}
+
+void WorkerPool::onConnectionClosed(WorkerConnections& wc, UpstreamConnection& c, bool in_use) {
+  Worker& w = wc.worker;
+  if (auto it = running_.find(&c); in_use && it != running_.end()) {
     // Closed without a release (should not happen); keep the counts true anyway.
     if (it->second.abandoned != nullptr) AbandonedRequest::discard(it->second.abandoned);
     running_.erase(it);
@@ -380,36 +388,15 @@ void WorkerPool::onConnectionGone(UpstreamConnection* c) {
     if (running_.empty()) disarmDeadline();
     supervisor_.onRequestDone(w);
   }
-  if (c->idle_prev != nullptr || c->idle_next != nullptr || w.idle_head == c) removeIdle(w, c);
-  --w.open_connections;
-  if (w.state() == Worker::State::Exited && w.open_connections == 0) supervisor_.sweepSoon();
-}
-
-UpstreamConnection* WorkerPool::popIdle(Worker& w) {
-  UpstreamConnection* c = w.idle_head;
-  if (c != nullptr) removeIdle(w, c);
-  return c;
-}
-
-void WorkerPool::pushIdle(Worker& w, UpstreamConnection* c) {
-  // LIFO: the most recently used connection is the least likely to have been closed.
-  c->idle_prev = nullptr;
-  c->idle_next = w.idle_head;
-  if (w.idle_head != nullptr) w.idle_head->idle_prev = c;
-  w.idle_head = c;
-  ++w.idle_count;
-}
-
-void WorkerPool::removeIdle(Worker& w, UpstreamConnection* c) {
-  if (c->idle_prev != nullptr) c->idle_prev->idle_next = c->idle_next;
-  if (c->idle_next != nullptr) c->idle_next->idle_prev = c->idle_prev;
-  if (w.idle_head == c) w.idle_head = c->idle_next;
-  c->idle_prev = c->idle_next = nullptr;
-  --w.idle_count;
+  if (w.state() == Worker::State::Exited && wc.pool.open() == 0) {
+    dropConnectionsIfDone(w);
+    supervisor_.sweepSoon();
+  }
 }
 
 void WorkerPool::closeIdle(Worker& w) {
-  while (UpstreamConnection* c = popIdle(w)) c->close();
+  auto it = connections_.find(&w);
+  if (it != connections_.end()) it->second->pool.closeIdle();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -420,23 +407,28 @@ void WorkerPool::onWorkerReady(Worker&) {}  // onCapacityChanged() follows
 void WorkerPool::onWorkerStopping(Worker& w) { closeIdle(w); }
 
 void WorkerPool::onWorkerExited(Worker& w) {
-  closeIdle(w);
+  // Requests that had not reached it yet go to another worker; its other connections close.
+  if (auto it = connections_.find(&w); it != connections_.end()) {
+    upstream::WaitList displaced;
+    it->second->pool.evict(displaced);
+    while (upstream::TargetWaiter* waiter = displaced.popFront()) {
+      undispatch(w);
+      retryElsewhere(*waiter, "cannot connect to a worker");
+      supervisor_.onRequestDone(w);
+    }
+  }
   std::vector<UpstreamConnection*> doomed;
   for (const auto& [c, run] : running_) {
     if (run.worker == &w) doomed.push_back(c);
-  }
-  for (const auto& [c, r] : connecting_) {
-    if (&workerOf(c) == &w) doomed.push_back(c);
   }
   // Each fail() may re-enter the pool (the exchange releases, the next request is dispatched):
   // re-check that the connection is still ours before touching it.
   for (UpstreamConnection* c : doomed) {
     if (running_.count(c) != 0) {
       c->fail(UpstreamErrorKind::Reset, "the worker died while handling the request");
-    } else if (connecting_.count(c) != 0) {
-      c->close();  // onConnectionGone() retries it on another worker
     }
   }
+  dropConnectionsIfDone(w);
 }
 
 void WorkerPool::onCapacityChanged() {

@@ -9,8 +9,8 @@
 //
 // Dispatch: an admitted request goes to the least-busy ready worker with a free slot (never a
 // starting or stopping one, never beyond concurrency_per_worker), over a keep-alive connection
-// of that worker. A unit whose worker vanished before dispatch waits in `pending_` for the
-// next free slot.
+// of that worker (a ConnectionPool per worker). A unit whose worker vanished before dispatch
+// waits in `pending_` for the next free slot.
 //
 // Per request: request_timeout (the worker is killed and replaced, the client gets 504) and
 // slow_after (logged; on_slow runs) are timed here, from the moment the request is handed to a
@@ -19,7 +19,6 @@
 
 #include <uv.h>
 
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -28,21 +27,21 @@
 #include <vector>
 
 #include "common/coalesced_loop.h"
+#include "common/uv/timer.h"
 #include "config/config.h"
 #include "offload/abandoned_request.h"
 #include "offload/dispatch.h"
 #include "offload/supervisor.h"
 #include "proxy/routing/limiter.h"
 #include "proxy/routing/route_limiter.h"
+#include "proxy/upstream/connection_pool.h"
 #include "proxy/upstream/target.h"
 #include "proxy/upstream/upstream_connection.h"
-#include "proxy/uv/timer.h"
 
 namespace loopguard::offload {
 
 class WorkerPool final : public upstream::Target,
                          public routing::CapacityGate,
-                         private upstream::ConnectionOwner,
                          private SupervisorEvents {
  public:
   WorkerPool(uv_loop_t* loop, net::BufferPool& buffers, RuntimeDir& dir,
@@ -52,7 +51,7 @@ class WorkerPool final : public upstream::Target,
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   void start() { supervisor_.start(); }
-  void reconfigure(const config::Pool& config) { supervisor_.reconfigure(config); }
+  void reconfigure(const config::Pool& config);
   // Stops taking requests and stops every worker (see Supervisor::stop); `done` once every
   // child has exited.
   void stop(std::function<void()> done);
@@ -66,18 +65,23 @@ class WorkerPool final : public upstream::Target,
 
   const config::Pool& config() const { return supervisor_.config(); }
   PoolStats stats() const { return supervisor_.stats(); }
+  // Requests it can hold now: concurrency_per_worker x dispatchable workers.
+  uint64_t capacity() const { return ledger_.slots(); }
+  // Its processes and their restart history, for /status and the per-worker metrics.
+  const Supervisor& supervisor() const { return supervisor_; }
 
   // Target
   const std::string& name() const override { return name_; }
   upstream::AcquireResult acquire(upstream::TargetWaiter& waiter,
                                   const upstream::AcquireOptions& options) override;
-  void cancel(upstream::TargetWaiter& waiter) override;
   void release(upstream::UpstreamConnection* connection, bool reusable) override;
   // The pool's own request_timeout ends a request first (504 and a replaced worker); the
   // exchange's response timeout is only a backstop.
   config::Duration responseTimeout() const override;
   bool retryable(const upstream::UpstreamConnection* connection) const override;
   const char* unavailableReason() const override;
+  upstream::WorkerIdentity identifyWorker(
+      const upstream::UpstreamConnection& connection) const override;
 
   // CapacityGate
   bool tryTake() override;
@@ -85,13 +89,20 @@ class WorkerPool final : public upstream::Target,
   bool hasCapacity() const override;
 
  private:
-  // A request that holds a unit and wants a worker connection.
-  struct Request {
-    upstream::TargetWaiter* waiter = nullptr;  // null once cancelled
-    bool fresh = false;
-    uint32_t attempts = 0;
-    std::string route;
-    std::string request_id;
+  // The connections of one worker, and the requests dispatched to it that wait for one.
+  struct WorkerConnections final : upstream::ConnectionPool::Owner {
+    WorkerConnections(WorkerPool& owner, Worker& worker);
+    void onConnectFailed(upstream::ConnectionPool&, upstream::TargetWaiter* charged,
+                         int status) override;
+    void onHandOut(upstream::ConnectionPool&, upstream::TargetWaiter& waiter,
+                   upstream::UpstreamConnection& connection) override;
+    void onWaitCancelled(upstream::ConnectionPool&, upstream::TargetWaiter& waiter) override;
+    void onConnectionClosed(upstream::ConnectionPool&, upstream::UpstreamConnection& connection,
+                            bool in_use) override;
+
+    WorkerPool& owner;
+    Worker& worker;
+    upstream::ConnectionPool pool;
   };
   // A request handed to a worker connection.
   struct Running {
@@ -106,22 +117,23 @@ class WorkerPool final : public upstream::Target,
   };
 
   Worker* pick();
-  // Puts `request` on `worker`. `sync`: called from acquire(), so a connection ready now is
-  // returned (not delivered through the waiter).
-  upstream::AcquireResult startOn(Worker& worker, Request request, bool sync);
-  void dispatchOrWait(Request request);
-  void retryElsewhere(Request request, const char* why);
+  WorkerConnections& connectionsOf(Worker& worker);
+  // The worker is gone and so are its connections: its pool goes (at the end of the loop turn).
+  void dropConnectionsIfDone(Worker& worker);
+  // Puts `waiter` on `worker`. `sync`: called from acquire(), so an idle connection is returned
+  // (Ready) rather than delivered through the waiter.
+  upstream::AcquireResult startOn(Worker& worker, upstream::TargetWaiter& waiter, bool sync);
+  void dispatchOrWait(upstream::TargetWaiter& waiter);
+  void retryElsewhere(upstream::TargetWaiter& waiter, const char* why);
+  // A request counted on `worker` left it without being served (cancelled, or moved on).
+  void undispatch(Worker& worker);
   void servePending();
   void slotFreed(Worker& worker);
   bool mayStillBeWorking(upstream::UpstreamConnection* connection) const;
-  void track(upstream::UpstreamConnection* connection, Worker& worker, Request& request);
+  void track(upstream::UpstreamConnection* connection, Worker& worker,
+             const upstream::TargetWaiter& waiter);
   void pumpWaiting();
   void failWaiting();
-
-  // Idle keep-alive connections of a worker.
-  upstream::UpstreamConnection* popIdle(Worker& worker);
-  void pushIdle(Worker& worker, upstream::UpstreamConnection* connection);
-  void removeIdle(Worker& worker, upstream::UpstreamConnection* connection);
   void closeIdle(Worker& worker);
 
   // Deadlines.
@@ -131,27 +143,23 @@ class WorkerPool final : public upstream::Target,
   void reportSlow(Running& running, uint64_t now);
   void timeOut(upstream::UpstreamConnection* connection);
 
-  // ConnectionOwner
-  void onConnectResult(upstream::UpstreamConnection* connection, int status) override;
-  void onIdleClosed(upstream::UpstreamConnection* connection) override;
-  void onConnectionGone(upstream::UpstreamConnection* connection) override;
+  // ConnectionPool::Owner, per worker
+  void onConnectFailed(WorkerConnections& wc, upstream::TargetWaiter* charged, int status);
+  void onConnectionClosed(WorkerConnections& wc, upstream::UpstreamConnection& connection,
+                          bool in_use);
   // SupervisorEvents
   void onWorkerReady(Worker& worker) override;
   void onWorkerStopping(Worker& worker) override;
   void onWorkerExited(Worker& worker) override;
   void onCapacityChanged() override;
 
-  static Worker& workerOf(const upstream::UpstreamConnection* connection) {
-    return *static_cast<Worker*>(connection->ownerTag);
-  }
-
   uv_loop_t* loop_;
   net::BufferPool& buffers_;
   std::string name_;
   Supervisor supervisor_;
   SlotLedger ledger_;
-  std::deque<Request> pending_;
-  std::unordered_map<upstream::UpstreamConnection*, Request> connecting_;
+  upstream::WaitList pending_;  // holding a unit, no worker to go to yet
+  std::unordered_map<const Worker*, std::unique_ptr<WorkerConnections>> connections_;
   std::unordered_map<upstream::UpstreamConnection*, Running> running_;
   std::vector<std::weak_ptr<routing::RouteLimiter>> limiters_;
   uv::Timer deadline_timer_;

@@ -6,7 +6,9 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -14,9 +16,10 @@
 #include <spdlog/logger.h>
 
 #include "config/config.h"
+#include "proxy/access_log.h"
 #include "proxy/advice/observer.h"
 #include "proxy/metrics/route_metrics.h"
-#include "proxy/net/buffer_pool.h"
+#include "common/net/buffer_pool.h"
 #include "proxy/routing/route_limiter.h"
 #include "proxy/routing/route_table.h"
 #include "proxy/upstream/target.h"
@@ -28,6 +31,11 @@ struct RouteRuntime {
   std::shared_ptr<routing::RouteLimiter> limiter;
   std::shared_ptr<upstream::Target> target;
   std::shared_ptr<metrics::RouteMetrics> metrics;
+  std::function<uint64_t()> pool_capacity;  // pool routes: the pool's ready slots
+
+  // How many requests the route can hold at once (loopguard_route_capacity): its limit, and
+  // for a pool route no more than its pool's ready slots. nullopt: unlimited.
+  std::optional<uint64_t> capacity() const;
 };
 
 // An immutable view of one config: an Exchange keeps the snapshot it started with.
@@ -64,9 +72,8 @@ struct ProxyContext {
   RequestIds ids;
   ProxyCounters counters;
   metrics::RouteMetrics unrouted;  // requests refused before a route was chosen
-  std::shared_ptr<spdlog::logger> log;     // "proxy"
-  std::shared_ptr<spdlog::logger> access;  // null when the access log is off
-  bool access_json = false;
+  std::shared_ptr<spdlog::logger> log;  // "proxy"
+  AccessLog access_log;
   bool draining = false;
 };
 

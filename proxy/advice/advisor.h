@@ -29,8 +29,8 @@
 #include "proxy/advice/process_stream.h"
 #include "proxy/advice/verdict.h"
 #include "proxy/metrics/prometheus.h"
-#include "proxy/net/buffer_pool.h"
-#include "proxy/uv/timer.h"
+#include "common/net/buffer_pool.h"
+#include "common/uv/timer.h"
 
 namespace loopguard::advice {
 

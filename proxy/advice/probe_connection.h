@@ -12,8 +12,8 @@
 
 #include "proxy/advice/process_locator.h"
 #include "proxy/http/message_parser.h"
-#include "proxy/net/buffer_pool.h"
-#include "proxy/net/socket.h"
+#include "common/net/buffer_pool.h"
+#include "common/net/socket.h"
 
 namespace loopguard::advice {
 

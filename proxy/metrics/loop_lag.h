@@ -4,7 +4,7 @@
 
 #include <uv.h>
 
-#include "proxy/uv/timer.h"
+#include "common/uv/timer.h"
 
 namespace loopguard::metrics {
 

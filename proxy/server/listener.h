@@ -10,7 +10,7 @@
 #include <string>
 
 #include "config/config.h"
-#include "proxy/uv/handle.h"
+#include "common/uv/handle.h"
 
 namespace loopguard::proxy {
 

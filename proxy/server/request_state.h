@@ -11,7 +11,7 @@
 
 #include "proxy/exchange.h"
 #include "proxy/http/message_parser.h"
-#include "proxy/uv/handle.h"
+#include "common/uv/handle.h"
 
 namespace loopguard::proxy {
 

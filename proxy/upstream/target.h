@@ -1,35 +1,30 @@
 // What a route points at. Two kinds share this interface: a Cluster (the app's own processes,
-// reached over keep-alive pools) and, in offload/, a WorkerPool (processes loopguard runs).
-// Either way the request travels over an UpstreamConnection.
+// reached over keep-alive pools) and a worker pool (processes loopguard runs, in offload/, which
+// plugs in through a PoolBinding). Either way the request travels over an UpstreamConnection.
 #pragma once
 
-#include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "config/config.h"
+#include "proxy/upstream/target_waiter.h"
+
+namespace loopguard::routing {
+class CapacityGate;
+class RouteLimiter;
+}  // namespace loopguard::routing
 
 namespace loopguard::upstream {
 
 class UpstreamConnection;
 
-enum class UpstreamErrorKind { Connect, Reset, Timeout };
-const char* errorKindName(UpstreamErrorKind kind);
-
-class TargetWaiter {
- public:
-  virtual ~TargetWaiter() = default;
-  // A connection ready for one request. `reused`: it served a request before.
-  virtual void onTargetReady(UpstreamConnection* connection, bool reused) = 0;
-  virtual void onTargetFailed(UpstreamErrorKind kind, const char* why) = 0;
-};
-
-struct AcquireOptions {
-  bool fresh = false;  // a new connection, not a pooled one (for the one retry)
-  // Who asks, for the target's own logs (a worker pool names slow and timed-out requests).
-  // Valid during acquire() only.
-  std::string_view route;
-  std::string_view request_id;
+// Which worker of a pool a connection leads to, for the access log.
+struct WorkerIdentity {
+  bool known = false;
+  uint32_t index = 0;
+  int64_t pid = 0;
 };
 
 struct AcquireResult {
@@ -48,15 +43,22 @@ class Target {
   virtual const std::string& name() const = 0;
 
   // Ready: a pooled connection usable now (no callback follows). Pending: exactly one waiter
-  // callback follows later, unless cancel() first. Failed: nothing follows; `why` says why.
+  // callback follows, from the loop's ready queue, unless the wait is cancelled first.
+  // Failed: nothing follows; `why` says why.
   virtual AcquireResult acquire(TargetWaiter& waiter, const AcquireOptions& options) = 0;
-  virtual void cancel(TargetWaiter& waiter) = 0;
+  // The waiter leaves wherever it waits (the target's queues are WaitLists).
+  void cancel(TargetWaiter& waiter) { waiter.cancelWait(); }
 
   // The request on `connection` is over. `reusable`: both messages complete and keep-alive.
   virtual void release(UpstreamConnection* connection, bool reusable) = 0;
 
   // Until the response head, once the request is sent.
   virtual config::Duration responseTimeout() const = 0;
+  // The longest silence once bytes move: while the response body streams, or while a write of
+  // the request waits for the upstream to take it. A worker pool has no key of its own: its
+  // request_timeout already bounds the whole request on a worker (killing the worker, which a
+  // proxy-side timeout could not do), so by default this is the same backstop as above.
+  virtual config::Duration readTimeout() const { return responseTimeout(); }
 
   // Whether a request that failed on a reused `connection` before any response byte may be
   // sent again (idempotent only; the Exchange checks that). A worker pool says no when the
@@ -72,6 +74,23 @@ class Target {
 
   // A request failed after its connection was handed out (reset or timeout), for metrics.
   virtual void recordError(UpstreamErrorKind kind) { (void)kind; }
+
+  // The pool worker behind `connection` (a worker pool only; a cluster's endpoint is the
+  // connection's peer name).
+  virtual WorkerIdentity identifyWorker(const UpstreamConnection& connection) const {
+    (void)connection;
+    return {};
+  }
 };
+
+// How a `pool:` route reaches its workers; supplied by offload/ (the proxy knows no processes).
+struct PoolBinding {
+  std::shared_ptr<Target> target;
+  routing::CapacityGate* gate = nullptr;  // free worker slots
+  std::function<uint64_t()> capacity;     // ready workers x concurrency_per_worker
+  // The pool wants to be told about the limiters that wait on its gate, to pump them.
+  std::function<void(const std::shared_ptr<routing::RouteLimiter>&)> add_waiting_limiter;
+};
+using PoolResolver = std::function<PoolBinding(const std::string& pool_name)>;
 
 }  // namespace loopguard::upstream

@@ -8,19 +8,32 @@
 #include <memory>
 #include <string>
 
+#include "common/intrusive_list.h"
+#include "common/net/socket.h"
+#include "common/uv/timer.h"
 #include "proxy/http/message_parser.h"
-#include "proxy/net/socket.h"
 #include "proxy/upstream/target.h"
-#include "proxy/uv/timer.h"
 
 namespace loopguard::upstream {
+
+class ConnectionPool;
+
+// What the ConnectionPool that owns a connection keeps on it; only that pool touches it.
+struct PoolLink : ListNode<PoolLink> {
+  enum class Stage { Connecting, SetAside, InUse, Idle, Closing };
+  ConnectionPool* pool = nullptr;
+  UpstreamConnection* connection = nullptr;
+  Stage stage = Stage::Connecting;
+  TargetWaiter* waiter = nullptr;  // Connecting: the fresh request it is for; SetAside: who gets it
+  int connect_status = 0;          // why a connect failed before it started
+};
 
 // The exchange currently using the connection.
 class UpstreamHandler {
  public:
   virtual ~UpstreamHandler() = default;
   virtual void onUpstreamWritten(int status) = 0;
-  virtual void onUpstreamInput() = 0;  // bytes to parse: call parseInput() when ready for them
+  virtual void onUpstreamInput() = 0;  // new bytes in socket().input(), to parse when ready
   virtual void onUpstreamClosed(int status) = 0;  // EOF/reset while a request is on it
   // The owner gave up on the request (e.g. a worker killed at request_timeout).
   virtual void onUpstreamFailed(UpstreamErrorKind kind, const char* why) = 0;
@@ -74,11 +87,7 @@ class UpstreamConnection final : private net::SocketEvents {
   // takes back an unfinished request knows the upstream is working on it.
   void markRequestSent() { request_sent_ = true; }
   bool requestSent() const { return request_sent_; }
-  void* ownerTag = nullptr;  // for the owning pool's bookkeeping (which endpoint)
-
-  // Intrusive idle list links, managed by the owner.
-  UpstreamConnection* idle_prev = nullptr;
-  UpstreamConnection* idle_next = nullptr;
+  PoolLink pool_link;
 
  private:
   ~UpstreamConnection();

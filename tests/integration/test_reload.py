@@ -59,7 +59,9 @@ def test_post_reload_with_errors_answers_400_and_keeps_the_old_config(procs):
     assert any(":7:" in e and "bogus" in e for e in body["errors"]), body
     assert admin_config(proxy) == before
     assert http_request(proxy.port, "GET", "/echo").status == 200
-    assert any("reload" in l and "rejected" in l for l in proxy.stderr_lines)
+    # The line is logged before the answer is sent, but read from the pipe by another thread.
+    wait_until(lambda: any("reload" in l and "rejected" in l for l in proxy.stderr_lines), 5,
+               desc="the rejected reload in the log")
 
 
 def test_post_reload_reports_keys_that_need_a_restart(procs):
