@@ -50,6 +50,7 @@ bool ProbeConnection::send(const std::string& request) {
   switch (socket_.writeNow(&buf, 1)) {
     case net::Socket::WriteStatus::Done:
     case net::Socket::WriteStatus::Pending:
+    case net::Socket::WriteStatus::Copied:
       return true;
     case net::Socket::WriteStatus::Error:
       break;
