@@ -39,7 +39,7 @@ json evidenceToJson(const Evidence& e, const Verdict& v) {
           {"probing", e.probing},
           {"probes", e.probes},
           {"lagged_rate", e.probes ? rounded(static_cast<double>(e.probes_lagged) / static_cast<double>(e.probes), 3) : 0.0},
-          {"background_rate", e.all_probes ? rounded(static_cast<double>(e.all_probes_lagged) / static_cast<double>(e.all_probes), 3) : 0.0},
+          {"background_rate", e.all_probes ? rounded(probeBackground(e), 3) : 0.0},
           {"mean_lag_ms", e.probes ? rounded(e.probe_lag_ms / static_cast<double>(e.probes), 2) : 0.0}};
   return json{{"s1_flush", std::move(s1)},
               {"s2_silence", std::move(s2)},

@@ -206,23 +206,44 @@ Judged judgeSilence(const Evidence& e, const VerdictParams& p) {
   return j;
 }
 
+}  // namespace
+
+double probeBackground(const Evidence& e) {
+  // The probes sent outside its tails: a blocker's own lagged probes would raise the bar it is
+  // measured against (on a loaded machine with several blockers, the share of all probes that
+  // lag reached 0.5).
+  const uint64_t others = e.all_probes > e.probes ? e.all_probes - e.probes : 0;
+  const uint64_t others_lagged =
+      e.all_probes_lagged > e.probes_lagged ? e.all_probes_lagged - e.probes_lagged : 0;
+  return others > 0 ? static_cast<double>(others_lagged) / static_cast<double>(others) : 0.5;
+}
+
+namespace {
+
 Judged judgeProbe(const Evidence& e, const VerdictParams& p) {
   Judged j;
   // Ten probes can show a blocker (most of them lag); calling an endpoint ok takes more.
   if (!e.probing || e.probes < p.s3_min_probes_blocks || e.all_probes == 0) return j;
   const double rate = static_cast<double>(e.probes_lagged) / static_cast<double>(e.probes);
-  const double background = std::clamp(
-      static_cast<double>(e.all_probes_lagged) / static_cast<double>(e.all_probes), 0.01, 0.99);
+  const double background = std::clamp(probeBackground(e), 0.01, 0.99);
   const double p_value = binomialUpperTail(e.probes, e.probes_lagged, background);
+  // How unlikely this few lagged probes would be from a blocker (lagging at least s3_blocks of
+  // its probes, or the background if that is higher).
+  const double ok_confidence =
+      1 - binomialLowerTail(e.probes, e.probes_lagged, std::max(p.s3_blocks, background));
   j.explained = rate;
   if (rate >= p.s3_blocks && p_value < p.s1_p_value && rate * e.base_ms >= p.s1_min_block_ms) {
     j.opinion = Opinion::Blocks;
     j.confidence = 1 - p_value;
   } else if (e.probes < p.s3_min_probes) {
     return j;  // not enough to call it ok yet
-  } else if (rate < p.s3_ok || p_value >= 10 * p.s1_p_value || rate * e.base_ms < p.s1_min_block_ms) {
+  } else if (rate < p.s3_ok || ok_confidence >= p.s3_ok_confidence ||
+             rate * e.base_ms < p.s1_min_block_ms) {
+    // Ok needs evidence against blocking, not merely too little for it: a lag share well
+    // above the background that is not significant yet (a GIL-holding thread on a starved
+    // machine) stays unclear and keeps being probed.
     j.opinion = Opinion::Ok;
-    j.confidence = 1 - binomialLowerTail(e.probes, e.probes_lagged, std::max(p.s3_blocks, background));
+    j.confidence = ok_confidence;
   } else {
     j.opinion = Opinion::Unclear;
   }
@@ -308,11 +329,8 @@ Verdict decide(const Evidence& e, const VerdictParams& p) {
   }
   if (s1_decides && s3.opinion == Opinion::Unclear) {
     v.notes.push_back(format("S3 is unclear: %.2f of the probes sent during its tails lagged "
-                             "(%.2f of all)",
-                             s3.explained,
-                             e.all_probes ? static_cast<double>(e.all_probes_lagged) /
-                                                static_cast<double>(e.all_probes)
-                                          : 0.0));
+                             "(%.2f of the others)",
+                             s3.explained, probeBackground(e)));
   }
   if (opposite(decider, s2.opinion)) {
     const double n = static_cast<double>(std::max<uint64_t>(1, e.silence_n));

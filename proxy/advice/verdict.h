@@ -70,12 +70,15 @@ struct VerdictParams {
   double s2_flat = 0.1;
   uint64_t s2_min_n = 20;
   // S3: probes needed in its tails; a lagged share at or above `blocks`, significantly above
-  // the background (s1_p_value), with at least s1_min_block_ms of loop time per request, says
-  // blocks; below `ok` (or not significant), ok.
+  // the background (the probes outside its tails; s1_p_value), with at least s1_min_block_ms
+  // of loop time per request, says blocks; below `ok`, or significantly below what a blocker
+  // lags, ok; in between, unclear.
   uint64_t s3_min_probes = 20;         // for ok
   uint64_t s3_min_probes_blocks = 10;  // for blocks (with the significance above)
   double s3_blocks = 0.5;
   double s3_ok = 0.4;
+  // ...or at least this sure that it lags fewer probes than a blocker would.
+  double s3_ok_confidence = 0.99;
 };
 
 struct Verdict {
@@ -100,6 +103,9 @@ double stallMs(const Evidence& e);
 // that do not stand out (iterated) head stalls. counters[i] may be null.
 std::vector<double> backgroundRates(const std::vector<const FlushCounters*>& counters,
                                     const VerdictParams& params);
+
+// S3's background: the lagged share of the probes of its processes sent outside its tails.
+double probeBackground(const Evidence& e);
 
 // P(X >= k) and P(X <= k) for X ~ Binomial(n, p).
 double binomialUpperTail(uint64_t n, uint64_t k, double p);

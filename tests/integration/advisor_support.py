@@ -10,6 +10,7 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -199,6 +200,42 @@ class Traffic:
             return {k: len(v) for k, v in self.results.items()}
 
 
+class TrafficProcess:
+    """Traffic (same arguments) driven from a process of its own, so that scenarios run side by
+    side do not share one client GIL: started, it runs until stop() closes its stdin (or this
+    process dies), then reports its errors and counts."""
+
+    def __init__(self, port, spec, paced=False, seed=1):
+        self.args = {"port": port, "spec": spec, "paced": paced, "seed": seed}
+        self.errors, self._counts, self.proc = [], {}, None
+
+    def start(self):
+        self.proc = subprocess.Popen([PYTHON, os.path.abspath(__file__), "traffic",
+                                      json.dumps(self.args)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return self
+
+    def stop(self):
+        if self.proc is None or self.proc.returncode is not None:
+            return self
+        out, err = self.proc.communicate(timeout=90)
+        if self.proc.returncode != 0:
+            raise HarnessError(f"traffic driver exited with {self.proc.returncode}: {err[-2000:]!r}")
+        result = json.loads(out)
+        self.errors, self._counts = [tuple(e) for e in result["errors"]], result["counts"]
+        return self
+
+    def counts(self):
+        return dict(self._counts)
+
+
+def _traffic_main(args):
+    t = Traffic(args["port"], args["spec"], paced=args["paced"], seed=args["seed"]).start()
+    sys.stdin.read()  # until the parent closes it
+    t.stop()
+    print(json.dumps({"errors": [list(e) for e in t.errors[:100]], "counts": t.counts()}))
+
+
 def advice(admin_port):
     return get_json(admin_port, "/advice")
 
@@ -272,6 +309,74 @@ def run_and_judge(proxy, spec, expected, paced, duration, poll_every=5.0, min_sa
     return report
 
 
+class Scenario:
+    """One proxy in front of one app, the traffic it gets and the verdict each endpoint must
+    reach (run_scenarios)."""
+
+    def __init__(self, name, proxy, spec, expected, paced, seed=1):
+        self.name, self.proxy, self.spec, self.expected, self.paced = name, proxy, spec, expected, paced
+        self.traffic = TrafficProcess(proxy.port, spec, paced=paced, seed=seed)
+        self.false_alarms, self.stable, self.done_after, self.report = [], 0, None, None
+
+    def wrong(self, report, min_samples):
+        seen = by_path(report)
+        out = []
+        for key, want in self.expected.items():
+            e = seen.get(key)
+            if e is None or e["samples"] < min_samples or e["verdict"] != want:
+                out.append((key, want, e and e["verdict"], e and e["samples"]))
+        return out
+
+
+def run_scenarios(scenarios, min_duration=12.0, max_duration=45.0, stable_polls=3,
+                  poll_every=1.0, min_samples=30):
+    """Runs the scenarios side by side, polling each one's /advice every `poll_every` s. A
+    scenario is done once every endpoint has had its expected verdict (with at least
+    min_samples samples) for `stable_polls` polls in a row and it ran `min_duration` s: its
+    traffic stops and its final report is taken. Fails if any request failed, if an endpoint
+    expected "ok" was reported blocks_loop at any poll, or if a final verdict is wrong (at
+    max_duration, whatever the scenarios still running show). Returns {name: final report};
+    each scenario's done_after says when it was done."""
+    started = time.monotonic()
+    for sc in scenarios:
+        sc.traffic.start()
+    running = list(scenarios)
+    try:
+        while running:
+            time.sleep(poll_every)
+            elapsed = time.monotonic() - started
+            for sc in list(running):
+                report = advice(sc.proxy.admin_port)
+                seen = by_path(report)
+                for key, want in sc.expected.items():
+                    e = seen.get(key)
+                    if want == "ok" and e is not None and e["verdict"] == "blocks_loop":
+                        sc.false_alarms.append((round(elapsed, 1), key, e["samples"]))
+                sc.stable = 0 if sc.wrong(report, min_samples) else sc.stable + 1
+                if (sc.stable >= stable_polls and elapsed >= min_duration) or elapsed >= max_duration:
+                    sc.traffic.stop()
+                    sc.report = advice(sc.proxy.admin_port)
+                    sc.done_after = round(elapsed, 1)
+                    running.remove(sc)
+    finally:
+        for sc in running:
+            sc.traffic.stop()
+    problems = []
+    for sc in scenarios:
+        text = summary(sc.report)
+        if sc.traffic.errors:
+            problems.append(f"{sc.name}: requests failed: {sc.traffic.errors[:5]}\n{text}")
+        if sc.false_alarms:
+            problems.append(f"{sc.name}: waiting endpoints reported as blocking: "
+                            f"{sc.false_alarms}\n{text}")
+        wrong = sc.wrong(sc.report, min_samples)
+        if wrong:
+            problems.append(f"{sc.name}: wrong verdicts after {sc.done_after} s (endpoint, "
+                            f"expected, got, samples): {wrong}\n{text}")
+    assert not problems, "\n\n".join(problems)
+    return {sc.name: sc.report for sc in scenarios}
+
+
 def get_text(port, path, timeout=10):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -291,3 +396,10 @@ def status_of(port, path, method="GET", timeout=10):
         return r.status
     finally:
         conn.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "traffic":
+        _traffic_main(json.loads(sys.argv[2]))
+    else:
+        sys.exit("usage: advisor_support.py traffic JSON")

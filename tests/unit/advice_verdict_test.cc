@@ -109,6 +109,38 @@ TEST(AdviceVerdict, TheProbeDecidesWhenItHasEnough) {
   EXPECT_STREQ(v.decided_by, "s3");
 }
 
+TEST(AdviceVerdict, TheProbeCallsOkOnlyOnEvidenceAgainstBlocking) {
+  // A GIL-holding thread on a starved machine: its tails lag 64% of 70 probes while half of the
+  // others lag too. Not significant yet, but far from evidence that it only waits: unclear
+  // (so S1, or more probes, decide), never ok.
+  Evidence e = blocker();
+  e.blamed = 6;
+  e.probing = true;
+  e.probes = 70;
+  e.probes_lagged = 45;
+  e.all_probes = 1070;
+  e.all_probes_lagged = 545;  // the others: 500 of 1000
+  Verdict v = decide(e, {});
+  EXPECT_EQ(v.s3, Opinion::Unclear);
+  EXPECT_NEAR(probeBackground(e), 0.5, 1e-9);
+
+  // Its own lagged probes are not its background: 0.75 of 80 against 0.2 of the others is
+  // blocking, although all probes together lag at 0.25.
+  e.probes = 80;
+  e.probes_lagged = 60;
+  e.all_probes = 1080;
+  e.all_probes_lagged = 260;
+  v = decide(e, {});
+  EXPECT_EQ(v.s3, Opinion::Blocks);
+  EXPECT_NEAR(probeBackground(e), 0.2, 1e-9);
+
+  // A waiter whose tails lag like everything else on that machine: ok, and sure of it.
+  e.probes_lagged = 20;
+  v = decide(e, {});
+  EXPECT_EQ(v.s3, Opinion::Ok);
+  EXPECT_GT(v.confidence, 0.99);
+}
+
 TEST(AdviceVerdict, BackgroundIgnoresWhatStandsOut) {
   FlushCounters waiter, blocker_c;
   waiter.opportunities = 1000;

@@ -3,12 +3,15 @@ verdict its physics says (tests/integration/test_advisor.py checks them):
 
   blocks the loop (blocks_loop)
     GET  /cpu/loop?ms=12        pure Python spinning inside the `async def`
+    GET  /cpu/hash?ms=12        hashlib.sha256 called inside the `async def` for 12 ms: hashlib
+                                releases the GIL, but the loop thread is the one hashing
     GET  /cpu/gil-thread?n=     math.factorial in run_in_executor(ThreadPoolExecutor): one C
                                 call that never releases the GIL, so the loop stalls as if inline
   only waits (ok)
     GET  /cpu/nogil-thread      hashlib.sha256 of 2 MiB in a thread: releases the GIL
     GET  /cpu/process           CPU in a ProcessPoolExecutor
     GET  /sync/sleep            a `def` endpoint (Starlette's threadpool) that time.sleep()s
+    GET  /sync/read             a `def` endpoint that reads a 4 MiB file (blocking I/O in a thread)
     GET  /io/sleep              asyncio.sleep
     GET  /db                    an aiosqlite query
     GET  /lock                  an asyncio.Lock held across an await (serialises itself)
@@ -67,6 +70,9 @@ async def startup():
         db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
         db.executemany("INSERT INTO items (name) VALUES (?)", [(f"item-{i}",) for i in range(500)])
     _state["db"] = await aiosqlite.connect(path)
+    _state["file"] = os.path.join(folder, "blob.bin")
+    with open(_state["file"], "wb") as f:
+        f.write(os.urandom(4 * 1024 * 1024))
     _state["lock"] = asyncio.Lock()
 
 
@@ -92,6 +98,16 @@ async def cpu_loop(ms: float = LOOP_MS):
     return _who()
 
 
+@app.get("/cpu/hash")
+async def cpu_hash(ms: float = LOOP_MS):
+    # 256 KiB at a time until `ms` have passed: as long as the spin, whatever the CPU's speed.
+    end = time.perf_counter() + ms / 1000.0
+    digest, chunk = "", memoryview(BIG)[: 256 * 1024]
+    while time.perf_counter() < end:
+        digest = _sha(chunk)
+    return _who(digest=digest[:16])
+
+
 @app.get("/cpu/gil-thread")
 async def cpu_gil_thread(n: int = FACTORIAL_N):
     bits = await asyncio.get_running_loop().run_in_executor(_state["threads"], _factorial_bits, n)
@@ -114,6 +130,13 @@ async def cpu_process(ms: float = 3):
 def sync_sleep():
     time.sleep(SLEEP_S)
     return _who()
+
+
+@app.get("/sync/read")
+def sync_read():
+    with open(_state["file"], "rb") as f:
+        size = len(f.read())
+    return _who(size=size)
 
 
 @app.get("/io/sleep")
