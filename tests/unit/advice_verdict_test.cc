@@ -119,20 +119,19 @@ TEST(AdviceVerdict, TheProbeCallsOkOnlyOnEvidenceAgainstBlocking) {
   e.probes = 70;
   e.probes_lagged = 45;
   e.all_probes = 1070;
-  e.all_probes_lagged = 545;  // the others: 500 of 1000
+  e.all_probes_lagged = 535;
   Verdict v = decide(e, {});
   EXPECT_EQ(v.s3, Opinion::Unclear);
   EXPECT_NEAR(probeBackground(e), 0.5, 1e-9);
 
-  // Its own lagged probes are not its background: 0.75 of 80 against 0.2 of the others is
-  // blocking, although all probes together lag at 0.25.
+  // Its tails lag far more often than the probes do: blocking.
   e.probes = 80;
   e.probes_lagged = 60;
   e.all_probes = 1080;
-  e.all_probes_lagged = 260;
+  e.all_probes_lagged = 270;
   v = decide(e, {});
   EXPECT_EQ(v.s3, Opinion::Blocks);
-  EXPECT_NEAR(probeBackground(e), 0.2, 1e-9);
+  EXPECT_NEAR(probeBackground(e), 0.25, 1e-9);
 
   // A waiter whose tails lag like everything else on that machine: ok, and sure of it.
   e.probes_lagged = 20;
