@@ -48,25 +48,31 @@ json evidenceToJson(const Evidence& e, const Verdict& v) {
               {"decided_by", v.decided_by}};
 }
 
+// What identifies an endpoint and its verdict, in /advice and /status alike.
+json endpointVerdict(const EndpointReport& ep) {
+  const Verdict& v = ep.verdict;
+  return json{{"route", ep.endpoint.route},
+              {"method", ep.endpoint.method},
+              {"path", ep.endpoint.path},
+              {"samples", ep.evidence.samples},
+              {"verdict", verdictName(v.kind)},
+              {"blocking_ms", rounded(v.blocking_ms, 2)},
+              {"loop_share", rounded(v.loop_share, 4)},
+              {"confidence", rounded(v.confidence, 3)}};
+}
+
 }  // namespace
 
 json reportToJson(const Report& report, const std::string& suggested_config) {
   json endpoints = json::array();
   for (const EndpointReport& ep : report.endpoints) {
-    const Verdict& v = ep.verdict;
-    endpoints.push_back(json{{"route", ep.endpoint.route},
-                             {"upstream", ep.endpoint.upstream},
-                             {"method", ep.endpoint.method},
-                             {"path", ep.endpoint.path},
-                             {"samples", ep.evidence.samples},
-                             {"verdict", verdictName(v.kind)},
-                             {"blocking_ms", rounded(v.blocking_ms, 2)},
-                             {"loop_share", rounded(v.loop_share, 4)},
-                             {"confidence", rounded(v.confidence, 3)},
-                             {"offloaded", false},
-                             {"processes", ep.processes},
-                             {"notes", v.notes},
-                             {"evidence", evidenceToJson(ep.evidence, v)}});
+    json j = endpointVerdict(ep);
+    j["upstream"] = ep.endpoint.upstream;
+    j["offloaded"] = false;
+    j["processes"] = ep.processes;
+    j["notes"] = ep.verdict.notes;
+    j["evidence"] = evidenceToJson(ep.evidence, ep.verdict);
+    endpoints.push_back(std::move(j));
   }
   json processes = json::array();
   for (const ProcessReport& p : report.processes) {
@@ -92,18 +98,11 @@ json reportToJson(const Report& report, const std::string& suggested_config) {
 json reportStatus(const Report& report) {
   json endpoints = json::array();
   for (const EndpointReport& ep : report.endpoints) {
-    const Verdict& v = ep.verdict;
     std::string notes;
-    for (const std::string& n : v.notes) notes += (notes.empty() ? "" : "; ") + n;
-    endpoints.push_back(json{{"route", ep.endpoint.route},
-                             {"method", ep.endpoint.method},
-                             {"path", ep.endpoint.path},
-                             {"samples", ep.evidence.samples},
-                             {"verdict", verdictName(v.kind)},
-                             {"blocking_ms", rounded(v.blocking_ms, 2)},
-                             {"loop_share", rounded(v.loop_share, 4)},
-                             {"confidence", rounded(v.confidence, 3)},
-                             {"notes", notes}});
+    for (const std::string& n : ep.verdict.notes) notes += (notes.empty() ? "" : "; ") + n;
+    json j = endpointVerdict(ep);
+    j["notes"] = std::move(notes);  // one cell of the page's table
+    endpoints.push_back(std::move(j));
   }
   return json{{"enabled", report.enabled},
               {"probe", report.probe},

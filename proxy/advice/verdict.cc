@@ -209,13 +209,11 @@ Judged judgeSilence(const Evidence& e, const VerdictParams& p) {
 }  // namespace
 
 double probeBackground(const Evidence& e) {
-  // The probes sent outside its tails: a blocker's own lagged probes would raise the bar it is
-  // measured against (on a loaded machine with several blockers, the share of all probes that
-  // lag reached 0.5).
-  const uint64_t others = e.all_probes > e.probes ? e.all_probes - e.probes : 0;
-  const uint64_t others_lagged =
-      e.all_probes_lagged > e.probes_lagged ? e.all_probes_lagged - e.probes_lagged : 0;
-  return others > 0 ? static_cast<double>(others_lagged) / static_cast<double>(others) : 0.5;
+  // Every probe of its processes, its own included: an endpoint's count is of (request, probe)
+  // pairs (a probe in the tails of two of its requests counts twice), so "the probes outside
+  // its tails" cannot be had by subtraction.
+  return e.all_probes > 0 ? static_cast<double>(e.all_probes_lagged) / static_cast<double>(e.all_probes)
+                          : 0.5;
 }
 
 namespace {
@@ -329,7 +327,7 @@ Verdict decide(const Evidence& e, const VerdictParams& p) {
   }
   if (s1_decides && s3.opinion == Opinion::Unclear) {
     v.notes.push_back(format("S3 is unclear: %.2f of the probes sent during its tails lagged "
-                             "(%.2f of the others)",
+                             "(%.2f of all)",
                              s3.explained, probeBackground(e)));
   }
   if (opposite(decider, s2.opinion)) {

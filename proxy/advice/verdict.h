@@ -70,7 +70,7 @@ struct VerdictParams {
   double s2_flat = 0.1;
   uint64_t s2_min_n = 20;
   // S3: probes needed in its tails; a lagged share at or above `blocks`, significantly above
-  // the background (the probes outside its tails; s1_p_value), with at least s1_min_block_ms
+  // the background (all probes; s1_p_value), with at least s1_min_block_ms
   // of loop time per request, says blocks; below `ok`, or significantly below what a blocker
   // lags, ok; in between, unclear.
   uint64_t s3_min_probes = 20;         // for ok
@@ -104,7 +104,7 @@ double stallMs(const Evidence& e);
 std::vector<double> backgroundRates(const std::vector<const FlushCounters*>& counters,
                                     const VerdictParams& params);
 
-// S3's background: the lagged share of the probes of its processes sent outside its tails.
+// S3's background: the lagged share of all probes of its processes.
 double probeBackground(const Evidence& e);
 
 // P(X >= k) and P(X <= k) for X ~ Binomial(n, p).

@@ -328,7 +328,7 @@ class Scenario:
         return out
 
 
-def run_scenarios(scenarios, min_duration=12.0, max_duration=45.0, stable_polls=3,
+def run_scenarios(scenarios, min_duration=12.0, max_duration=90.0, stable_polls=3,
                   poll_every=1.0, min_samples=30):
     """Runs the scenarios side by side, polling each one's /advice every `poll_every` s. A
     scenario is done once every endpoint has had its expected verdict (with at least
