@@ -64,6 +64,7 @@ struct Advisor::Group {
   int64_t probe_sent_ns = 0;
   double busy_ratio = 0;
   std::vector<double> background;                 // by endpoint, from the last refresh
+  ProbePool probe_pool;                           // S3's background, from the last refresh
 
   std::string schedstat_path;  // its main thread's /proc/PID/task/PID/schedstat (pid known)
   bool cpu_readable = true;
@@ -164,6 +165,7 @@ void Advisor::reset() {
     g->suspects_in_flight = 0;
     g->busy_ratio = 0;
     g->background.clear();
+    g->probe_pool = ProbePool{};
   }
   for (InFlight& f : in_flight_) f.suspect = false;
   blocking_routes_.clear();
@@ -472,7 +474,8 @@ void Advisor::refresh(int64_t t) {
     Group& g = *gp;
     g.stream().settle(t);
     g.background = streamBackground(g.stream(), n, verdict_params_);
-    views.push_back(StreamView{&g.stream(), &g.background});
+    g.probe_pool = streamProbePool(g.stream(), n, verdict_params_);
+    views.push_back(StreamView{&g.stream(), &g.background, &g.probe_pool});
   }
   for (size_t e = 0; e < n; ++e) {
     const auto id = static_cast<EndpointId>(e);

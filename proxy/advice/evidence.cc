@@ -12,6 +12,24 @@ std::vector<double> streamBackground(const ProcessStream& stream, size_t endpoin
   return backgroundRates(counters, params);
 }
 
+ProbePool streamProbePool(const ProcessStream& stream, size_t endpoints,
+                          const VerdictParams& params) {
+  ProbePool pool;
+  pool.quiet.assign(endpoints, false);
+  for (size_t e = 0; e < endpoints; ++e) {
+    const ProbeCounters* pc = stream.probes().counters(static_cast<EndpointId>(e));
+    if (pc == nullptr || pc->probes == 0) continue;
+    const bool looks_blocking =
+        pc->probes >= params.s3_min_probes_blocks &&
+        static_cast<double>(pc->lagged) >= params.s3_blocks * static_cast<double>(pc->probes);
+    if (looks_blocking) continue;
+    pool.quiet[e] = true;
+    pool.probes += pc->probes;
+    pool.lagged += pc->lagged;
+  }
+  return pool;
+}
+
 Evidence gatherEvidence(const std::vector<StreamView>& streams, EndpointId id, int64_t now_ns,
                         bool probing, uint32_t* processes) {
   Evidence ev;
@@ -47,10 +65,17 @@ Evidence gatherEvidence(const std::vector<StreamView>& streams, EndpointId id, i
     if (s.firstNs() >= 0) ev.process_s += static_cast<double>(now_ns - s.firstNs()) / 1e9;
     ev.all_probes += s.probes().probes();
     ev.all_probes_lagged += s.probes().lagged();
-    if (const ProbeCounters* pc = s.probes().counters(id)) {
+    const ProbeCounters* pc = s.probes().counters(id);
+    if (pc != nullptr) {
       ev.probes += pc->probes;
       ev.probes_lagged += pc->lagged;
       ev.probe_lag_ms += pc->lag_ms;
+    }
+    if (v.probe_pool != nullptr) {
+      // The others' pairs: its own are not its background.
+      const bool own = pc != nullptr && id < v.probe_pool->quiet.size() && v.probe_pool->quiet[id];
+      ev.background_probes += v.probe_pool->probes - (own ? pc->probes : 0);
+      ev.background_lagged += v.probe_pool->lagged - (own ? pc->lagged : 0);
     }
   }
   if (ev.opportunities > 0) ev.victim_rate = victim_rate_sum / static_cast<double>(ev.opportunities);

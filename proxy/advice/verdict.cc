@@ -209,9 +209,9 @@ Judged judgeSilence(const Evidence& e, const VerdictParams& p) {
 }  // namespace
 
 double probeBackground(const Evidence& e) {
-  // Every probe of its processes, its own included: an endpoint's count is of (request, probe)
-  // pairs (a probe in the tails of two of its requests counts twice), so "the probes outside
-  // its tails" cannot be had by subtraction.
+  if (e.background_probes > 0) {
+    return static_cast<double>(e.background_lagged) / static_cast<double>(e.background_probes);
+  }
   return e.all_probes > 0 ? static_cast<double>(e.all_probes_lagged) / static_cast<double>(e.all_probes)
                           : 0.5;
 }
@@ -327,7 +327,7 @@ Verdict decide(const Evidence& e, const VerdictParams& p) {
   }
   if (s1_decides && s3.opinion == Opinion::Unclear) {
     v.notes.push_back(format("S3 is unclear: %.2f of the probes sent during its tails lagged "
-                             "(%.2f of all)",
+                             "(%.2f of the others)",
                              s3.explained, probeBackground(e)));
   }
   if (opposite(decider, s2.opinion)) {

@@ -36,8 +36,10 @@ struct Evidence {
   uint64_t probes = 0;          // probes sent within its tails
   uint64_t probes_lagged = 0;   // of those, answered late
   double probe_lag_ms = 0;
-  uint64_t all_probes = 0;      // every probe of its processes, the background
+  uint64_t all_probes = 0;      // every probe of its processes
   uint64_t all_probes_lagged = 0;
+  uint64_t background_probes = 0;  // the other endpoints' pairs that do not look blocking
+  uint64_t background_lagged = 0;  // (ProbePool); none: the background is every probe
   double base_ms = 0;  // its minimal latency
 };
 
@@ -70,7 +72,7 @@ struct VerdictParams {
   double s2_flat = 0.1;
   uint64_t s2_min_n = 20;
   // S3: probes needed in its tails; a lagged share at or above `blocks`, significantly above
-  // the background (all probes; s1_p_value), with at least s1_min_block_ms
+  // the background (probeBackground; s1_p_value), with at least s1_min_block_ms
   // of loop time per request, says blocks; below `ok`, or significantly below what a blocker
   // lags, ok; in between, unclear.
   uint64_t s3_min_probes = 20;         // for ok
@@ -104,7 +106,8 @@ double stallMs(const Evidence& e);
 std::vector<double> backgroundRates(const std::vector<const FlushCounters*>& counters,
                                     const VerdictParams& params);
 
-// S3's background: the lagged share of all probes of its processes.
+// S3's background: the lagged share of the other, non-blocking endpoints' probes (ProbePool),
+// or of every probe of its processes where there are none.
 double probeBackground(const Evidence& e);
 
 // P(X >= k) and P(X <= k) for X ~ Binomial(n, p).

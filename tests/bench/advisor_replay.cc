@@ -133,11 +133,14 @@ int main(int argc, char** argv) {
   end += 10 * kNsPerMs;
   std::vector<std::vector<double>> backgrounds;
   backgrounds.reserve(streams.size());
+  std::vector<ProbePool> pools;
+  pools.reserve(streams.size());
   std::vector<StreamView> views;
   for (auto& [g, s] : streams) {
     s->settle(end);
     backgrounds.push_back(streamBackground(*s, names.size(), verdict));
-    views.push_back(StreamView{s.get(), &backgrounds.back()});
+    pools.push_back(streamProbePool(*s, names.size(), verdict));
+    views.push_back(StreamView{s.get(), &backgrounds.back(), &pools.back()});
   }
   std::printf("%zu records, %zu processes, %zu endpoints; statistics: %.0f ns per observation\n",
               records.size(), streams.size(), names.size(),

@@ -183,7 +183,10 @@ TEST(AdviceStatistics, ProbeLagSeparatesBlockersFromWaitersUnderPacedTraffic) {
   }
   s.settle(events.back().t + kNsPerMs);
   std::vector<double> bg = streamBackground(s, 3, {});
-  std::vector<StreamView> views{{&s, &bg}};
+  ProbePool pool = streamProbePool(s, 3, {});
+  EXPECT_FALSE(pool.quiet[kCpu]);  // it lags its probes: not part of anyone's background
+  EXPECT_TRUE(pool.quiet[kIo] && pool.quiet[kSlow]);
+  std::vector<StreamView> views{{&s, &bg, &pool}};
   Evidence cpu = gatherEvidence(views, kCpu, events.back().t, true);
   Evidence io = gatherEvidence(views, kIo, events.back().t, true);
   Evidence slow = gatherEvidence(views, kSlow, events.back().t, true);
@@ -197,6 +200,12 @@ TEST(AdviceStatistics, ProbeLagSeparatesBlockersFromWaitersUnderPacedTraffic) {
   EXPECT_EQ(vs.kind, VerdictKind::Ok);
   EXPECT_GT(static_cast<double>(cpu.probes_lagged) / static_cast<double>(cpu.probes), 0.7);
   EXPECT_LT(static_cast<double>(io.probes_lagged) / static_cast<double>(io.probes), 0.3);
+  // Each one's background is the others' quiet pairs.
+  const ProbeCounters& io_c = *s.probes().counters(kIo);
+  const ProbeCounters& slow_c = *s.probes().counters(kSlow);
+  EXPECT_EQ(cpu.background_probes, io_c.probes + slow_c.probes);
+  EXPECT_EQ(io.background_probes, slow_c.probes);
+  EXPECT_EQ(io.background_lagged, slow_c.lagged);
 }
 
 }  // namespace

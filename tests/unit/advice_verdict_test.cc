@@ -140,6 +140,27 @@ TEST(AdviceVerdict, TheProbeCallsOkOnlyOnEvidenceAgainstBlocking) {
   EXPECT_GT(v.confidence, 0.99);
 }
 
+TEST(AdviceVerdict, TheProbesBackgroundIsTheOtherEndpointsNotEveryProbe) {
+  // The blocker is the last suspect: probes go out only while it is in flight, so 81% of all
+  // probes lag (during its stretched requests), but only 10 fell in its tails. Against every
+  // probe it could never stand out; against the other endpoints' probes (37%) it does.
+  Evidence e = blocker();
+  e.blamed = 6;
+  e.probing = true;
+  e.probes = 10;
+  e.probes_lagged = 10;
+  e.all_probes = 400;
+  e.all_probes_lagged = 324;
+  Verdict without_pool = decide(e, {});
+  EXPECT_NE(without_pool.s3, Opinion::Blocks);
+  e.background_probes = 300;
+  e.background_lagged = 111;
+  EXPECT_NEAR(probeBackground(e), 0.37, 1e-9);
+  Verdict v = decide(e, {});
+  EXPECT_EQ(v.s3, Opinion::Blocks);
+  EXPECT_EQ(v.kind, VerdictKind::BlocksLoop);
+}
+
 TEST(AdviceVerdict, BackgroundIgnoresWhatStandsOut) {
   FlushCounters waiter, blocker_c;
   waiter.opportunities = 1000;
