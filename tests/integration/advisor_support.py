@@ -36,6 +36,7 @@ class App:
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.log_path = log_path or os.path.join("/tmp", f"advisor-app-{port}.log")
         self.proc = None
+        self.workers = 1  # processes that serve requests
 
     def start(self, ready_path="/health", timeout=60):
         self._log = open(self.log_path, "wb")
@@ -59,9 +60,16 @@ class App:
                                    + self.log_text())
             time.sleep(0.1)
 
-    def pids(self):
-        """Pids of the app's processes that serve requests (uvicorn --workers: the workers)."""
-        return sorted({get_json(self.port, "/health")["pid"] for _ in range(30)})
+    def pids(self, timeout=20):
+        """Pids of the app's processes that serve requests (uvicorn --workers: the workers):
+        asks on new connections until every one of self.workers has answered (the kernel
+        decides which worker accepts: on a loaded machine 30 in a row can go to one)."""
+        seen = set()
+        deadline = time.monotonic() + timeout
+        while True:
+            seen.add(get_json(self.port, "/health")["pid"])
+            if (len(seen) >= self.workers and len(seen) > 0) or time.monotonic() > deadline:
+                return sorted(seen)
 
     def log_text(self):
         try:
@@ -92,7 +100,9 @@ def fastapi_app(workers=1, env=None):
            str(port), "--log-level", "warning", "--no-access-log"]
     if workers > 1:
         cmd += ["--workers", str(workers)]
-    return App(cmd, port, env=env)
+    app = App(cmd, port, env=env)
+    app.workers = workers
+    return app
 
 
 def node_app(env=None):
