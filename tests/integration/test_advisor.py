@@ -15,7 +15,7 @@ scenario's traffic comes from a process of its own: mixed traffic at modest rate
 requests/s per scenario, blockers 4/s each: ~15% of one core on the loop). A scenario ends once
 every verdict has been right for 3 polls in a row (1 s apart) and it ran 12 s (at most 90 s):
 waiting endpoints must never be reported blocking at any poll, and every final verdict must be
-right with >= 30 samples. About 35 s in all.
+right with >= 30 samples. About 65 s in all.
 """
 import concurrent.futures
 

@@ -4,7 +4,7 @@ applied as is (POST /reload) it moves that endpoint to a pool worker and the I/O
 latency recovers. Also: the metrics and the status page's advice section, the adaptive limits
 capping the blocking route (not its victims) on the advisor's word, POST /advice/reset,
 advice.enabled: false, `loopguard advise --token-file` against a proxy with admin.token_file.
-About 30 s."""
+About 40 s."""
 import json
 import os
 import re
