@@ -166,6 +166,15 @@ struct Route {
   bool operator==(const Route&) const = default;
 };
 
+// The loop-block advisor (proxy/advice/): which endpoints block the app's event loop.
+struct AdviceConfig {
+  bool enabled = true;             // passive statistics, O(1) per upstream response
+  bool probe = false;              // active probe requests while suspects are in flight
+  std::string probe_path = "/";    // what the probe requests (origin-form; its status is ignored)
+  uint64_t min_samples = 30;       // fewer observed requests: "not_enough_data"
+  bool operator==(const AdviceConfig&) const = default;
+};
+
 struct OffloadConfig {
   Address listen;
   std::string pool;  // name of an entry in `pools`
@@ -188,6 +197,7 @@ struct Config {
   std::vector<Pool> pools;          // in file order; names unique
   std::vector<Route> routes;        // in file order (first match wins); names unique
   std::optional<OffloadConfig> offload;  // required by `loopguard offload`
+  AdviceConfig advice;
 
   const Upstream* findUpstream(const std::string& name) const;
   const Pool* findPool(const std::string& name) const;

@@ -42,7 +42,7 @@ namespace {
 constexpr size_t kMaxConfigFileBytes = 16 * kMiB;
 
 constexpr std::string_view kTopKeys[] = {"listen",    "admin", "log",    "limits", "timeouts",
-                                         "upstreams", "pools", "routes", "offload"};
+                                         "upstreams", "pools", "routes", "offload", "advice"};
 constexpr std::string_view kAdminKeys[] = {"listen", "token_file"};
 constexpr std::string_view kLogKeys[] = {"level", "format", "access_log"};
 constexpr std::string_view kLimitsKeys[] = {"max_connections", "max_header_bytes",
@@ -189,6 +189,7 @@ void SchemaLoader::readRoot(const YAML::Node& root) {
     offload_given_ = true;
     readOffload(f->value);
   }
+  if (const Field* f = fields->get("advice")) readAdvice(f->value);
   checkListenersDiffer();
   checkPurpose();
 }

@@ -1,7 +1,7 @@
 // The config schema, read from a yaml-cpp document into a Config: which keys exist where, their
 // defaults (from config.h), which values are impossible, and the cross-references between
 // sections. Internal to config/; split over loader.cc (top level, offload, purpose rules),
-// schema_backends.cc (upstreams, pools) and schema_routes.cc (routes).
+// schema_backends.cc (upstreams, pools), schema_routes.cc (routes) and schema_advice.cc.
 #pragma once
 
 #include <map>
@@ -47,6 +47,7 @@ class SchemaLoader {
   void readRouteLimits(const Item& item, RouteLimits& out);
   void readAdaptiveBounds(const Fields& fields, RouteLimits& out);
   void readOffload(const Item& item);
+  void readAdvice(const Item& item);  // schema_advice.cc
   void checkListenersDiffer();
   void checkPurpose();
 

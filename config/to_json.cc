@@ -146,6 +146,11 @@ json configToJson(const Config& config) {
       {"pools", std::move(pools)},
       {"routes", std::move(routes)},
       {"offload", std::move(offload)},
+      {"advice",
+       {{"enabled", config.advice.enabled},
+        {"probe", config.advice.probe},
+        {"probe_path", config.advice.probe_path},
+        {"min_samples", config.advice.min_samples}}},
   };
 }
 

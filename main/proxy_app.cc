@@ -12,6 +12,7 @@
 #include "config/loader.h"
 #include "config/to_json.h"
 #include "proxy/admin/status_proxy.h"
+#include "proxy/advice/admin_routes.h"
 #include "proxy/metrics/process_stats.h"
 
 namespace loopguard {
@@ -229,8 +230,11 @@ admin::AdminResponse ProxyApp::handleAdmin(const admin::AdminRequest& r) {
     j["warnings"] = result.warnings;
     return json_response(result.ok ? 200 : 400, j);
   }
+  if (advice::isAdvicePath(r.path)) {
+    return advice::handleAdviceRequest(r, server_.advisor(), *config_);
+  }
   return {404, "text/plain; charset=utf-8",
-          "not found; try / /status /healthz /readyz /metrics /config POST /reload\n"};
+          "not found; try / /status /healthz /readyz /metrics /config /advice POST /reload\n"};
 }
 
 std::string ProxyApp::renderMetrics() {
@@ -238,6 +242,7 @@ std::string ProxyApp::renderMetrics() {
   out.reserve(16 * 1024);
   metrics::PrometheusWriter w(out);
   server_.writeMetrics(w);
+  if (server_.advisor() != nullptr) server_.advisor()->writeMetrics(w);
   if (hooks_.pool_metrics) hooks_.pool_metrics(w);
   metrics::writeProcessMetrics(w);
   w.family("loopguard_event_loop_lag_seconds", "gauge",
@@ -256,6 +261,7 @@ void ProxyApp::addStatusSections() {
   if (hooks_.pools_status) {
     status_.add("pools", [this] { return hooks_.pools_status(uv_now(loop_)); });
   }
+  status_.add("advice", [this] { return advice::adviceStatus(server_.advisor()); });
 }
 
 nlohmann::json ProxyApp::processStatus() const {

@@ -462,6 +462,7 @@ void Exchange::releaseUpstream(bool reusable) {
 }
 
 void Exchange::finish(bool aborted) {
+  adviceEnded();
   cancelWaits();
   budget_timer_.stop();
   send_timer_.stop();  // a write still pending dies with the connection, which closes

@@ -128,6 +128,12 @@ class Exchange final : private routing::LimiterWaiter,
   void onBodyData(const char* at, size_t len) override;
   int onMessageComplete() override;
 
+  // The loop-block advisor's hooks (exchange_advice.cc): the request is upstream, its response
+  // head arrived, it ended without one.
+  void adviceRequestSent();
+  void adviceResponseHead();
+  void adviceEnded();
+
   void handleUpstreamEof();
   void upstreamTimedOut(const char* why);
   void cancelWaits();
@@ -207,6 +213,8 @@ class Exchange final : private routing::LimiterWaiter,
   http::ChunkedValidator chunked_validator_;  // chunked request bodies only
   OutputBatch to_upstream_;
   OutputBatch to_client_;
+
+  advice::Ticket advice_ticket_ = 0;  // this request as the advisor knows it (0: not observed)
 
   // Access log and metrics.
   uint64_t start_ms_ = 0;

@@ -144,6 +144,7 @@ void Exchange::flushUpstream() {
       request_sent_ = true;
       if (upstream_sent_us_ == 0) upstream_sent_us_ = uv_hrtime() / 1000;
       upstream_->markRequestSent();
+      adviceRequestSent();
       awaitResponseHead();
     }
     return;
@@ -153,6 +154,7 @@ void Exchange::flushUpstream() {
   // stamp after it is late whenever the write's wake-up of the app preempts us, and a sample
   // shorter than the app's work would pull the latency baseline down.
   if (request_side_ == RequestSide::Complete) upstream_sent_us_ = uv_hrtime() / 1000;
+  if (request_side_ == RequestSide::Complete && !request_sent_) adviceRequestSent();  // its last bytes
   upstream_writing_ = true;
   net::Socket::WriteStatus written =
       upstream_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()));

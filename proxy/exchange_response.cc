@@ -117,6 +117,7 @@ int Exchange::onHeadComplete() {
   http::writeClientResponseHead(client_head_, params, p.headers());
   to_client_.addOwned(client_head_);
   response_side_ = ResponseSide::HeadQueued;
+  adviceResponseHead();
   return head_request_ ? http::kSkipBody : 0;
 }
 

@@ -17,6 +17,7 @@
 
 #include "config/config.h"
 #include "proxy/access_log.h"
+#include "proxy/advice/observer.h"
 #include "proxy/metrics/route_metrics.h"
 #include "common/net/buffer_pool.h"
 #include "proxy/routing/route_limiter.h"
@@ -43,6 +44,7 @@ struct Snapshot {
   const config::Config& config() const { return table.config(); }
   routing::RouteTable table;
   std::vector<RouteRuntime> routes;  // by route index
+  advice::Observer* advice = nullptr;  // the loop-block advisor; null when advice is off
 };
 
 // X-Request-Id values: 128 bits as 32 hex digits, from a splitmix64 sequence seeded by the OS.

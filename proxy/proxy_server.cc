@@ -50,6 +50,13 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
   }
   clusters_ = std::move(clusters);
 
+  if (config->advice.enabled && !advisor_) {
+    advisor_ = std::make_unique<advice::Advisor>(context_.loop, context_.buffers, config->advice);
+    // The adaptive limits ask it which routes block their upstream's loop (docs/limits.md).
+    if (loop_block_oracle_ == nullptr) setLoopBlockOracle(advisor_.get());
+  }
+  if (advisor_) advisor_->configure(config->advice);
+
   std::map<std::string, std::shared_ptr<routing::RouteLimiter>> limiters;
   std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>> groups;
   for (auto& [key, group] : adaptive_groups_) group->limit().clearRoutes();
@@ -101,6 +108,7 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
     snapshot->routes.push_back(std::move(rt));
   }
   limiters_ = std::move(limiters);
+  snapshot->advice = config->advice.enabled ? advisor_.get() : nullptr;
   for (auto& [key, group] : adaptive_groups_) {
     if (groups.count(key) == 0) retired_groups_.push_back(group);
   }
@@ -158,6 +166,7 @@ void ProxyServer::onConnectionRemoved() {
 void ProxyServer::drain(std::function<void()> done) {
   drain_done_ = std::move(done);
   context_.draining = true;
+  if (advisor_) advisor_->stop();  // its probe connections close now, not after the loop
   listener_.close();
   connections_.forEach([](ClientConnection* c) { c->closeIfIdle(); });
   checkDrained();
@@ -173,6 +182,7 @@ void ProxyServer::checkDrained() {
 
 void ProxyServer::closeAll() {
   context_.draining = true;
+  if (advisor_) advisor_->stop();
   listener_.close();
   connections_.forEach([](ClientConnection* c) { c->close(); });
   for (auto& [name, cluster] : clusters_) cluster->shutdown();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/advice/advisor.h"
 #include "proxy/metrics/prometheus.h"
 #include "proxy/proxy_context.h"
 #include "proxy/server/client_connection.h"
@@ -62,6 +63,9 @@ class ProxyServer {
   }
   // Route, upstream and connection families of /metrics.
   void writeMetrics(metrics::PrometheusWriter& out) const;
+  // The loop-block advisor; null until advice was enabled once (it then stays, so what it
+  // learned survives a reload that turns it off and on again).
+  advice::Advisor* advisor() { return advisor_.get(); }
   // The adaptive limit and queue order families (limit_metrics.cc).
   void writeLimitMetrics(metrics::PrometheusWriter& out) const;
   // The loop-block advisor's answer to "does this route block its upstream's loop?", for every
@@ -86,6 +90,7 @@ class ProxyServer {
   uv_loop_t* loop_;
   upstream::PoolResolver pools_;
   ProxyContext context_;
+  std::unique_ptr<advice::Advisor> advisor_;  // after context_: it uses its buffer pool
   ConnectionSet connections_;
   RequestStatePool request_states_;
   Listener listener_;

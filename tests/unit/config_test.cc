@@ -968,7 +968,7 @@ bogus: 1
       "test.yaml:9:32: pools.cpu.workers: must be at least 1, got 0",
       "test.yaml:10:1: unknown key \"bogus\" in the top level (expected one of: listen, admin, "
       "log, "
-      "limits, timeouts, upstreams, pools, routes, offload)",
+      "limits, timeouts, upstreams, pools, routes, offload, advice)",
   };
   std::vector<std::string> actual;
   for (const ConfigError& e : result.errors) actual.push_back(e.format());
