@@ -39,6 +39,7 @@ const Pool* Config::findPool(const std::string& name) const {
 bool Config::routesToPool(const std::string& name) const {
   for (const Route& route : routes) {
     if (route.target_kind == TargetKind::Pool && route.target == name) return true;
+    if (route.auto_offload && route.auto_offload->pool == name) return true;
   }
   return false;
 }

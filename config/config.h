@@ -153,6 +153,15 @@ struct RouteLimits {
 
 enum class TargetKind { Upstream, Pool };
 
+// `auto_offload:` on an upstream route: the endpoints of that route the loop-block advisor finds
+// blocking the app's loop (with at least min_confidence) are served by `pool` from then on.
+struct AutoOffloadConfig {
+  SourcePos pos;
+  std::string pool;             // name of an entry in `pools`
+  double min_confidence = 0.95;
+  bool operator==(const AutoOffloadConfig&) const = default;
+};
+
 struct Route {
   std::string name;
   SourcePos pos;
@@ -163,6 +172,7 @@ struct Route {
   bool buffer_request = false;  // default: true for pool routes, false for upstream routes
   uint64_t buffer_limit = 16 * kMiB;
   Duration timeout{0};  // whole-request budget; 0 = none
+  std::optional<AutoOffloadConfig> auto_offload;  // upstream routes only
   bool operator==(const Route&) const = default;
 };
 
@@ -201,7 +211,8 @@ struct Config {
 
   const Upstream* findUpstream(const std::string& name) const;
   const Pool* findPool(const std::string& name) const;
-  // Some route sends requests to the pool `name` (the proxy starts only such pools).
+  // Some route sends requests to the pool `name`, directly or as its auto_offload pool (the
+  // proxy starts only such pools).
   bool routesToPool(const std::string& name) const;
 };
 

@@ -190,6 +190,7 @@ void SchemaLoader::readRoot(const YAML::Node& root) {
     readOffload(f->value);
   }
   if (const Field* f = fields->get("advice")) readAdvice(f->value);
+  checkAutoOffload();
   checkListenersDiffer();
   checkPurpose();
 }

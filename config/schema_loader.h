@@ -46,6 +46,8 @@ class SchemaLoader {
   void readMatch(const Item& item, RouteMatch& out);
   void readRouteLimits(const Item& item, RouteLimits& out);
   void readAdaptiveBounds(const Fields& fields, RouteLimits& out);
+  void readAutoOffload(const Item& item, Route& route);
+  void checkAutoOffload();
   void readOffload(const Item& item);
   void readAdvice(const Item& item);  // schema_advice.cc
   void checkListenersDiffer();

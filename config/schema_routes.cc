@@ -2,6 +2,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <tuple>
 
 #include "config/schema_loader.h"
@@ -12,8 +13,13 @@ namespace {
 
 constexpr size_t kMaxRouteNameLength = 128;
 
-constexpr std::string_view kRouteKeys[] = {"name",   "match",          "upstream",     "pool",
-                                           "limits", "buffer_request", "buffer_limit", "timeout"};
+constexpr std::string_view kRouteKeys[] = {"name",         "match",          "upstream",
+                                           "pool",         "limits",         "buffer_request",
+                                           "buffer_limit", "timeout",        "auto_offload"};
+constexpr std::string_view kAutoOffloadKeys[] = {"pool", "min_confidence"};
+// Below this the advisor's "blocks_loop" is closer to a guess than to a finding, and a false
+// move costs a worker slot per request of an endpoint that only waits.
+constexpr double kMinAutoOffloadConfidence = 0.5;
 constexpr std::string_view kMatchKeys[] = {"prefix", "exact", "regex", "methods", "host"};
 constexpr std::string_view kRouteLimitsKeys[] = {
     "max_in_flight", "max_in_flight_min", "max_in_flight_max", "max_queue",
@@ -121,7 +127,54 @@ void SchemaLoader::readRoute(const Item& item, size_t index) {
   }
   if (const Field* f = fields->get("buffer_limit")) reader_.size(f->value, route.buffer_limit, 1);
   if (const Field* f = fields->get("timeout")) reader_.duration(f->value, route.timeout, true);
+  if (const Field* f = fields->get("auto_offload")) readAutoOffload(f->value, route);
   config_.routes.push_back(std::move(route));
+}
+
+void SchemaLoader::readAutoOffload(const Item& item, Route& route) {
+  auto fields = reader_.mapping(item, "auto_offload", kAutoOffloadKeys);
+  if (!fields) return;
+  if (route.target_kind == TargetKind::Pool) {
+    reader_.error(item, "applies to upstream routes only: this route already sends every "
+                        "request to pool " + quoted(route.target));
+    return;
+  }
+  AutoOffloadConfig out;
+  out.pos = item.pos;
+  if (const Field* f = fields->get("pool")) {
+    if (reader_.nonEmptyString(f->value, out.pool) && pool_names_.count(out.pool) == 0) {
+      reader_.error(f->value, "no pool named " + quoted(out.pool) + " (" + namesOf(pool_names_) +
+                                  ")");
+    }
+  } else {
+    reader_.error(item, "missing required key \"pool\" (where the blocking endpoints go)");
+  }
+  if (const Field* f = fields->get("min_confidence")) {
+    std::string text;
+    if (reader_.string(f->value, text)) {
+      char* end = nullptr;
+      double value = std::strtod(text.c_str(), &end);
+      bool number = !text.empty() && end == text.c_str() + text.size();
+      if (!number || !(value >= kMinAutoOffloadConfidence && value <= 1.0)) {
+        reader_.error(f->value, "expected a number from 0.5 to 1, got " + quoted(text));
+      } else {
+        out.min_confidence = value;
+      }
+    }
+  }
+  route.auto_offload = std::move(out);
+}
+
+// After `advice:` is read (it may come after `routes:` in the file).
+void SchemaLoader::checkAutoOffload() {
+  if (config_.advice.enabled) return;
+  for (const Route& route : config_.routes) {
+    if (!route.auto_offload) continue;
+    reader_.error(route.auto_offload->pos,
+                  "auto_offload on route " + quoted(route.name) +
+                      " needs the loop-block advisor, but advice.enabled is false; turn it on "
+                      "or remove auto_offload");
+  }
 }
 
 void SchemaLoader::readMatch(const Item& item, RouteMatch& out) {

@@ -102,6 +102,10 @@ json toJson(const Route& route) {
       {"timeout", formatDuration(route.timeout)},
   };
   out[route.target_kind == TargetKind::Pool ? "pool" : "upstream"] = route.target;
+  if (route.auto_offload) {
+    out["auto_offload"] = json{{"pool", route.auto_offload->pool},
+                               {"min_confidence", route.auto_offload->min_confidence}};
+  }
   return out;
 }
 

@@ -11,6 +11,11 @@
 #                                 (quickstart-no-offload.yaml), 30 s of mixed traffic, then what
 #                                 `loopguard advise` finds; exit 0 only if it names the /cpu/
 #                                 routes and not /io
+#   deploy/run-demo.sh --auto     auto-offload, the zero-config path: loopguard with one catch-all
+#                                 route and `auto_offload` (quickstart-auto.yaml), mixed traffic
+#                                 until it has moved a /cpu/ endpoint to the pool by itself (at
+#                                 most 90 s); exit 0 only if it then answers from a worker and /io
+#                                 is still served by the app
 # Options:
 #   --no-deps                     skip deploy/install-deps.sh
 #   --no-build                    skip the build (uses build/loopguard, or $LOOPGUARD_BIN)
@@ -26,17 +31,18 @@ APP_ADDR=127.0.0.1:8000
 PROXY_ADDR=127.0.0.1:8080
 ADMIN_ADDR=127.0.0.1:9901
 
-check=0 deps=1 build=1 advise=0
+check=0 deps=1 build=1 advise=0 auto=0
 config="$EXAMPLES/quickstart.yaml"
 while [ $# -gt 0 ]; do
   case "$1" in
     --check) check=1 ;;
     --advise) advise=1; check=1 ;;
+    --auto) auto=1; check=1; config="$EXAMPLES/quickstart-auto.yaml" ;;
     --no-deps) deps=0 ;;
     --no-build) build=0 ;;
     --config) [ $# -ge 2 ] || { echo "run-demo: --config needs a file" >&2; exit 2; }
               config="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; shift ;;
-    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-demo: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -154,39 +160,68 @@ setsid "$BIN" proxy --config "$config" >&5 2>&5 </dev/null &
 PROXY_PID=$!
 exec 5>&-
 wait_for "loopguard" 30 "http://$PROXY_ADDR/healthz"
-# The pool is ready when a /cpu/ request is answered (its workers start in the background).
-wait_for "the cpu pool" 60 "http://$PROXY_ADDR/cpu/hash?iterations=1"
+# The pool is ready when a /cpu/ request is answered (its workers start in the background); with
+# auto-offload the app answers /cpu/ at first, so ask /readyz instead.
+if [ "$auto" = 1 ]; then
+  wait_for "the cpu pool" 60 "http://$ADMIN_ADDR/readyz"
+else
+  wait_for "the cpu pool" 60 "http://$PROXY_ADDR/cpu/hash?iterations=1"
+fi
 APP_PID_SEEN="$(http_get "http://$APP_ADDR/healthz" | grep -o '"pid":[0-9]*' | cut -d: -f2 || true)"
 
-# ---- --advise: which endpoints block the app's loop ---------------------------------------------------
-if [ "$advise" = 1 ]; then
-  say "driving 30 s of mixed traffic through loopguard (no pool: the app serves everything)"
-  "$PYTHON" - "$PROXY_ADDR" <<'PYEOF' || fail "some requests failed"
-import http.client, random, sys, threading, time
+# drive_traffic SECONDS [PREFIX]: independent clients (Poisson arrivals) through loopguard, the I/O
+# route at 40/s and the CPU routes at 4/s each; with PREFIX (auto-offload), until GET /advice says
+# an endpoint under PREFIX is offloaded (it prints which, and when, on stdout). Exit status 1 if
+# any request failed.
+drive_traffic() {
+  "$PYTHON" - "$PROXY_ADDR" "$ADMIN_ADDR" "$1" "${2:-}" <<'PYEOF'
+import http.client, json, random, sys, threading, time
 host, port = sys.argv[1].split(":")
-# Independent clients (Poisson arrivals): the I/O route at 40/s, the CPU routes at 4/s each.
+admin_host, admin_port = sys.argv[2].split(":")
+seconds, watch = float(sys.argv[3]), sys.argv[4]
 spec = {"/io": 40, "/cpu/hash?iterations=60000": 4, "/cpu/factorial?n=30000": 4}
-end = time.monotonic() + 30
+started = time.monotonic()
+end = started + seconds
 errors = []
 def client(path, rate, seed):
     rnd, conn = random.Random(seed), None
     t = time.monotonic()
     while True:
-        t += rnd.expovariate(rate)
-        if t > end: return
-        time.sleep(max(0, t - time.monotonic()))
+        if rate is not None:
+            t += rnd.expovariate(rate)
+            if t > end: return
+            time.sleep(max(0, t - time.monotonic()))
+        elif time.monotonic() > end:
+            return
         try:
             conn = conn or http.client.HTTPConnection(host, int(port), timeout=30)
             conn.request("GET", path); r = conn.getresponse(); r.read()
             if r.status != 200: errors.append(r.status)
         except OSError as e:
             conn = None; errors.append(repr(e))
-threads = [threading.Thread(target=client, args=(p, r / 4, i * 4 + k))
-           for i, (p, r) in enumerate(spec.items()) for k in range(4)]
+threads = [threading.Thread(target=client, args=(p, r and r / 4, i * 4 + k), daemon=True)
+           for i, (p, r) in enumerate(spec.items()) for k in range(4 if r else 2)]
 for t in threads: t.start()
+while watch and time.monotonic() < end:
+    time.sleep(0.5)
+    try:
+        c = http.client.HTTPConnection(admin_host, int(admin_port), timeout=5)
+        c.request("GET", "/advice"); report = json.loads(c.getresponse().read())
+    except (OSError, ValueError):
+        continue
+    moved = [e["path"] for e in report["endpoints"] if e["path"].startswith(watch) and e["offloaded"]]
+    if moved:
+        print(moved[0], round(time.monotonic() - started, 1))
+        end = time.monotonic()  # the clients stop at their next request
 for t in threads: t.join()
 sys.exit(1 if errors else 0)
 PYEOF
+}
+
+# ---- --advise: which endpoints block the app's loop ---------------------------------------------------
+if [ "$advise" = 1 ]; then
+  say "driving 30 s of mixed traffic through loopguard (no pool: the app serves everything)"
+  drive_traffic 30 || fail "some requests failed"
   say "loopguard advise --admin $ADMIN_ADDR"
   report="$("$BIN" advise --admin "$ADMIN_ADDR")" || fail "loopguard advise failed"
   printf '%s\n' "$report"
@@ -194,6 +229,34 @@ PYEOF
     || fail "the advisor did not flag the /cpu/ routes"
   if grep -Eq '^default +GET +/io +[0-9]+ +blocks_loop' <<<"$report"; then fail "the advisor flagged /io"; fi
   say "the advisor found the CPU routes; deploy/examples/quickstart.yaml sends them to a pool"
+  exit 0
+fi
+
+# ---- --auto: auto-offload moves the blocking endpoints by itself -----------------------------------
+if [ "$auto" = 1 ]; then
+  pid_of() { grep -o '"pid":[0-9]*' <<<"$1" | head -n 1 | cut -d: -f2; }
+  r="$(http_get "http://$PROXY_ADDR/cpu/hash?iterations=1")"
+  say "before: GET /cpu/hash answers from pid $(pid_of "$r") (the app is pid $APP_PID_SEEN); one route, no pool route"
+  say "driving mixed traffic through loopguard (GET /io 40/s, GET /cpu/hash and /cpu/factorial 4/s each) until it moves a /cpu/ endpoint (at most 90 s)"
+  moved="$(drive_traffic 90 /cpu/)" || fail "some requests failed"
+  moved_path="${moved% *}"
+  [ -n "$moved" ] || fail "nothing was moved in 90 s (see GET /advice; on a busy machine the advisor's margins shrink)"
+  say "$moved_path moved to the pool after ${moved#* } s of traffic"
+  say "what loopguard logged"
+  grep 'auto-offload' "$PROXY_LOG" || true
+  say "GET /advice (route, method, path, verdict, offloaded, since)"
+  http_get "http://$ADMIN_ADDR/advice" | sed '$d' | "$PYTHON" -c '
+import json, sys
+for e in json.load(sys.stdin)["endpoints"]:
+    cells = (e["route"], e["method"], e["path"], e["verdict"], str(e["offloaded"]).lower(), e["since"] or "")
+    print("    %-6s %-5s %-16s %-16s offloaded=%-5s %s" % cells)'
+  r="$(http_get "http://$PROXY_ADDR$moved_path")"
+  worker_pid="$(pid_of "$r")"
+  say "after: GET $moved_path answers from pid $worker_pid"
+  [ -n "$worker_pid" ] && [ "$worker_pid" != "$APP_PID_SEEN" ] || fail "$moved_path is still served by the app"
+  r="$(http_get "http://$PROXY_ADDR/io")"
+  [ "$(pid_of "$r")" = "$APP_PID_SEEN" ] || fail "/io is not served by the app"
+  say "auto-offload moved the CPU endpoint to the pool; /io stays on the app"
   exit 0
 fi
 

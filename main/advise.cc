@@ -135,6 +135,10 @@ void printReport(const nlohmann::json& j, std::ostream& out) {
           << pad(blocks ? fixed(100 * e["loop_share"].get<double>(), 1) : "-", 8)
           << (verdict == "not_enough_data" ? "-" : fixed(e["confidence"].get<double>(), 3)) << "\n";
       for (const auto& note : e["notes"]) out << "    note: " << note.get<std::string>() << "\n";
+      if (e.value("offloaded", false) && e.contains("since") && e["since"].is_string()) {
+        out << "    auto-offloaded to pool " << e.value("offload_pool", std::string("?"))
+            << " since " << e["since"].get<std::string>() << "\n";
+      }
     }
   }
   for (const auto& note : j["notes"]) out << "note: " << note.get<std::string>() << "\n";

@@ -230,11 +230,25 @@ admin::AdminResponse ProxyApp::handleAdmin(const admin::AdminRequest& r) {
     j["warnings"] = result.warnings;
     return json_response(result.ok ? 200 : 400, j);
   }
-  if (advice::isAdvicePath(r.path)) {
-    return advice::handleAdviceRequest(r, server_.advisor(), *config_);
-  }
+  if (advice::isAdvicePath(r.path)) return handleAdvice(r);
   return {404, "text/plain; charset=utf-8",
           "not found; try / /status /healthz /readyz /metrics /config /advice POST /reload\n"};
+}
+
+// The advisor's endpoints, plus auto-offload's part: a reset also sends every moved endpoint
+// back to the app, and the report says which endpoints the pools serve now.
+admin::AdminResponse ProxyApp::handleAdvice(const admin::AdminRequest& r) {
+  admin::AdminResponse response = advice::handleAdviceRequest(r, server_.advisor(), *config_);
+  if (response.status != 200) return response;
+  if (r.path == "/advice/reset") {
+    server_.autoOffload().reset();
+    return response;
+  }
+  nlohmann::json report = nlohmann::json::parse(response.body, nullptr, false);
+  if (report.is_discarded()) return response;
+  server_.autoOffload().annotateAdvice(report);
+  response.body = report.dump(2) + "\n";
+  return response;
 }
 
 std::string ProxyApp::renderMetrics() {

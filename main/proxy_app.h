@@ -58,6 +58,7 @@ class ProxyApp {
  private:
   void applyAccessLog(const config::Config& cfg);
   admin::AdminResponse handleAdmin(const admin::AdminRequest& request);
+  admin::AdminResponse handleAdvice(const admin::AdminRequest& request);
   std::string renderMetrics();
   void addStatusSections();
   nlohmann::json processStatus() const;

@@ -169,6 +169,12 @@ bool Exchange::route() {
     return false;
   }
   runtime_ = &snapshot_->routes[route_->index];
+  // Auto-offload: an endpoint the advisor found blocking the app's loop is served by the
+  // route's pool instead, as a pool route would serve it (its bounds, the body buffered).
+  if (const OffloadedRoute* moved = snapshot_->offloaded(*route_, p.method(), p.target())) {
+    route_ = &moved->compiled;
+    runtime_ = &moved->runtime;
+  }
 
   if (p.chunked()) {
     request_framing_ = BodyFraming::Chunked;

@@ -11,6 +11,17 @@ std::optional<uint64_t> RouteRuntime::capacity() const {
   return limit ? std::min(*limit, slots) : slots;
 }
 
+const OffloadedRoute* Snapshot::offloaded(const routing::CompiledRoute& route,
+                                          std::string_view method,
+                                          std::string_view target) const {
+  if (auto_offload == nullptr || route.index >= offload_routes.size()) return nullptr;
+  const OffloadedRoute* pool_route = offload_routes[route.index].get();
+  if (pool_route == nullptr || !auto_offload->moved(route.route->name, method, target)) {
+    return nullptr;
+  }
+  return pool_route;
+}
+
 uint64_t RequestIds::nextWord() {
   uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

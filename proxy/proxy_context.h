@@ -20,6 +20,7 @@
 #include "proxy/advice/observer.h"
 #include "proxy/metrics/route_metrics.h"
 #include "common/net/buffer_pool.h"
+#include "proxy/routing/auto_offload.h"
 #include "proxy/routing/route_limiter.h"
 #include "proxy/routing/route_table.h"
 #include "proxy/upstream/target.h"
@@ -38,13 +39,29 @@ struct RouteRuntime {
   std::optional<uint64_t> capacity() const;
 };
 
+// Auto-offload: an `auto_offload:` route as the pool route its moved endpoints are served by
+// (its name, limits, buffer_limit and timeout; the auto_offload pool; the body buffered).
+struct OffloadedRoute {
+  config::Route route;
+  routing::CompiledRoute compiled;  // points at `route`
+  RouteRuntime runtime;
+};
+
 // An immutable view of one config: an Exchange keeps the snapshot it started with.
 struct Snapshot {
   explicit Snapshot(std::shared_ptr<const config::Config> c) : table(std::move(c)) {}
   const config::Config& config() const { return table.config(); }
+  // At request-head time: the pool route a request of `route` goes to instead, when
+  // auto-offload moved its endpoint (method, path template of `target`); else null.
+  const OffloadedRoute* offloaded(const routing::CompiledRoute& route, std::string_view method,
+                                  std::string_view target) const;
+
   routing::RouteTable table;
   std::vector<RouteRuntime> routes;  // by route index
   advice::Observer* advice = nullptr;  // the loop-block advisor; null when advice is off
+  // By route index; null for routes without auto_offload (or whose pool is not running here).
+  std::vector<std::unique_ptr<OffloadedRoute>> offload_routes;
+  routing::AutoOffload* auto_offload = nullptr;  // the decisions; outlives every snapshot
 };
 
 // X-Request-Id values: 128 bits as 32 hex digits, from a splitmix64 sequence seeded by the OS.

@@ -9,6 +9,7 @@ ProxyServer::ProxyServer(uv_loop_t* loop, std::shared_ptr<const config::Config> 
     : loop_(loop),
       pools_(std::move(pools)),
       context_(loop),
+      auto_offload_(loop, spdlog::get("proxy")),
       request_states_(context_),
       listener_(
           loop, [this](uv_stream_t* s) { acceptOne(s); },
@@ -58,6 +59,7 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
   if (advisor_) advisor_->configure(config->advice);
 
   std::map<std::string, std::shared_ptr<routing::RouteLimiter>> limiters;
+  std::map<std::string, std::shared_ptr<routing::RouteLimiter>> offload_limiters;
   std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>> groups;
   for (auto& [key, group] : adaptive_groups_) group->limit().clearRoutes();
   for (const config::Route& r : config->routes) {
@@ -105,16 +107,59 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
     if (!m) m = std::make_shared<metrics::RouteMetrics>();
     rt.metrics = m;
     limiters[r.name] = rt.limiter;
+    snapshot->offload_routes.push_back(offloadedRoute(r, snapshot->routes.size(), m, offload_limiters));
     snapshot->routes.push_back(std::move(rt));
   }
   limiters_ = std::move(limiters);
+  offload_limiters_ = std::move(offload_limiters);
   snapshot->advice = config->advice.enabled ? advisor_.get() : nullptr;
+  auto_offload_.configure(*config, config->advice.enabled ? advisor_.get() : nullptr);
+  snapshot->auto_offload = &auto_offload_.decisions();
   for (auto& [key, group] : adaptive_groups_) {
     if (groups.count(key) == 0) retired_groups_.push_back(group);
   }
   adaptive_groups_ = std::move(groups);
   std::erase_if(retired_groups_, [](const auto& g) { return g->limit().inFlight() == 0; });
   return snapshot;
+}
+
+// An auto_offload route as the pool route its moved endpoints take: a pool route in all but
+// its name, with a limiter of its own on the pool's worker slots (kept across reloads, like a
+// route's), and the route's counters.
+std::unique_ptr<OffloadedRoute> ProxyServer::offloadedRoute(
+    const config::Route& r, size_t index, const std::shared_ptr<metrics::RouteMetrics>& metrics,
+    std::map<std::string, std::shared_ptr<routing::RouteLimiter>>& limiters) {
+  if (!r.auto_offload || r.target_kind != config::TargetKind::Upstream || !pools_) return nullptr;
+  upstream::PoolBinding pool = pools_(r.auto_offload->pool);
+  if (!pool.target) return nullptr;
+  auto out = std::make_unique<OffloadedRoute>();
+  out->route = r;
+  out->route.target_kind = config::TargetKind::Pool;
+  out->route.target = r.auto_offload->pool;
+  out->route.buffer_request = true;
+  out->route.auto_offload.reset();
+  // An adaptive limit learns the app's latency; on the pool, its worker slots are the bound.
+  if (out->route.limits.max_in_flight_auto) {
+    out->route.limits.max_in_flight_auto = false;
+    out->route.limits.max_in_flight.reset();
+  }
+  out->compiled.route = &out->route;
+  out->compiled.index = index;
+  std::shared_ptr<routing::RouteLimiter> limiter;
+  if (auto old = offload_limiters_.find(r.name); old != offload_limiters_.end()) {
+    limiter = old->second;
+    limiter->limiter().reconfigure(out->route.limits, pool.gate);
+  } else {
+    limiter = std::make_shared<routing::RouteLimiter>(context_.loop, r.name, out->route.limits,
+                                                      pool.gate);
+  }
+  if (pool.add_waiting_limiter) pool.add_waiting_limiter(limiter);
+  limiters[r.name] = limiter;
+  out->runtime.limiter = std::move(limiter);
+  out->runtime.target = pool.target;
+  out->runtime.metrics = metrics;
+  out->runtime.pool_capacity = pool.capacity;
+  return out;
 }
 
 void ProxyServer::configureAccessLog(bool enabled, AccessLogFormat format) {
@@ -167,6 +212,7 @@ void ProxyServer::drain(std::function<void()> done) {
   drain_done_ = std::move(done);
   context_.draining = true;
   if (advisor_) advisor_->stop();  // its probe connections close now, not after the loop
+  auto_offload_.stop();
   listener_.close();
   connections_.forEach([](ClientConnection* c) { c->closeIfIdle(); });
   checkDrained();
@@ -183,6 +229,7 @@ void ProxyServer::checkDrained() {
 void ProxyServer::closeAll() {
   context_.draining = true;
   if (advisor_) advisor_->stop();
+  auto_offload_.stop();
   listener_.close();
   connections_.forEach([](ClientConnection* c) { c->close(); });
   for (auto& [name, cluster] : clusters_) cluster->shutdown();
@@ -263,6 +310,7 @@ void ProxyServer::writeMetrics(metrics::PrometheusWriter& out) const {
     out.sample("loopguard_client_timeouts_total", {{"route", route}, {"kind", "send"}},
                m.client_timeouts_send);
   });
+  auto_offload_.writeMetrics(out, offload_limiters_);
   out.family("loopguard_upstream_errors_total", "counter", "Upstream failures, by kind.");
   uint64_t upstream_connections = 0;
   for (const auto& [name, c] : upstream_counters_) {

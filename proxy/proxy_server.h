@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "proxy/advice/advisor.h"
+#include "proxy/auto_offload_driver.h"
 #include "proxy/metrics/prometheus.h"
 #include "proxy/proxy_context.h"
 #include "proxy/server/client_connection.h"
@@ -66,6 +67,8 @@ class ProxyServer {
   // The loop-block advisor; null until advice was enabled once (it then stays, so what it
   // learned survives a reload that turns it off and on again).
   advice::Advisor* advisor() { return advisor_.get(); }
+  // Auto-offload's decisions (which endpoints of auto_offload routes the pools serve).
+  AutoOffloadDriver& autoOffload() { return auto_offload_; }
   // The adaptive limit and queue order families (limit_metrics.cc).
   void writeLimitMetrics(metrics::PrometheusWriter& out) const;
   // The loop-block advisor's answer to "does this route block its upstream's loop?", for every
@@ -83,6 +86,10 @@ class ProxyServer {
   std::shared_ptr<routing::AdaptiveGroup> adaptiveGroup(
       const std::string& key, const std::string& target, routing::CapacityGate* inner,
       bool per_endpoint, std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>>& next);
+  std::unique_ptr<OffloadedRoute> offloadedRoute(
+      const config::Route& route, size_t index,
+      const std::shared_ptr<metrics::RouteMetrics>& metrics,
+      std::map<std::string, std::shared_ptr<routing::RouteLimiter>>& limiters);
   void acceptOne(uv_stream_t* server);
   void onConnectionRemoved();
   void checkDrained();
@@ -91,10 +98,13 @@ class ProxyServer {
   upstream::PoolResolver pools_;
   ProxyContext context_;
   std::unique_ptr<advice::Advisor> advisor_;  // after context_: it uses its buffer pool
+  AutoOffloadDriver auto_offload_;            // outlives every snapshot (they point at it)
   ConnectionSet connections_;
   RequestStatePool request_states_;
   Listener listener_;
   std::map<std::string, std::shared_ptr<routing::RouteLimiter>> limiters_;  // by route name
+  // By route name: the limiters of auto_offload routes' moved endpoints, on their pools.
+  std::map<std::string, std::shared_ptr<routing::RouteLimiter>> offload_limiters_;
   // By upstream name. A cluster left out by a reload is shut down and dropped; the snapshots of
   // requests still in flight keep it until they finish, and its pools outlive it until their
   // connections are closed (ConnectionPool::retire).

@@ -12,6 +12,11 @@ clients hammer GET /cpu/hash back to back ("io + cpu", default 2 clients). The w
                    shipped: one worker, i.e. cores - 1 on this 2-core machine)
   offload-2workers the same with two workers: on a 2-core machine two busy workers take both
                    cores and the app's own loop has to share them (this shows the difference)
+  auto             through loopguard with one catch-all route and `auto_offload: {pool: cpu}`
+                   (quickstart-auto.yaml): no per-endpoint config. Before the rounds it learns:
+                   the same CPU and I/O load runs until GET /advice says the CPU route is
+                   offloaded, and the time that took is reported as its learning time; the
+                   rounds then measure it after the learning period, next to "offload"
 
 Rounds alternate the variants (the order rotates each round) so a noisy neighbour on a shared
 machine hurts them all alike; each cell reports the median over rounds, and the ratio column is the
@@ -49,9 +54,33 @@ VARIANTS = {
                "`workers: 1`, one core left to the app and the proxy)",
     "offload-2workers": "as offload with `workers: 2`: twice the CPU-route capacity, but the "
                         "workers take both cores and the app's loop has to share them",
+    "auto": "through loopguard, one catch-all route with `auto_offload: {pool: cpu}` "
+            "(quickstart-auto.yaml, same pool as offload), measured after its learning period",
 }
 CONFIGS = {"proxy": "quickstart-no-offload.yaml", "offload": "quickstart.yaml",
-           "offload-2workers": "quickstart.yaml"}
+           "offload-2workers": "quickstart.yaml", "auto": "quickstart-auto.yaml"}
+LEARN_DEADLINE_S = 60.0
+# The auto variant's second learning load: independent clients (Poisson arrivals), as
+# deploy/run-demo.sh --advise drives. argv: base URL, CPU path, seconds.
+MIXED_LOAD = """
+import http.client, random, sys, threading, time, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1]); cpu, seconds = sys.argv[2], float(sys.argv[3])
+end = time.monotonic() + seconds
+def client(path, rate, seed):
+    rnd, conn, t = random.Random(seed), None, time.monotonic()
+    while True:
+        t += rnd.expovariate(rate)
+        if t > end: return
+        time.sleep(max(0, t - time.monotonic()))
+        try:
+            conn = conn or http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+            conn.request("GET", path); conn.getresponse().read()
+        except OSError:
+            conn = None
+spec = {"/io": 40, cpu: 4, "/cpu/factorial?n=30000": 4}
+ts = [threading.Thread(target=client, args=(p, r / 4, i * 4 + k)) for i, (p, r) in enumerate(spec.items()) for k in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+"""
 
 
 def log(msg):
@@ -255,7 +284,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cpu-clients", type=int, default=2)
     ap.add_argument("--cpu-path", default="/cpu/hash")
-    ap.add_argument("--variants", default="direct,proxy,offload,offload-2workers",
+    ap.add_argument("--variants", default="direct,proxy,offload,offload-2workers,auto",
                     help="comma-separated, of: " + ", ".join(VARIANTS))
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
     ap.add_argument("--quiet-wait", type=float, default=120.0,
@@ -279,7 +308,7 @@ def main():
     work = tempfile.mkdtemp(prefix="lg-bench-", dir="/tmp")
     info = machine_info(loopguard_bin) if os.access(loopguard_bin, os.X_OK) else {}
     ports = {"app": free_port()}
-    procs, unavailable, targets = [], {}, {}
+    procs, unavailable, targets, learning = [], {}, {}, {}
     app_pid = None
     try:
         log(f"starting the demo app on 127.0.0.1:{ports['app']}")
@@ -306,6 +335,16 @@ def main():
             procs.append(p)
             url = f"http://127.0.0.1:{ports[v]}"
             ok, status, body = wait_http(url + "/healthz", 30, [p])
+            if ok and v == "auto":
+                # Ready once its pool is (GET /readyz), then it learns (see learn()).
+                admin = f"http://127.0.0.1:{ports[v + '-admin']}"
+                ok, status, body = wait_http(admin + "/readyz", 60, [p])
+                if ok:
+                    if args.quiet_wait > 0:
+                        wait_quiet(args.quiet_limit, args.quiet_wait)
+                    learning[v] = learn(url, admin, args)
+                    ok = learning[v].get("seconds") is not None
+                    body = learning[v].get("error", "").encode()
             if ok and v.startswith("offload"):
                 # Ready when a /cpu/ request is answered by a pool worker (not by the app itself).
                 ok, status, body = wait_http(
@@ -367,15 +406,88 @@ def main():
             p.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    report(args, info, variants, unavailable, runs, base)
+    report(args, info, variants, unavailable, runs, base, learning)
     return 0
+
+
+def learn(url, admin, args):
+    """The auto variant's learning period: first the load of an "io+cpu" run (the CPU clients
+    back to back, GET /io at --rate); if that has not moved the CPU route after LEARN_DEADLINE_S
+    (an app saturated by its blocker hides it from the advisor: see docs/auto-offload.md), a mixed
+    load of independent clients (GET /io 40/s, the CPU route 4/s, GET /cpu/factorial 4/s) for as
+    long again. Returns the phases tried, each {"load", "seconds": from its start to the move (None:
+    no move), "samples", "blocking_ms", "confidence" it moved on, "wrongly_moved"}."""
+    phases = []
+    for load in ("bench", "mixed"):
+        phases.append(learn_under(url, admin, args, load))
+        if phases[-1].get("seconds") is not None:
+            break
+    return {"phases": phases, "seconds": phases[-1].get("seconds"),
+            "error": "; ".join(p["error"] for p in phases if "error" in p)}
+
+
+def learn_under(url, admin, args, load):
+    path = args.cpu_path.split("?", 1)[0]
+    if load == "bench":
+        log(f"auto: learning ({args.cpu_clients} clients on {args.cpu_path}, GET /io at "
+            f"{args.rate:g} req/s) until GET /advice says {path} is offloaded")
+        loaders = [subprocess.Popen([PYTHON, PROBE, "loop", url + args.cpu_path, "--clients",
+                                     str(args.cpu_clients), "--duration", str(LEARN_DEADLINE_S)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                   subprocess.Popen([PYTHON, PROBE, "rate", url + "/io", "--rate", str(args.rate),
+                                     "--duration", str(LEARN_DEADLINE_S), "--warmup", "0"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    else:
+        log(f"auto: learning under mixed load (GET /io 40/s, {args.cpu_path} and /cpu/factorial "
+            f"4/s each, Poisson) until GET /advice says {path} is offloaded")
+        loaders = [subprocess.Popen([PYTHON, "-c", MIXED_LOAD, url, args.cpu_path,
+                                     str(LEARN_DEADLINE_S)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    started = time.monotonic()
+    out = {"seconds": None}
+    last = None
+    try:
+        while time.monotonic() - started < LEARN_DEADLINE_S:
+            time.sleep(0.25)
+            status, body = http_get(admin + "/advice", timeout=5)
+            if status != 200:
+                continue
+            endpoints = json.loads(body).get("endpoints", [])
+            mine = [e for e in endpoints if e.get("path") == path and e.get("method") == "GET"]
+            last = mine[0] if mine else last
+            if mine and mine[0].get("offloaded"):
+                e = mine[0]
+                out = {"load": load, "seconds": round(time.monotonic() - started, 1),
+                       "samples": e["samples"],
+                       "blocking_ms": e["blocking_ms"], "confidence": e["confidence"],
+                       "wrongly_moved": [f"{x['method']} {x['path']}" for x in endpoints
+                                         if x.get("offloaded") and x is not e]}
+                break
+        else:
+            # What the advisor said, so the table says why.
+            said = "never seen"
+            if last is not None:
+                ev = last.get("evidence", {})
+                said = (f"verdict {last['verdict']} on {last['samples']} samples, confidence "
+                        f"{last['confidence']}, S1 {ev.get('s1_flush', {}).get('opinion')}, "
+                        f"S2 {ev.get('s2_silence', {}).get('opinion')}, "
+                        f"S3 {ev.get('s3_probe', {}).get('opinion')}")
+            out["load"] = load
+            out["error"] = (f"{path} not offloaded after {LEARN_DEADLINE_S:g} s of {load} load (the "
+                            f"advisor: {said}; load average {loadavg():.1f})")
+    finally:
+        for p in loaders:
+            p.kill()
+            p.wait(10)
+    log(f"auto: learning done: {out}")
+    return out
 
 
 def cell(runs, v, phase, side, key):
     return median([r.get(side, {}).get(key) for r in runs if r["variant"] == v and r["phase"] == phase])
 
 
-def report(args, info, variants, unavailable, runs, base):
+def report(args, info, variants, unavailable, runs, base, learning):
     rows, ratios = [], {}
     for v in variants:
         if v in unavailable or not any(r["variant"] == v for r in runs):
@@ -426,6 +538,23 @@ def report(args, info, variants, unavailable, runs, base):
             f"| {fmt(row['io_p50'])} | {fmt(row['io_p99'])} | {fmt(row['io_rps'])} "
             f"| {fmt(row['io_err'], 0)} | {fmt(row['cpu_p50'])} | {fmt(row['cpu_p99'])} "
             f"| {fmt(row['cpu_rps'])} | {ratio} |")
+    auto_vs = auto_vs_explicit(runs) if "auto" in ratios and "offload" in ratios else None
+    if learning.get("auto", {}).get("seconds") is not None:
+        a = learning["auto"]["phases"][-1]
+        tried = learning["auto"]["phases"][:-1]
+        lines.append("")
+        lines.append(f"**auto**: learning time {a['seconds']:g} s of the {a['load']} load"
+                     + (f" (after {', '.join(p['load'] for p in tried)} load for "
+                        f"{LEARN_DEADLINE_S:g} s without a move: {'; '.join(p['error'] for p in tried)})"
+                        if tried else "") + " until "
+                     f"GET {args.cpu_path.split('?', 1)[0]} was moved to the pool (on "
+                     f"{a['samples']} samples, ~{a['blocking_ms']:g} ms blocking per request, "
+                     f"confidence {a['confidence']:g}; other endpoints moved: "
+                     f"{', '.join(a['wrongly_moved']) or 'none'})"
+                     + (f"; after it, I/O p99 under CPU load auto / offload: "
+                        f"**{auto_vs['median']:.2f}×** "
+                        f"({', '.join(f'{x:.2f}' for x in auto_vs['per_round'])})."
+                        if auto_vs else "."))
     noisy = [r for r in runs if r.get("busy_before", 0) >= args.quiet_limit]
     lines.append("")
     lines.append(f"Before each run the script waited (up to {args.quiet_wait:g} s) for other work on "
@@ -448,9 +577,24 @@ def report(args, info, variants, unavailable, runs, base):
         f.write(text)
     with open(base + ".json", "w") as f:
         json.dump({"args": vars(args), "machine": info, "unavailable": unavailable,
-                   "ratios": ratios, "table": rows, "runs": runs}, f, indent=1)
+                   "ratios": ratios, "learning": learning, "table": rows, "runs": runs}, f,
+                  indent=1)
     chart(rows, args, info, base)
     log(f"results: {base}.md, {base}.json" + (", .png" if os.path.exists(base + ".png") else ""))
+
+
+def auto_vs_explicit(runs):
+    """Per round, p99 of GET /io under CPU load through auto over through offload (the median and
+    the per-round values); None when no round has both."""
+    per_round = []
+    for rnd in sorted({r["round"] for r in runs}):
+        p99 = {r["variant"]: r["io"].get("p99_ms") for r in runs
+               if r["round"] == rnd and r["phase"] == "io+cpu"}
+        if p99.get("auto") and p99.get("offload"):
+            per_round.append(p99["auto"] / p99["offload"])
+    if not per_round:
+        return None
+    return {"median": median(per_round), "per_round": [round(x, 2) for x in per_round]}
 
 
 def chart(rows, args, info, base):

@@ -5,7 +5,9 @@
 # Markdown table; results (table, JSON, PNG chart) go to tests/bench/results/.
 #
 #   tests/bench/offload_latency.sh [--rate 200] [--duration 10] [--rounds 3] [--cpu-clients 2]
-#                                  [--variants direct,proxy,offload,offload-2workers]
+#                                  [--variants direct,proxy,offload,offload-2workers,auto]
+# "auto": one catch-all route with auto_offload (deploy/examples/quickstart-auto.yaml), measured
+# after its learning period (reported: how long it took to move the CPU route to the pool).
 # Environment: LOOPGUARD_BIN (default build/loopguard; build it Release for numbers worth quoting).
 # A benchmark never fails the build: it reports what it could measure and exits 0.
 set -uo pipefail

@@ -566,7 +566,7 @@ INSTANTIATE_TEST_SUITE_P(
         PositionCase{"backoff", kBackoff, 7, 7, "unknown key \"factor\" in restart_backoff"},
         PositionCase{"route", kRoute.c_str(), 7, 5,
                      "routes[0]: unknown key \"retries\" in route (expected one of: name, match, "
-                     "upstream, pool, limits, buffer_request, buffer_limit, timeout)"},
+                     "upstream, pool, limits, buffer_request, buffer_limit, timeout, auto_offload)"},
         PositionCase{"match", kMatch.c_str(), 5, 24, "unknown key \"method\" in route match"},
         PositionCase{"route_limits", kRouteLimits.c_str(), 8, 7,
                      "routes[0].limits: unknown key \"max_inflight\" in route limits"},
