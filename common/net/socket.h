@@ -40,6 +40,8 @@ class Socket {
   // Client side: starts a connect; onSocketConnected() follows (never synchronously).
   int connectTcp(const sockaddr* addr);
   int connectUnix(const std::string& path);
+  // An already connected unix-domain socket (a socketpair end; tests). Takes the fd over.
+  int open(uv_os_fd_t fd);
 
   void readStart();
   void readStop();
