@@ -9,6 +9,17 @@ std::string Address::toString() const {
   return host + ":" + std::to_string(port);
 }
 
+bool Pool::listensOnPort() const {
+  auto has_port = [](const std::string& text) { return text.find("{port}") != std::string::npos; };
+  for (const std::string& arg : command) {
+    if (has_port(arg)) return true;
+  }
+  for (const auto& [name, value] : env) {
+    if (has_port(value)) return true;
+  }
+  return false;
+}
+
 // Linear scans: a config holds a handful of upstreams and pools, and these run at start-up and
 // reload, not per request.
 const Upstream* Config::findUpstream(const std::string& name) const {
@@ -23,6 +34,13 @@ const Pool* Config::findPool(const std::string& name) const {
     if (pool.name == name) return &pool;
   }
   return nullptr;
+}
+
+bool Config::routesToPool(const std::string& name) const {
+  for (const Route& route : routes) {
+    if (route.target_kind == TargetKind::Pool && route.target == name) return true;
+  }
+  return false;
 }
 
 }  // namespace loopguard::config

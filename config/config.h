@@ -52,6 +52,10 @@ struct LogConfig {
 
 struct AdminConfig {
   std::optional<Address> listen;  // unset = no admin listener
+  // A file holding a bearer token (read at start and at every reload). Unset: the endpoints
+  // that reveal the config or change state answer loopback peers only; set: they answer
+  // anyone presenting `Authorization: Bearer <token>`, and nobody else.
+  std::optional<std::string> token_file;
   bool operator==(const AdminConfig&) const = default;
 };
 
@@ -64,6 +68,7 @@ struct GlobalLimits {
 
 struct Timeouts {
   Duration header{10'000};
+  Duration body{30'000};  // longest silence while a request body arrives
   Duration idle{60'000};
   Duration drain{30'000};
   bool operator==(const Timeouts&) const = default;
@@ -78,6 +83,7 @@ struct Upstream {
   Balance balance = Balance::LeastRequest;
   Duration connect_timeout{2'000};
   Duration response_timeout{60'000};
+  Duration read_timeout{60'000};  // longest silence once the response head is in (or while writing)
   uint64_t max_idle_connections = 64;
   Duration idle_timeout{4'000};
   Duration resolve_every{30'000};
@@ -99,7 +105,9 @@ struct Backoff {
 struct Pool {
   std::string name;
   SourcePos pos;
-  std::vector<std::string> command;  // at least one element; may hold {socket} {port} {index}
+  // At least one element. {socket} or {port} (exactly one of the two, here or in `env`) and
+  // {index} are placeholders, substituted per worker.
+  std::vector<std::string> command;
   uint32_t workers = 2;
   uint32_t concurrency_per_worker = 1;
   std::map<std::string, std::string> env;
@@ -112,6 +120,8 @@ struct Pool {
   Duration slow_after{0};  // 0 = off
   std::vector<std::string> on_slow;  // may hold {pid}
   bool operator==(const Pool&) const = default;
+  // Workers listen on a loopback {port} (else on a unix {socket}).
+  bool listensOnPort() const;
 };
 
 enum class MatchKind { Prefix, Exact, Regex };
@@ -124,10 +134,18 @@ struct RouteMatch {
   bool operator==(const RouteMatch&) const = default;
 };
 
+// Which queued request a freed slot goes to. Adaptive: FIFO while the queue drains, LIFO once a
+// queue stands, and a standing queue's waiters are refused past a short target (CoDel-style).
+enum class QueueOrder { Fifo, Lifo, Adaptive };
+
 struct RouteLimits {
-  std::optional<uint64_t> max_in_flight;  // unset = unlimited
+  std::optional<uint64_t> max_in_flight;  // fixed limit; unset = unlimited (or auto)
+  bool max_in_flight_auto = false;        // `max_in_flight: auto`: adapt to measured latency
+  uint64_t max_in_flight_min = 1;         // bounds of the adaptive limit (auto only)
+  uint64_t max_in_flight_max = 1000;
   uint64_t max_queue = 64;
   Duration queue_timeout{5'000};
+  QueueOrder queue_order = QueueOrder::Fifo;
   int overflow_status = 503;  // 503 | 429
   bool operator==(const RouteLimits&) const = default;
 };
@@ -147,9 +165,22 @@ struct Route {
   bool operator==(const Route&) const = default;
 };
 
+// The loop-block advisor (proxy/advice/): which endpoints block the app's event loop.
+struct AdviceConfig {
+  bool enabled = true;             // passive statistics, O(1) per upstream response
+  bool probe = false;              // active probe requests while suspects are in flight
+  std::string probe_path = "/";    // what the probe requests (origin-form; its status is ignored)
+  uint64_t min_samples = 30;       // fewer observed requests: "not_enough_data"
+  bool operator==(const AdviceConfig&) const = default;
+};
+
 struct OffloadConfig {
   Address listen;
   std::string pool;  // name of an entry in `pools`
+  // The implicit route's queue: requests waiting for a free worker. The proxy in front should
+  // hold the real limits, so a short queue here turns a saturated pool into a fast 503.
+  uint64_t max_queue = 1024;
+  std::optional<Duration> queue_timeout;  // unset = the pool's request_timeout
   bool operator==(const OffloadConfig&) const = default;
 };
 
@@ -165,9 +196,12 @@ struct Config {
   std::vector<Pool> pools;          // in file order; names unique
   std::vector<Route> routes;        // in file order (first match wins); names unique
   std::optional<OffloadConfig> offload;  // required by `loopguard offload`
+  AdviceConfig advice;
 
   const Upstream* findUpstream(const std::string& name) const;
   const Pool* findPool(const std::string& name) const;
+  // Some route sends requests to the pool `name` (the proxy starts only such pools).
+  bool routesToPool(const std::string& name) const;
 };
 
 }  // namespace loopguard::config

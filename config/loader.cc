@@ -10,9 +10,14 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <sstream>
 
+#include <yaml-cpp/eventhandler.h>
+
+#include "config/lint.h"
 #include "config/schema_loader.h"
 #include "config/values.h"
+#include "config/yaml_errors.h"
 
 namespace loopguard::config {
 
@@ -37,92 +42,121 @@ namespace {
 constexpr size_t kMaxConfigFileBytes = 16 * kMiB;
 
 constexpr std::string_view kTopKeys[] = {"listen",    "admin", "log",    "limits", "timeouts",
-                                         "upstreams", "pools", "routes", "offload"};
-constexpr std::string_view kAdminKeys[] = {"listen"};
+                                         "upstreams", "pools", "routes", "offload", "advice"};
+constexpr std::string_view kAdminKeys[] = {"listen", "token_file"};
 constexpr std::string_view kLogKeys[] = {"level", "format", "access_log"};
 constexpr std::string_view kLimitsKeys[] = {"max_connections", "max_header_bytes",
                                             "max_body_bytes"};
-constexpr std::string_view kTimeoutsKeys[] = {"header", "idle", "drain"};
-constexpr std::string_view kOffloadKeys[] = {"listen", "pool"};
+constexpr std::string_view kTimeoutsKeys[] = {"header", "body", "idle", "drain"};
+constexpr std::string_view kOffloadKeys[] = {"listen", "pool", "max_queue", "queue_timeout"};
 
 // Port 0 asks the kernel for a free port, so two listeners on "host:0" never clash.
 bool sameSocket(const Address& a, const Address& b) {
   return a == b && !(a.kind == Address::Kind::Tcp && a.port == 0);
 }
 
-// Where the first byte that is not part of well-formed UTF-8 sits, if any. yaml-cpp passes such
-// bytes through, and they would surface much later, as an exception from the JSON encoder
-// behind GET /config.
-std::optional<SourcePos> findInvalidUtf8(std::string_view text, unsigned char& bad) {
+// Where the first byte that is not text sits, if any: one that is not part of well-formed
+// UTF-8, or a control byte YAML does not allow (anything below 0x20 but TAB, LF and CR, and
+// DEL; YAML 1.2 "c-printable"). yaml-cpp passes bad UTF-8 through, to surface much later as an
+// exception from the JSON encoder behind GET /config, and it takes a NUL for the end of the
+// input, pointing its errors past it.
+std::optional<SourcePos> findNonText(std::string_view text, unsigned char& bad, bool& utf8) {
   int line = 1;
   size_t line_start = 0;
   size_t i = 0;
   while (i < text.size()) {
     const auto byte = static_cast<unsigned char>(text[i]);
-    size_t extra = 0;
-    unsigned char low = 0x80;  // allowed range of the first continuation byte
-    unsigned char high = 0xBF;
-    if (byte < 0x80) {
-      extra = 0;
-    } else if (byte >= 0xC2 && byte <= 0xDF) {
-      extra = 1;
-    } else if (byte >= 0xE0 && byte <= 0xEF) {
-      extra = 2;
-      if (byte == 0xE0) low = 0xA0;   // overlong
-      if (byte == 0xED) high = 0x9F;  // UTF-16 surrogates
-    } else if (byte >= 0xF0 && byte <= 0xF4) {
-      extra = 3;
-      if (byte == 0xF0) low = 0x90;   // overlong
-      if (byte == 0xF4) high = 0x8F;  // beyond U+10FFFF
-    } else {
+    size_t len = utf8CharLength(text, i);
+    bool control = (byte < 0x20 && byte != '\t' && byte != '\n' && byte != '\r') || byte == 0x7F;
+    if (len == 0 || control) {
       bad = byte;
+      utf8 = len != 0;
       return SourcePos{line, static_cast<int>(i - line_start) + 1};
-    }
-    for (size_t k = 1; k <= extra; ++k) {
-      const auto next = i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0;
-      const unsigned char lo = k == 1 ? low : 0x80;
-      const unsigned char hi = k == 1 ? high : 0xBF;
-      if (next < lo || next > hi) {
-        bad = byte;
-        return SourcePos{line, static_cast<int>(i - line_start) + 1};
-      }
     }
     if (byte == '\n') {
       ++line;
       line_start = i + 1;
     }
-    i += extra + 1;
+    i += len;
   }
   return std::nullopt;
 }
+
+// Records where a document's root node starts (the mark of its first node event).
+class RootMark final : public YAML::EventHandler {
+ public:
+  YAML::Mark mark = YAML::Mark::null_mark();
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { note(m); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { note(m); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    note(m);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    note(m);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    note(m);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void note(const YAML::Mark& m) {
+    if (mark.is_null()) mark = m;
+  }
+};
 
 }  // namespace
 
 void SchemaLoader::load(std::string_view yaml) {
   unsigned char bad = 0;
-  if (std::optional<SourcePos> pos = findInvalidUtf8(yaml, bad)) {
+  bool utf8 = true;
+  if (std::optional<SourcePos> pos = findNonText(yaml, bad, utf8)) {
     char hex[8];
     std::snprintf(hex, sizeof hex, "0x%02X", bad);
-    reader_.error(*pos,
-                  std::string("not valid UTF-8 (byte ") + hex + "); the config must be UTF-8 text");
+    reader_.error(*pos, utf8 ? std::string("control byte ") + hex + " (not allowed in YAML text)"
+                             : std::string("not valid UTF-8 (byte ") + hex +
+                                   "); the config must be UTF-8 text");
     return;
   }
-  std::vector<YAML::Node> documents;
+  YAML::Node root;
   try {
-    documents = YAML::LoadAll(std::string(yaml));
+    std::string text(yaml);
+    // Where the first two documents start, from a pass over the parser's events (not
+    // YAML::LoadAll: in yaml-cpp 0.7 it loops forever, adding a null document per turn, once the
+    // parser stops consuming tokens, as on a file that starts with ","; yaml-cpp#1040).
+    std::istringstream events(text);
+    YAML::Parser parser(events);
+    RootMark first;
+    RootMark second;
+    if (parser.HandleNextDocument(first) && parser.HandleNextDocument(second)) {
+      if (second.mark.pos == first.mark.pos) {
+        // The parser did not move: it is stuck on something it cannot read.
+        size_t at = std::min(static_cast<size_t>(std::max(first.mark.pos, 0)), text.size());
+        reader_.error(toSourcePos(first.mark), "YAML syntax error: unexpected " +
+                                                   quoted(text.substr(at, utf8CharLength(text, at))));
+        return;
+      }
+      // A second document would otherwise be ignored without a word.
+      reader_.error(toSourcePos(second.mark),
+                    "a config file holds one YAML document; found a second one here");
+    }
+    root = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
-    reader_.error(toSourcePos(e.mark), "YAML syntax error: " + e.msg);
+    YamlDiagnosis d = explainYamlError(yaml, toSourcePos(e.mark), e.msg);
+    reader_.error(d.pos, std::move(d.message));
     return;
   } catch (const YAML::Exception& e) {
     reader_.error(toSourcePos(e.mark), "YAML error: " + e.msg);
     return;
   }
-  if (documents.size() > 1) {
-    // A second document would otherwise be ignored without a word.
-    reader_.error(toSourcePos(documents[1].Mark()),
-                  "a config file holds one YAML document; found a second one here");
-  }
-  readRoot(documents.empty() ? YAML::Node() : documents[0]);
+  readRoot(root);
 }
 
 void SchemaLoader::readRoot(const YAML::Node& root) {
@@ -155,6 +189,7 @@ void SchemaLoader::readRoot(const YAML::Node& root) {
     offload_given_ = true;
     readOffload(f->value);
   }
+  if (const Field* f = fields->get("advice")) readAdvice(f->value);
   checkListenersDiffer();
   checkPurpose();
 }
@@ -166,6 +201,10 @@ void SchemaLoader::readAdmin(const Item& item) {
     admin_listen_pos_ = f->value.pos;
     Address address;
     if (reader_.address(f->value, address)) config_.admin.listen = std::move(address);
+  }
+  if (const Field* f = fields->get("token_file"); f != nullptr && !f->value.isNull()) {
+    std::string path;
+    if (reader_.nonEmptyString(f->value, path)) config_.admin.token_file = std::move(path);
   }
 }
 
@@ -220,9 +259,10 @@ void SchemaLoader::readTimeouts(const Item& item) {
   auto fields = reader_.mapping(item, "timeouts", kTimeoutsKeys);
   if (!fields) return;
   Timeouts& timeouts = config_.timeouts;
-  // 0 would refuse every request (header) or every keep-alive (idle) at once; a drain of 0 is a
-  // legitimate "stop now".
+  // 0 would refuse every request (header), every body (body) or every keep-alive (idle) at once;
+  // a drain of 0 is a legitimate "stop now".
   if (const Field* f = fields->get("header")) reader_.duration(f->value, timeouts.header, false);
+  if (const Field* f = fields->get("body")) reader_.duration(f->value, timeouts.body, false);
   if (const Field* f = fields->get("idle")) reader_.duration(f->value, timeouts.idle, false);
   if (const Field* f = fields->get("drain")) reader_.duration(f->value, timeouts.drain, true);
 }
@@ -252,6 +292,17 @@ void SchemaLoader::readOffload(const Item& item) {
   } else {
     reader_.error(item, "missing required key \"pool\"");
     ok = false;
+  }
+  if (const Field* f = fields->get("max_queue")) {
+    ok &= reader_.count(f->value, offload.max_queue, 0, UINT32_MAX);
+  }
+  if (const Field* f = fields->get("queue_timeout"); f != nullptr && !f->value.isNull()) {
+    Duration timeout{0};
+    if (reader_.duration(f->value, timeout, false)) {
+      offload.queue_timeout = timeout;
+    } else {
+      ok = false;
+    }
   }
   if (ok) config_.offload = std::move(offload);
 }
@@ -353,7 +404,9 @@ LoadResult loadConfigString(std::string_view yaml, const std::string& file_name,
   try {
     SchemaLoader loader(file_name, purpose);
     loader.load(yaml);
-    return loader.finish();
+    LoadResult result = loader.finish();
+    if (result.ok()) result.warnings = lintConfig(*result.config);
+    return result;
   } catch (const std::exception& e) {
     // Not expected: every yaml-cpp call above is guarded. Still, never let it escape.
     return failure(file_name, std::string("internal error while reading the config: ") + e.what());

@@ -31,6 +31,8 @@ enum class Purpose {
 struct LoadResult {
   std::shared_ptr<const Config> config;  // set only when errors is empty
   std::vector<ConfigError> errors;       // every error found, in file order
+  // Valid but probably not meant (config/lint.h), "warning: ..." messages; only when ok().
+  std::vector<ConfigError> warnings;
   std::string source;  // the bytes that were parsed (what a file watcher compares against)
   bool ok() const { return errors.empty(); }
 };

@@ -11,8 +11,8 @@ namespace {
 constexpr uint64_t kMaxWorkers = 4096;
 
 constexpr std::string_view kUpstreamKeys[] = {
-    "endpoints",    "balance",      "connect_timeout", "response_timeout", "max_idle_connections",
-    "idle_timeout", "resolve_every"};
+    "endpoints",            "balance",      "connect_timeout", "response_timeout", "read_timeout",
+    "max_idle_connections", "idle_timeout", "resolve_every"};
 constexpr std::string_view kPoolKeys[] = {
     "command",    "workers",         "concurrency_per_worker", "env",     "workdir",
     "ready",      "request_timeout", "max_requests",           "max_rss", "restart_backoff",
@@ -77,6 +77,9 @@ void SchemaLoader::readUpstream(const Field& entry) {
   if (const Field* f = fields->get("response_timeout")) {
     reader_.duration(f->value, upstream.response_timeout, false);
   }
+  if (const Field* f = fields->get("read_timeout")) {
+    reader_.duration(f->value, upstream.read_timeout, false);
+  }
   if (const Field* f = fields->get("max_idle_connections")) {
     reader_.count(f->value, upstream.max_idle_connections, 0, UINT32_MAX);
   }
@@ -107,8 +110,9 @@ void SchemaLoader::readPool(const Field& entry) {
   }
   auto fields = reader_.mapping(entry.value, "pool " + quoted(entry.key), kPoolKeys);
   if (!fields) return;
-  if (const Field* f = fields->get("command")) {
-    readCommand(f->value, pool.command);
+  const Field* command = fields->get("command");
+  if (command != nullptr) {
+    readCommand(command->value, pool.command);
   } else {
     reader_.error(entry.key_pos, entry.value.path + ": missing required key \"command\"");
   }
@@ -123,7 +127,9 @@ void SchemaLoader::readPool(const Field& entry) {
       pool.concurrency_per_worker = static_cast<uint32_t>(number);
     }
   }
-  if (const Field* f = fields->get("env")) readEnv(f->value, pool.env);
+  const Field* env = fields->get("env");
+  if (env != nullptr) readEnv(env->value, pool.env);
+  if (!pool.command.empty()) checkWorkerAddress(command->value, pool);
   if (const Field* f = fields->get("workdir")) reader_.nonEmptyString(f->value, pool.workdir);
   if (const Field* f = fields->get("ready")) {
     if (auto ready = reader_.mapping(f->value, "ready", kReadyKeys)) {
@@ -183,24 +189,29 @@ void SchemaLoader::readCommand(const Item& item, std::vector<std::string>& out) 
     reader_.error(item, "the program (first element) must not be empty");
     return;
   }
-  // The worker must be told where to listen, or loopguard cannot reach it.
+  out = std::move(command);
+}
+
+// The worker must be told where to listen, or loopguard cannot reach it: {socket} or {port} in
+// its command line (uvicorn --uds {socket}) or its environment (Node's PORT: "{port}").
+void SchemaLoader::checkWorkerAddress(const Item& command, Pool& pool) {
   bool socket = false;
   bool port = false;
-  for (const std::string& arg : command) {
-    socket |= arg.find("{socket}") != std::string::npos;
-    port |= arg.find("{port}") != std::string::npos;
-  }
+  auto scan = [&](const std::string& text) {
+    socket |= text.find("{socket}") != std::string::npos;
+    port |= text.find("{port}") != std::string::npos;
+  };
+  for (const std::string& arg : pool.command) scan(arg);
+  for (const auto& [name, value] : pool.env) scan(value);
   if (!socket && !port) {
-    reader_.error(item,
-                  "must contain {socket} or {port}, so each worker listens where loopguard "
-                  "connects");
-    return;
+    reader_.error(command,
+                  "must contain {socket} or {port} (here or in env, e.g. env: {PORT: \"{port}\"}), "
+                  "so each worker listens where loopguard connects");
+    pool.command.clear();
+  } else if (socket && port) {
+    reader_.error(command, "use one of {socket} or {port} (in command and env), not both");
+    pool.command.clear();
   }
-  if (socket && port) {
-    reader_.error(item, "use one of {socket} or {port}, not both");
-    return;
-  }
-  out = std::move(command);
 }
 
 void SchemaLoader::readEnv(const Item& item, std::map<std::string, std::string>& out) {

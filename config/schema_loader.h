@@ -1,7 +1,7 @@
 // The config schema, read from a yaml-cpp document into a Config: which keys exist where, their
 // defaults (from config.h), which values are impossible, and the cross-references between
 // sections. Internal to config/; split over loader.cc (top level, offload, purpose rules),
-// schema_backends.cc (upstreams, pools) and schema_routes.cc (routes).
+// schema_backends.cc (upstreams, pools), schema_routes.cc (routes) and schema_advice.cc.
 #pragma once
 
 #include <map>
@@ -40,11 +40,14 @@ class SchemaLoader {
   void readPool(const Field& entry);
   void readCommand(const Item& item, std::vector<std::string>& out);
   void readEnv(const Item& item, std::map<std::string, std::string>& out);
+  void checkWorkerAddress(const Item& command, Pool& pool);
   void readRoutes(const Item& item);
   void readRoute(const Item& item, size_t index);
   void readMatch(const Item& item, RouteMatch& out);
   void readRouteLimits(const Item& item, RouteLimits& out);
+  void readAdaptiveBounds(const Fields& fields, RouteLimits& out);
   void readOffload(const Item& item);
+  void readAdvice(const Item& item);  // schema_advice.cc
   void checkListenersDiffer();
   void checkPurpose();
 

@@ -15,8 +15,9 @@ constexpr size_t kMaxRouteNameLength = 128;
 constexpr std::string_view kRouteKeys[] = {"name",   "match",          "upstream",     "pool",
                                            "limits", "buffer_request", "buffer_limit", "timeout"};
 constexpr std::string_view kMatchKeys[] = {"prefix", "exact", "regex", "methods", "host"};
-constexpr std::string_view kRouteLimitsKeys[] = {"max_in_flight", "max_queue", "queue_timeout",
-                                                 "overflow_status"};
+constexpr std::string_view kRouteLimitsKeys[] = {
+    "max_in_flight", "max_in_flight_min", "max_in_flight_max", "max_queue",
+    "queue_timeout", "queue_order",       "overflow_status"};
 
 std::string toUpper(std::string text) {
   for (char& c : text) {
@@ -202,10 +203,19 @@ void SchemaLoader::readRouteLimits(const Item& item, RouteLimits& out) {
   auto fields = reader_.mapping(item, "route limits", kRouteLimitsKeys);
   if (!fields) return;
   if (const Field* f = fields->get("max_in_flight"); f != nullptr && !f->value.isNull()) {
-    // 0 would admit nothing, ever; unlimited is spelt by leaving the key out.
-    uint64_t value = 0;
-    if (reader_.count(f->value, value, 1, UINT32_MAX)) out.max_in_flight = value;
+    if (f->value.node.IsScalar() && f->value.node.Scalar() == "auto") {
+      out.max_in_flight_auto = true;
+    } else if (f->value.node.IsScalar() &&
+               f->value.node.Scalar().find_first_not_of("0123456789-") != std::string::npos) {
+      reader_.error(f->value,
+                    "expected a whole number or auto, got " + quoted(f->value.node.Scalar()));
+    } else {
+      // 0 would admit nothing, ever; unlimited is spelt by leaving the key out.
+      uint64_t value = 0;
+      if (reader_.count(f->value, value, 1, UINT32_MAX)) out.max_in_flight = value;
+    }
   }
+  readAdaptiveBounds(*fields, out);
   if (const Field* f = fields->get("max_queue")) {
     reader_.count(f->value, out.max_queue, 0, UINT32_MAX);
   }
@@ -213,6 +223,21 @@ void SchemaLoader::readRouteLimits(const Item& item, RouteLimits& out) {
   // queue" explicitly.
   if (const Field* f = fields->get("queue_timeout")) {
     reader_.duration(f->value, out.queue_timeout, false);
+  }
+  if (const Field* f = fields->get("queue_order")) {
+    std::string order;
+    if (reader_.string(f->value, order)) {
+      if (order == "fifo") {
+        out.queue_order = QueueOrder::Fifo;
+      } else if (order == "lifo") {
+        out.queue_order = QueueOrder::Lifo;
+      } else if (order == "adaptive") {
+        out.queue_order = QueueOrder::Adaptive;
+      } else {
+        reader_.error(f->value, "unknown queue_order " + quoted(order) +
+                                    " (expected one of: fifo, lifo, adaptive)");
+      }
+    }
   }
   if (const Field* f = fields->get("overflow_status")) {
     uint64_t status = 0;
@@ -223,6 +248,27 @@ void SchemaLoader::readRouteLimits(const Item& item, RouteLimits& out) {
         reader_.error(f->value, "must be 503 or 429, got " + std::to_string(status));
       }
     }
+  }
+}
+
+// max_in_flight_min / max_in_flight_max bound an adaptive limit; next to a fixed one they would
+// read as if they clamped it, so they are refused there rather than silently ignored.
+void SchemaLoader::readAdaptiveBounds(const Fields& fields, RouteLimits& out) {
+  const Field* min = fields.get("max_in_flight_min");
+  const Field* max = fields.get("max_in_flight_max");
+  for (const Field* f : {min, max}) {
+    if (f != nullptr && !out.max_in_flight_auto) {
+      reader_.error(f->value, "applies only to max_in_flight: auto");
+    }
+  }
+  if (!out.max_in_flight_auto) return;
+  bool min_ok = min == nullptr || reader_.count(min->value, out.max_in_flight_min, 1, UINT32_MAX);
+  bool max_ok = max == nullptr || reader_.count(max->value, out.max_in_flight_max, 1, UINT32_MAX);
+  if (min_ok && max_ok && out.max_in_flight_min > out.max_in_flight_max) {
+    const Field* later = max != nullptr ? max : min;
+    reader_.error(later->value, "max_in_flight_min (" + std::to_string(out.max_in_flight_min) +
+                                    ") must not exceed max_in_flight_max (" +
+                                    std::to_string(out.max_in_flight_max) + ")");
   }
 }
 

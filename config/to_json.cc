@@ -19,6 +19,7 @@ json toJson(const Upstream& upstream) {
       {"balance", upstream.balance == Balance::RoundRobin ? "round_robin" : "least_request"},
       {"connect_timeout", formatDuration(upstream.connect_timeout)},
       {"response_timeout", formatDuration(upstream.response_timeout)},
+      {"read_timeout", formatDuration(upstream.read_timeout)},
       {"max_idle_connections", upstream.max_idle_connections},
       {"idle_timeout", formatDuration(upstream.idle_timeout)},
       {"resolve_every", formatDuration(upstream.resolve_every)},
@@ -58,6 +59,34 @@ const char* matchKey(MatchKind kind) {
   return "prefix";
 }
 
+const char* queueOrderName(QueueOrder order) {
+  switch (order) {
+    case QueueOrder::Fifo:
+      return "fifo";
+    case QueueOrder::Lifo:
+      return "lifo";
+    case QueueOrder::Adaptive:
+      return "adaptive";
+  }
+  return "fifo";
+}
+
+json toJson(const RouteLimits& limits) {
+  json out{{"max_in_flight", limits.max_in_flight_auto ? json("auto")
+                             : limits.max_in_flight    ? json(*limits.max_in_flight)
+                                                       : json(nullptr)},
+           {"max_queue", limits.max_queue},
+           {"queue_timeout", formatDuration(limits.queue_timeout)},
+           {"queue_order", queueOrderName(limits.queue_order)},
+           {"overflow_status", limits.overflow_status}};
+  // The bounds mean something only for an adaptive limit (the loader refuses them otherwise).
+  if (limits.max_in_flight_auto) {
+    out["max_in_flight_min"] = limits.max_in_flight_min;
+    out["max_in_flight_max"] = limits.max_in_flight_max;
+  }
+  return out;
+}
+
 json toJson(const Route& route) {
   json match = json::object();
   match[matchKey(route.match.kind)] = route.match.pattern;
@@ -67,12 +96,7 @@ json toJson(const Route& route) {
   json out{
       {"name", route.name},
       {"match", std::move(match)},
-      {"limits",
-       {{"max_in_flight",
-         route.limits.max_in_flight ? json(*route.limits.max_in_flight) : json(nullptr)},
-        {"max_queue", route.limits.max_queue},
-        {"queue_timeout", formatDuration(route.limits.queue_timeout)},
-        {"overflow_status", route.limits.overflow_status}}},
+      {"limits", toJson(route.limits)},
       {"buffer_request", route.buffer_request},
       {"buffer_limit", route.buffer_limit},
       {"timeout", formatDuration(route.timeout)},
@@ -92,11 +116,18 @@ json configToJson(const Config& config) {
   for (const Route& route : config.routes) routes.push_back(toJson(route));
   json offload = nullptr;
   if (config.offload) {
-    offload = json{{"listen", config.offload->listen.toString()}, {"pool", config.offload->pool}};
+    const OffloadConfig& o = *config.offload;
+    offload = json{{"listen", o.listen.toString()},
+                   {"pool", o.pool},
+                   {"max_queue", o.max_queue},
+                   {"queue_timeout", o.queue_timeout ? json(formatDuration(*o.queue_timeout))
+                                                     : json(nullptr)}};
   }
   return json{
       {"listen", addressOrNull(config.listen)},
-      {"admin", {{"listen", addressOrNull(config.admin.listen)}}},
+      {"admin",
+       {{"listen", addressOrNull(config.admin.listen)},
+        {"token_file", config.admin.token_file ? json(*config.admin.token_file) : json(nullptr)}}},
       {"log",
        {{"level", config.log.level},
         {"format", config.log.format == LogFormat::Json ? "json" : "text"},
@@ -107,13 +138,27 @@ json configToJson(const Config& config) {
         {"max_body_bytes", config.limits.max_body_bytes}}},
       {"timeouts",
        {{"header", formatDuration(config.timeouts.header)},
+        {"body", formatDuration(config.timeouts.body)},
         {"idle", formatDuration(config.timeouts.idle)},
         {"drain", formatDuration(config.timeouts.drain)}}},
       {"upstreams", std::move(upstreams)},
       {"pools", std::move(pools)},
       {"routes", std::move(routes)},
       {"offload", std::move(offload)},
+      {"advice",
+       {{"enabled", config.advice.enabled},
+        {"probe", config.advice.probe},
+        {"probe_path", config.advice.probe_path},
+        {"min_samples", config.advice.min_samples}}},
   };
+}
+
+json configToJsonRedacted(const Config& config) {
+  json out = configToJson(config);
+  for (auto& [name, pool] : out["pools"].items()) {
+    for (auto& [key, value] : pool["env"].items()) value = kRedacted;
+  }
+  return out;
 }
 
 }  // namespace loopguard::config

@@ -14,12 +14,74 @@ namespace loopguard::config {
 std::string quoted(std::string_view text) {
   // Built with append: GCC 12's -Wrestrict misfires on `"\"" + std::string(...)` at -O3.
   constexpr size_t kMaxShown = 60;
+  // Cut on a character boundary: half a UTF-8 sequence would show as an escaped byte.
+  size_t shown = std::min(text.size(), kMaxShown);
+  while (shown > 0 && shown < text.size() &&
+         (static_cast<unsigned char>(text[shown]) & 0xC0) == 0x80) {
+    --shown;
+  }
   std::string out;
-  out.reserve(std::min(text.size(), kMaxShown) + 5);
+  out.reserve(shown + 5);
   out.push_back('"');
-  out.append(text.substr(0, kMaxShown));
-  if (text.size() > kMaxShown) out.append("...");
+  out.append(text.substr(0, shown));
+  if (text.size() > shown) out.append("...");
   out.push_back('"');
+  return out;
+}
+
+size_t utf8CharLength(std::string_view text, size_t i) {
+  const auto byte = static_cast<unsigned char>(text[i]);
+  size_t extra = 0;
+  unsigned char low = 0x80;  // allowed range of the first continuation byte
+  unsigned char high = 0xBF;
+  if (byte < 0x80) {
+    return 1;
+  } else if (byte >= 0xC2 && byte <= 0xDF) {
+    extra = 1;
+  } else if (byte >= 0xE0 && byte <= 0xEF) {
+    extra = 2;
+    if (byte == 0xE0) low = 0xA0;   // overlong
+    if (byte == 0xED) high = 0x9F;  // UTF-16 surrogates
+  } else if (byte >= 0xF0 && byte <= 0xF4) {
+    extra = 3;
+    if (byte == 0xF0) low = 0x90;   // overlong
+    if (byte == 0xF4) high = 0x8F;  // beyond U+10FFFF
+  } else {
+    return 0;
+  }
+  for (size_t k = 1; k <= extra; ++k) {
+    const auto next = i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0;
+    if (next < (k == 1 ? low : 0x80) || next > (k == 1 ? high : 0xBF)) return 0;
+  }
+  return extra + 1;
+}
+
+std::string oneLineText(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    size_t len = utf8CharLength(text, i);
+    if (len > 1 || (len == 1 && byte >= 0x20 && byte != 0x7F)) {
+      out.append(text.substr(i, len));
+      i += len;
+      continue;
+    }
+    if (byte == '\n') {
+      out.append("\\n");
+    } else if (byte == '\t') {
+      out.append("\\t");
+    } else if (byte == '\r') {
+      out.append("\\r");
+    } else {
+      out.append("\\x");
+      out.push_back(kHex[byte >> 4]);
+      out.push_back(kHex[byte & 0xF]);
+    }
+    ++i;
+  }
   return out;
 }
 

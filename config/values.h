@@ -11,8 +11,16 @@
 
 namespace loopguard::config {
 
-// "text" in double quotes for messages, cut after 60 characters.
+// "text" in double quotes for messages, cut after 60 bytes (on a UTF-8 character boundary).
 std::string quoted(std::string_view text);
+
+// `text` as one line of valid UTF-8: control bytes shown as \n, \t, \r or \xNN, and so is
+// every byte that is not part of a well-formed UTF-8 character. Every config error message
+// goes through it: an error is one line (FILE:LINE:COL: message), and POST /reload sends the
+// messages as JSON strings, which must be UTF-8.
+std::string oneLineText(std::string_view text);
+// Length of the well-formed UTF-8 character at text[i] (1 to 4), or 0 if none starts there.
+size_t utf8CharLength(std::string_view text, size_t i);
 
 // Longest duration accepted anywhere (365 days): far beyond any sane timeout, and small enough
 // that "now + duration" in milliseconds can never overflow.

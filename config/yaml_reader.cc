@@ -79,7 +79,7 @@ const Field* Fields::get(std::string_view key) const {
 }
 
 void YamlReader::error(SourcePos pos, std::string message) {
-  errors_.push_back(ConfigError{file_, pos.line, pos.column, std::move(message)});
+  errors_.push_back(ConfigError{file_, pos.line, pos.column, oneLineText(message)});
 }
 
 void YamlReader::error(const Item& item, std::string message) {

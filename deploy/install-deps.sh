@@ -8,10 +8,18 @@ build_pkgs=(
   libuv1-dev node-llhttp libyaml-cpp-dev libspdlog-dev libfmt-dev
   googletest libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev libre2-dev
 )
+# What the demo app (deploy/examples/app.py) imports; deploy/container/demo-app.Dockerfile
+# installs the same set (tests/integration/test_deploy_manifests.py checks).
+demo_pkgs=(
+  python3 python3-fastapi python3-uvicorn python3-aiosqlite python3-multipart python3-pil
+)
 test_pkgs=(
-  python3 python3-pytest python3-fastapi python3-uvicorn python3-aiosqlite
-  python3-multipart python3-pil python3-prometheus-client
-  curl wrk procps iproute2 nodejs
+  "${demo_pkgs[@]}" python3-pytest python3-prometheus-client python3-h11
+  curl wrk procps iproute2 nodejs node-express
+  python3-yaml prometheus chromium   # the dashboard/alert/autoscaling checks and the status page test
+  # the fuzz step (tests/fuzz): libFuzzer and the sanitizer runtimes for clang 14, and
+  # llvm-symbolizer for readable crash reports
+  clang libfuzzer-14-dev libclang-rt-14-dev llvm-14
 )
 bench_pkgs=(nginx haproxy hey gnuplot-nox)
 

@@ -7,6 +7,10 @@
 #                                 until Ctrl-C
 #   deploy/run-demo.sh --check    same, but send a few requests through the proxy, print the
 #                                 answers, stop, and exit 0 only if all of them succeeded
+#   deploy/run-demo.sh --advise   the loop-block advisor: loopguard without any pool route
+#                                 (quickstart-no-offload.yaml), 30 s of mixed traffic, then what
+#                                 `loopguard advise` finds; exit 0 only if it names the /cpu/
+#                                 routes and not /io
 # Options:
 #   --no-deps                     skip deploy/install-deps.sh
 #   --no-build                    skip the build (uses build/loopguard, or $LOOPGUARD_BIN)
@@ -22,16 +26,17 @@ APP_ADDR=127.0.0.1:8000
 PROXY_ADDR=127.0.0.1:8080
 ADMIN_ADDR=127.0.0.1:9901
 
-check=0 deps=1 build=1
+check=0 deps=1 build=1 advise=0
 config="$EXAMPLES/quickstart.yaml"
 while [ $# -gt 0 ]; do
   case "$1" in
     --check) check=1 ;;
+    --advise) advise=1; check=1 ;;
     --no-deps) deps=0 ;;
     --no-build) build=0 ;;
     --config) [ $# -ge 2 ] || { echo "run-demo: --config needs a file" >&2; exit 2; }
               config="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; shift ;;
-    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-demo: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -62,6 +67,12 @@ else
   BIN="$ROOT/build/loopguard"
 fi
 [ -x "$BIN" ] || fail "no loopguard binary at $BIN (build it, or set LOOPGUARD_BIN)"
+if [ "$advise" = 1 ]; then
+  # No pool route, and the admin API on, for GET /advice.
+  ADVISE_CONFIG="$(mktemp "${TMPDIR:-/tmp}/loopguard-advise.XXXXXX.yaml")"
+  { cat "$EXAMPLES/quickstart-no-offload.yaml"; printf '\nadmin: {listen: "%s"}\n' "$ADMIN_ADDR"; } >"$ADVISE_CONFIG"
+  config="$ADVISE_CONFIG"
+fi
 "$BIN" validate --config "$config" >/dev/null || fail "$config is not a valid loopguard config"
 
 # ---- processes --------------------------------------------------------------------------------------
@@ -102,6 +113,7 @@ cleanup() {
     echo "--- loopguard log ($PROXY_LOG)"; tail -n 60 "$PROXY_LOG" 2>/dev/null || true
   fi
   if [ "$rc" -eq 0 ] || [ "$check" = 0 ]; then rm -rf "$LOGDIR"; fi
+  [ -z "${ADVISE_CONFIG:-}" ] || rm -f "$ADVISE_CONFIG"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -145,6 +157,45 @@ wait_for "loopguard" 30 "http://$PROXY_ADDR/healthz"
 # The pool is ready when a /cpu/ request is answered (its workers start in the background).
 wait_for "the cpu pool" 60 "http://$PROXY_ADDR/cpu/hash?iterations=1"
 APP_PID_SEEN="$(http_get "http://$APP_ADDR/healthz" | grep -o '"pid":[0-9]*' | cut -d: -f2 || true)"
+
+# ---- --advise: which endpoints block the app's loop ---------------------------------------------------
+if [ "$advise" = 1 ]; then
+  say "driving 30 s of mixed traffic through loopguard (no pool: the app serves everything)"
+  "$PYTHON" - "$PROXY_ADDR" <<'PYEOF' || fail "some requests failed"
+import http.client, random, sys, threading, time
+host, port = sys.argv[1].split(":")
+# Independent clients (Poisson arrivals): the I/O route at 40/s, the CPU routes at 4/s each.
+spec = {"/io": 40, "/cpu/hash?iterations=60000": 4, "/cpu/factorial?n=30000": 4}
+end = time.monotonic() + 30
+errors = []
+def client(path, rate, seed):
+    rnd, conn = random.Random(seed), None
+    t = time.monotonic()
+    while True:
+        t += rnd.expovariate(rate)
+        if t > end: return
+        time.sleep(max(0, t - time.monotonic()))
+        try:
+            conn = conn or http.client.HTTPConnection(host, int(port), timeout=30)
+            conn.request("GET", path); r = conn.getresponse(); r.read()
+            if r.status != 200: errors.append(r.status)
+        except OSError as e:
+            conn = None; errors.append(repr(e))
+threads = [threading.Thread(target=client, args=(p, r / 4, i * 4 + k))
+           for i, (p, r) in enumerate(spec.items()) for k in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+sys.exit(1 if errors else 0)
+PYEOF
+  say "loopguard advise --admin $ADMIN_ADDR"
+  report="$("$BIN" advise --admin "$ADMIN_ADDR")" || fail "loopguard advise failed"
+  printf '%s\n' "$report"
+  grep -Eq '^cpu +GET +/cpu/(hash|factorial) +[0-9]+ +blocks_loop' <<<"$report" \
+    || fail "the advisor did not flag the /cpu/ routes"
+  if grep -Eq '^default +GET +/io +[0-9]+ +blocks_loop' <<<"$report"; then fail "the advisor flagged /io"; fi
+  say "the advisor found the CPU routes; deploy/examples/quickstart.yaml sends them to a pool"
+  exit 0
+fi
 
 # ---- --check: a few requests through the proxy ------------------------------------------------------
 if [ "$check" = 1 ]; then

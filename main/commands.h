@@ -12,7 +12,16 @@ struct CommonOptions {
   std::optional<std::string> log_format;  // overrides log.format
 };
 
+// `loopguard advise`: the advisor's report of a running proxy.
+struct AdviseOptions {
+  std::string admin;       // HOST:PORT of its admin listener
+  double timeout_s = 10;
+  bool json = false;       // print the raw JSON
+  bool yaml_only = false;  // print the suggested config only
+};
+
 int runProxy(const CommonOptions& options);
+int runAdvise(const AdviseOptions& options);
 int runOffload(const CommonOptions& options);
 int runValidate(const CommonOptions& options);
 

@@ -42,6 +42,16 @@ int main(int argc, char** argv) {
   addCommonOptions(offload, options, true);
   CLI::App* validate = app.add_subcommand("validate", "Check a config file and report every error");
   addCommonOptions(validate, options, false);
+  loopguard::AdviseOptions advise_options;
+  CLI::App* advise = app.add_subcommand(
+      "advise", "Show which endpoints block the app's event loop (a running proxy's GET /advice)");
+  advise->add_option("--admin", advise_options.admin, "HOST:PORT of the proxy's admin listener")
+      ->required();
+  advise->add_option("--timeout", advise_options.timeout_s, "Seconds to wait for the answer")
+      ->check(CLI::PositiveNumber);
+  auto* json_flag = advise->add_flag("--json", advise_options.json, "Print the JSON as it came");
+  advise->add_flag("--yaml", advise_options.yaml_only, "Print the suggested config only")
+      ->excludes(json_flag);
   app.add_subcommand("version", "Print the version");
 
   try {
@@ -59,6 +69,7 @@ int main(int argc, char** argv) {
   if (proxy->parsed()) return loopguard::runProxy(options);
   if (offload->parsed()) return loopguard::runOffload(options);
   if (validate->parsed()) return loopguard::runValidate(options);
+  if (advise->parsed()) return loopguard::runAdvise(advise_options);
   std::cout << "loopguard " << LOOPGUARD_VERSION << "\n";
   return 0;
 }

@@ -15,6 +15,7 @@
 #include "main/config_watcher.h"
 #include "main/lifecycle.h"
 #include "proxy/admin/admin_server.h"
+#include "proxy/admin/status.h"
 #include "proxy/metrics/loop_lag.h"
 #include "proxy/proxy_server.h"
 
@@ -25,6 +26,7 @@ struct ReloadResult {
   bool changed = false;
   std::vector<std::string> errors;            // FILE:LINE:COL: message
   std::vector<std::string> restart_required;  // keys whose change waits for a restart
+  std::vector<std::string> warnings;          // FILE:LINE:COL: warning: ... (config/lint.h)
 };
 
 // Extra pieces a subcommand plugs into the app (the offload pools).
@@ -32,6 +34,7 @@ struct AppHooks {
   upstream::PoolResolver pools;                          // `pool:` routes
   std::function<bool(std::string&)> pools_ready;         // /readyz: false + reason if not
   std::function<void(metrics::PrometheusWriter&)> pool_metrics;
+  std::function<nlohmann::json(uint64_t now_ms)> pools_status;  // the "pools" section of /status
   std::function<void(const config::Config&)> on_config;  // start/roll pools for a config
   std::function<void(std::function<void()>)> stop_pools; // drain: stop workers, then done()
   std::function<void()> kill_pools;                      // second signal: stop at once
@@ -53,8 +56,11 @@ class ProxyApp {
   int exitCode() const { return lifecycle_.exitCode(); }
 
  private:
+  void applyAccessLog(const config::Config& cfg);
   admin::AdminResponse handleAdmin(const admin::AdminRequest& request);
   std::string renderMetrics();
+  void addStatusSections();
+  nlohmann::json processStatus() const;
   void beginDrain(std::function<void()> done);
   void finishDrain();
   void forceStop();
@@ -66,6 +72,7 @@ class ProxyApp {
   AppHooks hooks_;
   proxy::ProxyServer server_;
   std::unique_ptr<admin::AdminServer> admin_;
+  admin::StatusBoard status_;  // GET / and GET /status
   ConfigWatcher watcher_;
   Lifecycle lifecycle_;
   metrics::LoopLagMonitor lag_;

@@ -10,6 +10,7 @@ int runOffload(const CommonOptions& options) {
   config::LoadResult file = loadOrReport(options.config_path, config::Purpose::Offload);
   if (!file.ok()) return 1;
   if (!setupLoggingFor(options, *file.config)) return 2;
+  logConfigWarnings(file.warnings);
   return serveApp(options, offload::sidecarConfig(*file.config), file.source, [](AppHooks& hooks) {
     hooks.purpose = config::Purpose::Offload;
     hooks.served_config = [](const config::Config& file) { return offload::sidecarConfig(file); };

@@ -16,10 +16,15 @@ config::LoadResult loadOrReport(const std::string& path, config::Purpose p) {
   return result;
 }
 
+void logConfigWarnings(const std::vector<config::ConfigError>& warnings) {
+  for (const config::ConfigError& w : warnings) spdlog::get("config")->warn("{}", w.format());
+}
+
 int runProxy(const CommonOptions& options) {
   config::LoadResult file = loadOrReport(options.config_path, config::Purpose::Proxy);
   if (!file.ok()) return 1;
   if (!setupLoggingFor(options, *file.config)) return 2;
+  logConfigWarnings(file.warnings);
   return serveApp(options, file.config, file.source, nullptr);
 }
 

@@ -2,6 +2,7 @@
 
 #include "common/logging.h"
 #include "common/uv/loop.h"
+#include "offload/pool_report.h"
 
 #include <spdlog/spdlog.h>
 
@@ -51,7 +52,11 @@ AppHooks poolHooks(offload::PoolSet& pools) {
     }
     return true;
   };
-  hooks.pool_metrics = [&pools](metrics::PrometheusWriter& w) { writePoolMetrics(pools, w); };
+  hooks.pool_metrics = [&pools](metrics::PrometheusWriter& w) {
+    writePoolMetrics(pools, w);
+    offload::writeWorkerMetrics(pools, w);
+  };
+  hooks.pools_status = [&pools](uint64_t now_ms) { return offload::poolsStatus(pools, now_ms); };
   hooks.on_config = [&pools](const config::Config& c) { pools.applyConfig(c); };
   hooks.stop_pools = [&pools](std::function<void()> done) { pools.stop(std::move(done)); };
   hooks.kill_pools = [&pools] { pools.kill(); };

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "config/loader.h"
 #include "main/commands.h"
@@ -16,6 +17,8 @@ namespace loopguard {
 
 // Loads a config file and prints every error it has on stderr.
 config::LoadResult loadOrReport(const std::string& path, config::Purpose p);
+// Logs what config/lint.h found (once logging is set up).
+void logConfigWarnings(const std::vector<config::ConfigError>& warnings);
 
 // `pools` must outlive the app.
 AppHooks poolHooks(offload::PoolSet& pools);

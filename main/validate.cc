@@ -13,7 +13,14 @@ int runValidate(const CommonOptions& options) {
               << " in " << options.config_path << "\n";
     return 1;
   }
-  std::cout << options.config_path << ": ok\n";
+  // Valid, so exit 0 whatever they say; on stderr, in the errors' format, for editors to pick up.
+  for (const config::ConfigError& w : result.warnings) std::cerr << w.format() << "\n";
+  std::cout << options.config_path << ": ok";
+  if (!result.warnings.empty()) {
+    std::cout << " (" << result.warnings.size()
+              << (result.warnings.size() == 1 ? " warning" : " warnings") << ")";
+  }
+  std::cout << "\n";
   return 0;
 }
 

@@ -22,23 +22,46 @@ constexpr uint64_t kLingerMs = 250;
 
 }  // namespace
 
-ChildProcess::ChildProcess(uv_loop_t* loop, ChildEvents& events, std::string log_tag)
+ChildProcess::ChildProcess(uv_loop_t* loop, ChildEvents& events, std::string log_tag,
+                           Output output)
     : loop_(loop),
       events_(events),
       tag_(std::move(log_tag)),
-      out_([this](std::string_view line) {
-        recent_.emplace_back(line);
-        if (recent_.size() > OutputLines::kKeepLines) recent_.pop_front();
-        spdlog::get("offload")->info("[{}] {}", tag_, line);
-      }),
-      err_([this](std::string_view line) {
-        recent_.emplace_back(line);
-        if (recent_.size() > OutputLines::kKeepLines) recent_.pop_front();
-        spdlog::get("offload")->info("[{}] {}", tag_, line);
-      }),
-      linger_timer_(loop, this, &uv::bindTimer<ChildProcess, &ChildProcess::onLingerTimeout>) {
+      out_([this](std::string_view line) { logLine(line, false); }),
+      err_([this](std::string_view line) { logLine(line, true); }),
+      linger_timer_(loop, this, &uv::bindTimer<ChildProcess, &ChildProcess::onLingerTimeout>),
+      output_(output) {
   out_.self = this;
   err_.self = this;
+}
+
+// What a child writes is its own business: stdout (where uvicorn writes its access log, and
+// most apps their chatter) at debug; stderr (errors, tracebacks, warnings) at info, within a
+// LineBudget, the rest at debug with a count. A line the log showed is not repeated in a
+// start-up failure's "last output".
+void ChildProcess::logLine(std::string_view line, bool from_stderr) {
+  auto log = spdlog::get("offload");
+  spdlog::level::level_enum level = spdlog::level::debug;
+  if (output_ == Output::Diagnostic) {
+    level = spdlog::level::info;
+  } else if (from_stderr) {
+    if (budget_.take(uv_now(loop_))) {
+      reportRefused();
+      level = spdlog::level::info;
+    }
+  }
+  bool shown = log->should_log(level);
+  log->log(level, "[{}] {}", tag_, line);
+  recent_.push_back({std::string(line), shown});
+  if (recent_.size() > OutputLines::kKeepLines) recent_.pop_front();
+  any_output_ = true;
+}
+
+void ChildProcess::reportRefused() {
+  if (uint64_t n = budget_.takeRefused(); n > 0) {
+    spdlog::get("offload")->info("[{}] {} more stderr lines went to the debug log (more than {}/s)",
+                                 tag_, n, LineBudget::kPerSecond);
+  }
 }
 
 ChildProcess::~ChildProcess() {
@@ -161,6 +184,7 @@ void ChildProcess::finish() {
       s->pipe.close();
     }
   }
+  reportRefused();
   state_ = State::Exited;
   events_.onChildExited(status_);
 }
@@ -199,9 +223,10 @@ bool ChildProcess::exitedUnreaped() const {
 
 std::string ChildProcess::lastOutput() const {
   std::string text;
-  for (const std::string& line : recent_) {
+  for (const RecentLine& line : recent_) {
+    if (line.shown) continue;
     if (!text.empty()) text += " | ";
-    text += line;
+    text += line.text;
   }
   return text;
 }

@@ -1,5 +1,6 @@
 // One child process that loopguard runs (a worker, or an on_slow diagnostic): spawned with
-// uv_spawn in its own process group, its stdout and stderr logged line by line under a tag,
+// uv_spawn in its own process group, its stdout (debug) and stderr (info, rate-limited) logged
+// line by line under a tag,
 // signalled as a group. The owner hears once, after the exit, when the output is logged too.
 #pragma once
 
@@ -37,7 +38,12 @@ class ChildProcess {
     Exited,    // onChildExited was called
   };
 
-  ChildProcess(uv_loop_t* loop, ChildEvents& events, std::string log_tag);
+  // How its output is logged: a worker's stdout at debug and its stderr at info within a
+  // LineBudget; a diagnostic's (on_slow: what the operator asked to see) all at info.
+  enum class Output { Worker, Diagnostic };
+
+  ChildProcess(uv_loop_t* loop, ChildEvents& events, std::string log_tag,
+               Output output = Output::Worker);
   // Must not run any more (Idle or Exited): closing a live child's handle would leave it
   // unreaped and unsupervised (asserted).
   ~ChildProcess();
@@ -55,8 +61,10 @@ class ChildProcess {
   State state() const { return state_; }
   int pid() const { return pid_; }
   const std::string& tag() const { return tag_; }
-  // The last lines it wrote on stdout and stderr together, oldest first.
+  // The last lines it wrote on stdout and stderr together, oldest first, except those the log
+  // already showed (at its current level).
   std::string lastOutput() const;
+  bool wroteAnything() const { return any_output_; }
 
  private:
   struct Stream {
@@ -68,6 +76,13 @@ class ChildProcess {
     explicit Stream(OutputLines::Emit emit) : lines(std::move(emit)) {}
   };
 
+  struct RecentLine {
+    std::string text;
+    bool shown;  // logged at a level the log shows
+  };
+
+  void logLine(std::string_view line, bool from_stderr);
+  void reportRefused();
   void startReading(Stream& s);
   void onStreamEnd(Stream& s);
   void onExit(int64_t code, int signal);
@@ -82,7 +97,10 @@ class ChildProcess {
   Stream out_;
   Stream err_;
   uv::Timer linger_timer_;  // bounds the wait for pipe EOF after the exit
-  std::deque<std::string> recent_;
+  std::deque<RecentLine> recent_;
+  Output output_;
+  LineBudget budget_;  // stderr lines at info
+  bool any_output_ = false;
   State state_ = State::Idle;
   int pid_ = 0;
   ExitStatus status_;

@@ -1,5 +1,7 @@
 #include "offload/output_lines.h"
 
+#include <algorithm>
+
 namespace loopguard::offload {
 
 void OutputLines::feed(std::string_view bytes) {
@@ -34,6 +36,23 @@ void OutputLines::emitLine(std::string_view line) {
   last_.emplace_back(line);
   if (last_.size() > kKeepLines) last_.pop_front();
   if (emit_) emit_(line);
+}
+
+bool LineBudget::take(uint64_t now_ms) {
+  if (!started_) {
+    started_ = true;
+    last_ms_ = now_ms;
+  }
+  if (now_ms > last_ms_) {
+    tokens_ = std::min(kBurst, tokens_ + static_cast<double>(now_ms - last_ms_) * kPerSecond / 1000);
+    last_ms_ = now_ms;
+  }
+  if (tokens_ >= 1) {
+    tokens_ -= 1;
+    return true;
+  }
+  ++refused_;
+  return false;
 }
 
 }  // namespace loopguard::offload

@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace loopguard::offload {
 
@@ -34,6 +36,26 @@ class OutputLines {
   Emit emit_;
   std::string partial_;
   std::deque<std::string> last_;
+};
+
+// How many lines of a child's stderr go to the log at info: a burst of kBurst, then kPerSecond
+// (a token bucket). A process that floods stderr (an app's own access log, a warning in a loop)
+// cannot drown loopguard's log; its excess lines go at debug and are counted.
+class LineBudget {
+ public:
+  static constexpr double kBurst = 50;
+  static constexpr double kPerSecond = 10;
+
+  // True if a line written at `now_ms` (a monotonic clock) fits the budget.
+  bool take(uint64_t now_ms);
+  // Lines refused since the last call, which resets the count.
+  uint64_t takeRefused() { return std::exchange(refused_, 0); }
+
+ private:
+  double tokens_ = kBurst;
+  uint64_t last_ms_ = 0;
+  bool started_ = false;
+  uint64_t refused_ = 0;
 };
 
 }  // namespace loopguard::offload

@@ -9,10 +9,7 @@ namespace loopguard::offload {
 std::vector<const config::Pool*> usedPools(const config::Config& config) {
   std::vector<const config::Pool*> used;
   for (const config::Pool& pool : config.pools) {
-    bool routed = std::any_of(config.routes.begin(), config.routes.end(), [&](const auto& r) {
-      return r.target_kind == config::TargetKind::Pool && r.target == pool.name;
-    });
-    if (routed) used.push_back(&pool);
+    if (config.routesToPool(pool.name)) used.push_back(&pool);
   }
   return used;
 }
@@ -96,6 +93,7 @@ upstream::PoolResolver PoolSet::resolver() {
     std::shared_ptr<WorkerPool> pool = it->second;
     binding.target = pool;
     binding.gate = pool.get();
+    binding.capacity = [pool] { return pool->capacity(); };
     binding.add_waiting_limiter = [pool](const std::shared_ptr<routing::RouteLimiter>& limiter) {
       pool->addWaitingLimiter(limiter);
     };
@@ -124,6 +122,11 @@ void PoolSet::kill() {
   stopping_ = true;
   for (auto& pool : retired_) pool->kill();
   for (auto& [name, pool] : pools_) pool->kill();
+}
+
+std::shared_ptr<WorkerPool> PoolSet::find(const std::string& name) const {
+  auto it = pools_.find(name);
+  return it == pools_.end() ? nullptr : it->second;
 }
 
 std::vector<std::pair<std::string, PoolStats>> PoolSet::stats() const {

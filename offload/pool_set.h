@@ -49,6 +49,7 @@ class PoolSet {
   void kill();
 
   // For /metrics and /readyz.
+  std::shared_ptr<WorkerPool> find(const std::string& name) const;  // null if not running
   std::vector<std::pair<std::string, PoolStats>> stats() const;
 
  private:

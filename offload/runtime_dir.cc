@@ -92,7 +92,11 @@ bool RuntimeDir::create(std::string& error) {
 
 std::string RuntimeDir::socketPath(const std::string& pool, uint32_t index,
                                    uint64_t generation) const {
-  std::string tail = "." + std::to_string(index) + "." + std::to_string(generation) + ".sock";
+  // Appended piece by piece: `"." + std::to_string(...)` makes GCC 12 at -O3 warn about a
+  // memcpy of 2^63 bytes (a false -Wrestrict in libstdc++'s insert, GCC bug 105329).
+  std::string tail;
+  tail.append(".").append(std::to_string(index)).append(".");
+  tail.append(std::to_string(generation)).append(".sock");
   size_t room = kMaxSocketPath > path_.size() + 1 + tail.size()
                     ? kMaxSocketPath - path_.size() - 1 - tail.size()
                     : 0;

@@ -10,14 +10,10 @@
 namespace loopguard::offload {
 
 inline constexpr const char* kSidecarRoute = "offload";
-// The sidecar route queues at most this many requests beyond its workers' slots. The proxy in
-// front is expected to hold the real limits; this only bounds what the sidecar keeps waiting.
-inline constexpr uint64_t kSidecarMaxQueue = 1024;
-
 // The implicit route's limits: no max_in_flight (the worker slots are the limit), a queue of
-// kSidecarMaxQueue, waited in for at most the pool's request_timeout (a slot frees within that
-// time or its worker is killed).
-config::RouteLimits sidecarLimits(const config::Pool& pool);
+// offload.max_queue (default 1024), waited in for at most offload.queue_timeout (default: the
+// pool's request_timeout: a slot frees within that time or its worker is killed).
+config::RouteLimits sidecarLimits(const config::Pool& pool, const config::OffloadConfig& offload);
 
 // `file` must have an `offload` section naming one of its pools (the loader checks both for
 // Purpose::Offload).

@@ -6,7 +6,8 @@
 
 #include <algorithm>
 #include <cassert>
-#include <fstream>
+
+#include "proxy/metrics/process_stats.h"
 
 extern char** environ;
 
@@ -32,17 +33,6 @@ constexpr uint64_t kSuspectCheckMs = 20;
 
 std::shared_ptr<spdlog::logger> log() { return spdlog::get("offload"); }
 
-// VmRSS of `pid` in bytes; 0 if unknown. /proc is served from memory, so this synchronous
-// read does not block the loop the way a disk read could.
-uint64_t residentBytes(int pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
-  }
-  return 0;
-}
-
 }  // namespace
 
 struct Supervisor::Slot {
@@ -54,6 +44,10 @@ struct Supervisor::Slot {
   uint32_t boot_failures = 0;  // consecutive processes that died before they were ready
   uv::Timer restart_timer;
   bool restart_pending = false;
+  // Why its processes were replaced, for /status.
+  std::array<uint64_t, kRestartReasonCount> restarts{};
+  std::string last_restart;
+  uint64_t last_restart_at = 0;
 
   Slot(Supervisor* s, uv_loop_t* loop, uint32_t i, const config::Backoff& limits)
       : owner(s),
@@ -75,7 +69,7 @@ struct Supervisor::Diagnostic final : private ChildEvents {
   Diagnostic(Supervisor* s, uv_loop_t* loop, Worker* w)
       : owner(s),
         worker(w),
-        process(loop, *this, w->name() + " on_slow"),
+        process(loop, *this, w->name() + " on_slow", ChildProcess::Output::Diagnostic),
         limit_timer(loop, this, [](void* self) {
           static_cast<Diagnostic*>(self)->process.signalGroup(SIGKILL);
         }) {}
@@ -139,11 +133,8 @@ void Supervisor::spawnInto(Slot& s) {
   if (stopping_ || s.booting != nullptr) return;
   uint64_t generation = ++next_generation_;
   WorkerAddress address;
-  bool uses_port = std::any_of(config_.command.begin(), config_.command.end(), [](const auto& a) {
-    return a.find("{port}") != std::string::npos;
-  });
   std::string error;
-  if (uses_port) {
+  if (config_.listensOnPort()) {
     address.is_unix = false;
     address.port = RuntimeDir::freeLoopbackPort();
     if (address.port == 0) error = "no free loopback port";
@@ -165,7 +156,7 @@ void Supervisor::spawnInto(Slot& s) {
     return;
   }
   log()->error("pool {}: worker {} failed to start: {}", config_.name, s.index, error);
-  count(RestartReason::Crash);
+  count(RestartReason::Crash, s.index, "failed to start: " + error);
   sweepSoon();
   bootFailed(s);
 }
@@ -215,7 +206,8 @@ void Supervisor::onWorkerReady(Worker& w) {
 void Supervisor::onWorkerNotReady(Worker& w, const std::string& last_probe) {
   log()->warn("pool {}: worker {} (pid {}) not ready within {} ms (last probe: {}): restarting it",
               config_.name, w.index(), w.pid(), config_.ready.timeout.count(), last_probe);
-  count(RestartReason::NotReady);
+  count(RestartReason::NotReady, w.index(),
+        "not ready within " + std::to_string(config_.ready.timeout.count()) + " ms");
   Slot* s = slotOf(w);
   if (s != nullptr) s->booting = nullptr;
   w.beginStopping("not ready in time");
@@ -231,10 +223,14 @@ void Supervisor::onWorkerExited(Worker& w, const ExitStatus& status) {
     log()->info("pool {}: worker {} (pid {}) stopped ({}) after {} requests: {}", config_.name,
                 w.index(), w.pid(), w.stopReason(), w.served, describeExit(status));
   } else if (!w.everReady()) {
+    // Its output in the message, unless the log has just shown it line by line.
     std::string output = w.lastOutput();
-    log()->error("pool {}: worker {} failed to start: {}{}{}", config_.name, w.index(),
-                 describeExit(status), output.empty() ? "" : "; last output: ", output);
-    count(classifyExit(status));
+    std::string said = !output.empty()         ? "; last output: " + output
+                       : w.wroteAnything() ? "; its output is in the lines above"
+                                           : "";
+    log()->error("pool {}: worker {} failed to start: {}{}", config_.name, w.index(),
+                 describeExit(status), said);
+    count(classifyExit(status), w.index(), "failed to start: " + describeExit(status));
     if (s != nullptr) {
       s->booting = nullptr;
       bootFailed(*s);
@@ -243,7 +239,7 @@ void Supervisor::onWorkerExited(Worker& w, const ExitStatus& status) {
     RestartReason reason = classifyExit(status);
     log()->error("pool {}: worker {} (pid {}) {}: {}", config_.name, w.index(), w.pid(),
                  reason == RestartReason::Crash ? "crashed" : "exited", describeExit(status));
-    count(reason);
+    count(reason, w.index(), describeExit(status));
     if (s != nullptr && s->serving == &w) {
       s->serving = nullptr;
       // A worker that had been up for a while starts its slot's backoff afresh.
@@ -276,7 +272,7 @@ void Supervisor::onDispatched(Worker& w) {
 
 void Supervisor::beginRecycle(Worker& w, RestartReason reason) {
   w.retiring = reason;
-  count(reason);
+  count(reason, w.index(), "recycled, its replacement started first");
   Slot* s = slotOf(w);
   // The worker keeps serving until its replacement is ready: capacity never drops. If the
   // replacement fails to start, its slot retries with backoff and this one serves on.
@@ -295,7 +291,9 @@ void Supervisor::onRequestDone(Worker& w) {
 void Supervisor::onRequestTimeout(Worker& w) {
   if (w.state() == Worker::State::Exited) return;
   bool was_ready = w.state() == Worker::State::Ready;
-  if (w.state() != Worker::State::Stopping) count(RestartReason::Timeout);
+  if (w.state() != Worker::State::Stopping) {
+    count(RestartReason::Timeout, w.index(), "killed: a request ran past request_timeout");
+  }
   Slot* s = slotOf(w);
   if (s != nullptr && s->serving == &w) s->serving = nullptr;
   w.beginStopping("request_timeout", true);
@@ -322,7 +320,7 @@ void Supervisor::onWorkerTrouble(Worker& w, bool refused, const std::string& why
   if (refused && w.refusedBefore && !w.processGone()) {
     log()->warn("pool {}: worker {} (pid {}) refuses connections ({}): replacing it",
                 config_.name, w.index(), w.pid(), why);
-    count(RestartReason::Crash);
+    count(RestartReason::Crash, w.index(), "killed: refuses connections (" + why + ")");
     Slot* s = slotOf(w);
     if (s != nullptr && s->serving == &w) s->serving = nullptr;
     w.beginStopping("refuses connections");
@@ -405,7 +403,7 @@ void Supervisor::checkRss() {
   if (config_.max_rss == 0 || stopping_) return;
   for (const auto& w : workers_) {
     if (w->state() != Worker::State::Ready || w->retiring) continue;
-    uint64_t rss = residentBytes(w->pid());
+    uint64_t rss = metrics::residentBytes(w->pid());
     if (rss > config_.max_rss) {
       log()->info("pool {}: worker {} (pid {}) uses {} KiB (max_rss {} KiB): recycling it",
                   config_.name, w->index(), w->pid(), rss / 1024, config_.max_rss / 1024);
@@ -517,6 +515,24 @@ void Supervisor::sweep() {
     stop_done_ = nullptr;
     done();
   }
+}
+
+void Supervisor::count(RestartReason reason, uint32_t index, std::string detail) {
+  ++restarts_[static_cast<size_t>(reason)];
+  if (index >= slots_.size()) return;  // a slot the pool shrank away
+  Slot& s = *slots_[index];
+  ++s.restarts[static_cast<size_t>(reason)];
+  s.last_restart = std::string(restartReasonName(reason)) + ": " + detail;
+  s.last_restart_at = uv_now(loop_);
+}
+
+std::vector<SlotReport> Supervisor::slotReports() const {
+  std::vector<SlotReport> out;
+  out.reserve(slots_.size());
+  for (const auto& s : slots_) {
+    out.push_back({s->index, s->restarts, s->last_restart, s->last_restart_at});
+  }
+  return out;
 }
 
 uint32_t Supervisor::readyWorkers() const {

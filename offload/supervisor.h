@@ -31,6 +31,15 @@ class SupervisorEvents {
   virtual void onCapacityChanged() = 0;
 };
 
+// One configured worker slot's restart history (for /status): how often its processes were
+// replaced, by RestartReason, and the last reason with what happened.
+struct SlotReport {
+  uint32_t index = 0;
+  std::array<uint64_t, kRestartReasonCount> restarts{};
+  std::string last_restart;       // e.g. "crash: signal 9 (SIGKILL)"; empty if none yet
+  uint64_t last_restart_at = 0;   // loop time (ms) of the last one
+};
+
 class Supervisor final : private WorkerHost {
  public:
   Supervisor(uv_loop_t* loop, net::BufferPool& buffers, RuntimeDir& dir,
@@ -60,6 +69,7 @@ class Supervisor final : private WorkerHost {
   bool available() const { return available_; }
   uint32_t readyWorkers() const;
   PoolStats stats() const;
+  std::vector<SlotReport> slotReports() const;
 
   // Hooks from dispatch.
   void onDispatched(Worker& worker);    // recycle when max_requests is reached
@@ -89,7 +99,8 @@ class Supervisor final : private WorkerHost {
   void onRestartTimer(Slot& slot);
   void beginRecycle(Worker& worker, RestartReason reason);
   void retire(Worker& worker, const char* why);
-  void count(RestartReason reason) { ++restarts_[static_cast<size_t>(reason)]; }
+  // A replacement of one of slot `index`'s processes (loopguard_pool_worker_restarts_total).
+  void count(RestartReason reason, uint32_t index, std::string detail);
   void updateAvailability();
   void checkRss();
   void checkSuspects();

@@ -85,6 +85,7 @@ class Worker final : private ChildEvents, private ProbeOwner {
   uint64_t startedAt() const { return started_at_; }
   uint64_t readyAt() const { return ready_at_; }
   std::string lastOutput() const { return process_.lastOutput(); }
+  bool wroteAnything() const { return process_.wroteAnything(); }
 
   // Dispatch bookkeeping, kept by the WorkerPool.
   uint32_t in_flight = 0;         // requests connecting, running or finishing on it

@@ -73,6 +73,13 @@ const char* WorkerPool::unavailableReason() const {
   return supervisor_.available() ? nullptr : "no_workers";
 }
 
+upstream::WorkerIdentity WorkerPool::identifyWorker(const UpstreamConnection& connection) const {
+  auto it = running_.find(const_cast<UpstreamConnection*>(&connection));
+  if (it == running_.end()) return {};
+  const Worker& w = *it->second.worker;
+  return {true, w.index(), w.pid()};
+}
+
 bool WorkerPool::retryable(const UpstreamConnection* connection) const {
   // Retry only when the worker is alive: a request that was on a worker when it died may be
   // what killed it. The exit may not be reported yet when the connection's EOF arrives, so

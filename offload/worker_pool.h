@@ -65,6 +65,10 @@ class WorkerPool final : public upstream::Target,
 
   const config::Pool& config() const { return supervisor_.config(); }
   PoolStats stats() const { return supervisor_.stats(); }
+  // Requests it can hold now: concurrency_per_worker x dispatchable workers.
+  uint64_t capacity() const { return ledger_.slots(); }
+  // Its processes and their restart history, for /status and the per-worker metrics.
+  const Supervisor& supervisor() const { return supervisor_; }
 
   // Target
   const std::string& name() const override { return name_; }
@@ -76,6 +80,8 @@ class WorkerPool final : public upstream::Target,
   config::Duration responseTimeout() const override;
   bool retryable(const upstream::UpstreamConnection* connection) const override;
   const char* unavailableReason() const override;
+  upstream::WorkerIdentity identifyWorker(
+      const upstream::UpstreamConnection& connection) const override;
 
   // CapacityGate
   bool tryTake() override;

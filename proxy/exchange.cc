@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "proxy/server/client_connection.h"
 
 namespace loopguard::proxy {
@@ -27,6 +29,12 @@ bool idempotent(std::string_view method) {
 }
 
 constexpr uint64_t kMaxResponseHeadBytes = 64 * 1024;
+// A buffered body of known length up to this is given its whole buffer at once: one allocation,
+// no copies as it grows, and (for the larger ones, which the allocator maps) memory that counts
+// only as the bytes arrive, so an upload that stalls holds what it sent, not twice that.
+constexpr uint64_t kReserveBodyBytes = 1024 * 1024;
+// Buffers larger than this are not kept for the next request (see holdsLargeBuffers()).
+constexpr size_t kKeptBufferBytes = 16 * 1024;
 
 }  // namespace
 
@@ -35,7 +43,8 @@ constexpr uint64_t kMaxResponseHeadBytes = 64 * 1024;
 
 Exchange::Exchange(ProxyContext& context)
     : context_(context),
-      phase_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onPhaseTimer>),
+      client_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onClientTimer>),
+      upstream_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onUpstreamTimer>),
       budget_timer_(context.loop, this, &uv::bindTimer<Exchange, &Exchange::onBudgetTimer>) {}
 
 Exchange::~Exchange() = default;
@@ -54,10 +63,12 @@ void Exchange::resetPerRequestState() {
   acquiring_ = false;
   upstream_writing_ = false;
   client_writing_ = false;
+  client_write_copied_ = false;
   client_buf_lent_ = false;
   upstream_buf_lent_ = false;
   upstream_eof_ = false;
   body_too_large_ = false;
+  client_timed_out_ = false;
   upgrade_accepted_ = false;
   request_sent_ = false;
   response_started_ = false;
@@ -76,9 +87,16 @@ void Exchange::resetPerRequestState() {
   to_client_.clear();
   start_ms_ = 0;
   queued_at_ms_ = 0;
+  upstream_sent_us_ = 0;
   status_ = 0;
   bytes_sent_ = 0;
   target_name_.clear();
+  start_ns_ = 0;
+  queue_start_ns_ = 0;
+  admitted_ns_ = 0;
+  worker_ = {};
+  overload_ = "";
+  error_.clear();
 }
 
 void Exchange::start(bool has_body) {
@@ -86,6 +104,7 @@ void Exchange::start(bool has_body) {
   resetPerRequestState();
   phase_ = Phase::Forwarding;  // provisional: every path below moves on from here
   start_ms_ = uv_now(context_.loop);
+  start_ns_ = uv_hrtime();
   request_side_ = has_body ? RequestSide::Body : RequestSide::Complete;
   method_.assign(p.method());
   keep_alive_ = p.keepAlive();
@@ -119,6 +138,12 @@ void Exchange::start(bool has_body) {
   if (request_side_ == RequestSide::Body && r.buffer_request) {
     phase_ = Phase::BufferingBody;
     buffered_body_.clear();
+    if (p.hasContentLength()) {
+      buffered_body_.reserve(std::min(std::min(p.contentLength(), kReserveBodyBytes),
+                                      uint64_t{r.buffer_limit}));
+    }
+    // Each read is copied out and its block given back at once: large reads pin nothing.
+    client_->socket().setReadLimit(net::BufferPool::kLargeBlock);
     if (expect_continue_) {
       to_client_.addFrame(kContinue);
       flushClient();
@@ -133,7 +158,14 @@ void Exchange::start(bool has_body) {
 bool Exchange::route() {
   http::MessageParser& p = client_->parser();
   const config::Config& cfg = snapshot_->config();
-  routing::RequestView view{p.method(), routing::requestPath(p.target()), p.headers().get(http::HeaderId::Host)};
+  routing::RoutingPath path;
+  if (const char* why = path.assign(p.target())) {
+    keep_alive_ = false;
+    respondError(400, why);
+    return false;
+  }
+  routing::RequestView view{p.method(), path.normalized(),
+                            http::requestHost(p.target(), p.headers()), path.appPath()};
   route_ = snapshot_->table.match(view);
   if (route_ == nullptr) {
     if (request_side_ != RequestSide::Complete) keep_alive_ = false;
@@ -159,7 +191,9 @@ bool Exchange::route() {
   if (route_->route->buffer_request && p.hasContentLength() &&
       p.contentLength() > route_->route->buffer_limit) {
     keep_alive_ = false;
-    respondError(413, "request body larger than the route's buffer_limit");
+    respondError(413,
+                 "request body larger than the route's buffer_limit (default 16MiB): raise "
+                 "buffer_limit on this route, or set buffer_request: false to stream the body");
     return false;
   }
 
@@ -196,6 +230,7 @@ bool Exchange::route() {
 }
 
 void Exchange::admit() {
+  queue_start_ns_ = uv_hrtime();
   if (const char* reason = runtime_->target->unavailableReason()) {
     respondError(503, "no worker is available for this route", reason);
     return;
@@ -204,6 +239,7 @@ void Exchange::admit() {
   switch (runtime_->limiter->limiter().admit(*this)) {
     case Admission::Admitted:
       slot_held_ = true;
+      admitted_ns_ = queue_start_ns_;
       runtime_->metrics->queue_wait.record(0);
       acquireTarget();
       return;
@@ -219,6 +255,7 @@ void Exchange::admit() {
 
 void Exchange::onAdmitted() {
   queued_ = false;
+  admitted_ns_ = uv_hrtime();
   slot_held_ = true;
   runtime_->metrics->queue_wait.record(
       static_cast<double>(uv_now(context_.loop) - queued_at_ms_) / 1000.0);
@@ -227,12 +264,33 @@ void Exchange::onAdmitted() {
 
 void Exchange::onQueueTimeout() {
   queued_ = false;
+  recordQueueRefusal();
   if (const char* reason = runtime_->target->unavailableReason()) {
     respondError(503, "no worker is available for this route", reason);
     return;
   }
   respondError(route_->route->limits.overflow_status, "timed out waiting in the route queue",
                "queue_timeout");
+}
+
+void Exchange::onEvicted() {
+  queued_ = false;
+  recordQueueRefusal();
+  respondError(route_->route->limits.overflow_status,
+               "route queue is full: a newer request took this one's place", "queue_evicted");
+}
+
+void Exchange::recordQueueRefusal() {
+  runtime_->metrics->queue_refused_wait.record(
+      static_cast<double>(uv_now(context_.loop) - queued_at_ms_) / 1000.0);
+}
+
+void Exchange::recordUpstreamSample(routing::SampleOutcome outcome) {
+  // One sample per attempt, only once the whole request was upstream; a tunnel's head says
+  // nothing about the app's load.
+  if (upstream_sent_us_ == 0 || websocket_) return;
+  runtime_->limiter->recordUpstream(target_name_, upstream_sent_us_, uv_hrtime() / 1000, outcome);
+  upstream_sent_us_ = 0;
 }
 
 void Exchange::acquireTarget() {
@@ -262,6 +320,7 @@ void Exchange::onTargetReady(upstream::UpstreamConnection* connection, bool reus
   upstream_ = connection;
   upstream_reused_ = reused;
   target_name_ = connection->peerName();
+  worker_ = runtime_->target->identifyWorker(*connection);
   connection->attach(this, this, kMaxResponseHeadBytes);
   connection->countRequest();
   phase_ = Phase::Forwarding;
@@ -298,12 +357,16 @@ void Exchange::upstreamFailed(UpstreamErrorKind kind, const char* why) {
     // The pooled connection was closed by the app as we reused it: nothing reached the app's
     // handler, so one fresh attempt is safe for an idempotent request.
     retried_ = true;
+    upstream_sent_us_ = 0;  // a stale keep-alive connection, not a sign of overload
     releaseUpstream(false);
     to_upstream_.clear();
     acquireTarget();
     return;
   }
-  spdlog::get("upstream")->warn("request {}: upstream {} failed ({}): {}", request_id_,
+  if (kind != UpstreamErrorKind::Connect) recordUpstreamSample(routing::SampleOutcome::Drop);
+  // Per-request detail at debug: the access line carries it (status, error, target), and the
+  // cause is logged once where it happened (the cluster's connect, the pool's worker).
+  spdlog::get("upstream")->debug("request {}: upstream {} failed ({}): {}", request_id_,
                                 target_name_.empty() ? runtime_->target->name() : target_name_,
                                 upstream::errorKindName(kind), why);
   if (kind == UpstreamErrorKind::Timeout) {
@@ -324,12 +387,17 @@ void Exchange::respondError(int status, const char* message, const char* overloa
     upstream_->socket().unlend();
   }
   releaseUpstream(false);
+  // The answer is ours from here on: the next request of the route need not wait for it to be
+  // written (a client that does not read could otherwise keep the slot).
+  releaseSlot();
   if (!client_writing_) to_client_.clear();
   response_side_ = ResponseSide::None;
   if (request_side_ != RequestSide::Complete) keep_alive_ = false;
   status_ = status;
+  error_.assign(message);
+  overload_ = overload_reason;
   if (*overload_reason != '\0' && runtime_ != nullptr) {
-    runtime_->metrics->countRejection(overload_reason);
+    runtime_->metrics->countRejection(overload_reason, uv_now(context_.loop));
   }
   http::ErrorResponse e;
   e.status = status;
@@ -355,8 +423,9 @@ void Exchange::abort(const char* why) {
   if (phase_ == Phase::Idle) return;
   spdlog::get("proxy")->debug("request {}: aborted: {}", request_id_, why);
   if (status_ == 0) status_ = 499;  // nginx's "client closed request", for the access log
+  if (error_.empty()) error_.assign(why);
   keep_alive_ = false;
-  finish();
+  finish(true);
 }
 
 void Exchange::cancelWaits() {
@@ -368,7 +437,8 @@ void Exchange::cancelWaits() {
     acquiring_ = false;
     runtime_->target->cancel(*this);
   }
-  phase_timer_.stop();
+  client_timer_.stop();
+  upstream_timer_.stop();
 }
 
 void Exchange::releaseSlot() {
@@ -390,10 +460,12 @@ void Exchange::releaseUpstream(bool reusable) {
     c->socket().unlend();
   }
   upstream_writing_ = false;
+  c->socket().setReadLimit(net::BufferPool::kSmallBlock);  // its next response starts small
   runtime_->target->release(c, reusable);  // the target closes it when not reusable
 }
 
-void Exchange::finish() {
+void Exchange::finish(bool aborted) {
+  adviceEnded();
   cancelWaits();
   budget_timer_.stop();
   bool reusable = response_side_ == ResponseSide::Complete && request_sent_ &&
@@ -401,10 +473,22 @@ void Exchange::finish() {
                   upstream_ != nullptr && upstream_->socket().input().empty();
   releaseUpstream(reusable);
   releaseSlot();
+  client_->socket().setReadLimit(net::BufferPool::kSmallBlock);
   recordMetrics();
   writeAccessLog();
   bool keep_alive = keep_alive_ && request_side_ == RequestSide::Complete && !context_.draining &&
                     response_framing_ != BodyFraming::UntilClose && !client_writing_;
+  // A client may still be sending what the proxy will never read (a body refused for its size,
+  // pipelined requests after a "Connection: close"): closing now would reset the connection and
+  // could destroy the answer in the client's receive buffer, so the connection lingers. Not
+  // after a cut response, a dead client or a body timeout: there nothing more is coming.
+  AfterExchange after = AfterExchange::Close;
+  if (keep_alive) {
+    after = AfterExchange::KeepAlive;
+  } else if (!aborted && !client_timed_out_ && !client_writing_ &&
+             (request_side_ != RequestSide::Complete || !client_->socket().input().empty())) {
+    after = AfterExchange::Linger;
+  }
   phase_ = Phase::Idle;
   to_upstream_.clear();
   if (!client_writing_) to_client_.clear();
@@ -414,9 +498,14 @@ void Exchange::finish() {
   retried_ = false;
   response_framing_ = BodyFraming::None;
   request_framing_ = BodyFraming::None;
-  if (buffered_body_.capacity() > 64 * 1024) std::string().swap(buffered_body_);
+  if (buffered_body_.capacity() > 4 * kKeptBufferBytes) std::string().swap(buffered_body_);
   target_name_.clear();
-  client_->onExchangeDone(keep_alive);
+  client_->onExchangeDone(after);
+}
+
+bool Exchange::holdsLargeBuffers() const {
+  return buffered_body_.capacity() > kKeptBufferBytes || head_.capacity() > kKeptBufferBytes ||
+         client_head_.capacity() > kKeptBufferBytes;
 }
 
 void Exchange::onClientGone() {
@@ -438,12 +527,6 @@ void Exchange::onClientInput() {
   }
 }
 
-void Exchange::onPhaseTimer() {
-  if (phase_ == Phase::Forwarding && response_side_ == ResponseSide::None) {
-    upstreamFailed(UpstreamErrorKind::Timeout, "no response head within response_timeout");
-  }
-}
-
 void Exchange::onBudgetTimer() {
   if (phase_ == Phase::Idle || phase_ == Phase::Finishing) return;
   if (response_side_ == ResponseSide::None || bytes_sent_ == 0) {
@@ -455,41 +538,36 @@ void Exchange::onBudgetTimer() {
 
 void Exchange::recordMetrics() {
   metrics::RouteMetrics& m = runtime_ != nullptr ? *runtime_->metrics : context_.unrouted;
-  ++m.requests_by_code[status_];
-  m.duration.record(static_cast<double>(uv_now(context_.loop) - start_ms_) / 1000.0);
+  uint64_t now = uv_now(context_.loop);
+  m.recordResponse(status_, static_cast<double>(now - start_ms_) / 1000.0, now);
 }
 
 void Exchange::writeAccessLog() {
-  if (!context_.access) return;
-  uint64_t elapsed = uv_now(context_.loop) - start_ms_;
-  const std::string& path = client_->parser().target();
-  std::string_view route = route_ != nullptr ? std::string_view(route_->route->name) : "-";
-  if (context_.access_json) {
-    std::string line;
-    line.reserve(256);
-    line.append("{\"id\":\"");
-    http::appendJsonEscaped(line, request_id_);
-    line.append("\",\"method\":\"");
-    http::appendJsonEscaped(line, method_);
-    line.append("\",\"path\":\"");
-    http::appendJsonEscaped(line, path);
-    line.append("\",\"route\":\"");
-    http::appendJsonEscaped(line, route);
-    line.append("\",\"status\":");
-    http::appendDecimal(line, static_cast<uint64_t>(status_));
-    line.append(",\"bytes\":");
-    http::appendDecimal(line, bytes_sent_);
-    line.append(",\"duration_ms\":");
-    http::appendDecimal(line, elapsed);
-    line.append(",\"target\":\"");
-    http::appendJsonEscaped(line, target_name_.empty() ? std::string_view("-") : target_name_);
-    line.append("\"}");
-    context_.access->info(line);
-  } else {
-    context_.access->info("{} {} {} route={} status={} bytes={} duration_ms={} target={}",
-                          request_id_, method_, path, route, status_, bytes_sent_, elapsed,
-                          target_name_.empty() ? std::string_view("-") : target_name_);
+  AccessLog& log = context_.access_log;
+  if (!log.enabled()) return;
+  uint64_t now = uv_hrtime();
+  http::MessageParser& p = client_->parser();
+  AccessRecord r;
+  r.request_id = request_id_;
+  r.client = client_->peerIp();
+  r.method = method_;
+  r.path = p.target();
+  if (route_ != nullptr) r.route = route_->route->name;
+  r.status = status_;
+  r.bytes = bytes_sent_;
+  r.duration_ns = now - start_ns_;
+  if (queue_start_ns_ != 0) r.queue_ns = (admitted_ns_ != 0 ? admitted_ns_ : now) - queue_start_ns_;
+  if (admitted_ns_ != 0) r.upstream_ns = now - admitted_ns_;
+  r.target = target_name_;
+  if (worker_.known && runtime_ != nullptr) {
+    r.pool = runtime_->target->name();
+    r.worker = worker_.index;
+    r.worker_pid = worker_.pid;
   }
+  r.overload = overload_;
+  r.trace_id = traceIdOf(p.headers().get("traceparent"));
+  r.error = error_;
+  log.write(r);
 }
 
 }  // namespace loopguard::proxy

@@ -6,6 +6,13 @@
 // writev on the other side, and that buffer stays lent (and that side stops parsing) until the
 // write completes. One write in flight per socket; a slow reader therefore stops the reads on the
 // other side instead of growing a buffer.
+//
+// Silence is bounded on both sides, so nobody holds a slot or a connection by going quiet:
+// timeouts.body while the exchange waits for request body bytes (408), the upstream's
+// response_timeout until the response head (504) and its read_timeout while bytes move (504, or
+// the response is cut). Each timer re-arms lazily: a read only notes the time, and the timer,
+// when it fires, checks whether the wait it was armed for is still on and how long it has
+// really been quiet.
 #pragma once
 
 #include <cstdint>
@@ -63,6 +70,8 @@ class Exchange final : private routing::LimiterWaiter,
 
   Phase phase() const { return phase_; }
   bool active() const { return phase_ != Phase::Idle; }
+  // Whether a request left it with buffers too large to keep in the pool of idle states.
+  bool holdsLargeBuffers() const;
 
  private:
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -86,7 +95,8 @@ class Exchange final : private routing::LimiterWaiter,
   // Ends.
   void respondError(int status, const char* message, const char* overload_reason = "");
   void upstreamFailed(upstream::UpstreamErrorKind kind, const char* why);
-  void finish();
+  // Aborted: the response was cut or the client is gone, so its connection closes at once.
+  void finish(bool aborted = false);
   void abort(const char* why);
   void releaseSlot();
   void releaseUpstream(bool reusable);
@@ -100,6 +110,10 @@ class Exchange final : private routing::LimiterWaiter,
   // LimiterWaiter
   void onAdmitted() override;
   void onQueueTimeout() override;
+  void onEvicted() override;
+  void recordQueueRefusal();
+  // The route limiter's latency hook: this attempt's upstream time (request written -> head).
+  void recordUpstreamSample(routing::SampleOutcome outcome);
   // TargetWaiter
   void onTargetReady(upstream::UpstreamConnection* connection, bool reused) override;
   void onTargetFailed(upstream::UpstreamErrorKind kind, const char* why) override;
@@ -113,18 +127,41 @@ class Exchange final : private routing::LimiterWaiter,
   void onBodyData(const char* at, size_t len) override;
   int onMessageComplete() override;
 
+  // The loop-block advisor's hooks (exchange_advice.cc): the request is upstream, its response
+  // head arrived, it ended without one.
+  void adviceRequestSent();
+  void adviceResponseHead();
+  void adviceEnded();
+
   void handleUpstreamEof();
-  void armResponseTimeout();
+  void upstreamTimedOut(const char* why);
   void cancelWaits();
-  void onPhaseTimer();
   void onBudgetTimer();
+
+  // Silence timers. await*() notes that the exchange now waits on that side (and since when);
+  // the timer callbacks find out whether it still does.
+  enum class UpstreamWait { None, Head, Bytes };
+  UpstreamWait upstreamWait() const;
+  bool waitingForClientBody() const;
+  void awaitClientBody();
+  void awaitResponseHead();
+  void awaitUpstreamBytes();
+  void armUpstreamTimer(uint64_t deadline_ms);
+  void onClientTimer();
+  void onUpstreamTimer();
   // A pooled exchange serves many requests: every per-request member starts from here.
   void resetPerRequestState();
 
   ProxyContext& context_;
   ClientConnection* client_ = nullptr;
-  uv::Timer phase_timer_;   // response timeout while waiting for the response head
-  uv::Timer budget_timer_;  // the route's whole-request `timeout`
+  uv::Timer client_timer_;    // timeouts.body while request body bytes are awaited
+  uv::Timer upstream_timer_;  // response_timeout until the head, read_timeout while bytes move
+  uv::Timer budget_timer_;    // the route's whole-request `timeout`
+  uint64_t client_quiet_since_ = 0;    // waiting for the client's body since (or its last byte)
+  uint64_t upstream_quiet_since_ = 0;  // waiting on the upstream since (or its last progress)
+  uint64_t request_sent_at_ = 0;       // the whole request was written (response_timeout runs)
+  uint64_t upstream_timer_at_ = 0;     // when the upstream timer fires, while it is active
+  size_t upstream_write_left_ = 0;     // bytes of a pending upstream write at the last check
 
   Phase phase_ = Phase::Idle;
   RequestSide request_side_ = RequestSide::Head;
@@ -142,10 +179,12 @@ class Exchange final : private routing::LimiterWaiter,
   bool acquiring_ = false;
   bool upstream_writing_ = false;
   bool client_writing_ = false;
+  bool client_write_copied_ = false;  // the write in flight no longer needs to_client_
   bool client_buf_lent_ = false;    // the client's read buffer backs the upstream write
   bool upstream_buf_lent_ = false;  // the upstream's read buffer backs the client write
   bool upstream_eof_ = false;       // upstream closed; handled once its input is parsed
   bool body_too_large_ = false;     // set inside a parser callback, acted on after it
+  bool client_timed_out_ = false;   // the body stopped arriving: 408, and nothing to linger for
   bool upgrade_accepted_ = false;   // a 101 is on its way to the client
   bool request_sent_ = false;   // the whole request is upstream
   bool response_started_ = false;  // any response byte from upstream
@@ -168,13 +207,23 @@ class Exchange final : private routing::LimiterWaiter,
   OutputBatch to_upstream_;
   OutputBatch to_client_;
 
+  advice::Ticket advice_ticket_ = 0;  // this request as the advisor knows it (0: not observed)
+
   // Access log and metrics.
   uint64_t start_ms_ = 0;
   uint64_t queued_at_ms_ = 0;
+  uint64_t upstream_sent_us_ = 0;  // uv_hrtime() when the request was fully written; 0: not
   int status_ = 0;
   uint64_t bytes_sent_ = 0;
   std::string method_;
   std::string target_name_;
+  // Access log only (proxy/access_log.h): uv_hrtime() marks, 0 = not reached.
+  uint64_t start_ns_ = 0;
+  uint64_t queue_start_ns_ = 0;  // asked the route's limiter for a slot
+  uint64_t admitted_ns_ = 0;     // got it
+  upstream::WorkerIdentity worker_;  // a pool worker's index and pid
+  const char* overload_ = "";        // the reason of an overload refusal
+  std::string error_;                // the message of an answer the proxy made itself
 };
 
 }  // namespace loopguard::proxy

@@ -19,6 +19,7 @@ void Exchange::sendRequestHead() {
   params.target = p.target();
   params.client_ip = client_->peerIp();
   params.request_id = request_id_;
+  params.fallback_host = route_->route->target;
   params.websocket_upgrade = websocket_;
   bool buffered = route_->route->buffer_request && request_framing_ != BodyFraming::None;
   if (buffered) {
@@ -53,6 +54,7 @@ void Exchange::pumpRequestBody() {
   std::string_view input = in.input();
   if (input.empty()) {
     in.readStart();
+    awaitClientBody();
     if (phase_ == Phase::Forwarding) flushUpstream();  // the head, if nothing else
     return;
   }
@@ -84,15 +86,21 @@ void Exchange::pumpRequestBody() {
   }
   if (phase_ == Phase::BufferingBody) {
     if (request_side_ == RequestSide::Complete) {
+      client_timer_.stop();
+      in.setReadLimit(net::BufferPool::kSmallBlock);  // what follows waits unread: keep it small
       admit();
     } else {
       in.readStart();
+      awaitClientBody();
     }
     return;
   }
   flushUpstream();
   if (phase_ != Phase::Forwarding) return;  // a synchronous write may have ended the exchange
-  if (request_side_ == RequestSide::Body && in.input().empty()) in.readStart();
+  if (request_side_ == RequestSide::Body && in.input().empty()) {
+    in.readStart();
+    awaitClientBody();
+  }
 }
 
 void Exchange::onRequestBody(const char* at, size_t len) {
@@ -134,15 +142,36 @@ void Exchange::flushUpstream() {
   if (to_upstream_.empty()) {
     if (request_side_ == RequestSide::Complete && !request_sent_) {
       request_sent_ = true;
+      if (upstream_sent_us_ == 0) upstream_sent_us_ = uv_hrtime() / 1000;
       upstream_->markRequestSent();
-      armResponseTimeout();
+      adviceRequestSent();
+      awaitResponseHead();
     }
     return;
   }
   const auto& bufs = to_upstream_.buffers();
+  // Upstream time starts as the end of the request is handed over. Stamped before the write: a
+  // stamp after it is late whenever the write's wake-up of the app preempts us, and a sample
+  // shorter than the app's work would pull the latency baseline down.
+  if (request_side_ == RequestSide::Complete) upstream_sent_us_ = uv_hrtime() / 1000;
+  if (request_side_ == RequestSide::Complete && !request_sent_) adviceRequestSent();  // its last bytes
   upstream_writing_ = true;
-  switch (upstream_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()))) {
+  net::Socket::WriteStatus written =
+      upstream_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()));
+  if (request_side_ != RequestSide::Complete || phase_ == Phase::Tunnel) {
+    net::paceReads(client_->socket(), upstream_->socket(), written, to_upstream_.bytes());
+  }
+  switch (written) {
+    case net::Socket::WriteStatus::Copied:
+      // The socket holds what is left: the client's read block is free to go back.
+      to_upstream_.clear();
+      if (client_buf_lent_) {
+        client_buf_lent_ = false;
+        client_->socket().unlend();
+      }
+      [[fallthrough]];
     case net::Socket::WriteStatus::Pending:
+      awaitUpstreamBytes();  // until the upstream takes it (read_timeout)
       return;
     case net::Socket::WriteStatus::Done:
       onUpstreamWritten(0);  // the kernel took it all: carry on as the callback would
@@ -157,6 +186,7 @@ void Exchange::flushUpstream() {
 
 void Exchange::onUpstreamWritten(int status) {
   upstream_writing_ = false;
+  upstream_quiet_since_ = uv_now(context_.loop);
   to_upstream_.clear();
   if (client_buf_lent_) {
     client_buf_lent_ = false;
@@ -173,17 +203,13 @@ void Exchange::onUpstreamWritten(int status) {
   if (request_side_ == RequestSide::Complete) {
     if (!request_sent_) {
       request_sent_ = true;
+      if (upstream_sent_us_ == 0) upstream_sent_us_ = uv_hrtime() / 1000;
       if (upstream_ != nullptr) upstream_->markRequestSent();
-      armResponseTimeout();
+      awaitResponseHead();
     }
     return;
   }
   pumpRequestBody();
-}
-
-void Exchange::armResponseTimeout() {
-  if (response_side_ != ResponseSide::None || upstream_ == nullptr) return;
-  phase_timer_.start(static_cast<uint64_t>(runtime_->target->responseTimeout().count()));
 }
 
 

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <utility>
+
 #include "proxy/server/client_connection.h"
 
 namespace loopguard::proxy {
@@ -13,6 +15,7 @@ using upstream::UpstreamErrorKind;
 // Response: upstream -> client
 
 void Exchange::onUpstreamInput() {
+  upstream_quiet_since_ = uv_now(context_.loop);
   if (phase_ == Phase::Tunnel) {
     pumpTunnel();
     return;
@@ -30,6 +33,7 @@ void Exchange::parseResponse() {
       handleUpstreamEof();
     } else {
       in.readStart();
+      awaitUpstreamBytes();
     }
     return;
   }
@@ -67,6 +71,7 @@ void Exchange::parseResponse() {
       handleUpstreamEof();
     } else {
       in.readStart();
+      awaitUpstreamBytes();
     }
   }
 }
@@ -79,7 +84,7 @@ int Exchange::onHeadComplete() {
     return 0;
   }
   if (status == 101 && !websocket_) return -1;  // an upgrade nobody asked for
-  phase_timer_.stop();
+  recordUpstreamSample(status >= 500 ? routing::SampleOutcome::Drop : routing::SampleOutcome::Ok);
   status_ = status;
   response_keep_alive_ = p.keepAlive();
 
@@ -112,6 +117,7 @@ int Exchange::onHeadComplete() {
   http::writeClientResponseHead(client_head_, params, p.headers());
   to_client_.addOwned(client_head_);
   response_side_ = ResponseSide::HeadQueued;
+  adviceResponseHead();
   return head_request_ ? http::kSkipBody : 0;
 }
 
@@ -154,9 +160,25 @@ void Exchange::flushClient() {
     return;
   }
   const auto& bufs = to_client_.buffers();
-  bytes_sent_ += to_client_.bytes();
+  size_t bytes = to_client_.bytes();
+  bytes_sent_ += bytes;
   client_writing_ = true;
-  switch (client_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()))) {
+  net::Socket::WriteStatus written =
+      client_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()));
+  // Pacing is for the reads still to come: none once the response is whole.
+  if (upstream_ != nullptr && response_side_ != ResponseSide::Complete) {
+    net::paceReads(upstream_->socket(), client_->socket(), written, bytes);
+  }
+  switch (written) {
+    case net::Socket::WriteStatus::Copied:
+      // The socket holds what is left: the upstream's read block is free to go back.
+      to_client_.clear();
+      client_write_copied_ = true;
+      if (upstream_buf_lent_) {
+        upstream_buf_lent_ = false;
+        upstream_->socket().unlend();
+      }
+      return;
     case net::Socket::WriteStatus::Pending:
       return;
     case net::Socket::WriteStatus::Done:
@@ -172,7 +194,9 @@ void Exchange::flushClient() {
 
 void Exchange::onClientWritten(int status) {
   client_writing_ = false;
-  to_client_.clear();
+  // After a copied write the batch holds only what was queued behind it (an error answer
+  // behind a 100 Continue): that is still to be sent.
+  if (!std::exchange(client_write_copied_, false)) to_client_.clear();
   if (upstream_buf_lent_) {
     upstream_buf_lent_ = false;
     if (upstream_ != nullptr) upstream_->socket().unlend();

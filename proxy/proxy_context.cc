@@ -1,6 +1,15 @@
 #include "proxy/proxy_context.h"
 
+#include <algorithm>
+
 namespace loopguard::proxy {
+
+std::optional<uint64_t> RouteRuntime::capacity() const {
+  std::optional<uint64_t> limit = limiter->currentLimit();  // adaptive or fixed
+  if (!pool_capacity) return limit;
+  uint64_t slots = pool_capacity();
+  return limit ? std::min(*limit, slots) : slots;
+}
 
 uint64_t RequestIds::nextWord() {
   uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);

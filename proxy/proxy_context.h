@@ -6,7 +6,9 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -14,6 +16,8 @@
 #include <spdlog/logger.h>
 
 #include "config/config.h"
+#include "proxy/access_log.h"
+#include "proxy/advice/observer.h"
 #include "proxy/metrics/route_metrics.h"
 #include "common/net/buffer_pool.h"
 #include "proxy/routing/route_limiter.h"
@@ -27,6 +31,11 @@ struct RouteRuntime {
   std::shared_ptr<routing::RouteLimiter> limiter;
   std::shared_ptr<upstream::Target> target;
   std::shared_ptr<metrics::RouteMetrics> metrics;
+  std::function<uint64_t()> pool_capacity;  // pool routes: the pool's ready slots
+
+  // How many requests the route can hold at once (loopguard_route_capacity): its limit, and
+  // for a pool route no more than its pool's ready slots. nullopt: unlimited.
+  std::optional<uint64_t> capacity() const;
 };
 
 // An immutable view of one config: an Exchange keeps the snapshot it started with.
@@ -35,6 +44,7 @@ struct Snapshot {
   const config::Config& config() const { return table.config(); }
   routing::RouteTable table;
   std::vector<RouteRuntime> routes;  // by route index
+  advice::Observer* advice = nullptr;  // the loop-block advisor; null when advice is off
 };
 
 // X-Request-Id values: 128 bits as 32 hex digits, from a splitmix64 sequence seeded by the OS.
@@ -62,9 +72,8 @@ struct ProxyContext {
   RequestIds ids;
   ProxyCounters counters;
   metrics::RouteMetrics unrouted;  // requests refused before a route was chosen
-  std::shared_ptr<spdlog::logger> log;     // "proxy"
-  std::shared_ptr<spdlog::logger> access;  // null when the access log is off
-  bool access_json = false;
+  std::shared_ptr<spdlog::logger> log;  // "proxy"
+  AccessLog access_log;
   bool draining = false;
 };
 

@@ -16,9 +16,10 @@ ProxyServer::ProxyServer(uv_loop_t* loop, std::shared_ptr<const config::Config> 
             return connections_.size() < context_.snapshot->config().limits.max_connections;
           }) {
   context_.log = spdlog::get("proxy");
-  context_.access = spdlog::get("access");
-  context_.access_json = config->log.format == config::LogFormat::Json;
-  if (!config->log.access_log) context_.access.reset();
+  // From the file; ProxyApp applies --log-format on top (configureAccessLog).
+  configureAccessLog(config->log.access_log, config->log.format == config::LogFormat::Json
+                                                 ? AccessLogFormat::Json
+                                                 : AccessLogFormat::Text);
   context_.snapshot = buildSnapshot(std::move(config));
   connections_.on_removed = [](void* self) { static_cast<ProxyServer*>(self)->onConnectionRemoved(); };
   connections_.on_removed_ctx = this;
@@ -50,6 +51,8 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
   clusters_ = std::move(clusters);
 
   std::map<std::string, std::shared_ptr<routing::RouteLimiter>> limiters;
+  std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>> groups;
+  for (auto& [key, group] : adaptive_groups_) group->limit().clearRoutes();
   for (const config::Route& r : config->routes) {
     RouteRuntime rt;
     upstream::PoolBinding pool;
@@ -58,13 +61,30 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
     } else if (pools_) {
       pool = pools_(r.target);
       rt.target = pool.target;
+      rt.pool_capacity = pool.capacity;
+    }
+    // An auto route's gate is the limit it shares with the other auto routes on its upstream
+    // (which, for a pool, asks the pool's worker slots in turn).
+    routing::CapacityGate* gate = pool.gate;
+    std::shared_ptr<routing::AdaptiveGroup> group;
+    if (r.limits.max_in_flight_auto) {
+      bool is_pool = r.target_kind == config::TargetKind::Pool;
+      group = adaptiveGroup((is_pool ? "pool:" : "upstream:") + r.target, r.target, pool.gate,
+                            groups);
+      gate = &group->limit();
     }
     auto old = limiters_.find(r.name);
     if (old != limiters_.end()) {
       rt.limiter = old->second;
-      rt.limiter->limiter().reconfigure(r.limits, pool.gate);
+      rt.limiter->limiter().reconfigure(r.limits, gate);
     } else {
-      rt.limiter = std::make_shared<routing::RouteLimiter>(context_.loop, r.limits, pool.gate);
+      rt.limiter = std::make_shared<routing::RouteLimiter>(context_.loop, r.name, r.limits, gate);
+    }
+    rt.limiter->bindGroup(group);
+    if (group) {
+      // The group holds the limiter weakly, as long as the RouteLimiter lives.
+      std::shared_ptr<routing::Limiter> limiter(rt.limiter, &rt.limiter->limiter());
+      group->limit().addRoute(r.name, limiter, r.limits);
     }
     if (pool.add_waiting_limiter) pool.add_waiting_limiter(rt.limiter);
     auto& m = route_metrics_[r.name];
@@ -74,7 +94,42 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
     snapshot->routes.push_back(std::move(rt));
   }
   limiters_ = std::move(limiters);
+  if (config->advice.enabled && !advisor_) {
+    advisor_ = std::make_unique<advice::Advisor>(context_.loop, context_.buffers, config->advice);
+  }
+  if (advisor_) advisor_->configure(config->advice);
+  snapshot->advice = config->advice.enabled ? advisor_.get() : nullptr;
+  for (auto& [key, group] : adaptive_groups_) {
+    if (groups.count(key) == 0) retired_groups_.push_back(group);
+  }
+  adaptive_groups_ = std::move(groups);
+  std::erase_if(retired_groups_, [](const auto& g) { return g->limit().inFlight() == 0; });
   return snapshot;
+}
+
+void ProxyServer::configureAccessLog(bool enabled, AccessLogFormat format) {
+  context_.access_log.configure(enabled, format);
+}
+
+std::shared_ptr<routing::AdaptiveGroup> ProxyServer::adaptiveGroup(
+    const std::string& key, const std::string& target, routing::CapacityGate* inner,
+    std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>>& next) {
+  if (auto it = next.find(key); it != next.end()) return it->second;
+  auto old = adaptive_groups_.find(key);
+  std::shared_ptr<routing::AdaptiveGroup> group;
+  if (old != adaptive_groups_.end() && old->second->limit().inner() == inner) {
+    group = old->second;
+  } else {
+    group = std::make_shared<routing::AdaptiveGroup>(context_.loop, target, inner);
+    group->limit().setLoopBlockOracle(loop_block_oracle_);
+  }
+  next[key] = group;
+  return group;
+}
+
+void ProxyServer::setLoopBlockOracle(const routing::LoopBlockOracle* oracle) {
+  loop_block_oracle_ = oracle;
+  for (auto& [key, group] : adaptive_groups_) group->limit().setLoopBlockOracle(oracle);
 }
 
 void ProxyServer::applyConfig(std::shared_ptr<const config::Config> config) {
@@ -101,6 +156,7 @@ void ProxyServer::onConnectionRemoved() {
 void ProxyServer::drain(std::function<void()> done) {
   drain_done_ = std::move(done);
   context_.draining = true;
+  if (advisor_) advisor_->stop();  // its probe connections close now, not after the loop
   listener_.close();
   connections_.forEach([](ClientConnection* c) { c->closeIfIdle(); });
   checkDrained();
@@ -116,6 +172,7 @@ void ProxyServer::checkDrained() {
 
 void ProxyServer::closeAll() {
   context_.draining = true;
+  if (advisor_) advisor_->stop();
   listener_.close();
   connections_.forEach([](ClientConnection* c) { c->close(); });
   for (auto& [name, cluster] : clusters_) cluster->shutdown();
@@ -154,6 +211,24 @@ void ProxyServer::writeMetrics(metrics::PrometheusWriter& out) const {
   for (const auto& [name, l] : limiters_) {
     out.sample("loopguard_route_queue_depth", {{"route", name}}, l->limiter().stats().queue_depth);
   }
+  const Snapshot& snapshot = *context_.snapshot;
+  out.family("loopguard_route_demand_seconds_total", "counter",
+             "Requests in flight plus queued, integrated over time: rate() is the average demand.");
+  for (size_t i = 0; i < snapshot.routes.size(); ++i) {
+    out.sample("loopguard_route_demand_seconds_total",
+               {{"route", snapshot.config().routes[i].name}},
+               static_cast<double>(snapshot.routes[i].limiter->limiter().demandMilliseconds()) /
+                   1000.0);
+  }
+  out.family("loopguard_route_capacity", "gauge",
+             "Requests a route can hold at once: its limit, or for a pool route at most its "
+             "ready workers x concurrency_per_worker (no sample: unlimited).");
+  for (size_t i = 0; i < snapshot.routes.size(); ++i) {
+    if (std::optional<uint64_t> capacity = snapshot.routes[i].capacity()) {
+      out.sample("loopguard_route_capacity", {{"route", snapshot.config().routes[i].name}},
+                 *capacity);
+    }
+  }
   out.family("loopguard_route_rejected_total", "counter",
              "Requests refused by a route's limits, by reason.");
   for (const auto& [name, m] : route_metrics_) {
@@ -163,7 +238,10 @@ void ProxyServer::writeMetrics(metrics::PrometheusWriter& out) const {
                m->rejected_queue_timeout);
     out.sample("loopguard_route_rejected_total", {{"route", name}, {"reason", "no_workers"}},
                m->rejected_no_workers);
+    out.sample("loopguard_route_rejected_total", {{"route", name}, {"reason", "queue_evicted"}},
+               m->rejected_queue_evicted);
   }
+  writeLimitMetrics(out);
   out.family("loopguard_upstream_errors_total", "counter", "Upstream failures, by kind.");
   uint64_t upstream_connections = 0;
   for (const auto& [name, c] : upstream_counters_) {

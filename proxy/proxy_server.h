@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/advice/advisor.h"
 #include "proxy/metrics/prometheus.h"
 #include "proxy/proxy_context.h"
 #include "proxy/server/client_connection.h"
@@ -31,6 +32,9 @@ class ProxyServer {
   bool start(const config::Address& listen, std::string& error);
   const std::string& boundAddress() const { return listener_.boundAddress(); }
 
+  // The access log's switch and format (log.access_log, log.format or --log-format).
+  void configureAccessLog(bool enabled, AccessLogFormat format);
+
   // Reload: new requests use `config`; in-flight ones finish under the snapshot they have.
   void applyConfig(std::shared_ptr<const config::Config> config);
 
@@ -41,11 +45,44 @@ class ProxyServer {
   void closeAll();
 
   bool draining() const { return context_.draining; }
+  const ProxyContext& context() const { return context_; }
+  ProxyContext& context() { return context_; }
+  size_t connections() const { return connections_.size(); }
+  const std::map<std::string, upstream::UpstreamCounters>& upstreamCounters() const {
+    return upstream_counters_;
+  }
+  const std::map<std::string, std::shared_ptr<routing::RouteLimiter>>& limiters() const {
+    return limiters_;
+  }
+  const std::map<std::string, std::shared_ptr<upstream::Cluster>>& clusters() const {
+    return clusters_;
+  }
+  // Per-route counters by route name (routes removed by a reload included).
+  const std::map<std::string, std::shared_ptr<metrics::RouteMetrics>>& routeMetrics() const {
+    return route_metrics_;
+  }
   // Route, upstream and connection families of /metrics.
   void writeMetrics(metrics::PrometheusWriter& out) const;
+  // The loop-block advisor; null until advice was enabled once (it then stays, so what it
+  // learned survives a reload that turns it off and on again).
+  advice::Advisor* advisor() { return advisor_.get(); }
+  // The adaptive limit and queue order families (limit_metrics.cc).
+  void writeLimitMetrics(metrics::PrometheusWriter& out) const;
+  // The loop-block advisor's answer to "does this route block its upstream's loop?", for every
+  // adaptive limit now and after reloads (null: none; nothing is named). Must outlive the server.
+  void setLoopBlockOracle(const routing::LoopBlockOracle* oracle);
+  // The AdaptiveGroup of each upstream ("upstream:NAME") or pool ("pool:NAME") with auto routes.
+  const std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>>& adaptiveGroups() const {
+    return adaptive_groups_;
+  }
 
  private:
   std::shared_ptr<const Snapshot> buildSnapshot(std::shared_ptr<const config::Config> config);
+  // The group `key` of the snapshot being built: kept from the last one unless its inner gate
+  // changed (a pool replaced), else new.
+  std::shared_ptr<routing::AdaptiveGroup> adaptiveGroup(
+      const std::string& key, const std::string& target, routing::CapacityGate* inner,
+      std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>>& next);
   void acceptOne(uv_stream_t* server);
   void onConnectionRemoved();
   void checkDrained();
@@ -53,6 +90,7 @@ class ProxyServer {
   uv_loop_t* loop_;
   upstream::PoolResolver pools_;
   ProxyContext context_;
+  std::unique_ptr<advice::Advisor> advisor_;  // after context_: it uses its buffer pool
   ConnectionSet connections_;
   RequestStatePool request_states_;
   Listener listener_;
@@ -63,6 +101,11 @@ class ProxyServer {
   std::map<std::string, std::shared_ptr<upstream::Cluster>> clusters_;
   std::map<std::string, upstream::UpstreamCounters> upstream_counters_;     // survive reloads
   std::map<std::string, std::shared_ptr<metrics::RouteMetrics>> route_metrics_;  // survive too
+  // By "upstream:NAME" / "pool:NAME": the adaptive limits of auto routes.
+  std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>> adaptive_groups_;
+  // Groups no snapshot uses any more, kept while limiters still hold units of them.
+  std::vector<std::shared_ptr<routing::AdaptiveGroup>> retired_groups_;
+  const routing::LoopBlockOracle* loop_block_oracle_ = nullptr;
   std::function<void()> drain_done_;
 };
 

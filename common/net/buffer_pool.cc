@@ -1,25 +1,60 @@
 #include "common/net/buffer_pool.h"
 
+#include <sys/mman.h>
+
+#include <new>
+
 namespace loopguard::net {
 
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kMapBlocks = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kMapBlocks = false;
+#else
+constexpr bool kMapBlocks = true;
+#endif
+#else
+constexpr bool kMapBlocks = true;
+#endif
+
 BufferPool::~BufferPool() {
-  for (char* block : free_) delete[] block;
+  for (Size size : {Size::Small, Size::Large}) {
+    for (char* block : free_[index(size)]) release(block, bytes(size));
+  }
 }
 
-char* BufferPool::take() {
-  ++in_use_;
-  if (free_.empty()) return new char[kBlockSize];
-  char* block = free_.back();
-  free_.pop_back();
+char* BufferPool::allocate(size_t n) {
+  if (!kMapBlocks) return new char[n];
+  void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();  // as new[] would
+  return static_cast<char*>(p);
+}
+
+void BufferPool::release(char* block, size_t n) {
+  if (!kMapBlocks) {
+    delete[] block;
+    return;
+  }
+  munmap(block, n);
+}
+
+char* BufferPool::take(Size size) {
+  size_t i = index(size);
+  ++in_use_[i];
+  if (free_[i].empty()) return allocate(bytes(size));
+  char* block = free_[i].back();
+  free_[i].pop_back();
   return block;
 }
 
-void BufferPool::give(char* block) {
-  --in_use_;
-  if (free_.size() < max_free_) {
-    free_.push_back(block);
+void BufferPool::give(char* block, Size size) {
+  size_t i = index(size);
+  --in_use_[i];
+  if (free_[i].size() < max_free_[i]) {
+    free_[i].push_back(block);
   } else {
-    delete[] block;
+    release(block, bytes(size));
   }
 }
 

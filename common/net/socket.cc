@@ -1,5 +1,9 @@
 #include "common/net/socket.h"
 
+#include <linux/sock_diag.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <cstring>
 
 namespace loopguard::net {
@@ -11,7 +15,8 @@ Socket::Socket(uv_loop_t* loop, BufferPool& pool, SocketEvents& events)
 
 Socket::~Socket() {
   close();
-  if (block_ != nullptr) pool_.give(block_);
+  if (block_ != nullptr) pool_.give(block_, block_size_);
+  if (spill_ != nullptr) pool_.give(spill_, BufferPool::Size::Small);
 }
 
 int Socket::accept(uv_stream_t* server) {
@@ -76,19 +81,25 @@ int Socket::open(uv_os_fd_t fd) {
 void Socket::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* self = static_cast<Socket*>(h->data);
   if (self->block_ == nullptr) {
-    self->block_ = self->pool_.take();
+    if (self->read_limit_ == BufferPool::kLargeBlock &&
+        self->pool_.largeHeldBack(uv_now(self->loop_))) {
+      self->read_limit_ = BufferPool::kSmallBlock;
+    }
+    self->block_size_ = self->read_limit_ == BufferPool::kLargeBlock ? BufferPool::Size::Large
+                                                                     : BufferPool::Size::Small;
+    self->block_ = self->pool_.take(self->block_size_);
     self->begin_ = self->end_ = 0;
   }
   buf->base = self->block_ + self->end_;
-  buf->len = BufferPool::kBlockSize - self->end_;
+  buf->len = std::min(BufferPool::bytes(self->block_size_) - self->end_, self->read_limit_);
 }
 
 void Socket::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   auto* self = static_cast<Socket*>(s->data);
   if (nread > 0) {
     self->end_ += static_cast<size_t>(nread);
-    // A full block means the owner has not consumed yet: stop until it does (backpressure).
-    if (self->inputFull()) self->readStop();
+    // A full block means the owner has not consumed yet: pause until it has (backpressure).
+    if (self->inputFull()) self->pauseReading();
     self->events_.onSocketRead();
     return;
   }
@@ -103,13 +114,24 @@ void Socket::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
 
 void Socket::readStart() {
   if (reading_ || handle_.closed() || !handle_.initialized()) return;
-  if (inputFull()) return;  // resumed by consume()
-  if (uv_read_start(handle_.stream(), &Socket::onAlloc, &Socket::onRead) == 0) reading_ = true;
+  reading_ = true;
+  if (inputFull()) {
+    paused_ = true;  // resumed once the block drains
+    return;
+  }
+  if (uv_read_start(handle_.stream(), &Socket::onAlloc, &Socket::onRead) != 0) reading_ = false;
 }
 
 void Socket::readStop() {
   if (!reading_) return;
   reading_ = false;
+  if (!paused_ && !handle_.closed()) uv_read_stop(handle_.stream());
+  paused_ = false;
+}
+
+void Socket::pauseReading() {
+  if (!reading_ || paused_) return;
+  paused_ = true;
   if (!handle_.closed()) uv_read_stop(handle_.stream());
 }
 
@@ -123,11 +145,85 @@ void Socket::unlend() {
   releaseBlockIfDrained();
 }
 
+void Socket::setReadLimit(size_t bytes) {
+  // Either a whole large block or at most a small one: a large block read only in part would
+  // be pinned whole (pooled blocks are touched throughout) when the write of it stalls.
+  read_limit_ = bytes >= BufferPool::kLargeBlock ? BufferPool::kLargeBlock : BufferPool::kSmallBlock;
+  // Unparsed input left in a large block (pipelined requests behind a buffered body) may wait
+  // a long time for its turn: it moves to a small block, and the large one goes back.
+  size_t left = end_ - begin_;
+  if (read_limit_ == BufferPool::kSmallBlock && block_ != nullptr &&
+      block_size_ == BufferPool::Size::Large && lent_ == 0 && left <= BufferPool::kSmallBlock) {
+    char* small = pool_.take(BufferPool::Size::Small);
+    std::memcpy(small, block_ + begin_, left);
+    pool_.give(block_, block_size_);
+    block_ = small;
+    block_size_ = BufferPool::Size::Small;
+    begin_ = 0;
+    end_ = left;
+    if (!inputFull()) resumeIfPaused();
+  }
+}
+
+void Socket::resumeIfPaused() {
+  if (!paused_) return;
+  // Never a callback from here: libuv reads on the next loop iteration.
+  paused_ = false;
+  if (handle_.closed() || uv_read_start(handle_.stream(), &Socket::onAlloc, &Socket::onRead) != 0) {
+    reading_ = false;
+  }
+}
+
+size_t Socket::sendRoom() {
+  uv_os_fd_t fd;
+  if (handle_.closed() || uv_fileno(handle_.base(), &fd) != 0) return 0;
+  // One syscall for both the send buffer's size and what it holds, in the kernel's own units
+  // (bytes of payload plus each segment's bookkeeping): a write is taken while the queued
+  // total is below the size. TCP counts its queue in WMEM_QUEUED, unix sockets in WMEM_ALLOC.
+  uint32_t info[SK_MEMINFO_VARS] = {};
+  socklen_t len = sizeof(info);
+  if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, info, &len) != 0) return 0;
+  uint32_t queued = std::max(info[SK_MEMINFO_WMEM_QUEUED], info[SK_MEMINFO_WMEM_ALLOC]);
+  if (queued >= info[SK_MEMINFO_SNDBUF]) return 0;
+  // Half of the free space is payload: segments carry 0.6-0.98 of their size in payload, the
+  // least when a peer's tiny receive window makes them small (a slow reader's). Erring low
+  // only costs a smaller read.
+  return (info[SK_MEMINFO_SNDBUF] - queued) / 2;
+}
+
+size_t Socket::sendRoomAfter(size_t written) {
+  known_room_ = known_room_ > written ? known_room_ - written : 0;
+  if (known_room_ < BufferPool::kLargeBlock) known_room_ = sendRoom();
+  return known_room_;
+}
+
+void paceReads(Socket& from, Socket& to, Socket::WriteStatus status, size_t bytes) {
+  BufferPool& pool = from.pool();
+  uint64_t now = uv_now(from.loop());
+  if (status == Socket::WriteStatus::Pending || status == Socket::WriteStatus::Copied) {
+    // More than a small block left of a large read sent with room for it: the kernel is
+    // refusing memory, not this peer being slow.
+    if (status == Socket::WriteStatus::Pending && from.readLimit() == BufferPool::kLargeBlock) {
+      pool.holdBackLarge(now);
+    }
+    from.setReadLimit(BufferPool::kSmallBlock);
+    from.readStop();
+    return;
+  }
+  if (status != Socket::WriteStatus::Done) return;
+  if (from.readLimit() <= BufferPool::kSmallBlock &&
+      (bytes < BufferPool::kSmallBlock / 2 || pool.largeHeldBack(now))) {
+    return;
+  }
+  from.setReadLimit(pool.largeHeldBack(now) ? 0 : to.sendRoomAfter(bytes));
+}
+
 void Socket::releaseBlockIfDrained() {
   if (block_ == nullptr || begin_ != end_ || lent_ > 0) return;
-  pool_.give(block_);
+  pool_.give(block_, block_size_);
   block_ = nullptr;
   begin_ = end_ = 0;
+  resumeIfPaused();  // the owner still wants to read: the next read takes a fresh block
 }
 
 int Socket::write(const uv_buf_t* bufs, unsigned count) {
@@ -138,6 +234,10 @@ int Socket::write(const uv_buf_t* bufs, unsigned count) {
     auto* self = static_cast<Socket*>(req->data);
     auto done = std::move(self->write_req_);  // freed after the callback; a new write makes its own
     self->writing_ = false;
+    if (self->spill_ != nullptr) {
+      self->pool_.give(self->spill_, BufferPool::Size::Small);
+      self->spill_ = nullptr;
+    }
     self->events_.onSocketWritten(status);
   });
   if (rc == 0) {
@@ -159,11 +259,31 @@ Socket::WriteStatus Socket::writeNow(const uv_buf_t* bufs, unsigned count) {
     ++i;
   }
   if (i == count) return WriteStatus::Done;
+  known_room_ = 0;  // the kernel is full
   rest_.assign(bufs + i, bufs + count);
   rest_[0].base += written;
   rest_[0].len -= written;
-  return write(rest_.data(), static_cast<unsigned>(rest_.size())) == 0 ? WriteStatus::Pending
-                                                                        : WriteStatus::Error;
+  size_t left = 0;
+  for (const uv_buf_t& b : rest_) left += b.len;
+  WriteStatus status = WriteStatus::Pending;
+  if (left <= BufferPool::kSmallBlock) {
+    spill_ = pool_.take(BufferPool::Size::Small);
+    size_t at = 0;
+    for (const uv_buf_t& b : rest_) {
+      std::memcpy(spill_ + at, b.base, b.len);
+      at += b.len;
+    }
+    rest_.assign(1, uv_buf_init(spill_, static_cast<unsigned>(left)));
+    status = WriteStatus::Copied;
+  }
+  if (write(rest_.data(), static_cast<unsigned>(rest_.size())) != 0) {
+    if (spill_ != nullptr) {
+      pool_.give(spill_, BufferPool::Size::Small);
+      spill_ = nullptr;
+    }
+    return WriteStatus::Error;
+  }
+  return status;
 }
 
 size_t Socket::writeQueueSize() const {
@@ -181,6 +301,7 @@ int Socket::shutdown() {
 
 void Socket::close(ClosedFn on_closed, void* ctx) {
   reading_ = false;
+  paused_ = false;
   handle_.close(on_closed, ctx);
 }
 

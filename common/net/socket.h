@@ -1,7 +1,10 @@
 // A connected stream socket (TCP or unix) with the discipline every connection needs:
 //  - input lands in a pooled block; the owner parses it in place and consume()s what it used;
 //    bytes handed to a write on the other side stay valid while the block is lent();
-//  - reading stops by itself when the block is full (the owner resumes after consuming);
+//  - a read takes at most readLimit() bytes: small by default, large only while the bytes read
+//    drain at once on the other side (paceReads());
+//  - reading pauses by itself when the block is full, and resumes when the owner has consumed
+//    it and nothing is lent (unless the owner stopped reading meanwhile);
 //  - at most one write in flight; the owner is told when it completes;
 //  - close() defers the owner's deletion to the handle's close callback.
 #pragma once
@@ -43,6 +46,7 @@ class Socket {
   // An already connected unix-domain socket (a socketpair end; tests). Takes the fd over.
   int open(uv_os_fd_t fd);
 
+  // The owner's wish: read (whenever the block has room), or not.
   void readStart();
   void readStop();
   bool reading() const { return reading_; }
@@ -53,17 +57,33 @@ class Socket {
   // While lent, consumed bytes stay in place (a write on the other side points at them).
   void lend() { ++lent_; }
   void unlend();
-  bool inputFull() const { return block_ != nullptr && end_ == BufferPool::kBlockSize; }
+  bool inputFull() const { return block_ != nullptr && end_ == BufferPool::bytes(block_size_); }
+
+  // The most one read may take: a large block when `bytes` reach one, else a small block. The
+  // next block taken is of that size; a block already held is filled first, except that unread
+  // input in a large block moves to a small one when the limit drops (and nothing is lent).
+  void setReadLimit(size_t bytes);
+  size_t readLimit() const { return read_limit_; }
+  // A low estimate of the bytes the kernel would take now without blocking (0 if unknown).
+  size_t sendRoom();
+  // The same after `written` more bytes went in at once, asking the kernel only when what is
+  // known to fit falls below a large block (its queue only drains meanwhile).
+  size_t sendRoomAfter(size_t written);
+  BufferPool& pool() { return pool_; }
+  uv_loop_t* loop() const { return loop_; }
 
   // At most one write in flight: callers check writing() first.
   int write(const uv_buf_t* bufs, unsigned count);
 
   // The hot-path write: hands the kernel what it takes now (uv_try_write) and queues only the
   // rest. Done: everything was written, the buffers are free again and NO callback follows.
-  // Pending: onSocketWritten() follows as for write(). Error: nothing was queued.
+  // Pending: onSocketWritten() follows as for write(). Copied: pending too, but the rest (at
+  // most a small block) was copied into the socket's own block, so the caller's buffers are
+  // free now: a large read block behind a stalled write goes back to the pool at once instead
+  // of staying pinned by a few unsent KiB. Error: nothing was queued.
   // A queued uv_write costs libuv an epoll_ctl when it completes; most writes of a proxy fit
   // in the socket buffer, so this saves two syscalls per proxied request.
-  enum class WriteStatus { Done, Pending, Error };
+  enum class WriteStatus { Done, Pending, Copied, Error };
   WriteStatus writeNow(const uv_buf_t* bufs, unsigned count);
   bool writing() const { return writing_; }
   size_t writeQueueSize() const;
@@ -86,6 +106,8 @@ class Socket {
   };
 
   void releaseBlockIfDrained();
+  void pauseReading();
+  void resumeIfPaused();
   static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
 
@@ -94,7 +116,8 @@ class Socket {
   SocketEvents& events_;
   uv::Handle<Storage> handle_;
   bool is_tcp_ = true;
-  bool reading_ = false;
+  bool reading_ = false;  // the owner wants input
+  bool paused_ = false;   // ...but the block is full: resumed when it drains
   bool writing_ = false;
   // Requests live only while in flight (most writes complete at once through writeNow), so an
   // idle connection does not carry ~370 bytes of request structs.
@@ -102,10 +125,25 @@ class Socket {
   std::unique_ptr<uv_connect_t> connect_req_;
   std::unique_ptr<uv_shutdown_t> shutdown_req_;
   std::vector<uv_buf_t> rest_;  // what writeNow() could not write at once
+  char* spill_ = nullptr;       // a small block holding it (WriteStatus::Copied)
   char* block_ = nullptr;
+  BufferPool::Size block_size_ = BufferPool::Size::Small;
   size_t begin_ = 0;
   size_t end_ = 0;
   int lent_ = 0;
+  size_t read_limit_ = BufferPool::kSmallBlock;
+  size_t known_room_ = 0;  // sendRoomAfter()'s budget
 };
+
+// Paces the reads of `from` to how `to` took the last write of their bytes (`bytes` long), so
+// that what the proxy holds for a peer that does not read stays small:
+//  - the write is pending (or copied): `from` stops reading until it completes, then reads
+//    small blocks;
+//  - it was taken at once: the next read may be as large as the kernel would take now, up to a
+//    large block. The kernel is asked only when the reads are large already or the write was
+//    sizeable, so small messages cost no extra syscall.
+// Reading a large block only when the other side has room for it is what keeps a peer that
+// stops reading from pinning one: the write that finds the kernel full is at most a small block.
+void paceReads(Socket& from, Socket& to, Socket::WriteStatus status, size_t bytes);
 
 }  // namespace loopguard::net

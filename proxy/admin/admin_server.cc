@@ -1,5 +1,7 @@
 #include "proxy/admin/admin_server.h"
 
+#include <spdlog/spdlog.h>
+
 #include "proxy/http/header_rules.h"
 #include "proxy/http/message_parser.h"
 #include "common/net/socket.h"
@@ -69,6 +71,15 @@ class AdminServer::Connection final : private net::SocketEvents, private http::P
       size_t q = target.find('?');
       req.path = target.substr(0, q);
       if (q != std::string::npos) req.query = target.substr(q + 1);
+      AdminPeer peer;
+      std::string ip = socket_.peerIp();
+      peer.local = server_.unix_listener_ || isLoopbackAddress(ip);
+      peer.authorization = parser_.headers().get("authorization");
+      AccessDecision decision = server_.policy_.check(req.path, peer);
+      if (!decision.allowed()) {
+        respond(refusal(req, ip, decision));
+        return;
+      }
       respond(server_.handler_(req));
     }
   }
@@ -82,6 +93,20 @@ class AdminServer::Connection final : private net::SocketEvents, private http::P
     return http::kPauseParser;
   }
 
+  static AdminResponse refusal(const AdminRequest& req, const std::string& ip,
+                               const AccessDecision& decision) {
+    spdlog::get("admin")->info("refused {} {} from {}: {} {}", req.method, req.path,
+                               ip.empty() ? "?" : ip, decision.status, decision.why);
+    std::string body = "{\"error\": \"";
+    http::appendJsonEscaped(body, decision.why);
+    body += "\", \"path\": \"";
+    http::appendJsonEscaped(body, req.path);
+    body += "\"}\n";
+    AdminResponse r{decision.status, "application/json", std::move(body), {}};
+    if (decision.status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"loopguard admin\"");
+    return r;
+  }
+
   void respond(const AdminResponse& r) {
     responded_ = true;
     socket_.readStop();
@@ -92,6 +117,9 @@ class AdminServer::Connection final : private net::SocketEvents, private http::P
     out_.append(http::reasonPhrase(r.status));
     out_.append("\r\nContent-Type: ");
     out_.append(r.content_type);
+    for (const auto& [name, value] : r.headers) {
+      out_.append("\r\n").append(name).append(": ").append(value);
+    }
     out_.append("\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Length: ");
     http::appendDecimal(out_, r.body.size());
     out_.append("\r\n\r\n");
@@ -121,6 +149,7 @@ AdminServer::AdminServer(uv_loop_t* loop, AdminHandler handler)
 AdminServer::~AdminServer() { close(); }
 
 bool AdminServer::start(const config::Address& address, std::string& error) {
+  unix_listener_ = address.kind == config::Address::Kind::Unix;
   return listener_.listen(address, error) == 0;
 }
 

@@ -8,9 +8,12 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "config/config.h"
 #include "common/net/buffer_pool.h"
+#include "proxy/admin/access_policy.h"
 #include "proxy/server/listener.h"
 
 namespace loopguard::admin {
@@ -25,6 +28,7 @@ struct AdminResponse {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers = {};  // extra response headers
 };
 
 using AdminHandler = std::function<AdminResponse(const AdminRequest&)>;
@@ -38,6 +42,8 @@ class AdminServer {
 
   bool start(const config::Address& address, std::string& error);
   const std::string& boundAddress() const { return listener_.boundAddress(); }
+  // Consulted for every request before the handler sees it (proxy/admin/access_policy.h).
+  AdminAccessPolicy& policy() { return policy_; }
   // Stops accepting and closes open admin connections.
   void close();
 
@@ -47,6 +53,8 @@ class AdminServer {
 
   uv_loop_t* loop_;
   AdminHandler handler_;
+  AdminAccessPolicy policy_;
+  bool unix_listener_ = false;  // its peers are local: the socket file's permissions guard it
   net::BufferPool buffers_{8};
   proxy::Listener listener_;
   Connection* connections_ = nullptr;  // intrusive list, for close()

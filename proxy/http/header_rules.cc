@@ -1,6 +1,9 @@
 #include "proxy/http/header_rules.h"
 
+#include <algorithm>
 #include <array>
+
+#include "proxy/http/request_target.h"
 
 namespace loopguard::http {
 
@@ -45,6 +48,11 @@ bool isFraming(HeaderId id) {
   return id == HeaderId::ContentLength || id == HeaderId::TransferEncoding;
 }
 
+bool lessIgnoreCase(std::string_view a, std::string_view b) {
+  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(),
+                                      [](char x, char y) { return toLowerAscii(x) < toLowerAscii(y); });
+}
+
 void appendHeader(std::string& out, std::string_view name, std::string_view value) {
   out.append(name);
   out.append(": ");
@@ -74,6 +82,70 @@ bool isToken(std::string_view s) {
   return true;
 }
 
+namespace {
+
+// Request-target forms (RFC 9112 3.2): origin-form, absolute-form with a valid authority (the
+// host the request is routed on), or "*" for OPTIONS. Every byte must be visible ASCII: a byte
+// >= 0x80 or a control character is read differently by different servers.
+HeadProblem checkTarget(std::string_view method, std::string_view target) {
+  if (target.empty()) return {400, "invalid request target"};
+  for (char c : target) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f) return {400, "invalid character in the request target"};
+  }
+  if (target[0] == '/') return {};
+  if (target == "*") {
+    if (method == "OPTIONS") return {};
+    return {400, "asterisk-form target on a method other than OPTIONS"};
+  }
+  if (!isAbsoluteForm(target)) return {400, "invalid request target"};
+  std::string_view authority = targetAuthority(target);
+  if (authority.find('@') != std::string_view::npos) {
+    return {400, "userinfo in the request target"};
+  }
+  if (!isValidHost(authority)) return {400, "invalid authority in the request target"};
+  return {};
+}
+
+HeadProblem checkHost(const RequestFacts& facts, const HeaderMap& headers) {
+  size_t hosts = headers.count(HeaderId::Host);
+  if (hosts > 1) return {400, "more than one Host header"};
+  if (hosts == 0 && facts.http_minor == 1) return {400, "missing Host header"};
+  if (hosts == 0) return {};
+  std::string_view host = headers.get(HeaderId::Host);
+  if (host.empty()) {
+    // HTTP/1.0 allows none, and an empty one says the same.
+    return facts.http_minor == 1 ? HeadProblem{400, "empty Host header"} : HeadProblem{};
+  }
+  if (!isValidHost(host)) return {400, "invalid Host header"};
+  return {};
+}
+
+// The proxy decodes exactly one transfer coding, `chunked`, and forwards the body re-framed as
+// chunked: a body with any other coding would reach the app without it (nginx answers 501 too).
+// An empty Transfer-Encoding is no coding at all; next to Content-Length it is ambiguous.
+HeadProblem checkTransferEncoding(const RequestFacts& facts, const HeaderMap& headers) {
+  if (!facts.has_transfer_encoding && headers.count(HeaderId::TransferEncoding) == 0) return {};
+  if (facts.http_minor == 0) return {400, "Transfer-Encoding in an HTTP/1.0 request"};
+  if (headers.count(HeaderId::ContentLength) > 0) {
+    return {400, "both Content-Length and Transfer-Encoding"};
+  }
+  size_t codings = 0;
+  bool chunked = false;
+  for (size_t i = 0; i < headers.size(); ++i) {
+    if (headers.id(i) != HeaderId::TransferEncoding) continue;
+    forEachToken(headers.value(i), [&](std::string_view coding) {
+      ++codings;
+      chunked = equalsIgnoreCase(coding, "chunked");
+    });
+  }
+  if (codings == 0) return {400, "empty Transfer-Encoding"};
+  if (codings > 1 || !chunked) return {501, "unsupported transfer coding"};
+  return {};
+}
+
+}  // namespace
+
 HeadProblem checkRequestHead(const RequestFacts& facts, const HeaderMap& headers) {
   if (facts.http_major != 1 || facts.http_minor > 1) {
     if (facts.http_major >= 2) return {505, "HTTP version not supported"};
@@ -84,21 +156,9 @@ HeadProblem checkRequestHead(const RequestFacts& facts, const HeaderMap& headers
   for (size_t i = 0; i < headers.size(); ++i) {
     if (!isToken(headers.name(i))) return {400, "invalid header name"};
   }
-  size_t hosts = headers.count(HeaderId::Host);
-  if (hosts > 1) return {400, "more than one Host header"};
-  if (hosts == 0 && facts.http_minor == 1) return {400, "missing Host header"};
-  if (hosts == 1 && headers.get(HeaderId::Host).empty() && facts.http_minor == 1) {
-    return {400, "empty Host header"};
-  }
-  if (facts.has_transfer_encoding && facts.http_minor == 0) {
-    return {400, "Transfer-Encoding in an HTTP/1.0 request"};
-  }
-  if (facts.target.empty() || (facts.target[0] != '/' && facts.target != "*" &&
-                               facts.target.substr(0, 7) != "http://" &&
-                               facts.target.substr(0, 8) != "https://")) {
-    return {400, "invalid request target"};
-  }
-  return {};
+  if (HeadProblem p = checkHost(facts, headers)) return p;
+  if (HeadProblem p = checkTransferEncoding(facts, headers)) return p;
+  return checkTarget(facts.method, facts.target);
 }
 
 HopByHop::HopByHop(const HeaderMap& headers) {
@@ -107,22 +167,38 @@ HopByHop::HopByHop(const HeaderMap& headers) {
       continue;
     }
     forEachToken(headers.value(i), [&](std::string_view token) {
+      HeaderId id = classifyHeader(token);
       if (equalsIgnoreCase(token, "close")) {
         close_ = true;
-      } else if (equalsIgnoreCase(token, "keep-alive")) {
+      } else if (id == HeaderId::KeepAlive) {
         keep_alive_ = true;
-      } else if (equalsIgnoreCase(token, "upgrade")) {
+      } else if (id == HeaderId::Upgrade) {
         upgrade_ = true;
       }
-      if (named_count_ < kMaxNamed) named_[named_count_++] = token;
+      // Headers dropped anyway need no entry; those the proxy relies on end to end (Host,
+      // framing, the ones it writes itself) are never dropped because a peer names them.
+      if (isFixedHopByHop(id) || id == HeaderId::Host || isFraming(id) || isProxyOwned(id)) {
+        return;
+      }
+      named_.push_back(token);
     });
+  }
+  // Bounded only by the head size: past a handful, sort once so that checking each header
+  // costs a binary search, not a scan of every name (quadratic in a hostile head).
+  if (named_.size() > kLinearNames) {
+    std::sort(named_.begin(), named_.end(), lessIgnoreCase);
   }
 }
 
 bool HopByHop::drop(HeaderId id, std::string_view name) const {
   if (isFixedHopByHop(id)) return true;
-  for (int i = 0; i < named_count_; ++i) {
-    if (equalsIgnoreCase(name, named_[i])) return true;
+  if (named_.empty() || id == HeaderId::Host || isFraming(id) || isProxyOwned(id)) return false;
+  if (named_.size() > kLinearNames) {
+    auto it = std::lower_bound(named_.begin(), named_.end(), name, lessIgnoreCase);
+    return it != named_.end() && equalsIgnoreCase(*it, name);
+  }
+  for (std::string_view named : named_) {
+    if (equalsIgnoreCase(name, named)) return true;
   }
   return false;
 }
@@ -138,12 +214,17 @@ void writeUpstreamRequestHead(std::string& out, const UpstreamRequestParams& p,
   out.push_back(' ');
   out.append(p.target);
   out.append(" HTTP/1.1\r\n");
+  // Host first (RFC 9112 3.2). The request's own host (an absolute-form target's authority
+  // replaces the received Host), or, for an HTTP/1.0 request that named none, the fallback.
+  const std::string_view host = requestHost(p.target, headers);
+  appendHeader(out, "Host",
+               !host.empty()               ? host
+               : !p.fallback_host.empty() ? p.fallback_host
+                                          : std::string_view("localhost"));
 
-  std::string_view host;
   for (size_t i = 0; i < headers.size(); ++i) {
     HeaderId id = headers.id(i);
-    if (isFraming(id) || isProxyOwned(id)) continue;
-    if (id == HeaderId::Host) host = headers.value(i);
+    if (id == HeaderId::Host || isFraming(id) || isProxyOwned(id)) continue;
     if (hop.drop(id, headers.name(i))) continue;
     appendHeader(out, headers.name(i), headers.value(i));
   }

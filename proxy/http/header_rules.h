@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "proxy/http/header_map.h"
 
@@ -22,8 +23,11 @@ struct HeadProblem {
 };
 
 // The request-level checks RFC 9112 asks of a proxy that llhttp (strict mode) leaves to us:
-// version 1.0/1.1 only, Host present exactly once on 1.1 (at most once on 1.0), valid header
-// names, no line folding, no Transfer-Encoding on 1.0, CONNECT refused.
+// version 1.0/1.1 only (505 for 2+), valid header names, no line folding, CONNECT refused (405);
+// Host present exactly once on 1.1 (at most once on 1.0) and a valid uri-host[:port]; a
+// Transfer-Encoding only on 1.1, never next to Content-Length, never empty, and exactly
+// `chunked` (anything else: 501); a target of visible ASCII in origin-form, absolute-form with a
+// valid authority and no userinfo, or "*" for OPTIONS.
 struct RequestFacts {
   std::string_view method;
   std::string_view target;
@@ -34,9 +38,10 @@ struct RequestFacts {
 };
 HeadProblem checkRequestHead(const RequestFacts& facts, const HeaderMap& headers);
 
-// Hop-by-hop: the fixed list plus anything `Connection` names. Framing headers
-// (Content-Length, Transfer-Encoding) are never dropped because `Connection` names them:
-// the proxy writes its own framing, so they are handled separately, not as hop-by-hop.
+// Hop-by-hop: the fixed list plus anything `Connection` names, however many (the head size is
+// the bound). Headers the proxy relies on end to end are never dropped because `Connection`
+// names them: Host, the framing headers (the proxy writes its own framing, so they are handled
+// separately) and the X-Forwarded-* / X-Request-Id it writes itself. Views into `headers`.
 class HopByHop {
  public:
   explicit HopByHop(const HeaderMap& headers);
@@ -47,9 +52,8 @@ class HopByHop {
   bool connectionUpgrade() const { return upgrade_; }
 
  private:
-  static constexpr int kMaxNamed = 16;
-  std::string_view named_[kMaxNamed];
-  int named_count_ = 0;
+  static constexpr size_t kLinearNames = 8;  // more: sorted, binary search
+  std::vector<std::string_view> named_;  // empty (no allocation) for the usual close/keep-alive
   bool close_ = false;
   bool keep_alive_ = false;
   bool upgrade_ = false;
@@ -65,6 +69,9 @@ struct UpstreamRequestParams {
   std::string_view target;
   std::string_view client_ip;      // appended to X-Forwarded-For (empty: unix client, "unix")
   std::string_view request_id;     // always sent as X-Request-Id
+  // Host sent for an HTTP/1.0 request that named none: the route's upstream or pool name, as
+  // nginx sends $proxy_host ("NAME" for `proxy_pass http://NAME`). Empty: "localhost".
+  std::string_view fallback_host;
   BodyFraming framing = BodyFraming::None;
   uint64_t content_length = 0;     // with ContentLength
   bool websocket_upgrade = false;  // forward Upgrade: websocket + Connection: upgrade

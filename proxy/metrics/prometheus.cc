@@ -9,7 +9,8 @@ std::string formatDouble(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   if (std::isnan(v)) return "NaN";
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.9g", v);
+  // 15 significant digits: a Unix time (process_start_time_seconds) keeps its fraction.
+  std::snprintf(buf, sizeof(buf), "%.15g", v);
   return buf;
 }
 

@@ -8,7 +8,7 @@
 namespace loopguard::routing {
 
 Limiter::Limiter(config::RouteLimits limits, LimiterClock& clock, CapacityGate* gate)
-    : limits_(std::move(limits)), clock_(clock), gate_(gate) {}
+    : limits_(std::move(limits)), clock_(clock), gate_(gate), policy_(limits_.queue_order) {}
 
 Limiter::~Limiter() {
   assert(head_ == nullptr && "Limiter destroyed with waiters queued");
@@ -18,8 +18,14 @@ Limiter::~Limiter() {
   disarm();
 }
 
+std::optional<uint64_t> Limiter::routeCap() const {
+  if (!limits_.max_in_flight_auto) return limits_.max_in_flight;
+  return std::min(limits_.max_in_flight_max, share_cap_.value_or(limits_.max_in_flight_max));
+}
+
 bool Limiter::hasRoom() const {
-  return !limits_.max_in_flight || stats_.in_flight < *limits_.max_in_flight;
+  std::optional<uint64_t> cap = routeCap();
+  return !cap || stats_.in_flight < *cap;
 }
 
 bool Limiter::tryTakeSlot() {
@@ -29,6 +35,7 @@ bool Limiter::tryTakeSlot() {
   if (gate_ != nullptr && !gate_->tryTake()) return false;
   ++gate_held_;
   ++stats_.in_flight;
+  noteDemand();
   return true;
 }
 
@@ -42,33 +49,33 @@ Admission Limiter::admit(LimiterWaiter& waiter) {
   // right now (the gate owner's pump() is on its way).
   if (head_ == nullptr && tryTakeSlot()) return Admission::Admitted;
 
-  if (stats_.queue_depth >= limits_.max_queue) {
+  const TimePointMs now = clock_.now();
+  const bool full = stats_.queue_depth >= limits_.max_queue;
+  // max_queue: 0 means no waiting at all, even where a reload left waiters queued.
+  const bool evict = full && head_ != nullptr && limits_.max_queue > 0 &&
+                     policy_.evictsOldest(now, stats_.queue_depth, limits_.max_queue);
+  if (full && !evict) {
     ++stats_.rejected_queue_full;
     return Admission::QueueFull;
   }
 
-  const TimePointMs now = clock_.now();
   waiter.enqueued_at_ = now;
   // A negative timeout cannot come from a validated config; clamp it rather than wrap around.
   waiter.deadline_ =
       now + static_cast<TimePointMs>(std::max<int64_t>(0, limits_.queue_timeout.count()));
-  waiter.queued_ = true;
-  waiter.owner_ = this;
-  waiter.next_ = nullptr;
-  waiter.prev_ = tail_;
-  if (tail_ != nullptr) {
-    tail_->next_ = &waiter;
-  } else {
-    head_ = &waiter;
-  }
-  tail_ = &waiter;
-  ++stats_.queue_depth;
-
-  if (!armed_ || waiter.deadline_ < *armed_) {
-    armed_ = waiter.deadline_;
-    clock_.arm(waiter.deadline_);
-  }
+  link(waiter);
+  // The newcomer is queued before the oldest leaves, so whatever the eviction's callback does
+  // (it may queue another request here), the newcomer's place is already taken.
+  if (evict) evictOldest();
+  rearm();
   return Admission::Queued;
+}
+
+void Limiter::evictOldest() {
+  LimiterWaiter& oldest = *head_;
+  unlink(oldest);
+  ++stats_.rejected_queue_evicted;
+  oldest.onEvicted();
 }
 
 void Limiter::cancel(LimiterWaiter& waiter) {
@@ -83,6 +90,7 @@ void Limiter::release() {
   assert(stats_.in_flight > 0 && "release() without a matching admission");
   if (stats_.in_flight == 0) return;  // never underflow the gauge, even on a caller's bug
   --stats_.in_flight;
+  noteDemand();
   assert(gate_held_ + retiredHeld() == stats_.in_flight + 1);
 
   // Give the unit back to the gate it was taken from. Admissions are not told apart, so those
@@ -106,7 +114,8 @@ void Limiter::pump() {
   // pointer across one, since the callback may have unlinked (or destroyed) any waiter.
   bool ran = pump_loop_.run([this] {
     while (head_ != nullptr && tryTakeSlot()) {
-      LimiterWaiter& waiter = *head_;
+      bool newest = policy_.newestFirst(clock_.now(), stats_.queue_depth, limits_.max_queue);
+      LimiterWaiter& waiter = newest ? *tail_ : *head_;
       unlink(waiter);
       waiter.onAdmitted();
     }
@@ -120,13 +129,19 @@ void Limiter::onTimer() {
   const TimePointMs now = clock_.now();
   for (;;) {
     // Restart from the head after every callback: it may have cancelled or admitted any waiter.
-    // Deadlines are in queue order except after a reload changed queue_timeout, so the scan
-    // normally stops at the head.
+    // Deadlines are in queue order (every waiter has the same queue_timeout and, once the queue
+    // stands, the same target) except after a reload changed queue_timeout: only then a scan.
     LimiterWaiter* expired = head_;
-    while (expired != nullptr && expired->deadline_ > now) expired = expired->next_;
+    if (deadlines_ordered_) {
+      if (expired != nullptr && deadlineOf(*expired, now) > now) expired = nullptr;
+    } else {
+      while (expired != nullptr && deadlineOf(*expired, now) > now) expired = expired->next_;
+    }
     if (expired == nullptr) break;
+    bool early = expired->deadline_ > now;  // refused by the policy before its queue_timeout
     unlink(*expired);
     ++stats_.rejected_queue_timeout;
+    if (early) ++stats_.early_refusals;
     expired->onQueueTimeout();
   }
   // Whatever the callbacks armed, leave the clock armed for exactly the earliest deadline. An
@@ -140,7 +155,11 @@ void Limiter::onTimer() {
 }
 
 void Limiter::reconfigure(const config::RouteLimits& limits, CapacityGate* gate) {
+  if (limits.queue_timeout != limits_.queue_timeout && head_ != nullptr) {
+    deadlines_ordered_ = false;
+  }
   limits_ = limits;
+  policy_.setOrder(limits_.queue_order);
   if (gate != gate_) {
     // Admissions made without a gate are recorded too (as nullptr), so their releases are not
     // mistaken for units of the new gate.
@@ -159,6 +178,13 @@ void Limiter::reconfigure(const config::RouteLimits& limits, CapacityGate* gate)
     }
   }
   pump();  // the limit may have grown, or the new gate may have room
+  // The order may have changed the deadlines.
+  rearm();
+}
+
+void Limiter::setServiceTime(double p50_ms, double p90_ms) {
+  policy_.setServiceTime(p50_ms, p90_ms);
+  rearm();
 }
 
 void Limiter::failAllQueued() {
@@ -191,6 +217,22 @@ uint64_t Limiter::gateUnitsHeld(const CapacityGate* gate) const {
   return held;
 }
 
+void Limiter::link(LimiterWaiter& waiter) {
+  waiter.queued_ = true;
+  waiter.owner_ = this;
+  waiter.next_ = nullptr;
+  waiter.prev_ = tail_;
+  if (tail_ != nullptr) {
+    tail_->next_ = &waiter;
+  } else {
+    head_ = &waiter;
+    policy_.onQueueNonEmpty(waiter.enqueued_at_);
+  }
+  tail_ = &waiter;
+  ++stats_.queue_depth;
+  noteDemand();
+}
+
 void Limiter::unlink(LimiterWaiter& waiter) {
   if (waiter.prev_ != nullptr) {
     waiter.prev_->next_ = waiter.next_;
@@ -207,6 +249,16 @@ void Limiter::unlink(LimiterWaiter& waiter) {
   waiter.queued_ = false;
   waiter.owner_ = nullptr;
   --stats_.queue_depth;
+  noteDemand();
+  if (head_ == nullptr) {
+    policy_.onQueueEmpty();
+    deadlines_ordered_ = true;
+  }
+}
+
+TimePointMs Limiter::deadlineOf(const LimiterWaiter& waiter, TimePointMs now) const {
+  std::optional<TimePointMs> early = policy_.earlyDeadline(waiter.enqueued_at_, now);
+  return early ? std::min(*early, waiter.deadline_) : waiter.deadline_;
 }
 
 void Limiter::rearm() {
@@ -214,9 +266,19 @@ void Limiter::rearm() {
     disarm();
     return;
   }
-  TimePointMs earliest = head_->deadline_;
-  for (const LimiterWaiter* w = head_->next_; w != nullptr; w = w->next_) {
-    earliest = std::min(earliest, w->deadline_);
+  const TimePointMs now = clock_.now();
+  TimePointMs earliest = deadlineOf(*head_, now);
+  if (!deadlines_ordered_) {
+    for (const LimiterWaiter* w = head_->next_; w != nullptr; w = w->next_) {
+      earliest = std::min(earliest, w->deadline_);
+    }
+  }
+  // Before the queue stands the early deadlines do not apply yet: wake up when it starts to,
+  // to refuse at once whoever is already past the target then.
+  if (policy_.earlyRefusalPossible() && !policy_.standing(now)) {
+    if (std::optional<TimePointMs> stands = policy_.standsAt()) {
+      earliest = std::min(earliest, *stands);
+    }
   }
   if (armed_ != earliest) {
     armed_ = earliest;

@@ -1,5 +1,9 @@
-// Per-route concurrency limit with a bounded FIFO wait list. Pure logic: time and timers come
-// in through LimiterClock, so it is unit-tested without a loop or sockets.
+// Per-route concurrency limit with a bounded wait list. Pure logic: time and timers come in
+// through LimiterClock, so it is unit-tested without a loop or sockets.
+//
+// The limit is max_in_flight, or with `max_in_flight: auto` the share of an AdaptiveLimit (its
+// CapacityGate, shared by every auto route on one upstream) capped by max_in_flight_max. The
+// order the queue is served in, and early refusals, come from a QueuePolicy.
 //
 // Keyed by route name in a LimiterRegistry so counts survive a reload: reconfigure() changes
 // the limits in place and in-flight requests carry over to the new limit.
@@ -15,19 +19,11 @@
 
 #include "common/coalesced_loop.h"
 #include "config/config.h"
+#include "proxy/metrics/demand.h"
+#include "proxy/routing/limiter_clock.h"
+#include "proxy/routing/queue_policy.h"
 
 namespace loopguard::routing {
-
-using TimePointMs = uint64_t;  // monotonic milliseconds
-
-// One timer per limiter, armed for the earliest queue deadline.
-class LimiterClock {
- public:
-  virtual ~LimiterClock() = default;
-  virtual TimePointMs now() const = 0;
-  virtual void arm(TimePointMs deadline) = 0;  // replaces any earlier arming
-  virtual void disarm() = 0;
-};
 
 // An extra admission condition beyond max_in_flight: a pool route also needs a free worker
 // slot. tryTake() takes one unit of capacity if there is one; giveBack() returns it. When
@@ -49,7 +45,8 @@ class LimiterWaiter {
  public:
   virtual ~LimiterWaiter() = default;
   virtual void onAdmitted() = 0;      // left the queue holding a slot (and a gate unit, if any)
-  virtual void onQueueTimeout() = 0;  // left the queue without a slot
+  virtual void onQueueTimeout() = 0;  // left the queue without a slot: waited too long
+  virtual void onEvicted() = 0;       // left the queue without a slot: a newer request took it
 
  private:
   friend class Limiter;
@@ -63,7 +60,7 @@ class LimiterWaiter {
 
 enum class Admission {
   Admitted,   // slot taken now; no callback will follow
-  Queued,     // exactly one of onAdmitted / onQueueTimeout follows, unless cancel() first
+  Queued,     // exactly one of onAdmitted / onQueueTimeout / onEvicted follows, unless cancel()
   QueueFull,  // refused; nothing held
 };
 
@@ -73,6 +70,10 @@ struct LimiterStats {
   uint64_t rejected_queue_full = 0;
   uint64_t rejected_queue_timeout = 0;
   uint64_t rejected_no_workers = 0;  // refused by failAllQueued(); not a queue timeout
+  // Pushed out of a full queue served newest first.
+  uint64_t rejected_queue_evicted = 0;
+  // Of rejected_queue_timeout: refused at the target of a standing queue, before queue_timeout.
+  uint64_t early_refusals = 0;
 };
 
 class Limiter {
@@ -84,7 +85,8 @@ class Limiter {
   Limiter(const Limiter&) = delete;
   Limiter& operator=(const Limiter&) = delete;
 
-  // Admit now, queue (FIFO, bounded by max_queue, deadline now + queue_timeout), or refuse.
+  // Admit now, queue (bounded by max_queue, deadline now + queue_timeout), or refuse. A full
+  // queue served newest first evicts its oldest waiter (onEvicted) instead of refusing.
   // With a gate, admission also needs gate->tryTake(); a gated limiter queues requests even
   // when max_in_flight is unset (waiting for a worker counts as queued).
   [[nodiscard]] Admission admit(LimiterWaiter& waiter);
@@ -102,8 +104,21 @@ class Limiter {
   // Called by the clock's owner when the armed deadline passes: every expired waiter gets
   // onQueueTimeout(), then the timer is re-armed for the next deadline. The armed deadline is a
   // lower bound (a cancel or an admission from the queue head does not re-arm), so a call that
-  // finds nothing expired is normal: it just re-arms.
+  // finds nothing expired is normal: it just re-arms. A waiter's deadline is its queue_timeout,
+  // or earlier the policy's early deadline once the queue stands.
   void onTimer();
+
+  // The route's smoothed upstream time (RouteLatency), which scales the policy's target and
+  // interval. Re-arms the timer; never calls a waiter back.
+  void setServiceTime(double p50_ms, double p90_ms);
+
+  // With max_in_flight: auto, a cap on this route's share of the adaptive limit (set by the
+  // AdaptiveLimit, e.g. for a route that blocks its upstream's loop); nullopt: none. Never
+  // admits by itself: a raised cap takes effect at the next pump().
+  void setShareCap(std::optional<uint64_t> cap) { share_cap_ = cap; }
+  // The most requests this route may have in flight by its own limits (before any gate):
+  // max_in_flight, or for auto min(max_in_flight_max, share cap). nullopt: unlimited.
+  std::optional<uint64_t> routeCap() const;
 
   // Reload: new limits apply to new admissions and to the queue; in-flight requests carry over.
   // Queued waiters keep their deadlines, and stay queued even if max_queue shrank below the depth
@@ -123,15 +138,24 @@ class Limiter {
   std::optional<TimePointMs> oldestEnqueuedAt() const;
 
   const LimiterStats& stats() const { return stats_; }
+  // In flight + queued, integrated over the clock (loopguard_route_demand_seconds_total).
+  uint64_t demandMilliseconds() const { return demand_.requestMilliseconds(clock_.now()); }
   const config::RouteLimits& limits() const { return limits_; }
+  const QueuePolicy& policy() const { return policy_; }
 
  private:
-  bool hasRoom() const;  // below max_in_flight (the gate is not asked)
+  bool hasRoom() const;  // below routeCap() (the gate is not asked)
   bool tryTakeSlot();    // hasRoom() and a gate unit: takes both, or nothing
+  // At the tail (the newest end).
+  void link(LimiterWaiter& waiter);
   void unlink(LimiterWaiter& waiter);
+  TimePointMs deadlineOf(const LimiterWaiter& waiter, TimePointMs now) const;
+  void evictOldest();
   void rearm();
   void disarm();
   uint64_t retiredHeld() const;
+  // After every change of in_flight or queue_depth.
+  void noteDemand() { demand_.update(clock_.now(), stats_.in_flight + stats_.queue_depth); }
 
   config::RouteLimits limits_;
   LimiterClock& clock_;
@@ -142,11 +166,18 @@ class Limiter {
   // Gates (nullptr: none) replaced by reconfigure() while admissions made under them were still
   // in flight, oldest first.
   std::vector<std::pair<CapacityGate*, uint64_t>> retired_gates_;
+  QueuePolicy policy_;
+  std::optional<uint64_t> share_cap_;
+  // Queued waiters in arrival order: head_ the oldest, tail_ the newest.
   LimiterWaiter* head_ = nullptr;
   LimiterWaiter* tail_ = nullptr;
+  // Whether the queue's deadlines grow from head to tail (false after a reload changed
+  // queue_timeout with waiters queued, until the queue empties): then the head's is the earliest.
+  bool deadlines_ordered_ = true;
   std::optional<TimePointMs> armed_;  // what the clock is armed for, if anything
   CoalescedLoop pump_loop_;
   LimiterStats stats_;
+  metrics::DemandIntegrator demand_;
 };
 
 }  // namespace loopguard::routing

@@ -2,23 +2,13 @@
 
 #include <re2/re2.h>
 
+#include "proxy/http/path_normalize.h"
+
 #include <cstddef>
 #include <utility>
 
 namespace loopguard::routing {
 namespace {
-
-char asciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-// Host names are case-insensitive (RFC 3986 3.2.2); locale-free so the result never depends on
-// the environment the proxy runs in.
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (asciiLower(a[i]) != asciiLower(b[i])) return false;
-  }
-  return true;
-}
 
 // The host part of a Host header (or of a configured host pattern), as a view into it:
 // "Api.Example.com:8080" -> "Api.Example.com", "[::1]:8080" -> "::1", "example.com." ->
@@ -49,7 +39,8 @@ bool methodMatches(const config::RouteMatch& match, std::string_view method) {
 
 bool hostMatches(const config::RouteMatch& match, std::string_view host) {
   if (match.host.empty()) return true;
-  return equalsIgnoreCase(hostWithoutPort(match.host), hostWithoutPort(host));
+  // Host names are case-insensitive (RFC 3986 3.2.2); compared locale-free.
+  return http::equalsIgnoreCase(hostWithoutPort(match.host), hostWithoutPort(host));
 }
 
 bool pathMatches(const CompiledRoute& compiled, std::string_view path) {
@@ -69,7 +60,7 @@ bool pathMatches(const CompiledRoute& compiled, std::string_view path) {
 bool isScheme(std::string_view s) {
   if (s.empty()) return false;
   for (size_t i = 0; i < s.size(); ++i) {
-    const char c = asciiLower(s[i]);
+    const char c = http::toLowerAscii(s[i]);
     const bool alpha = c >= 'a' && c <= 'z';
     const bool other = (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
     if (!alpha && (i == 0 || !other)) return false;
@@ -99,14 +90,46 @@ RouteTable::RouteTable(std::shared_ptr<const config::Config> config) : config_(s
 RouteTable::~RouteTable() = default;
 
 const CompiledRoute* RouteTable::match(const RequestView& request) const {
+  const bool two_forms = !request.app_path.empty() && request.app_path != request.path;
   // Cheapest checks first: the regex, if any, runs only for a route whose method and host fit.
   for (const CompiledRoute& compiled : routes_) {
     const config::RouteMatch& match = compiled.route->match;
     if (!methodMatches(match, request.method)) continue;
     if (!hostMatches(match, request.host)) continue;
-    if (!pathMatches(compiled, request.path)) continue;
-    return &compiled;
+    if (pathMatches(compiled, request.path)) return &compiled;
+    if (two_forms && pathMatches(compiled, request.app_path)) return &compiled;
   }
+  return nullptr;
+}
+
+namespace {
+
+// Whether a path needs decoding or resolving at all: no escape, no backslash, no byte that
+// decodePath refuses, no empty or dot segment.
+bool plainPath(std::string_view path) {
+  if (path.empty() || path.front() != '/') return false;
+  for (size_t i = 0; i < path.size(); ++i) {
+    const auto c = static_cast<unsigned char>(path[i]);
+    if (c == '%' || c == '\\' || c <= 0x20 || c >= 0x7f) return false;
+    if (c == '/' && i + 1 < path.size() && (path[i + 1] == '/' || path[i + 1] == '.')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+const char* RoutingPath::assign(std::string_view target) {
+  const std::string_view raw = requestPath(target);
+  app_view_ = {};
+  if (raw == "*" || plainPath(raw)) {
+    normalized_view_ = raw;
+    return nullptr;
+  }
+  const char* why = nullptr;
+  if (http::normalizePath(raw, normalized_, &why) != http::PathStatus::Ok) return why;
+  if (http::decodePath(raw, decoded_, &why) != http::PathStatus::Ok) return why;
+  normalized_view_ = normalized_;
+  if (decoded_ != normalized_) app_view_ = decoded_;
   return nullptr;
 }
 

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -72,6 +73,11 @@ void ClientConnection::onSocketRead() {
     case State::Exchanging:
       request_->exchange.onClientInput();
       return;
+    case State::Lingering:
+      socket_.consume(socket_.input().size());
+      linger_last_read_ = uv_now(context_.loop);
+      if (linger_last_read_ >= linger_until_) close();
+      return;
     case State::Closing:
       return;
   }
@@ -108,7 +114,7 @@ void ClientConnection::parseHeadsLoop() {
       case http::ParseStatus::Upgraded: {
         noteHeadBytes(input.substr(0, r.consumed));
         if (std::string_view(head_tail_, 4) != "\r\n\r\n") {
-          rejectRequest(400, "request head does not end with CRLF CRLF");
+          rejectRequest(400, "request head does not end with CRLF CRLF", true);
           return;
         }
         socket_.consume(r.consumed);
@@ -121,10 +127,10 @@ void ClientConnection::parseHeadsLoop() {
         continue;  // the exchange may already be done (loop only if it left us AwaitingHead)
       }
       case http::ParseStatus::HeadTooLarge:
-        rejectRequest(431, "request head larger than max_header_bytes");
+        rejectRequest(431, "request head larger than max_header_bytes", true);
         return;
       case http::ParseStatus::Error:
-        rejectRequest(400, r.reason);
+        rejectRequest(r.error_status, r.reason, true);
         return;
     }
   }
@@ -157,10 +163,14 @@ int ClientConnection::onMessageComplete() {
   return http::kPauseParser;
 }
 
-void ClientConnection::onExchangeDone(bool keep_alive) {
+void ClientConnection::onExchangeDone(AfterExchange after) {
   if (state_ == State::Closing) return;
-  if (!keep_alive || context_.draining) {
-    close();
+  if (after == AfterExchange::Close || context_.draining) {
+    close();  // a drain does not wait for lingering connections
+    return;
+  }
+  if (after == AfterExchange::Linger) {
+    linger();
     return;
   }
   state_ = State::AwaitingHead;
@@ -183,7 +193,7 @@ void ClientConnection::onExchangeDone(bool keep_alive) {
   }
 }
 
-void ClientConnection::rejectRequest(int status, const char* message) {
+void ClientConnection::rejectRequest(int status, const char* message, bool linger) {
   context_.log->debug("client {}: rejecting request: {} {}", peer_ip_, status, message);
   socket_.readStop();
   socket_.consume(socket_.input().size());
@@ -199,14 +209,44 @@ void ClientConnection::rejectRequest(int status, const char* message) {
   out_.clear();
   http::writeErrorResponse(out_, e);
   ++context_.unrouted.requests_by_code[status];
-  if (context_.access) {
-    context_.access->info("{} - - route=- status={} bytes={} duration_ms=0 target=- ({})",
-                          request_id, status, out_.size(), message);
+  if (context_.access_log.enabled()) {
+    // The same shape as an exchange's line; what the broken head never said stays absent.
+    AccessRecord r;
+    r.request_id = request_id;
+    r.client = peer_ip_;
+    r.status = status;
+    r.bytes = out_.size();
+    r.error = message;
+    context_.access_log.write(r);
   }
-  state_ = State::Closing;
-  close_after_write_ = true;
   uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
-  if (socket_.write(&buf, 1) != 0) close();
+  if (socket_.write(&buf, 1) != 0) {
+    close();
+    return;
+  }
+  if (linger) {
+    this->linger();  // the shutdown follows the write
+  } else {
+    state_ = State::Closing;
+    close_after_write_ = true;
+  }
+}
+
+void ClientConnection::linger() {
+  state_ = State::Lingering;
+  releaseRequestState();
+  socket_.consume(socket_.input().size());
+  // After the answer (the shutdown waits for pending writes): the client reads it, then EOF.
+  if (socket_.shutdown() != 0) {
+    close();
+    return;
+  }
+  uint64_t now = uv_now(context_.loop);
+  linger_until_ = now + kLingerMaxMs;
+  linger_last_read_ = now;
+  timer_.start(kLingerQuietMs);
+  socket_.setReadLimit(net::BufferPool::kLargeBlock);  // dropped as soon as read
+  socket_.readStart();
 }
 
 void ClientConnection::onSocketEof(int /*status*/) {
@@ -214,7 +254,7 @@ void ClientConnection::onSocketEof(int /*status*/) {
     request_->exchange.onClientGone();
     return;
   }
-  if (state_ == State::AwaitingHead) close();
+  if (state_ == State::AwaitingHead || state_ == State::Lingering) close();
 }
 
 void ClientConnection::onSocketWritten(int status) {
@@ -222,10 +262,21 @@ void ClientConnection::onSocketWritten(int status) {
     request_->exchange.onClientWritten(status);
     return;
   }
-  if (close_after_write_) close();
+  if (close_after_write_ || (state_ == State::Lingering && status < 0)) close();
 }
 
 void ClientConnection::onTimer() {
+  if (state_ == State::Lingering) {
+    // Lazily re-armed: reads only note the time.
+    uint64_t now = uv_now(context_.loop);
+    uint64_t quiet_until = linger_last_read_ + kLingerQuietMs;
+    if (now >= quiet_until || now >= linger_until_) {
+      close();
+    } else {
+      timer_.start(std::min(quiet_until, linger_until_) - now);
+    }
+    return;
+  }
   if (state_ != State::AwaitingHead) return;
   if (parse_pending_) {
     parse_pending_ = false;
@@ -234,14 +285,18 @@ void ClientConnection::onTimer() {
     return;
   }
   if (inMessage() || head_timer_armed_) {
-    rejectRequest(408, "request head not received within timeouts.header");
+    rejectRequest(408, "request head not received within timeouts.header", false);
   } else {
     close();  // idle keep-alive connection, or one that never sent anything
   }
 }
 
 void ClientConnection::closeIfIdle() {
-  if (state_ == State::AwaitingHead && !inMessage() && !head_timer_armed_) close();
+  // A lingering connection has had its answer: a drain does not wait for it.
+  if (state_ == State::Lingering ||
+      (state_ == State::AwaitingHead && !inMessage() && !head_timer_armed_)) {
+    close();
+  }
 }
 
 void ClientConnection::close() {

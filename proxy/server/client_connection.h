@@ -1,7 +1,8 @@
 // One client connection: owns the socket, the llhttp request parser and the connection-level
-// timers (header, idle). Requests are handled one at a time in arrival order, which is what
-// keeps pipelined responses in order: the parser pauses after each message and resumes when the
-// Exchange for it is done. It knows nothing about routes: each request goes to the Exchange.
+// timers (header, idle, lingering). Requests are handled one at a time in arrival order, which
+// is what keeps pipelined responses in order: the parser pauses after each message and resumes
+// when the Exchange for it is done. It knows nothing about routes: each request goes to the
+// Exchange.
 #pragma once
 
 #include <uv.h>
@@ -19,13 +20,30 @@ namespace loopguard::proxy {
 
 class ConnectionSet;
 
+// How a connection goes on once an exchange is done with it.
+enum class AfterExchange {
+  KeepAlive,  // read the next request
+  Close,      // nothing more will come (or nothing more matters): close now
+  Linger,     // the client may still be sending: drain its input for a while, then close
+};
+
 class ClientConnection final : private net::SocketEvents, private http::ParserEvents {
  public:
   enum class State {
     AwaitingHead,  // between requests or inside a head
     Exchanging,    // a request is with the Exchange
+    Lingering,     // answered and half-closed; the client's input is read and dropped
     Closing,       // socket closing; nothing else happens
   };
+
+  // Lingering close (nginx: lingering_timeout 5s, lingering_time 30s). After a refusal the
+  // proxy shuts down its sending side, so the answer is followed by a FIN, and reads and drops
+  // whatever the client still sends until it closes, goes quiet for kLingerQuietMs, or
+  // kLingerMaxMs have passed. Closing at once instead, with unread input, makes the kernel send
+  // a reset, which can destroy the answer before the client reads it. A lingering connection
+  // holds no request state, no slot and no upstream connection: only its socket and timer.
+  static constexpr uint64_t kLingerQuietMs = 5'000;
+  static constexpr uint64_t kLingerMaxMs = 30'000;
 
   ClientConnection(ProxyContext& context, ConnectionSet& set, RequestStatePool& states);
   ClientConnection(const ClientConnection&) = delete;
@@ -35,7 +53,7 @@ class ClientConnection final : private net::SocketEvents, private http::ParserEv
   void start();
 
   // From the Exchange.
-  void onExchangeDone(bool keep_alive);
+  void onExchangeDone(AfterExchange after);
   net::Socket& socket() { return socket_; }
   http::MessageParser& parser() { return request_->parser; }  // only while a request is on
   const std::string& peerIp() const { return peer_ip_; }
@@ -66,8 +84,9 @@ class ClientConnection final : private net::SocketEvents, private http::ParserEv
   bool inMessage() const { return request_ != nullptr && request_->parser.inMessage(); }
   void takeRequestState();
   void releaseRequestState();
-  void rejectRequest(int status, const char* message);
-  void armIdle();
+  // A request refused before any Exchange saw it; `linger`: the client may still be sending.
+  void rejectRequest(int status, const char* message, bool linger);
+  void linger();
   void onTimer();
   static void onClosed(void* self);
 
@@ -82,6 +101,8 @@ class ClientConnection final : private net::SocketEvents, private http::ParserEv
   bool in_parse_loop_ = false;  // parseHeads() is on the stack: it picks up pipelined input
   bool parse_pending_ = false;  // buffered pipelined input waits for the next loop turn
   bool close_after_write_ = false;
+  uint64_t linger_until_ = 0;     // lingering ends by then at the latest
+  uint64_t linger_last_read_ = 0;  // the client's last bytes while lingering
   // The last bytes of the head seen so far: llhttp accepts a bare LF as the head's final line
   // ending, so the proxy checks that the head really ends in CRLF CRLF.
   char head_tail_[4] = {0, 0, 0, 0};

@@ -3,6 +3,8 @@
 namespace loopguard::proxy {
 
 namespace {
+constexpr size_t kKeptHeadBytes = 16 * 1024;
+
 // Parser events of a state in the free list: it parses nothing there.
 class NoEvents final : public http::ParserEvents {
  public:
@@ -58,7 +60,12 @@ void RequestStatePool::onCheck() {
   auto releasing = std::move(releasing_);
   releasing_.clear();
   for (RequestState* s : releasing) {
-    if (free_.size() < max_free_) {
+    // One large request (a 60 KiB head, a buffered body) must not leave its buffers in the free
+    // list for good: such a state is freed, and the next request builds a plain one.
+    bool large = s->exchange.holdsLargeBuffers() ||
+                 s->parser.headers().bytes() > kKeptHeadBytes ||
+                 s->parser.target().size() > kKeptHeadBytes;
+    if (free_.size() < max_free_ && !large) {
       free_.emplace_back(s);
     } else {
       delete s;

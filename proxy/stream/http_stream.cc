@@ -179,6 +179,13 @@ void HttpStream::flush() {
   switch (socket_.writeNow(bufs.data(), static_cast<unsigned>(bufs.size()))) {
     case net::Socket::WriteStatus::Pending:
       return;  // onSocketWritten follows
+    case net::Socket::WriteStatus::Copied:
+      // The socket holds what is left: the batch and the lender's read block are free now (a
+      // large block behind a stalled write goes back to the pool). onSocketWritten follows.
+      parts_->out.clear();
+      releaseLender();
+      write_copied_ = true;
+      return;
     case net::Socket::WriteStatus::Done:
       // The kernel took it all, with no uv_write and no epoll_ctl: the completion still comes
       // from the loop (the ready queue runs in this same iteration), not from here.
@@ -199,7 +206,8 @@ void HttpStream::onSocketWritten(int status) {
 
 void HttpStream::completeWrite(int status) {
   writing_ = false;
-  if (parts_ != nullptr) parts_->out.clear();
+  // After a copied write the batch holds only what was queued behind it: still to be sent.
+  if (parts_ != nullptr && !std::exchange(write_copied_, false)) parts_->out.clear();
   releaseLender();
   handler_->onStreamWritten(*this, status);
 }
@@ -209,6 +217,7 @@ void HttpStream::close(net::Socket::ClosedFn on_closed, void* ctx) {
   socket_.close(on_closed, ctx);
   if (parts_ != nullptr) parts_->written.cancel();
   writing_ = false;
+  write_copied_ = false;
   releaseLender();
 }
 

@@ -150,6 +150,7 @@ class HttpStream final : private net::SocketEvents, private http::ParserEvents {
   bool parsing_ = false;  // a parse round is on the stack
   bool reparse_ = false;  // ... and was asked to go round again
   bool writing_ = false;
+  bool write_copied_ = false;  // the write in flight no longer needs out()
   bool peer_closed_ = false;
   bool body_failed_ = false;  // onStreamBody said Fail: the round ends in an error
 };

@@ -25,6 +25,16 @@ struct UpstreamCounters {
   uint64_t open_connections = 0;
 };
 
+// One endpoint as /status shows it.
+struct EndpointReport {
+  std::string name;
+  uint32_t active = 0;      // requests in progress on it
+  uint32_t waiting = 0;     // requests waiting for a connection to it
+  uint32_t open = 0;        // connections open or connecting
+  uint32_t idle = 0;        // of which idle in the keep-alive pool
+  bool retired = false;     // gone from DNS, finishing what it has
+};
+
 class Cluster final : public Target {
  public:
   Cluster(uv_loop_t* loop, net::BufferPool& buffers, const config::Upstream& config,
@@ -38,6 +48,7 @@ class Cluster final : public Target {
   AcquireResult acquire(TargetWaiter& waiter, const AcquireOptions& options) override;
   void release(UpstreamConnection* connection, bool reusable) override;
   config::Duration responseTimeout() const override { return config_.response_timeout; }
+  config::Duration readTimeout() const override { return config_.read_timeout; }
   void recordError(UpstreamErrorKind kind) override;
 
   // The upstream is gone from the config (or the proxy stops): idle connections close, waiting
@@ -45,6 +56,7 @@ class Cluster final : public Target {
   // requests in flight finish.
   void shutdown();
   const config::Upstream& config() const { return config_; }
+  std::vector<EndpointReport> endpointReports() const;
 
  private:
   // One resolved address: its connection pool, and whether DNS still lists it.

@@ -116,6 +116,7 @@ class ConnectionPool final : private ConnectionOwner, private WaitList::Observer
   uint32_t open() const { return open_; }
   uint32_t connecting() const { return connecting_; }
   uint32_t idle() const { return static_cast<uint32_t>(idle_.size()); }
+  uint32_t inUse() const { return in_use_; }  // connections carrying a request
   size_t waiting() const { return waiters_.size() + fresh_.size(); }
   // Requests in progress, about to be, or waiting for a connection: what least_request compares.
   // Connects in progress count as well, so a destination slow to accept does not look idle.

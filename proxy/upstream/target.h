@@ -20,6 +20,13 @@ namespace loopguard::upstream {
 
 class UpstreamConnection;
 
+// Which worker of a pool a connection leads to, for the access log.
+struct WorkerIdentity {
+  bool known = false;
+  uint32_t index = 0;
+  int64_t pid = 0;
+};
+
 struct AcquireResult {
   enum class Kind { Ready, Pending, Failed };
   Kind kind = Kind::Pending;
@@ -47,6 +54,11 @@ class Target {
 
   // Until the response head, once the request is sent.
   virtual config::Duration responseTimeout() const = 0;
+  // The longest silence once bytes move: while the response body streams, or while a write of
+  // the request waits for the upstream to take it. A worker pool has no key of its own: its
+  // request_timeout already bounds the whole request on a worker (killing the worker, which a
+  // proxy-side timeout could not do), so by default this is the same backstop as above.
+  virtual config::Duration readTimeout() const { return responseTimeout(); }
 
   // Whether a request that failed on a reused `connection` before any response byte may be
   // sent again (idempotent only; the Exchange checks that). A worker pool says no when the
@@ -62,12 +74,20 @@ class Target {
 
   // A request failed after its connection was handed out (reset or timeout), for metrics.
   virtual void recordError(UpstreamErrorKind kind) { (void)kind; }
+
+  // The pool worker behind `connection` (a worker pool only; a cluster's endpoint is the
+  // connection's peer name).
+  virtual WorkerIdentity identifyWorker(const UpstreamConnection& connection) const {
+    (void)connection;
+    return {};
+  }
 };
 
 // How a `pool:` route reaches its workers; supplied by offload/ (the proxy knows no processes).
 struct PoolBinding {
   std::shared_ptr<Target> target;
   routing::CapacityGate* gate = nullptr;  // free worker slots
+  std::function<uint64_t()> capacity;     // ready workers x concurrency_per_worker
   // The pool wants to be told about the limiters that wait on its gate, to pump them.
   std::function<void(const std::shared_ptr<routing::RouteLimiter>&)> add_waiting_limiter;
 };

@@ -361,13 +361,15 @@ def nginx_temp_paths(d):
 
 
 class Proxy:
-    """One proxy under test. name: loopguard | nginx | haproxy. pids() is its process tree."""
+    """One proxy under test. name: loopguard | nginx | nginx-defaults | haproxy. pids() is its
+    process tree. nginx-defaults is nginx without the 64 KiB proxy buffers (its own 4/8 KiB)."""
 
     LABELS = {
         "direct": "direct to the upstream (no proxy)",
         "loopguard": "loopguard (1 event loop)",
         "loopguard-baseline": "loopguard from $LOOPGUARD_BASELINE_BIN (before/after comparisons)",
         "nginx": "nginx 1 worker, upstream keepalive 64",
+        "nginx-defaults": "nginx 1 worker, default proxy buffers",
         "haproxy": "HAProxy nbthread 1, http-reuse always",
     }
 
@@ -390,8 +392,8 @@ class Proxy:
                 cmd = self._loopguard(upstream_port, nofile, loopguard_bin())
             elif name == "loopguard-baseline":
                 cmd = self._loopguard(upstream_port, nofile, baseline_bin())
-            elif name == "nginx":
-                cmd = self._nginx(upstream_port, nofile)
+            elif name in ("nginx", "nginx-defaults"):
+                cmd = self._nginx(upstream_port, nofile, tuned_buffers=name == "nginx")
             elif name == "haproxy":
                 cmd = self._haproxy(upstream_port, nofile)
             else:
@@ -427,8 +429,15 @@ routes:
 """)
         return [binary, "proxy", "--config", conf]
 
-    def _nginx(self, up, nofile):
+    def _nginx(self, up, nofile, tuned_buffers=True):
         conf = os.path.join(self.dir, "nginx.conf")
+        buffers = """
+            # nginx's default 4k/8k proxy buffers cost it ~4x on 1 MiB bodies (measured here:
+            # 355 vs 1,448 req/s, 1.8 ms vs 0.4 ms CPU per request): give it 64 KiB buffers so
+            # the baseline is a tuned nginx. Memory only, never a temp file (streaming.py).
+            proxy_buffer_size 64k;
+            proxy_buffers 8 64k;
+            proxy_busy_buffers_size 128k;""" if tuned_buffers else ""
         with open(conf, "w") as f:
             f.write(nginx_common(self.dir, nofile, nofile - 500) + f"""
 http {{
@@ -450,13 +459,7 @@ http {{
             proxy_set_header Connection "";
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            # nginx's default 4k/8k proxy buffers cost it ~4x on 1 MiB bodies (measured here:
-            # 355 vs 1,448 req/s, 1.8 ms vs 0.4 ms CPU per request): give it 64 KiB buffers so
-            # the baseline is a tuned nginx. Memory only, never a temp file (streaming.py).
-            proxy_buffer_size 64k;
-            proxy_buffers 8 64k;
-            proxy_busy_buffers_size 128k;
+            proxy_set_header X-Forwarded-Proto $scheme;{buffers}
             proxy_max_temp_file_size 0;
         }}
     }}
@@ -507,7 +510,7 @@ backend be
         """The process whose memory is the proxy's: nginx's worker, else the process itself."""
         if not self.proc:
             return None
-        if self.name == "nginx":
+        if self.name.startswith("nginx"):
             kids = children_of(self.proc.pid)
             return kids[0] if kids else self.proc.pid
         return self.proc.pid

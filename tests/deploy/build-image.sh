@@ -24,10 +24,10 @@
 #      loopback, /healthz and /readyz on the admin port, and a clean exit on SIGTERM
 #   4. the bundle for app images: `install-loopguard` (the Kubernetes init container's command)
 #      copies it out of the runtime image; it runs under chroot in an EMPTY root (no libc at all)
-#      and, mounted read-only at /opt/loopguard, in an "app image" (the base + python3, built
-#      here) that has none of loopguard's libraries: there it validates the Kubernetes configs,
-#      proxies requests, and runs `loopguard offload` with a python3 worker pool (this last
-#      check is skipped while the binary says offload is not implemented)
+#      and, mounted read-only at /opt/loopguard, in the demo app image the manifests run
+#      (deploy/container/demo-app.Dockerfile), which has none of loopguard's libraries: there it
+#      validates the Kubernetes configs, proxies requests, and runs `loopguard offload` with a
+#      pool of the demo app's own uvicorn workers
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -303,23 +303,17 @@ CONF_DIR="$EMPTY/tmp"; CONF_IN_ROOT=/tmp
 check_proxy empty-root-proxy chroot --userspec=10001:10001 "$EMPTY" /opt/loopguard/bin/loopguard
 unmount_last 2
 
-say "bundle: in an app image (base + python3, built here; none of loopguard's libraries)"
-cat >"$WORK/app.Dockerfile" <<EOF
-FROM $BASE_IMAGE
-RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --gid 10001 app && useradd --uid 10001 --gid 10001 --no-create-home app \
- && mkdir -p /app /run/loopguard && chown 10001:10001 /run/loopguard
-WORKDIR /app
-USER 10001:10001
-CMD ["python3"]
-EOF
+say "bundle: in the demo app image (deploy/container/demo-app.Dockerfile; none of loopguard's libraries)"
 t_app=$SECONDS
-podman build --isolation chroot -f "$WORK/app.Dockerfile" -t "$APP_IMAGE" "$WORK" >"$WORK/app-build.log" 2>&1 \
-  || fail "app image build failed (app-build.log)"
+podman build --isolation chroot --build-arg BASE_IMAGE="$BASE_IMAGE" \
+  -f "$CONTEXT/deploy/container/demo-app.Dockerfile" -t "$APP_IMAGE" "$CONTEXT" \
+  >"$WORK/app-build.log" 2>&1 || fail "demo app image build failed (app-build.log)"
 APP="$WORK/app-rootfs"
 export_image "$APP_IMAGE" "$APP"
-ok "app image built and exported in $((SECONDS - t_app))s"
+ok "demo app image built and exported in $((SECONDS - t_app))s"
+cfg="$(podman image inspect "$APP_IMAGE" --format '{{.Config.User}}|{{.Config.WorkingDir}}')"
+[ "$cfg" = "10001:10001|/app" ] || fail "demo app image: user|workdir is '$cfg', not 10001:10001|/app"
+ok "demo app image: runs as 10001 in /app"
 for lib in libuv.so.1 libyaml-cpp.so.0.7 libspdlog.so.1.10 libfmt.so.9 libre2.so.9; do
   found="$(find "$APP" -name "$lib*" -print -quit)"
   [ -z "$found" ] || fail "the app image has $lib ($found): not a fair test"
@@ -356,21 +350,21 @@ done
 CONF_DIR="$APP/tmp"; CONF_IN_ROOT=/tmp
 check_proxy app-image-proxy "${APPRUN[@]}" /opt/loopguard/bin/loopguard
 
-# loopguard offload in the app image: a pool of python3 workers (stand-ins for the app's uvicorn
-# workers), served on a TCP offload.listen as in deploy/kubernetes/scale-out/.
+# loopguard offload in the demo app image, as in deploy/kubernetes/: a pool of the demo app's own
+# uvicorn workers, served on a TCP offload.listen as in scale-out/.
 OP=$(free_port); OAP=$(free_port)
-mkdir -p "$APP/tmp/www"; echo "hello from a pool worker" >"$APP/tmp/www/work.txt"
 cat >"$APP/tmp/offload-test.yaml" <<EOF
 admin:
   listen: "127.0.0.1:$OAP"
 timeouts: {drain: 5s}
 pools:
   cpu:
-    command: ["python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", "/tmp/www", "{port}"]
+    command: ["python3", "-m", "uvicorn", "app:app", "--uds", "{socket}", "--log-level", "warning"]
     workers: 2
     concurrency_per_worker: 1
+    env: {PYTHONUNBUFFERED: "1"}
     workdir: "/app"
-    ready: {path: /work.txt, timeout: 20s}
+    ready: {path: /healthz, timeout: 30s}
 offload:
   listen: "127.0.0.1:$OP"
   pool: cpu
@@ -379,22 +373,14 @@ EOF
   || fail "the offload test config does not validate"
 "${APPRUN[@]}" /opt/loopguard/bin/loopguard offload --config /tmp/offload-test.yaml >"$WORK/app-offload.log" 2>&1 &
 opid=$!; PIDS+=("$opid")
-sleep 1
-if ! kill -0 "$opid" 2>/dev/null && grep -qi 'not implemented' "$WORK/app-offload.log"; then
-  skip "app image: loopguard offload (this build says: $(head -n 1 "$WORK/app-offload.log"))"
-else
-  wait_http "http://127.0.0.1:$OP/work.txt" 40 "$opid" || fail "app-offload: no answer from the pool"
-  body="$(curl -s -m 5 "http://127.0.0.1:$OP/work.txt")"
-  [ "$body" = "hello from a pool worker" ] || fail "app-offload: unexpected body '$body'"
-  ok "app image: loopguard offload -> python3 pool worker"
-  code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' "http://127.0.0.1:$OAP/readyz")
-  [ "$code" = 200 ] || fail "app-offload: /readyz answered $code"
-  ok "app image: offload admin /readyz 200"
-  stop_and_check_exit "$opid" app-offload 20
-  ok "app image: offload exit 0 on SIGTERM"
-  pgrep -f "http.server --bind 127.0.0.1 --directory /tmp/www" >/dev/null \
-    && fail "app-offload: pool workers still running after loopguard exited"
-  ok "app image: no pool worker left behind"
-fi
+wait_http "http://127.0.0.1:$OAP/readyz" 60 "$opid" || fail "app-offload: the pool never got ready"
+body="$(curl -s -m 10 "http://127.0.0.1:$OP/cpu/hash?iterations=1000")"
+case "$body" in *'"digest"'*'"worker"'*) ;; *) fail "app-offload: unexpected body '$body'" ;; esac
+ok "app image: loopguard offload -> the demo app's uvicorn worker ($body)"
+stop_and_check_exit "$opid" app-offload 20
+ok "app image: offload exit 0 on SIGTERM"
+pgrep -f "uvicorn app:app --uds" >/dev/null \
+  && fail "app-offload: pool workers still running after loopguard exited"
+ok "app image: no pool worker left behind"
 
 say "done"

@@ -6,12 +6,14 @@
 // PATH: YAML files or folders (searched for *.yaml / *.yml); default deploy/kubernetes/.
 // Every document of every file must:
 //   - parse as YAML (no duplicate keys, no syntax errors);
-//   - have an apiVersion/kind that the npm package kubernetes-models knows, and pass its
-//     validate() (the OpenAPI schema of the Kubernetes API: types, required fields, enums, formats);
-//   - have no field the schema does not define. kubernetes-models' validators accept unknown
-//     fields, but the API server (kubectl's default strict field validation) rejects them and a
-//     misspelt field (`readinesProbe`) is a classic silent mistake, so this script walks each
-//     object along the type declarations (.d.ts) that kubernetes-models ships with its schemas.
+//   - have an apiVersion/kind that the npm packages kubernetes-models (the Kubernetes API),
+//     @kubernetes-models/keda (ScaledObject...) or @kubernetes-models/prometheus-operator
+//     (PodMonitor, PrometheusRule...) know, and pass its validate() (the OpenAPI schema of the API
+//     or of the CRD: types, required fields, enums, formats);
+//   - have no field the schema does not define. The models' validators accept unknown fields, but
+//     the API server (kubectl's default strict field validation) rejects them and a misspelt field
+//     (`readinesProbe`) is a classic silent mistake, so this script walks each object along the
+//     type declarations (.d.ts) that the packages ship with their schemas.
 // ConfigMap values whose key ends in .yaml/.yml must parse as YAML too.
 //
 // --json                  print, on stdout, [{file, index, object, configs: {key: parsed}}] for
@@ -35,7 +37,12 @@ try {
     `Install them with: npm ci --prefix ${path.relative(process.cwd(), path.join(here, "node")) || "."}`);
   process.exit(2);
 }
-const modelsRoot = path.dirname(require.resolve("kubernetes-models/package.json"));
+// Where the models of each API group live: Kubernetes itself (kubernetes-models), KEDA
+// (@kubernetes-models/keda: keda.sh/...) and prometheus-operator
+// (@kubernetes-models/prometheus-operator: monitoring.coreos.com/...), all laid out as
+// <group>/<version>/<Kind>, pinned by package-lock.json.
+const modelRoots = ["kubernetes-models", "@kubernetes-models/keda", "@kubernetes-models/prometheus-operator"]
+  .map((name) => path.dirname(require.resolve(`${name}/package.json`)));
 const apimachineryRoot = path.dirname(require.resolve("@kubernetes-models/apimachinery/package.json"));
 
 // ---- arguments ----------------------------------------------------------------------------------
@@ -71,23 +78,29 @@ function yamlFiles(p) {
 }
 
 // ---- the models: apiVersion + kind -> class --------------------------------------------------------
-// kubernetes-models lays them out as <group>/<version>/<Kind> ("v1/ConfigMap" for the core group).
+// ("v1/ConfigMap" for the core group, "keda.sh/v1alpha1/ScaledObject" for a CRD).
 async function modelClass(apiVersion, kind) {
   if (typeof apiVersion !== "string" || typeof kind !== "string" || !/^[A-Za-z0-9]+$/.test(kind)) {
     return null;
   }
   const rel = path.join(...apiVersion.split("/"), kind);
-  const file = path.join(modelsRoot, `${rel}.js`);
-  if (!fs.existsSync(file)) return null;
-  const mod = require(file);
-  return { cls: mod[kind], dts: path.join(modelsRoot, `${rel}.d.ts`) };
+  for (const root of modelRoots) {
+    const file = path.join(root, `${rel}.js`);
+    if (!fs.existsSync(file)) continue;
+    const mod = require(file);
+    return { cls: mod[kind], dts: path.join(root, `${rel}.d.ts`) };
+  }
+  return null;
 }
 
-// ---- strict fields: a tiny reader of kubernetes-models' .d.ts declarations -------------------------
-// Each type lives in its own file: `export interface IProbe { "exec"?: IIoK8s...ExecAction; ... }`,
-// with imports `import { IIoK8s...ExecAction } from "./ExecAction";`. Field types are one of:
-// primitives, string-literal unions, Array<T>, {[key: string]: T}, or an imported interface (or an
-// imported alias of primitives such as IntOrString / Quantity / Time).
+// ---- strict fields: a small reader of the models' .d.ts declarations ------------------------------
+// The validators accept fields the schema does not define; the API server (strict field validation)
+// rejects them, so each object is walked along its TypeScript declaration. A declaration file
+// exports one interface, `export interface IProbe { "exec"?: IIoK8s...ExecAction; ... }`, whose
+// member types are: primitives, literal unions, Array<T>, {[key: string]: T}, inline object types
+// (CRDs nest them: `"spec": { "triggers": Array<{ "type": string; ... }>; }`), or an imported
+// interface (`import { IIoK8s...ExecAction } from "./ExecAction";`), which may itself be an alias of
+// primitives (IntOrString, Quantity, Time).
 const typeCache = new Map();
 function resolveModule(fromFile, spec) {
   let base;
@@ -95,71 +108,138 @@ function resolveModule(fromFile, spec) {
   else if (spec.startsWith("@kubernetes-models/apimachinery/")) {
     base = path.join(apimachineryRoot, spec.slice("@kubernetes-models/apimachinery/".length));
   } else if (spec.startsWith("kubernetes-models/")) {
-    base = path.join(modelsRoot, spec.slice("kubernetes-models/".length));
+    base = path.join(modelRoots[0], spec.slice("kubernetes-models/".length));
   } else return null;
   return `${base}.d.ts`;
 }
+
+function tokenize(src) {
+  const tokens = [];
+  const re = /\s+|("(?:[^"\\]|\\.)*")|([A-Za-z_$][\w$]*)|(-?\d+(?:\.\d+)?)|([{}[\]<>();:?|&,=])/gy;
+  let m;
+  while (re.lastIndex < src.length && (m = re.exec(src))) {
+    if (m[1]) tokens.push({ k: "str", v: JSON.parse(m[1]) });
+    else if (m[2]) tokens.push({ k: "id", v: m[2] });
+    else if (m[3]) tokens.push({ k: "num", v: m[3] });
+    else if (m[4]) tokens.push({ k: "p", v: m[4] });
+  }
+  return tokens;
+}
+
+// Parses a type expression from tokens[i]; returns [type, next index]. Types:
+// {t: "object", fields: Map, index: type|null} | {t: "array", item} | {t: "ref", name} |
+// {t: "union", options} | {t: "scalar"}
+function parseType(tk, i) {
+  const options = [];
+  for (;;) {
+    let [t, j] = parsePrimary(tk, i);
+    while (tk[j] && tk[j].v === "[" && tk[j + 1] && tk[j + 1].v === "]") {
+      t = { t: "array", item: t };
+      j += 2;
+    }
+    options.push(t);
+    i = j;
+    if (!tk[i] || (tk[i].v !== "|" && tk[i].v !== "&")) break;
+    i++;
+  }
+  return [options.length === 1 ? options[0] : { t: "union", options }, i];
+}
+function parsePrimary(tk, i) {
+  const tok = tk[i];
+  if (!tok) throw new Error("unexpected end of type");
+  if (tok.v === "{") return parseObject(tk, i + 1);
+  if (tok.v === "(") {
+    const [t, j] = parseType(tk, i + 1);
+    return [t, j + 1];  // ')'
+  }
+  if (tok.k === "id" && tok.v === "Array" && tk[i + 1] && tk[i + 1].v === "<") {
+    const [item, j] = parseType(tk, i + 2);
+    return [{ t: "array", item }, j + 1];  // '>'
+  }
+  if (tok.k === "id" && /^I[A-Z]\w*$/.test(tok.v)) return [{ t: "ref", name: tok.v }, i + 1];
+  return [{ t: "scalar" }, i + 1];  // string, number, boolean, any, a literal...
+}
+function parseObject(tk, i) {
+  const fields = new Map();
+  let index = null;
+  while (tk[i] && tk[i].v !== "}") {
+    if (tk[i].v === "[") {  // [key: string]: T;
+      let j = i;
+      while (tk[j].v !== "]") j++;
+      const [t, k] = parseType(tk, j + 2);  // after ']' ':'
+      index = t;
+      i = tk[k] && tk[k].v === ";" ? k + 1 : k;
+      continue;
+    }
+    const name = tk[i].v;
+    i++;
+    if (tk[i].v === "?") i++;
+    if (tk[i].v !== ":") throw new Error(`expected ':' after ${name}`);
+    const [t, j] = parseType(tk, i + 1);
+    fields.set(name, t);
+    i = tk[j] && tk[j].v === ";" ? j + 1 : j;
+  }
+  return [{ t: "object", fields, index }, i + 1];
+}
+
 function readType(dtsFile) {
   if (typeCache.has(dtsFile)) return typeCache.get(dtsFile);
   let info = { open: true };  // unknown shape: accept anything below
   if (fs.existsSync(dtsFile)) {
-    const src = fs.readFileSync(dtsFile, "utf8").replace(/\/\*[\s\S]*?\*\//g, "");
+    const src = fs.readFileSync(dtsFile, "utf8").replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, "");
     const imports = new Map();
     for (const m of src.matchAll(/import \{ ([^}]+) \} from "([^"]+)";/g)) {
       for (const name of m[1].split(",").map((s) => s.trim())) imports.set(name, m[2]);
     }
-    const iface = src.match(/export interface (\w+)(?: extends [\w, ]+)? \{\n([\s\S]*?)\n\}/);
-    if (iface) {
-      const fields = new Map();
-      // top-level members are indented by exactly 4 spaces; nested {[key]: T} bodies by 8
-      let current = null;
-      for (const line of iface[2].split("\n")) {
-        const m = line.match(/^ {4}"([^"]+)"\??: (.*)$/);
-        if (m) {
-          current = m[1];
-          fields.set(current, m[2]);
-        } else if (current && /^ {5,}/.test(line)) {
-          fields.set(current, `${fields.get(current)} ${line.trim()}`);
-        }
+    const head = src.match(/export interface \w+(?: extends [\w, ]+)? \{/);
+    if (head) {
+      try {
+        const [type] = parseObject(tokenize(src.slice(head.index + head[0].length)), 0);
+        info = { open: false, type, imports, file: dtsFile };
+      } catch (e) {
+        throw new Error(`${dtsFile}: cannot read its declaration: ${e.message}`);
       }
-      for (const [k, t] of fields) fields.set(k, t.replace(/\s+/g, " ").replace(/;$/, "").trim());
-      info = { open: false, fields, imports, file: dtsFile };
-    } else if (/export declare type \w+ = [^;{]*;/.test(src)) {
-      info = { open: true, scalar: true };
     }
   }
   typeCache.set(dtsFile, info);
   return info;
 }
-function checkFields(value, typeExpr, ctx, where, errors) {
+function checkValue(value, type, ctx, where, errors) {
   if (value === null || value === undefined) return;
-  let m;
-  typeExpr = typeExpr.trim();
-  if ((m = typeExpr.match(/^Array<(.+)>$/))) {
-    if (Array.isArray(value)) value.forEach((v, i) => checkFields(v, m[1], ctx, `${where}[${i}]`, errors));
-    return;
-  }
-  if ((m = typeExpr.match(/^\{ \[key: string\]: (.+); \}$/))) {
-    if (value && typeof value === "object" && !Array.isArray(value)) {
-      for (const [k, v] of Object.entries(value)) checkFields(v, m[1], ctx, `${where}.${k}`, errors);
+  switch (type.t) {
+    case "array":
+      if (Array.isArray(value)) value.forEach((v, i) => checkValue(v, type.item, ctx, `${where}[${i}]`, errors));
+      return;
+    case "object": {
+      if (typeof value !== "object" || Array.isArray(value)) return;  // the schema checks types
+      for (const [k, v] of Object.entries(value)) {
+        const sub = where ? `${where}.${k}` : k;
+        if (type.fields.has(k)) checkValue(v, type.fields.get(k), ctx, sub, errors);
+        else if (type.index) checkValue(v, type.index, ctx, sub, errors);
+        else errors.push(`${where || "(root)"}: unknown field "${k}" (known: ${[...type.fields.keys()].join(", ")})`);
+      }
+      return;
     }
-    return;
+    case "ref": {
+      const spec = ctx.imports.get(type.name);
+      const dts = spec && resolveModule(ctx.file, spec);
+      if (!dts) return;
+      const info = readType(dts);
+      if (!info.open) checkValue(value, info.type, info, where, errors);
+      return;
+    }
+    case "union": {
+      const shaped = type.options.filter((o) => o.t !== "scalar");
+      if (shaped.length === 1) checkValue(value, shaped[0], ctx, where, errors);
+      return;
+    }
+    default:
+      return;
   }
-  if (!/^I\w+$/.test(typeExpr)) return;  // primitive, literal union, any: the schema checks those
-  const spec = ctx.imports.get(typeExpr);
-  if (!spec) return;
-  const dts = resolveModule(ctx.file, spec);
-  if (dts) checkObject(value, readType(dts), where, errors);
 }
 function checkObject(value, info, where, errors) {
-  if (info.open || !value || typeof value !== "object" || Array.isArray(value)) return;
-  for (const [k, v] of Object.entries(value)) {
-    if (!info.fields.has(k)) {
-      errors.push(`${where || "(root)"}: unknown field "${k}" (known: ${[...info.fields.keys()].join(", ")})`);
-      continue;
-    }
-    checkFields(v, info.fields.get(k), info, where ? `${where}.${k}` : k, errors);
-  }
+  if (info.open) return;
+  checkValue(value, info.type, info, where, errors);
 }
 
 // ---- main ---------------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ can be put in front of it (/api/echo and /echo both echo):
                            or after a head promising 2N bytes and N of them; rst=1 sends a TCP RST
   slowhead?ms=N[&body_ms=M][&n=K]   wait N ms before the response head, M ms more before the body
   drip?n=N&ms=M[&size=S]   chunked response, one chunk "chunk-<i>" (padded to S) every M ms
+  stall?n=N[&cl=L][&ms=M]  a head promising L bytes (default 1e9), N of them, then silence for up
+                           to M ms (default 60000, ended early when the peer hangs up), then close
+  hold?ms=M                never reads the request body: waits M ms (default 10000), then closes
   ws[?close_after=N][&refuse=1]   Upgrade: websocket -> 101, then echo raw bytes until EOF
   anything else            same as echo
 Every request also honours `set_header=Name:Value` (repeatable) and `close=1`.
@@ -171,6 +174,11 @@ class Stats:
     def conn_closed(self, conn):
         with self.lock:
             self.open_conns.discard(conn.conn_id)
+
+
+def action_of(req):
+    """The behaviour a request asks for: the last segment of its path."""
+    return req.path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def group_of(path):
@@ -437,7 +445,8 @@ class Connection:
                             self.stats.bump("expect_100")
                         self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                     try:
-                        self.read_body(req)
+                        if control or action_of(req) != "hold":
+                            self.read_body(req)
                     except BadRequest:
                         self.bad_request()
                         return
@@ -489,8 +498,7 @@ class Connection:
                     self.stats.dropped += 1
             if drop:
                 return False
-        action = req.path.rstrip("/").rsplit("/", 1)[-1]
-        handler = getattr(self, "do_" + action, None)
+        handler = getattr(self, "do_" + action_of(req), None)
         if handler is None:
             handler = self.do_echo
         return handler(req, keep)
@@ -626,6 +634,19 @@ class Connection:
             self.stats.bump("aborted")
             return False
         return keep
+
+    def do_stall(self, req, keep):
+        n = req.int_param("n", 10)
+        self.send_head(req, 200, [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(req.int_param("cl", 10 ** 9)))], keep)
+        self.sock.sendall(bytes(pattern_view(0, n)))
+        if not self.sleep_watching(req.int_param("ms", 60000) / 1000.0):
+            self.stats.bump("aborted")
+        return False
+
+    def do_hold(self, req, keep):
+        time.sleep(req.int_param("ms", 10000) / 1000.0)
+        return False
 
     def do_ws(self, req, keep):
         if req.param("refuse") == "1":

@@ -161,6 +161,15 @@ class _LineReader(threading.Thread):
             self.cond.notify_all()
 
 
+def file_tail(path, lines=40):
+    """The last `lines` lines of a log file ("" if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def short_tmpdir(prefix="lgit-"):
     """A short directory under /tmp (unix socket paths must stay under 108 bytes)."""
     return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
@@ -903,6 +912,23 @@ def assert_overload(resp, status, reason):
     retry_after = resp.header("retry-after")
     assert retry_after is not None and re.fullmatch(r"\d+", retry_after), resp
     return assert_proxy_error(resp, status)
+
+
+def metric(proxy, name, **labels):
+    """One sample from the proxy's admin /metrics: the value of `name` whose labels include
+    `labels` (None when there is none). The proxy needs admin.listen."""
+    text = http_request(proxy.admin_port, "GET", "/metrics", timeout=5).body.decode()
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        base, _, rest = series.partition("{")
+        if base != name:
+            continue
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
+        if all(have.get(k) == str(v) for k, v in labels.items()):
+            return float(value)
+    return None
 
 
 # ---- config text -------------------------------------------------------------------------------------------

@@ -144,6 +144,35 @@ def test_reset_closes_without_response(up):
     assert up.stats()["resets"] == 2
 
 
+def test_stall_promises_a_body_then_goes_silent_until_the_peer_leaves(up):
+    with RawConn(up.port) as c:
+        c.send(build_request("GET", "/stall?n=10&cl=1000"))
+        _, status, _, headers = c.read_head()
+        assert status == 200 and dict(headers)["Content-Length"] == "1000"
+        assert c.read_exact(10) == pattern_bytes(0, 10)
+        assert c.read_available(0.3) == b"" and not c.eof
+    harness.wait_until(lambda: up.stats()["aborted"] == 1, 3, desc="the stall to notice the close")
+    with RawConn(up.port) as c:
+        c.send(build_request("GET", "/stall?n=1&ms=200"))
+        c.read_head()
+        assert c.wait_closed(2) == pattern_bytes(0, 1)
+
+
+def test_hold_never_reads_the_request_body(up):
+    with RawConn(up.port) as c:
+        sent = 0
+        c.sock.setblocking(False)
+        c.sock.sendall(b"POST /hold?ms=1000 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.5:  # the kernel takes a few MiB, then nothing more
+            try:
+                sent += c.sock.send(b"z" * 65536)
+            except BlockingIOError:
+                break
+        assert sent < 50 * 1024 * 1024, "the body was read"
+    assert up.stats()["incomplete_bodies"] == 0
+
+
 def test_slowhead_and_drip_timing(up):
     with RawConn(up.port) as c:
         t0 = time.monotonic()

@@ -1,12 +1,20 @@
 """The admin listener: /healthz, /readyz, /metrics (checked with a real Prometheus parser),
-/config, and that it answers while every route is saturated."""
+/config (pool env values redacted), that it answers while every route is saturated, and who may
+use the endpoints that reveal the config or change state: loopback peers only, or whoever
+presents the bearer token of admin.token_file (tested from this machine's own non-loopback
+address, so the proxy sees a real non-loopback peer)."""
+import http.client
 import json
+import os
 import signal
+import subprocess
 import time
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import Pending, http_request, proxy_config, wait_until
+from harness import Pending, http_request, proxy_config, run_cli, wait_until
+from offload_support import pool_def
 
 ADMIN = {"listen": "127.0.0.1:0"}
 
@@ -135,3 +143,116 @@ def test_readyz_turns_503_at_sigterm(procs):
     assert admin_get(proxy, "/healthz").status == 200  # alive while draining
     assert inflight.result().status == 200
     assert proxy.wait_exit(5) == 0
+
+
+# ---- who may read the config or change state -----------------------------------------------------
+def own_non_loopback_address():
+    """An IPv4 address of this machine that is not loopback (the admin listener bound there sees
+    connections from it as coming from that address), or None."""
+    try:
+        out = subprocess.run(["ip", "-4", "-j", "addr", "show", "up"], capture_output=True,
+                             text=True, timeout=5).stdout
+        for link in json.loads(out or "[]"):
+            for a in link.get("addr_info", []):
+                if a.get("family") == "inet" and not a["local"].startswith("127."):
+                    return a["local"]
+    except (OSError, ValueError, subprocess.SubprocessError):
+        pass
+    return None
+
+
+@pytest.fixture
+def other_ip():
+    ip = own_non_loopback_address()
+    if ip is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to reach the admin port from")
+    return ip
+
+
+def admin_at(host, proxy, path, method="GET", token=None):
+    conn = http.client.HTTPConnection(host, proxy.admin_port, timeout=5)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        conn.request(method, path, headers=headers)
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+def pool_with_secret(up, **admin):
+    return proxy_config(
+        {"app": {"endpoints": [up.address]}},
+        [{"name": "cpu", "match": {"prefix": "/cpu/"}, "pool": "cpu"},
+         {"name": "default", "match": {"prefix": "/"}, "upstream": "app"}],
+        admin={"listen": "0.0.0.0:0", **admin},
+        pools={"cpu": pool_def(workers=1, env={"TEST_CUSTOM": "s3cret-value"})})
+
+
+def test_config_redacts_pool_env_values_and_keeps_their_keys(procs):
+    up = procs.upstream("app")
+    proxy = procs.proxy(pool_with_secret(up))
+    status, headers, body = admin_at("127.0.0.1", proxy, "/config")
+    assert status == 200
+    env = json.loads(body)["pools"]["cpu"]["env"]
+    assert env["TEST_CUSTOM"] == "<redacted>" and env["PYTHONUNBUFFERED"] == "<redacted>", env
+    assert b"s3cret-value" not in body
+    # The worker still gets the real value.
+    wait_until(lambda: http_request(proxy.port, "GET", "/cpu/env").status == 200, 10,
+               desc="a ready worker")
+    assert http_request(proxy.port, "GET", "/cpu/env").json()["custom"] == "s3cret-value"
+
+
+def test_state_and_config_endpoints_answer_loopback_only(procs, other_ip):
+    up = procs.upstream("app")
+    proxy = procs.proxy(pool_with_secret(up))
+    for path, method in [("/config", "GET"), ("/reload", "POST"), ("/advice", "GET"),
+                         ("/advice/reset", "POST")]:
+        status, headers, body = admin_at(other_ip, proxy, path, method)
+        assert status == 403, (path, status, body)
+        assert headers["Content-Type"].startswith("application/json")
+        assert "loopback" in json.loads(body)["error"]
+    assert admin_at("127.0.0.1", proxy, "/config")[0] == 200
+    assert admin_at("127.0.0.1", proxy, "/reload", "POST")[0] == 200
+    # Probes and the scraper reach the pod IP: those stay open.
+    for path in ["/healthz", "/readyz", "/metrics"]:
+        assert admin_at(other_ip, proxy, path)[0] in (200, 503), path
+    assert admin_at(other_ip, proxy, "/healthz")[0] == 200
+    assert admin_at(other_ip, proxy, "/metrics")[0] == 200
+    assert any("refused GET /config from " + other_ip in l for l in proxy.stderr_lines)
+
+
+def test_a_token_file_requires_the_bearer_token_from_everyone(procs, other_ip):
+    up = procs.upstream("app")
+    token_file = procs.path("admin-token")
+    with open(token_file, "w") as f:
+        f.write("first-token-123\n")                     # a trailing newline is not part of it
+    proxy = procs.proxy(pool_with_secret(up, token_file=token_file))
+    for host in ("127.0.0.1", other_ip):
+        status, headers, body = admin_at(host, proxy, "/config")
+        assert status == 401 and headers.get("WWW-Authenticate", "").startswith("Bearer"), body
+        assert admin_at(host, proxy, "/config", token="first-token-12")[0] == 403
+        assert admin_at(host, proxy, "/config", token="first-token-1234")[0] == 403
+        assert admin_at(host, proxy, "/config", token="first-token-123")[0] == 200
+        assert admin_at(host, proxy, "/healthz")[0] == 200
+    # Rotation: a reload reads the file again.
+    with open(token_file, "w") as f:
+        f.write("second-token\n")
+    status, _, body = admin_at(other_ip, proxy, "/reload", "POST", token="first-token-123")
+    assert status == 200, body
+    assert admin_at(other_ip, proxy, "/config", token="first-token-123")[0] == 403
+    assert admin_at(other_ip, proxy, "/config", token="second-token")[0] == 200
+    # An unreadable token file fails the reload and keeps the token that works.
+    os.remove(token_file)
+    status, _, body = admin_at("127.0.0.1", proxy, "/reload", "POST", token="second-token")
+    assert status == 400 and b"admin.token_file" in body, body
+    assert admin_at("127.0.0.1", proxy, "/config", token="second-token")[0] == 200
+
+
+def test_a_missing_token_file_stops_the_start(procs, tmp_path):
+    up = procs.upstream("app")
+    path = tmp_path / "p.yaml"
+    path.write_text(pool_with_secret(up, token_file=str(tmp_path / "nope")))
+    r = run_cli(["proxy", "--config", str(path)], timeout=15)
+    assert r.returncode == 1, r
+    assert "admin.token_file: cannot read" in r.stderr and "nope" in r.stderr, r.stderr

@@ -286,3 +286,73 @@ def test_proxy_log_format_json_flag_makes_stderr_json_lines(procs):
     assert lines, "no log lines at all"
     for line in lines:
         assert isinstance(json.loads(line), dict), f"not a JSON object log line: {line!r}"
+
+
+# ---- YAML mistakes explained at the line to fix ----------------------------------------------------
+INDENTATION_ERRORS = {
+    # A tab in the indentation: YAML forbids it, and it is named as the cause.
+    "tab": ("listen: \"127.0.0.1:0\"\nupstreams:\n  app:\n\tendpoints: [\"127.0.0.1:8000\"]\n"
+            "routes: [{match: {prefix: /}, upstream: app}]\n", 4, 1, "tab character"),
+    # The first key of a block sets its column, so the parser only notices at the next key
+    # (line 5, "end of map not found"); the line to fix is 4.
+    "first key off by one": ("listen: \"127.0.0.1:0\"\nupstreams:\n  app:\n"
+                             "     endpoints: [\"127.0.0.1:8000\"]\n    balance: round_robin\n"
+                             "routes: [{match: {prefix: /}, upstream: app}]\n", 4, 6,
+                             "indented 5 spaces, but the next line at its level (line 5"),
+    "key under a value": (MINIMAL + "      timeout: 5s\n", 9, 7,
+                          "which already has a value"),
+    "key between levels": (MINIMAL.replace("    upstream: app", "   upstream: app"), 8, 4,
+                           "lines up with no block around it"),
+}
+
+
+@pytest.mark.parametrize("case", list(INDENTATION_ERRORS), ids=list(INDENTATION_ERRORS))
+def test_validate_explains_indentation_mistakes_at_the_line_to_fix(case, tmp_path):
+    text, line, col, words = INDENTATION_ERRORS[case]
+    path = write(tmp_path, "bad.yaml", text)
+    r = run_cli(["validate", "--config", path])
+    assert r.returncode == 1, r
+    errors = error_lines(r.stderr, path)
+    assert len(errors) == 1, r.stderr
+    assert errors[0][:2] == (line, col), r.stderr
+    assert words in errors[0][2] and "end of map not found" not in errors[0][2], r.stderr
+
+
+# ---- warnings: valid but probably wrong ------------------------------------------------------------
+WARNED = """\
+listen: "127.0.0.1:0"
+upstreams:
+  app: {endpoints: ["127.0.0.1:8000"]}
+pools:
+  cpu: {command: ["w", "{socket}"], workers: 2}
+  spare: {command: ["w", "{socket}"]}
+routes:
+  - {name: all, match: {prefix: /}, upstream: app}
+  - {name: hash, match: {prefix: /cpu/}, pool: cpu, limits: {max_in_flight: 8}}
+"""
+# line 6: pool "spare" unused; line 9: route "hash" shadowed by "all" (line 8), and its
+# max_in_flight 8 is above the pool's 2 x 1 (pool "cpu" is used by it, so not unused).
+
+
+def test_validate_warns_about_valid_but_wrong_configs_and_exits_0(tmp_path):
+    path = write(tmp_path, "warned.yaml", WARNED)
+    r = run_cli(["validate", "--config", path])
+    assert r.returncode == 0, r
+    assert "ok (3 warnings)" in r.stdout, r.stdout
+    warnings = [(l, c, m) for l, c, m in error_lines(r.stderr, path)]
+    assert all(m.startswith("warning: ") for _, _, m in warnings), r.stderr
+    assert [(l, c) for l, c, _ in warnings] == [(6, 3), (9, 5), (9, 5)], r.stderr
+    text = "\n".join(m for _, _, m in warnings)
+    assert 'pool "spare" is not used' in text
+    assert 'route "hash" is never used: route "all" (line 8, prefix "/"' in text
+    assert 'max_in_flight 8 is above the capacity of pool "cpu" (workers 2 x ' \
+           'concurrency_per_worker 1 = 2)' in text
+
+
+def test_proxy_logs_the_same_warnings_at_start(procs):
+    up = procs.upstream("app")
+    text = WARNED.replace("127.0.0.1:8000", up.address).replace('"w"', '"/bin/true"')
+    p = procs.proxy(text.replace("max_in_flight: 8", "max_in_flight: 1"))
+    line = p.wait_for_line(r'warning: pool "spare" is not used')
+    assert "warn" in line and "[config]" in line, line
+    assert any('route "hash" is never used' in l for l in p.stderr_lines)

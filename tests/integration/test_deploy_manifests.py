@@ -96,7 +96,13 @@ def docs(extracted):
 
 # ---- helpers over the parsed manifests ---------------------------------------------------------
 def pattern_of(doc):
-    return pathlib.Path(doc["file"]).parent.name          # "sidecar" | "scale-out"
+    """The folder under deploy/kubernetes/: "sidecar" | "scale-out" | "monitoring"."""
+    return pathlib.Path(doc["file"]).relative_to("deploy/kubernetes").parts[0]
+
+
+def is_alternative(doc):
+    """In an autoscaling/ folder: one of several files of which a user applies exactly one."""
+    return "autoscaling" in pathlib.Path(doc["file"]).parts
 
 
 def ns_of(obj):
@@ -149,6 +155,11 @@ class Pod:
                 assert "--config" in argv, f"{self.name}/{c['name']}: no --config"
                 path = argv[argv.index("--config") + 1]
                 self.loopguard[c["name"]] = (argv[1], self.config_for(c, path, docs))
+
+    @property
+    def apps(self):
+        """The running containers that are not loopguard (the app itself)."""
+        return [c for c in self.running if c["name"] not in self.loopguard]
 
     def where(self, c=None):
         return f"{self.doc['file']}: {self.name}" + (f"/{c['name']}" if c else "")
@@ -229,10 +240,14 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(docs):
     kinds = {(pattern_of(d), d["object"]["kind"]) for d in docs}
     for want in [("sidecar", "ConfigMap"), ("sidecar", "Deployment"), ("sidecar", "Service"),
                  ("scale-out", "ConfigMap"), ("scale-out", "Deployment"), ("scale-out", "Service"),
-                 ("scale-out", "HorizontalPodAutoscaler")]:
+                 ("scale-out", "HorizontalPodAutoscaler"), ("sidecar", "HorizontalPodAutoscaler"),
+                 ("sidecar", "ScaledObject"), ("scale-out", "ScaledObject"),
+                 ("sidecar", "PodMonitor"), ("scale-out", "PodMonitor"),
+                 ("sidecar", "NetworkPolicy"), ("scale-out", "NetworkPolicy")]:
         assert want in kinds, f"deploy/kubernetes/{want[0]}/ has no {want[1]}"
+    # Alternatives (autoscaling/) share names on purpose: applying one replaces another.
     names = [(d["object"]["kind"], ns_of(d["object"]), d["object"]["metadata"]["name"], pattern_of(d))
-             for d in docs]
+             for d in docs if not is_alternative(d)]
     assert len(names) == len(set(names)), "two objects with the same kind/namespace/name"
 
 
@@ -264,6 +279,23 @@ apiVersion: v1
 kind: Servise
 metadata: {name: s}
 ---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: so}
+spec:
+  scaleTargetRef: {name: broken}
+  fallback: {failureThreshold: 3, replica: 6}
+  triggers:
+    - type: prometheus
+      metadata: {serverAddress: "http://p:9090", query: "up", threshold: 0.7}
+---
+apiVersion: monitoring.coreos.com/v1
+kind: PodMonitor
+metadata: {name: pm}
+spec:
+  selector: {matchLabels: {a: b}}
+  podMetricsEndpoints: [{port: admin, intervall: 15s}]
+---
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: cm}
@@ -275,13 +307,18 @@ data:
     assert r.returncode == 1, r.stderr
     for expected in ['unknown field "readinesProbe"', "containerPort must be integer",
                      "must have required property maxReplicas", "unknown apiVersion/kind v1/Servise",
-                     "data.proxy.yaml: YAML"]:
+                     "data.proxy.yaml: YAML",
+                     # CRDs: KEDA's and prometheus-operator's schemas, and their unknown fields
+                     "spec.fallback: unknown field \"replica\"", "/spec/fallback must have required property replicas",
+                     "/spec/triggers/0/metadata/threshold must be string",
+                     "spec.podMetricsEndpoints[0]: unknown field \"intervall\""]:
         assert expected in r.stderr, f"not reported: {expected}\n{r.stderr}"
 
 
 def test_embedded_loopguard_configs_pass_validate(extracted):
     _, out = extracted
-    files = sorted(out.iterdir())
+    # loopguard configs only: the monitoring/ ConfigMaps hold other programs' files.
+    files = sorted(f for f in out.iterdir() if not f.name.startswith("monitoring--"))
     assert len(files) >= 4, f"expected the proxy and offload configs of both patterns, got {files}"
     for f in files:
         r = subprocess.run([loopguard_bin(), "validate", "--config", str(f)], capture_output=True,
@@ -382,7 +419,7 @@ def test_app_containers_are_only_reachable_through_loopguard(pods):
             for ep in up["endpoints"]:
                 kind, host, port = parse_address(ep)
                 if kind == "tcp" and host in ("127.0.0.1", "localhost", "::1"):
-                    for other in pod.main:
+                    for other in pod.apps:
                         assert port not in pod.container_ports(other), \
                             f"{pod.where(other)}: declares the app port {port} the proxy reaches on loopback"
                         cmd = " ".join(other.get("command", []) + other.get("args", []))
@@ -468,8 +505,7 @@ def test_dns_upstreams_name_the_offload_service(docs, pods):
 
 def test_offload_pools_run_in_the_apps_image(pods):
     for pod, c, cfg in loopguard_containers(pods, "offload"):
-        app_images = {a["image"] for p in pods if p.pattern == pod.pattern
-                      for a in p.main if a["name"] not in p.loopguard}
+        app_images = {a["image"] for p in pods if p.pattern == pod.pattern for a in p.apps}
         assert c["image"] in app_images, \
             f"{pod.where(c)}: the pool runs the app's code: use the app's image ({app_images})"
         assert cfg["offload"]["pool"] in cfg["pools"]
@@ -504,45 +540,423 @@ def test_bundle_is_installed_by_an_init_container(pods):
     assert checked >= 2, "both patterns run `loopguard offload` from the shared bundle"
 
 
-def test_sidecar_pattern_uses_native_sidecars_in_order(pods):
+def test_the_proxy_stops_before_the_app_and_the_pool_it_forwards_to(pods):
+    """The kubelet stops main containers first, then native sidecars in reverse order. So the
+    proxy is the main container and everything it forwards to (the app, an offload pool in the
+    pod) is a native sidecar declared before it: on termination the proxy drains while they
+    still run, and no request it accepted finds the app gone (502 connect failed)."""
+    checked = 0
     for pod in pods:
-        apps = [c for c in pod.main if c["name"] not in pod.loopguard]
-        if not apps:
+        proxies = [n for n, (m, _) in pod.loopguard.items() if m == "proxy"]
+        if not proxies or not pod.apps:
             continue                              # a loopguard-only pod (the scale-out pool)
-        for name in pod.loopguard:
-            assert pod.container(name) in pod.sidecars, \
-                f"{pod.where(pod.container(name))}: should be a native sidecar (initContainers, " \
-                "restartPolicy: Always) so it outlives the app on shutdown"
-        order = [c["name"] for c in pod.sidecars]
-        proxies = [order.index(n) for n, (m, _) in pod.loopguard.items() if m == "proxy"]
-        offloads = [order.index(n) for n, (m, _) in pod.loopguard.items() if m == "offload"]
-        if proxies and offloads:
-            assert max(offloads) < min(proxies), \
-                f"{pod.where()}: the offload sidecar must come before the proxy (it stops after it)"
+        for name in proxies:
+            c = pod.container(name)
+            assert c in pod.main, f"{pod.where(c)}: the proxy should be the main container so " \
+                "that it stops first"
+            assert pod.prestop_sleep(c) >= 3, f"{pod.where(c)}: the proxy needs a preStop sleep " \
+                "that outlasts the endpoint removal"
+        others = pod.apps + [pod.container(n) for n, (m, _) in pod.loopguard.items() if m == "offload"]
+        for c in others:
+            assert c in pod.sidecars, f"{pod.where(c)}: should be a native sidecar (initContainers " \
+                "with restartPolicy: Always) so that it outlives the proxy"
+            assert pod.prestop_sleep(c) == 0, f"{pod.where(c)}: a preStop sleep here only delays " \
+                "the pod's end (it stops after the proxy has drained)"
+        assert len(pod.main) == len(proxies), f"{pod.where()}: only the proxy is a main container"
+        checked += 1
+    assert checked == 2, "both patterns have app pods with a proxy"
+
+
+def test_scale_out_limits_are_sized_together(docs, pods):
+    """The proxies together admit at most what the pool serves at its largest (app replicas x
+    route max_in_flight <= HPA maxReplicas x workers x concurrency_per_worker), and an offload pod
+    that is saturated meanwhile refuses fast (a queue of at most one round of work, waited in
+    for seconds, not for the request timeout): overload is a fast 503, never a 504 after a
+    second queue. The sidecar pattern's one proxy admits exactly its pool's capacity."""
+    checked = 0
+    for pod, c, cfg in loopguard_containers(pods, "proxy"):
+        replicas = pod.obj["spec"].get("replicas", 1)
+        for route in cfg.get("routes", []):
+            up = cfg.get("upstreams", {}).get(route.get("upstream"))
+            if not up:
+                continue
+            for ep in up["endpoints"]:
+                kind, host, port = parse_address(ep)
+                pool_pod = pool_cfg = None
+                if kind == "unix":                  # the pod's own offload sidecar
+                    for oname, (mode, ocfg) in pod.loopguard.items():
+                        if mode == "offload" and parse_address(ocfg["offload"]["listen"])[1] == host:
+                            pool_pod, pool_cfg = pod, ocfg
+                elif host.endswith(".svc.cluster.local"):
+                    svc = host.split(".")[0]
+                    for p in pods:
+                        for oname, (mode, ocfg) in p.loopguard.items():
+                            if mode == "offload" and p.pattern == pod.pattern and \
+                                    p.labels.get("app.kubernetes.io/name") == svc:
+                                pool_pod, pool_cfg = p, ocfg
+                if pool_cfg is None:
+                    continue
+                off = pool_cfg["offload"]
+                pool = pool_cfg["pools"][off["pool"]]
+                per_pod = pool.get("workers", 2) * pool.get("concurrency_per_worker", 1)
+                limit = route["limits"]["max_in_flight"]
+                route_timeout = parse_duration(route.get("timeout"), 0)
+                request_timeout = parse_duration(pool.get("request_timeout"), 60)
+                if pool_pod is pod:
+                    assert limit == per_pod, f"{pod.where(c)}: route {route['name']} " \
+                        f"max_in_flight {limit} != the pod's pool ({per_pod})"
+                else:
+                    # The autoscalers shipped as alternatives (autoscaling/: KEDA, HPA on
+                    # demand, HPA on CPU) must agree on the pool's largest size.
+                    maxima = {h["object"]["spec"]["maxReplicas"]
+                              for h in objects(docs, "HorizontalPodAutoscaler", pod.pattern)
+                              if h["object"]["spec"]["scaleTargetRef"]["name"] == pool_pod.name}
+                    maxima |= {k["object"]["spec"]["maxReplicaCount"]
+                               for k in objects(docs, "ScaledObject", pod.pattern)
+                               if k["object"]["spec"]["scaleTargetRef"]["name"] == pool_pod.name}
+                    assert len(maxima) == 1, f"the pool's autoscalers disagree on its size: {maxima}"
+                    largest = maxima.pop() * per_pod
+                    assert replicas * limit <= largest, \
+                        f"{pod.where(c)}: {replicas} app pods x max_in_flight {limit} admit more " \
+                        f"than the pool can ever serve ({largest}): the excess would queue twice"
+                    assert replicas * limit >= largest // 2, \
+                        f"{pod.where(c)}: the proxies can use only {replicas * limit} of the " \
+                        f"{largest} workers the HPA may start"
+                    assert off.get("max_queue", 1024) <= per_pod, \
+                        f"{pool_pod.where()}: offload.max_queue should be at most one round of " \
+                        f"work ({per_pod}), so a saturated pod refuses fast"
+                    qt = parse_duration(off.get("queue_timeout"), request_timeout)
+                    assert qt <= 5 and qt < route_timeout, \
+                        f"{pool_pod.where()}: offload.queue_timeout {qt}s: a saturated pod " \
+                        "should refuse within seconds, long before the route's timeout"
+                checked += 1
+    assert checked == 2, "both patterns route /cpu/ to an offload pool"
+
+
+# ---- NetworkPolicy: the admin ports only to the scraper ---------------------------------------------
+def _policies_for(docs, pod):
+    out = []
+    for d in objects(docs, "NetworkPolicy", pod.pattern):
+        spec = d["object"]["spec"]
+        if ns_of(d["object"]) != pod.ns or "Ingress" not in spec.get("policyTypes", ["Ingress"]):
+            continue
+        sel = spec["podSelector"].get("matchLabels", {})
+        if all(pod.labels.get(k) == v for k, v in sel.items()):
+            out.append(d)
+    return out
+
+
+def _rule_ports(rule, pod):
+    """The container port numbers a rule opens (all of the pod's when it names none)."""
+    all_ports = {p for c in pod.running for p in pod.container_ports(c)}
+    if not rule.get("ports"):
+        return all_ports
+    out = set()
+    for p in rule["ports"]:
+        port = p.get("port")
+        if isinstance(port, int):
+            out.add(port)
+        else:
+            out |= {cp["containerPort"] for c in pod.running for cp in c.get("ports", [])
+                    if cp.get("name") == port}
+    return out
+
+
+def _admits(rule, labels):
+    """Whether a rule admits a pod with these labels in the same namespace (None: from anywhere)."""
+    if not rule.get("from"):
+        return True
+    for peer in rule["from"]:
+        if "ipBlock" in peer or "namespaceSelector" in peer:
+            continue
+        sel = peer.get("podSelector", {}).get("matchLabels", {})
+        if all(labels.get(k) == v for k, v in sel.items()):
+            return True
+    return False
+
+
+def test_network_policies_open_the_admin_ports_to_the_scraper_only(docs, pods):
+    """The kubelet's probes need no rule (NetworkPolicy always admits a pod's own node); the
+    admin ports (/metrics, and /config, /reload, /advice behind them) are open only to selected
+    pods (the scraper), never to any source or an IP block; the Service ports stay reachable."""
+    for pod in pods:
+        if not pod.loopguard:
+            continue
+        policies = _policies_for(docs, pod)
+        assert policies, f"{pod.where()}: no NetworkPolicy selects this pod"
+        rules = [r for d in policies for r in d["object"]["spec"].get("ingress", [])]
+        for name, (mode, cfg) in pod.loopguard.items():
+            admin_port = parse_address(cfg["admin"]["listen"])[2]
+            covering = [r for r in rules if admin_port in _rule_ports(r, pod)]
+            assert covering, f"{pod.where(pod.container(name))}: admin port {admin_port} is " \
+                "closed to the scraper"
+            for r in covering:
+                assert r.get("from"), f"{pod.where()}: admin port {admin_port} open to any source"
+                for peer in r["from"]:
+                    assert "podSelector" in peer and "ipBlock" not in peer, \
+                        f"{pod.where()}: admin port {admin_port} open to {peer}"
+                    assert peer["podSelector"].get("matchLabels"), \
+                        f"{pod.where()}: admin port {admin_port} open to every pod"
+        for svc in objects(docs, "Service", pod.pattern):
+            for port, tpod, c, number in _service_targets(svc, pods):
+                if tpod is not pod:
+                    continue
+                if svc["object"]["spec"].get("clusterIP") == "None":
+                    # The pool's headless Service: its clients are the app's proxies.
+                    clients = [p for p in pods if p is not pod and p.pattern == pod.pattern
+                               and any(m == "proxy" for m, _ in p.loopguard.values())]
+                    for client in clients:
+                        assert any(number in _rule_ports(r, pod) and _admits(r, client.labels)
+                                   for r in rules), \
+                            f"{pod.where()}: port {number} closed to the proxies of {client.name}"
+                    assert not any(number in _rule_ports(r, pod) and not r.get("from")
+                                   for r in rules), f"{pod.where()}: pool port {number} open to all"
+                else:
+                    assert any(number in _rule_ports(r, pod) and not r.get("from") for r in rules), \
+                        f"{pod.where()}: the Service port {number} is not open to its clients"
+
+
+# ---- images: every one the manifests run is built by a Dockerfile here ---------------------------
+DEMO_DOCKERFILE = ROOT / "deploy" / "container" / "demo-app.Dockerfile"
+IMAGE_SOURCES = {"loopguard": DOCKERFILE, "demo-app": DEMO_DOCKERFILE}
+
+
+def test_every_image_is_built_by_a_dockerfile_of_this_repository(pods):
+    for pod in pods:
+        for c in pod.init + pod.main:
+            repo = c["image"].rsplit("/", 1)[-1].split(":")[0]
+            assert repo in IMAGE_SOURCES, f"{pod.where(c)}: no Dockerfile here builds {c['image']}"
+            assert IMAGE_SOURCES[repo].exists()
+
+
+def test_demo_app_dockerfile_matches_the_manifests_and_install_deps(pods):
+    text = DEMO_DOCKERFILE.read_text()
+    assert re.search(r"^ARG BASE_IMAGE=\S*debian:bookworm", text, re.M)
+    assert re.search(r"^USER 10001:10001$", text, re.M), "the manifests run as uid 10001"
+    workdir = re.search(r"^WORKDIR (\S+)$", text, re.M).group(1)
+    assert re.search(rf"^COPY deploy/examples/app\.py {re.escape(workdir)}/app\.py$", text, re.M)
+    for pod in pods:
+        for c in pod.init + pod.main:
+            if "demo-app" in c["image"]:
+                assert c.get("workingDir") == workdir, f"{pod.where(c)}: workingDir != {workdir}"
+    # The demo's Python packages, as deploy/install-deps.sh installs them for the tests.
+    m = re.search(r"demo_pkgs=\(\s*(.*?)\)", INSTALL_DEPS.read_text(), re.S)
+    wanted = {p for p in m.group(1).split() if p.startswith("python3-")}
+    installed = set(re.search(r"--no-install-recommends \\?\s*([^;]+);", text).group(1).split())
+    assert wanted <= installed, f"demo-app.Dockerfile lacks {sorted(wanted - installed)}"
 
 
 # ---- HPA, termination, security ------------------------------------------------------------------
-def test_hpa_targets_the_offload_deployment(docs, pods):
-    hpas = objects(docs, "HorizontalPodAutoscaler")
-    assert hpas
-    for h in hpas:
-        spec = h["object"]["spec"]
-        ref = spec["scaleTargetRef"]
-        assert ref["apiVersion"] == "apps/v1" and ref["kind"] == "Deployment"
-        targets = [p for p in pods if p.name == ref["name"] and p.ns == ns_of(h["object"])
-                   and p.pattern == pattern_of(h) and p.obj["kind"] == "Deployment"]
-        assert len(targets) == 1, f"{h['file']}: scaleTargetRef {ref['name']} is no Deployment here"
-        pod = targets[0]
-        assert any(m == "offload" for m, _ in pod.loopguard.values()), \
-            f"{h['file']}: the HPA should scale the offload pool"
-        assert "replicas" not in pod.obj["spec"], \
-            f"{pod.where()}: has spec.replicas: every `kubectl apply` would reset what the HPA set"
-        assert spec.get("minReplicas", 1) <= spec["maxReplicas"]
-        cpu = [m for m in spec["metrics"] if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
-        assert cpu and cpu[0]["resource"]["target"]["type"] == "Utilization"
-        for c in pod.running:
-            assert (c.get("resources") or {}).get("requests", {}).get("cpu"), \
-                f"{pod.where(c)}: no CPU request: the HPA cannot compute utilization"
+def autoscalers(docs):
+    return [d for d in docs if d["object"]["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")]
+
+
+def target_of(doc, pods):
+    obj = doc["object"]
+    ref = obj["spec"]["scaleTargetRef"]
+    assert ref.get("apiVersion", "apps/v1") == "apps/v1" and ref.get("kind", "Deployment") == "Deployment"
+    targets = [p for p in pods if p.name == ref["name"] and p.ns == ns_of(obj)
+               and p.pattern == pattern_of(doc) and p.obj["kind"] == "Deployment"]
+    assert len(targets) == 1, f"{doc['file']}: scaleTargetRef {ref['name']} is no Deployment here"
+    return targets[0]
+
+
+def hpa_name(doc):
+    """The name of the HPA object an autoscaler file makes (KEDA: keda-hpa-<name> by default)."""
+    obj = doc["object"]
+    if obj["kind"] == "HorizontalPodAutoscaler":
+        return obj["metadata"]["name"]
+    cfg = obj["spec"].get("advanced", {}).get("horizontalPodAutoscalerConfig", {})
+    return cfg.get("name", "keda-hpa-" + obj["metadata"]["name"])
+
+
+def test_autoscalers_target_their_patterns_deployment(docs, pods):
+    found = autoscalers(docs)
+    assert found
+    for a in found:
+        pod = target_of(a, pods)
+        modes = {m for m, _ in pod.loopguard.values()}
+        if pod.pattern == "scale-out":
+            assert modes == {"offload"}, f"{a['file']}: should scale the offload pool"
+        else:
+            assert "proxy" in modes, f"{a['file']}: should scale the pod with the proxy"
+        assert is_alternative(a), f"{a['file']}: autoscalers live in autoscaling/, applied one at a time"
+        spec = a["object"]["spec"]
+        low = spec.get("minReplicas", spec.get("minReplicaCount", 1))
+        high = spec.get("maxReplicas", spec.get("maxReplicaCount", 100))
+        assert 2 <= low <= high, f"{a['file']}: at least 2 replicas (a rollout or a drain keeps one)"
+        if "replicas" in pod.obj["spec"]:
+            # Every `kubectl apply` would reset what the autoscaler set: the line must say so.
+            text = (ROOT / pod.doc["file"]).read_text()
+            assert re.search(r"^  replicas: \d+ +#.*delete this line when an autoscaler", text, re.M), \
+                f"{pod.where()}: has spec.replicas and an autoscaler ({a['file']})"
+        for m in spec.get("metrics", []):
+            if m["type"] == "Resource" and m["resource"]["name"] == "cpu":
+                assert m["resource"]["target"]["type"] == "Utilization"
+                for c in pod.running:
+                    assert (c.get("resources") or {}).get("requests", {}).get("cpu"), \
+                        f"{pod.where(c)}: no CPU request: the HPA cannot compute utilization"
+
+
+def test_autoscaling_alternatives_share_one_hpa(docs, pods):
+    """The files of one autoscaling/ folder scale the same Deployment through an HPA of the same
+    name, so applying one replaces another: never two HPAs on one Deployment. KEDA adopts an
+    existing HPA of that name only with the transfer-hpa-ownership annotation."""
+    folders = {}
+    for a in autoscalers(docs):
+        folders.setdefault(pathlib.Path(a["file"]).parent, []).append(a)
+    assert set(map(str, folders)) == {"deploy/kubernetes/sidecar/autoscaling",
+                                      "deploy/kubernetes/scale-out/autoscaling"}
+    for folder, alts in folders.items():
+        assert len(alts) >= 2, f"{folder}: one autoscaler is no alternative"
+        assert len({target_of(a, pods).name for a in alts}) == 1, f"{folder}: different targets"
+        assert len({hpa_name(a) for a in alts}) == 1, f"{folder}: HPA names differ"
+        for a in alts:
+            if a["object"]["kind"] == "ScaledObject":
+                ann = a["object"]["metadata"].get("annotations", {})
+                assert ann.get("scaledobject.keda.sh/transfer-hpa-ownership") == "true", a["file"]
+
+
+def prom_triggers(doc):
+    return [t for t in doc["object"]["spec"]["triggers"] if t["type"] == "prometheus"]
+
+
+def test_keda_scales_on_demand_over_capacity_safely(docs):
+    sos = objects(docs, "ScaledObject")
+    assert {pattern_of(d) for d in sos} == {"sidecar", "scale-out"}
+    for so in sos:
+        spec = so["object"]["spec"]
+        triggers = prom_triggers(so)
+        assert [t["name"] for t in triggers] == ["demand", "demand-with-refusals"], so["file"]
+        for t in triggers:
+            md = t["metadata"]
+            q = md["query"]
+            # AverageValue: desired = ceil(value / threshold), the only type fallback works with.
+            assert t.get("metricType") == "AverageValue", f"{so['file']}: {t['name']}"
+            assert md["threshold"] == "0.7", f"{so['file']}: {t['name']}: target 70 % of capacity"
+            # keda#3065: an empty result must be an error (then the fallback), not a zero.
+            assert md.get("ignoreNullValues") == "false", f"{so['file']}: {t['name']}"
+            # keda#5781: AverageValue divides by the replica count; the query must not as well.
+            assert not re.search(r"\bcount\s*\(|\bavg\s*\(|kube_deployment", q), \
+                f"{so['file']}: {t['name']}: the query divides by the number of pods"
+            assert "loopguard_route_demand_seconds_total" in q and "loopguard_route_capacity" in q
+            assert re.search(r"rate\(loopguard_route_demand_seconds_total\{[^}]*\}\[1m\]\)", q)
+        assert "loopguard_route_rejected_total" in triggers[1]["metadata"]["query"]
+        fb = spec["fallback"]
+        assert fb["failureThreshold"] >= 1 and spec["minReplicaCount"] <= fb["replicas"] <= spec["maxReplicaCount"]
+        behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0, "scale up at once"
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
+        assert spec.get("pollingInterval", 30) <= 30
+
+
+def selector_of(query, metric):
+    m = re.search(re.escape(metric) + r"\{([^}]*)\}", query)
+    assert m, f"{metric} not in {query}"
+    return dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+
+
+def test_keda_queries_select_what_the_podmonitor_scrapes(docs, pods):
+    """The labels a trigger selects on exist: namespace and container of a pod a PodMonitor
+    scrapes, and a route of that container's loopguard config."""
+    for so in objects(docs, "ScaledObject"):
+        monitors = objects(docs, "PodMonitor", pattern_of(so))
+        assert len(monitors) == 1
+        mon = monitors[0]["object"]
+        scraped = {}   # container name -> routes its loopguard serves
+        for pod in pods:
+            if pod.pattern != pattern_of(so) or pod.ns != ns_of(mon):
+                continue
+            sel = mon["spec"]["selector"]
+            labels_ok = all(pod.labels.get(k) == v for k, v in sel.get("matchLabels", {}).items())
+            for e in sel.get("matchExpressions", []):
+                labels_ok &= e["operator"] == "In" and pod.labels.get(e["key"]) in e["values"]
+            if not labels_ok:
+                continue
+            ports = {ep["port"] for ep in mon["spec"]["podMetricsEndpoints"]}
+            for name, (mode, cfg) in pod.loopguard.items():
+                c = pod.container(name)
+                admin = parse_address(cfg["admin"]["listen"])[2]
+                if any(p.get("name") in ports and p["containerPort"] == admin for p in c.get("ports", [])):
+                    routes = [r["name"] for r in cfg.get("routes", [])] if mode == "proxy" else ["offload"]
+                    scraped[name] = set(routes)
+        for t in prom_triggers(so):
+            q = t["metadata"]["query"]
+            for metric in re.findall(r"(loopguard_\w+)\{", q):
+                sel = selector_of(q, metric)
+                # A namespace-less manifest (sidecar/) goes to the one it is applied to: "default" here.
+                assert sel.get("namespace") == (ns_of(so["object"]) or "default"), \
+                    f"{so['file']}: {metric} {sel}"
+                assert sel.get("container") in scraped, \
+                    f"{so['file']}: {metric}: container {sel.get('container')} is not scraped ({scraped})"
+                assert sel.get("route") in scraped[sel["container"]], \
+                    f"{so['file']}: {metric}: no route {sel.get('route')} in {sel['container']}'s config"
+
+
+def adapter_rules(docs):
+    cms = [d for d in docs if d["object"]["kind"] == "ConfigMap"
+           and d["object"]["metadata"]["name"] == "prometheus-adapter"]
+    assert len(cms) == 1
+    return {r["name"]["as"]: r for r in cms[0]["configs"]["config.yaml"]["externalRules"]}
+
+
+def normalise(q):
+    return re.sub(r"\s+", "", q)
+
+
+def test_hpa_alternative_uses_the_same_signal_as_keda(docs):
+    """Each demand HPA's external metrics, rendered as prometheus-adapter renders them
+    (<<.LabelMatchers>> = the HPA's namespace + its metric selector), are the KEDA triggers' queries
+    of the same folder, in the same order, with the same target."""
+    rules = adapter_rules(docs)
+    for hpa in objects(docs, "HorizontalPodAutoscaler"):
+        external = [m for m in hpa["object"]["spec"]["metrics"] if m["type"] == "External"]
+        if not external:
+            continue                                  # hpa-cpu.yaml
+        keda = [d for d in objects(docs, "ScaledObject")
+                if pathlib.Path(d["file"]).parent == pathlib.Path(hpa["file"]).parent]
+        assert len(keda) == 1
+        triggers = prom_triggers(keda[0])
+        assert len(external) == len(triggers)
+        for m, t in zip(external, triggers):
+            rule = rules[m["external"]["metric"]["name"]]
+            labels = {"namespace": ns_of(hpa["object"]) or "default",
+                      **m["external"]["metric"].get("selector", {}).get("matchLabels", {})}
+            matchers = ",".join(f'{k}="{v}"' for k, v in labels.items())
+            rendered = rule["metricsQuery"].replace("<<.LabelMatchers>>", matchers)
+            assert normalise(rendered) == normalise(t["metadata"]["query"]), \
+                f"{hpa['file']}: {m['external']['metric']['name']} is not KEDA's {t['name']}"
+            assert m["external"]["target"] == {"type": "AverageValue", "averageValue": "700m"}
+            assert re.search(rule["name"]["matches"], "loopguard_route_demand_seconds_total")
+
+
+def test_podmonitors_scrape_every_loopguard_admin_port(docs, pods):
+    for pattern in ("sidecar", "scale-out"):
+        (mon,) = objects(docs, "PodMonitor", pattern)
+        ports = {ep["port"] for ep in mon["object"]["spec"]["podMetricsEndpoints"]}
+        for ep in mon["object"]["spec"]["podMetricsEndpoints"]:
+            assert ep["path"] == "/metrics"
+        for pod in pods:
+            if pod.pattern != pattern:
+                continue
+            for name, (mode, cfg) in pod.loopguard.items():
+                c = pod.container(name)
+                admin = parse_address(cfg["admin"]["listen"])[2]
+                named = [p["name"] for p in c.get("ports", []) if p["containerPort"] == admin]
+                assert named and named[0] in ports, \
+                    f"{pod.where(c)}: admin port {admin} ({named}) is not scraped by {mon['file']}"
+
+
+def test_alert_rules_wrap_into_a_valid_prometheusrule(tmp_path):
+    """docs/observability.md's one-liner turns deploy/prometheus/loopguard-rules.yaml into a
+    prometheus-operator PrometheusRule; the result validates against the CRD's schema."""
+    rules = (ROOT / "deploy" / "prometheus" / "loopguard-rules.yaml").read_text()
+    body = "".join(("  " + line if line.strip() else line) for line in rules.splitlines(True))
+    out = tmp_path / "prometheusrule.yaml"
+    out.write_text("apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\n"
+                   "metadata: {name: loopguard, namespace: monitoring}\nspec:\n" + body)
+    r = run_validator(out)
+    assert r.returncode == 0, r.stderr
 
 
 def test_termination_grace_covers_prestop_and_drains(pods):
@@ -603,6 +1017,9 @@ def test_dockerfile_shape():
     assert re.search(r'^ENTRYPOINT \["loopguard"\]$', runtime, re.M)
     assert "--no-install-recommends" in runtime
     assert not re.search(r"-dev\b|build-essential|cmake", runtime), "build packages in the runtime stage"
+    # Release as CMake defines it (-O3), the build the README's figures come from.
+    assert "-DCMAKE_BUILD_TYPE=Release" in text
+    assert not re.search(r"FLAGS_RELEASE|-O[0-2]\b", text), "the image must build at -O3"
 
 
 def _runtime_packages():

@@ -73,6 +73,85 @@ MALFORMED = {
         b"hello there, this is not http\r\n\r\n",
     "TLS client hello on the plain port":
         bytes.fromhex("16030100c4010000c00303") + bytes(range(32)) + b"\x00\x00\x02\x13\x01\x01\x00",
+    # Line rules llhttp 8.1 does not enforce (issue 8, item 5): an obs-fold whose first line is
+    # empty would be unfolded and acted on; a bare LF may end the request line.
+    "obs-fold with empty first line: transfer-encoding":
+        b"POST /malformed HTTP/1.1\r\n" + H + b"Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n",
+    "obs-fold with empty first line: content-length":
+        b"POST /malformed HTTP/1.1\r\n" + H + b"Content-Length:\r\n 5\r\n\r\nhello",
+    "obs-fold with empty first line: host":
+        b"GET /malformed HTTP/1.1\r\nHost:\r\n test.local\r\n\r\n",
+    "bare LF ending the request line":
+        b"GET /malformed HTTP/1.1\n" + H + b"\r\n",
+    "CR without LF in the head":
+        b"GET /malformed HTTP/1.1\r\n" + H + b"X-A: 1\rX-B: 2\r\n\r\n",
+    "whitespace before the first header":
+        b"GET /malformed HTTP/1.1\r\n " + H + b"\r\n",
+    "empty transfer-encoding next to content-length":
+        b"POST /malformed HTTP/1.1\r\n" + H + b"Transfer-Encoding:\r\nContent-Length: 5\r\n\r\nhello",
+    "empty transfer-encoding":
+        b"POST /malformed HTTP/1.1\r\n" + H + b"Transfer-Encoding:\r\n\r\n0\r\n\r\n",
+    # Chunk syntax (item 8): BWS is allowed before ';' only; extensions are tokens/quoted strings.
+    "space between chunk size and CRLF":
+        b"POST /malformed HTTP/1.1\r\n" + H + CHUNKED + b"\r\n3 \r\nabc\r\n0\r\n\r\n",
+    "chunk extension without a name":
+        b"POST /malformed HTTP/1.1\r\n" + H + CHUNKED + b"\r\n3;\r\nabc\r\n0\r\n\r\n",
+    "chunk extension name with a space":
+        b"POST /malformed HTTP/1.1\r\n" + H + CHUNKED + b"\r\n3;a b\r\nabc\r\n0\r\n\r\n",
+    "folded trailer":
+        b"POST /malformed HTTP/1.1\r\n" + H + CHUNKED + b"\r\n3\r\nabc\r\n0\r\nX: 1\r\n 2\r\n\r\n",
+    # Host (item 7): never copied into X-Forwarded-Host, never routed on.
+    "host with a space": b"GET /malformed HTTP/1.1\r\nHost: a b\r\n\r\n",
+    "host with a path": b"GET /malformed HTTP/1.1\r\nHost: evil.com/path\r\n\r\n",
+    "host with a control character": b"GET /malformed HTTP/1.1\r\nHost: a\x01b\r\n\r\n",
+    "host with a port out of range": b"GET /malformed HTTP/1.1\r\nHost: a:99999\r\n\r\n",
+    "host with a port that is not a number": b"GET /malformed HTTP/1.1\r\nHost: a:http\r\n\r\n",
+    "host percent-encoded": b"GET /malformed HTTP/1.1\r\nHost: %61.example\r\n\r\n",
+    "invalid host on HTTP/1.0": b"GET /malformed HTTP/1.0\r\nHost: a b\r\n\r\n",
+    "absolute-form with userinfo":
+        b"GET http://user:pw@test.local/malformed HTTP/1.1\r\n" + H + b"\r\n",
+    "absolute-form with an invalid authority":
+        b"GET http://a b/malformed HTTP/1.1\r\n" + H + b"\r\n",
+    "absolute-form without a host": b"GET http:///malformed HTTP/1.1\r\n" + H + b"\r\n",
+    # Request target (items 1 and 8): what apps read differently is refused, never routed.
+    "byte 0x80 in the target": b"GET /malformed\x80 HTTP/1.1\r\n" + H + b"\r\n",
+    "raw UTF-8 in the target": b"GET /malformed/caf\xc3\xa9 HTTP/1.1\r\n" + H + b"\r\n",
+    "dot-dot above the root": b"GET /../malformed HTTP/1.1\r\n" + H + b"\r\n",
+    "encoded dot-dot above the root": b"GET /malformed/%2e%2e/%2E%2E/.. HTTP/1.1\r\n" + H + b"\r\n",
+    "NUL in the path": b"GET /malformed%00 HTTP/1.1\r\n" + H + b"\r\n",
+    "invalid percent-escape": b"GET /malformed%zz HTTP/1.1\r\n" + H + b"\r\n",
+    "truncated percent-escape": b"GET /malformed%4 HTTP/1.1\r\n" + H + b"\r\n",
+    "encoded backslash": b"GET /malformed%5Cx HTTP/1.1\r\n" + H + b"\r\n",
+    "backslash": b"GET /malformed\\x HTTP/1.1\r\n" + H + b"\r\n",
+    "asterisk-form on GET": b"GET * HTTP/1.1\r\n" + H + b"\r\n",
+    # Found by the fuzz targets (tests/fuzz/regressions/): llhttp 8.1 takes all of them.
+    # HTAB and FF as target bytes: a parser that splits the request line on whitespace (RFC
+    # 9112 3 allows it) reads another target.
+    "tab in target": b"GET /malformed\t/x HTTP/1.1\r\n" + H + b"\r\n",
+    "form feed in target": b"GET /malformed\x0c/x HTTP/1.1\r\n" + H + b"\r\n",
+    # Runs of SP between the request line's parts: a reader that splits on one SP sees an empty
+    # target or version.
+    "two spaces before the target": b"GET  /malformed HTTP/1.1\r\n" + H + b"\r\n",
+    "two spaces before the version": b"GET /malformed  HTTP/1.1\r\n" + H + b"\r\n",
+    # After "Name:" and no value, llhttp takes CR plus ANY byte for the line end, so the rest
+    # was a field of its own, where a reader that turns the bare CR into SP (RFC 9112 2.2) sees
+    # one field: a header that reader never saw.
+    "bare CR after an empty value":
+        b"GET /malformed HTTP/1.1\r\n" + H + b"X-A:\rZX-Injected: 1\r\n\r\n",
+    # llhttp skipped a bare CR before the request line as if it were an empty line (CRLF).
+    "bare CR before the request line": b"\rGET /malformed HTTP/1.1\r\n" + H + b"\r\n",
+}
+
+# Refused with another status than 400, closed, never forwarded.
+REFUSED = {
+    # A coding other than exactly `chunked` would reach the app undecoded (nginx: 501 too).
+    "transfer-encoding gzip, chunked": (501,
+        b"POST /malformed HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+    "transfer-encoding identity line next to a chunked line": (501,
+        b"POST /malformed HTTP/1.1\r\n" + H
+        + b"Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    "HTTP/2 connection preface": (505, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+    "HTTP/2.0 request line": (505, b"GET /malformed HTTP/2.0\r\n" + H + b"\r\n"),
 }
 
 
@@ -102,6 +181,15 @@ def test_malformed_request_gets_400_and_close_and_is_not_forwarded(env, name):
     proxy, up = env
     before = up.stats()
     send_and_expect(proxy, MALFORMED[name], 400)
+    assert_still_serving_and_nothing_forwarded(proxy, up, before)
+
+
+@pytest.mark.parametrize("name", list(REFUSED), ids=list(REFUSED))
+def test_unsupported_request_gets_its_status_and_close_and_is_not_forwarded(env, name):
+    proxy, up = env
+    status, raw = REFUSED[name]
+    before = up.stats()
+    send_and_expect(proxy, raw, status)
     assert_still_serving_and_nothing_forwarded(proxy, up, before)
 
 

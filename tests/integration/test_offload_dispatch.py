@@ -105,7 +105,8 @@ def test_worker_gets_placeholders_env_index_and_workdir(procs):
 
 
 def test_worker_output_is_logged_with_pool_and_index(procs):
-    proxy, _ = start(procs, {"workers": 2})
+    # The workers print this on stdout, which is logged at debug (test_worker_output.py).
+    proxy, _ = start(procs, {"workers": 2}, log={"level": "debug"})
     pids = wait_ready(proxy, 2)
     for index in (0, 1):
         proxy.wait_for_line(rf"\[cpu/{index}\] worker {index} \(pid \d+\) listening on unix:")

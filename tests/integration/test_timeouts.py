@@ -1,5 +1,8 @@
 """Timeouts and upstream failures: header timeout (slowloris), keep-alive idle timeout, upstream
-response timeout, route timeout, refused / reset / black-holed upstreams and endpoint failover."""
+response and read timeouts, route timeout, refused / reset / black-holed upstreams and endpoint
+failover. (The request body timeout has its own file, test_body_timeout.py.)"""
+import http.client
+import json
 import selectors
 import threading
 import time
@@ -7,7 +10,7 @@ import time
 import pytest
 
 from harness import (Background, DeadPort, RawConn, assert_proxy_error, build_request,
-                     http_request, pattern_bytes, proxy_config)
+                     http_request, metric, pattern_bytes, proxy_config, wait_until, MiB)
 
 HEADER_TIMEOUT = 1.0
 IDLE_TIMEOUT = 2.0
@@ -28,15 +31,17 @@ def env(procs, dead):
     config = proxy_config(
         {"app": {"endpoints": [up.address]},
          "slowup": {"endpoints": [up.address], "response_timeout": "500ms"},
+         "readslow": {"endpoints": [up.address], "read_timeout": "500ms"},
          "dead": {"endpoints": [dead.address], "connect_timeout": "500ms"},
          "failover": {"endpoints": [dead.address, up.address], "balance": "round_robin"}},
         [{"name": "slowup", "match": {"prefix": "/slowup/"}, "upstream": "slowup"},
+         {"name": "readslow", "match": {"prefix": "/readslow/"}, "upstream": "readslow"},
          {"name": "budget", "match": {"prefix": "/budget/"}, "upstream": "app",
           "timeout": "500ms"},
          {"name": "dead", "match": {"prefix": "/dead/"}, "upstream": "dead"},
          {"name": "failover", "match": {"prefix": "/failover/"}, "upstream": "failover"},
          {"name": "default", "match": {"prefix": "/"}, "upstream": "app"}],
-        timeouts={"header": "1s", "idle": "2s"})
+        timeouts={"header": "1s", "idle": "2s"}, admin={"listen": "127.0.0.1:0"})
     return procs.proxy(config), up
 
 
@@ -131,6 +136,19 @@ def test_keepalive_connection_used_within_idle_timeout_stays_open(env):
 
 
 # ---- upstream side ------------------------------------------------------------------------------------------
+def response_cut_after_head(proxy, path):
+    """GET path: a 200 head arrives, then the connection closes before the body is whole.
+    Returns the body bytes that came and the seconds from the request to the close."""
+    with RawConn(proxy.port) as c:
+        t0 = time.monotonic()
+        c.send(build_request("GET", path))
+        _, status, _, _ = c.read_head(timeout=2)
+        assert status == 200
+        rest = c.wait_closed(timeout=3)
+        return rest, time.monotonic() - t0
+
+
+
 def test_upstream_response_timeout_gives_504_json_and_drops_the_connection(env):
     proxy, up = env
     up.reset_stats()
@@ -153,6 +171,53 @@ def test_upstream_response_timeout_covers_only_the_response_head(env):
     assert r.body == pattern_bytes(0, 1000)
 
 
+def test_upstream_read_timeout_cuts_a_response_whose_body_stops(env):
+    """A head promising 1e9 bytes, 10 of them, then silence: the client has the 10 bytes and
+    then the close, at read_timeout; the upstream connection is closed and counted."""
+    proxy, up = env
+    up.reset_stats()
+    rest, elapsed = response_cut_after_head(proxy, "/readslow/stall?n=10")
+    assert rest == pattern_bytes(0, 10)
+    assert 0.4 <= elapsed <= 1.5, f"cut after {elapsed:.2f}s (read_timeout 500ms)"
+    up.wait_stats(lambda s: s["aborted"] == 1, timeout=3, desc="the upstream connection to close")
+    assert metric(proxy, "loopguard_upstream_errors_total", upstream="readslow", kind="timeout") == 1
+    assert metric(proxy, "loopguard_connections", side="upstream") == 0
+    assert http_request(proxy.port, "GET", "/readslow/echo").status == 200
+
+
+def test_upstream_read_timeout_is_the_longest_silence_not_the_whole_body(env):
+    proxy, _ = env
+    # Five chunks 300 ms apart: 1.2 s in all, never 500 ms without a byte.
+    r = http_request(proxy.port, "GET", "/readslow/drip?n=5&ms=300", timeout=5)
+    assert r.status == 200, r
+    assert r.body.count(b"chunk-") == 5 and b"chunk-4;" in r.body
+    assert metric(proxy, "loopguard_upstream_errors_total", upstream="readslow", kind="timeout") == 0
+
+
+def test_upstream_read_timeout_covers_a_request_body_the_upstream_stops_reading(env):
+    """An upstream that never reads the request body: once the socket buffers are full the
+    proxy's write waits; read_timeout later the client gets 504 (no response byte had been sent),
+    delivered while it is still sending (lingering close), and the connection is closed."""
+    proxy, up = env
+    body = b"b" * (16 * MiB)
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    t0 = time.monotonic()
+    try:
+        conn.request("POST", "/readslow/hold?ms=10000", body=body)
+        r = conn.getresponse()
+        payload = r.read()
+    finally:
+        conn.close()
+    elapsed = time.monotonic() - t0
+    assert r.status == 504, (r.status, payload)
+    assert json.loads(payload)["route"] == "readslow", payload
+    # A stalled write is noticed within one to two read_timeouts, after the buffers filled.
+    assert 0.4 <= elapsed <= 3.0, f"504 after {elapsed:.2f}s (read_timeout 500ms)"
+    wait_until(lambda: metric(proxy, "loopguard_connections", side="upstream") == 0, 3,
+               desc="the upstream connection to be closed")
+    assert metric(proxy, "loopguard_upstream_errors_total", upstream="readslow", kind="timeout") == 1
+
+
 def test_route_timeout_gives_504_json(env):
     proxy, _ = env
     t0 = time.monotonic()
@@ -164,13 +229,7 @@ def test_route_timeout_gives_504_json(env):
 
 def test_route_timeout_after_response_head_cuts_the_response(env):
     proxy, _ = env
-    with RawConn(proxy.port) as c:
-        t0 = time.monotonic()
-        c.send(build_request("GET", "/budget/slowhead?ms=0&body_ms=3000&n=1000"))
-        _, status, _, headers = c.read_head(timeout=2)
-        assert status == 200
-        rest = c.wait_closed(timeout=3)
-        elapsed = time.monotonic() - t0
+    rest, elapsed = response_cut_after_head(proxy, "/budget/slowhead?ms=0&body_ms=3000&n=1000")
     assert len(rest) < 1000, "the whole body arrived although the route budget had passed"
     assert 0.4 <= elapsed <= 1.5, f"cut after {elapsed:.2f}s (route timeout 500ms)"
 

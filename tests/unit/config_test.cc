@@ -30,6 +30,7 @@ limits:
   max_body_bytes: 0               # 0 = no limit (bodies are streamed); over: 413
 timeouts:
   header: 10s                     # whole request head must arrive within (slowloris); else 408 + close
+  body: 30s                       # longest silence while a request body arrives; else 408 + close
   idle: 60s                       # keep-alive idle
   drain: 30s                      # graceful shutdown budget
 upstreams:
@@ -38,6 +39,9 @@ upstreams:
     balance: least_request        # least_request | round_robin
     connect_timeout: 2s           # over: 502 (or retry another endpoint, see below)
     response_timeout: 60s         # until the response head; over: 504
+    read_timeout: 60s             # longest silence while the response body streams (or the request body is
+                                  # written); over: the exchange ends, the client's response is cut (or 504 if
+                                  # nothing was sent yet) and the connection is not reused
     max_idle_connections: 64      # keep-alive pool per endpoint
     idle_timeout: 4s              # drop pooled connections idle this long: below uvicorn's 5s keep-alive,
                                   # so the proxy never writes to a connection the app is closing
@@ -162,18 +166,20 @@ TEST(ConfigExampleTest, SpecExampleParsesToExpectedValues) {
   EXPECT_EQ(c.limits.max_header_bytes, 64u * 1024);
   EXPECT_EQ(c.limits.max_body_bytes, 0u);
   EXPECT_EQ(c.timeouts.header, 10s);
+  EXPECT_EQ(c.timeouts.body, 30s);
   EXPECT_EQ(c.timeouts.idle, 60s);
   EXPECT_EQ(c.timeouts.drain, 30s);
 
   ASSERT_EQ(c.upstreams.size(), 1u);
   const Upstream& app = c.upstreams[0];
   EXPECT_EQ(app.name, "app");
-  EXPECT_EQ(app.pos.line, 17);
+  EXPECT_EQ(app.pos.line, 18);
   EXPECT_EQ(app.pos.column, 3);
   EXPECT_EQ(app.endpoints, std::vector<Address>{tcp("127.0.0.1", 8000)});
   EXPECT_EQ(app.balance, Balance::LeastRequest);
   EXPECT_EQ(app.connect_timeout, 2s);
   EXPECT_EQ(app.response_timeout, 60s);
+  EXPECT_EQ(app.read_timeout, 60s);
   EXPECT_EQ(app.max_idle_connections, 64u);
   EXPECT_EQ(app.idle_timeout, 4s);
   EXPECT_EQ(app.resolve_every, 30s);
@@ -200,7 +206,7 @@ TEST(ConfigExampleTest, SpecExampleParsesToExpectedValues) {
   ASSERT_EQ(c.routes.size(), 2u);
   const Route& hash = c.routes[0];
   EXPECT_EQ(hash.name, "hash");
-  EXPECT_EQ(hash.pos.line, 46);
+  EXPECT_EQ(hash.pos.line, 50);
   EXPECT_EQ(hash.pos.column, 5);
   EXPECT_EQ(hash.match.kind, MatchKind::Prefix);
   EXPECT_EQ(hash.match.pattern, "/cpu/");
@@ -330,11 +336,12 @@ TEST(ConfigDefaultsTest, ValueVariantsAccepted) {
 admin: {listen: "[::1]:9901"}
 log: {level: debug, format: json, access_log: false}
 limits: {max_connections: 5, max_header_bytes: 1KiB, max_body_bytes: 10MB}
-timeouts: {header: 1.5s, idle: 2m, drain: 0}
+timeouts: {header: 1.5s, body: 250ms, idle: 2m, drain: 0}
 upstreams:
   my-app.v2_x:
     endpoints: ["api.internal.svc:80", "10.0.0.1:8000", "[fe80::1%eth0]:81"]
     balance: round_robin
+    read_timeout: 1.5s
     max_idle_connections: 0
 routes:
   - name: re
@@ -356,6 +363,7 @@ routes:
   EXPECT_EQ(c.limits.max_header_bytes, 1024u);
   EXPECT_EQ(c.limits.max_body_bytes, 10'000'000u);
   EXPECT_EQ(c.timeouts.header, 1500ms);
+  EXPECT_EQ(c.timeouts.body, 250ms);
   EXPECT_EQ(c.timeouts.idle, 2min);
   EXPECT_EQ(c.timeouts.drain, 0ms);
   const Upstream& u = c.upstreams.at(0);
@@ -363,6 +371,7 @@ routes:
   EXPECT_EQ(u.endpoints, (std::vector<Address>{tcp("api.internal.svc", 80), tcp("10.0.0.1", 8000),
                                                tcp("fe80::1%eth0", 81)}));
   EXPECT_EQ(u.balance, Balance::RoundRobin);
+  EXPECT_EQ(u.read_timeout, 1500ms);
   EXPECT_EQ(u.max_idle_connections, 0u);
   const Route& re = c.routes.at(0);
   EXPECT_EQ(re.match.kind, MatchKind::Regex);
@@ -386,10 +395,11 @@ TEST(ConfigErrorTest, FormatIsFileLineColMessage) {
 }
 
 TEST(ConfigErrorTest, YamlSyntaxErrorHasOneBasedPosition) {
-  // yaml-cpp reports 0-based (1, 1) for the unterminated flow sequence.
-  expectOneError("listen: \"127.0.0.1:8080\"\nroutes: [1\nupstreams: {}\n", 3, 10,
-                 "YAML syntax error");
-  expectOneError("a:\n\tb: 1\n", 2, 3, "YAML syntax error: illegal map value");
+  // yaml-cpp notices the unterminated flow sequence on the next line; the error points at the
+  // bracket that is never closed.
+  expectOneError("listen: \"127.0.0.1:8080\"\nroutes: [1\nupstreams: {}\n", 2, 9,
+                 "YAML syntax error: this '[' is never closed");
+  expectOneError("a:\n\tb: 1\n", 2, 1, "YAML syntax error: a tab character in the indentation");
 }
 
 TEST(ConfigErrorTest, SecondYamlDocumentIsAnError) {
@@ -758,6 +768,26 @@ upstreams:
 routes: [{match: {prefix: /}, upstream: app}]
 )yaml",
                  3, 57, "upstreams.app.connect_timeout: must be greater than 0");
+  // A read_timeout of 0 would cut every streamed response at its first pause.
+  expectOneError(R"yaml(listen: "127.0.0.1:8080"
+upstreams:
+  app: {endpoints: ["127.0.0.1:8000"], read_timeout: 0}
+routes: [{match: {prefix: /}, upstream: app}]
+)yaml",
+                 3, 54, "upstreams.app.read_timeout: must be greater than 0");
+  expectOneError(R"yaml(listen: "127.0.0.1:8080"
+upstreams:
+  app: {endpoints: ["127.0.0.1:8000"], read_timeout: 60}
+routes: [{match: {prefix: /}, upstream: app}]
+)yaml",
+                 3, 54, "upstreams.app.read_timeout: bad duration \"60\": missing unit");
+}
+
+TEST(ConfigErrorTest, BodyTimeout) {
+  expectOneError(std::string(kMinimal) + "timeouts: {body: 0}\n", 8, 18,
+                 "timeouts.body: must be greater than 0");
+  expectOneError(std::string(kMinimal) + "timeouts: {body: 5 s}\n", 8, 18,
+                 "timeouts.body: bad duration \"5 s\"");
 }
 
 TEST(ConfigErrorTest, PoolValues) {
@@ -924,16 +954,86 @@ bogus: 1
       "test.yaml:7:20: timeouts.header: bad duration \"5\": missing unit (ms, s, m or h), e.g. 5s",
       "test.yaml:7:29: timeouts.idle: bad duration \"1x\": unknown unit \"x\" (expected ms, s, m "
       "or h)",
-      "test.yaml:9:18: pools.cpu.command: must contain {socket} or {port}, so each worker listens "
-      "where loopguard connects",
+      "test.yaml:9:18: pools.cpu.command: must contain {socket} or {port} (here or in env, e.g. "
+      "env: {PORT: \"{port}\"}), so each worker listens where loopguard connects",
       "test.yaml:9:32: pools.cpu.workers: must be at least 1, got 0",
       "test.yaml:10:1: unknown key \"bogus\" in the top level (expected one of: listen, admin, "
       "log, "
-      "limits, timeouts, upstreams, pools, routes, offload)",
+      "limits, timeouts, upstreams, pools, routes, offload, advice)",
   };
   std::vector<std::string> actual;
   for (const ConfigError& e : result.errors) actual.push_back(e.format());
   EXPECT_EQ(actual, expected);
+}
+
+TEST(ConfigTest, AdaptiveLimitsAndQueueOrder) {
+  LoadResult result = load(R"yaml(listen: "127.0.0.1:8080"
+upstreams: {app: {endpoints: ["127.0.0.1:8000"]}}
+routes:
+  - name: api
+    match: {prefix: /api/}
+    upstream: app
+    limits: {max_in_flight: auto, max_in_flight_min: 2, max_in_flight_max: 64,
+             queue_order: adaptive, max_queue: 10000, queue_timeout: 30s}
+  - name: fixed
+    match: {prefix: /}
+    upstream: app
+    limits: {max_in_flight: 8, queue_order: lifo}
+)yaml");
+  ASSERT_TRUE(result.ok()) << formatted(result);
+  const RouteLimits& api = result.config->routes[0].limits;
+  EXPECT_TRUE(api.max_in_flight_auto);
+  EXPECT_FALSE(api.max_in_flight.has_value());
+  EXPECT_EQ(api.max_in_flight_min, 2u);
+  EXPECT_EQ(api.max_in_flight_max, 64u);
+  EXPECT_EQ(api.queue_order, QueueOrder::Adaptive);
+  const RouteLimits& fixed = result.config->routes[1].limits;
+  EXPECT_FALSE(fixed.max_in_flight_auto);
+  EXPECT_EQ(fixed.max_in_flight, 8u);
+  EXPECT_EQ(fixed.queue_order, QueueOrder::Lifo);
+  EXPECT_EQ(RouteLimits{}.queue_order, QueueOrder::Fifo);
+  EXPECT_EQ(RouteLimits{}.max_in_flight_min, 1u);
+  EXPECT_EQ(RouteLimits{}.max_in_flight_max, 1000u);
+
+  nlohmann::json j = configToJson(*result.config);
+  EXPECT_EQ(j["routes"][0]["limits"]["max_in_flight"], "auto");
+  EXPECT_EQ(j["routes"][0]["limits"]["max_in_flight_min"], 2);
+  EXPECT_EQ(j["routes"][0]["limits"]["max_in_flight_max"], 64);
+  EXPECT_EQ(j["routes"][0]["limits"]["queue_order"], "adaptive");
+  EXPECT_EQ(j["routes"][1]["limits"]["max_in_flight"], 8);
+  EXPECT_EQ(j["routes"][1]["limits"]["queue_order"], "lifo");
+  EXPECT_FALSE(j["routes"][1]["limits"].contains("max_in_flight_min"));
+  LoadResult again = loadConfigString(j.dump(), "test.yaml", Purpose::Proxy);
+  ASSERT_TRUE(again.ok()) << formatted(again);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(again.config->routes[i].limits, result.config->routes[i].limits);  // not the pos
+  }
+}
+
+TEST(ConfigErrorTest, AdaptiveLimitsAndQueueOrder) {
+  constexpr const char* kHead = R"yaml(listen: "127.0.0.1:8080"
+upstreams: {app: {endpoints: ["127.0.0.1:8000"]}}
+routes:
+  - match: {prefix: /}
+    upstream: app
+)yaml";
+  auto limits = [&](const std::string& text) { return std::string(kHead) + text + "\n"; };
+  expectOneError(limits("    limits: {max_in_flight: autox}"), 6, 29,
+                 "routes[0].limits.max_in_flight: expected a whole number or auto, got \"autox\"");
+  expectOneError(limits("    limits: {max_in_flight: 2.5}"), 6, 29,
+                 "expected a whole number or auto");
+  expectOneError(limits("    limits: {max_in_flight: auto, max_in_flight_min: 8, max_in_flight_max: 4}"),
+                 6, 76, "max_in_flight_min (8) must not exceed max_in_flight_max (4)");
+  expectOneError(limits("    limits: {max_in_flight: auto, max_in_flight_min: 2000}"), 6, 54,
+                 "max_in_flight_min (2000) must not exceed max_in_flight_max (1000)");
+  expectOneError(limits("    limits: {max_in_flight: auto, max_in_flight_min: 0}"), 6, 54,
+                 "routes[0].limits.max_in_flight_min: must be at least 1");
+  expectOneError(limits("    limits: {max_in_flight: 4, max_in_flight_min: 2}"), 6, 51,
+                 "routes[0].limits.max_in_flight_min: applies only to max_in_flight: auto");
+  expectOneError(limits("    limits: {queue_order: stack}"), 6, 27,
+                 "routes[0].limits.queue_order: unknown queue_order \"stack\" (expected one of: "
+                 "fifo, lifo, adaptive)");
+  EXPECT_TRUE(load(limits("    limits: {max_in_flight: \"auto\"}")).ok());
 }
 
 TEST(ConfigErrorTest, BrokenUpstreamDoesNotAlsoMakeRoutesDangle) {
@@ -1266,6 +1366,257 @@ TEST(ConfigToJsonTest, OutputLoadsBackToTheSameConfig) {
       EXPECT_EQ(a.routes[i], r);
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker addresses in env (Node's PORT, ...)
+
+std::string poolConfig(const std::string& pool_body) {
+  return "listen: \"127.0.0.1:8080\"\npools:\n  w:\n" + pool_body +
+         "routes: [{name: r, match: {prefix: /}, pool: w}]\n";
+}
+
+TEST(ConfigPoolAddressTest, PortOrSocketMayComeThroughEnv) {
+  LoadResult port = load(poolConfig("    command: [node, app.js]\n    env: {PORT: \"{port}\"}\n"));
+  ASSERT_TRUE(port.ok()) << formatted(port);
+  EXPECT_TRUE(port.config->pools[0].listensOnPort());
+  LoadResult socket =
+      load(poolConfig("    command: [node, app.js]\n    env: {SOCKET_PATH: \"{socket}\"}\n"));
+  ASSERT_TRUE(socket.ok()) << formatted(socket);
+  EXPECT_FALSE(socket.config->pools[0].listensOnPort());
+  LoadResult in_command = load(poolConfig("    command: [w, --port, \"{port}\"]\n"));
+  ASSERT_TRUE(in_command.ok()) << formatted(in_command);
+  EXPECT_TRUE(in_command.config->pools[0].listensOnPort());
+  LoadResult go = load(poolConfig("    command: [./server]\n    env: {ADDR: \"127.0.0.1:{port}\"}\n"));
+  ASSERT_TRUE(go.ok()) << formatted(go);
+}
+
+TEST(ConfigPoolAddressTest, NeitherOrBothIsAnErrorAtTheCommand) {
+  expectOneError(poolConfig("    command: [node, app.js]\n    env: {PORT: \"8000\"}\n"), 4, 14,
+                 "must contain {socket} or {port} (here or in env");
+  expectOneError(poolConfig("    command: [w, \"{socket}\"]\n    env: {PORT: \"{port}\"}\n"), 4, 14,
+                 "use one of {socket} or {port}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// admin.token_file, offload queue
+
+TEST(ConfigAdminTest, TokenFileIsAPath) {
+  std::string yaml = std::string(kMinimal) + "admin: {listen: \"127.0.0.1:9901\", token_file: /run/secrets/admin}\n";
+  LoadResult r = load(yaml);
+  ASSERT_TRUE(r.ok()) << formatted(r);
+  EXPECT_EQ(r.config->admin.token_file, "/run/secrets/admin");
+  EXPECT_FALSE(load(kMinimal).config->admin.token_file);
+  expectOneError(std::string(kMinimal) + "admin: {token_file: \"\"}\n", 8, 21,
+                 "admin.token_file: must not be empty");
+}
+
+TEST(ConfigOffloadTest, QueueKeys) {
+  constexpr std::string_view kOffload = R"yaml(pools:
+  cpu: {command: [w, "{socket}"], request_timeout: 9s}
+offload:
+  listen: "127.0.0.1:9000"
+  pool: cpu
+)yaml";
+  LoadResult plain = load(kOffload, Purpose::Offload);
+  ASSERT_TRUE(plain.ok()) << formatted(plain);
+  EXPECT_EQ(plain.config->offload->max_queue, 1024u);
+  EXPECT_FALSE(plain.config->offload->queue_timeout);
+  LoadResult set =
+      load(std::string(kOffload) + "  max_queue: 0\n  queue_timeout: 250ms\n", Purpose::Offload);
+  ASSERT_TRUE(set.ok()) << formatted(set);
+  EXPECT_EQ(set.config->offload->max_queue, 0u);
+  EXPECT_EQ(set.config->offload->queue_timeout, 250ms);
+  expectOneError(std::string(kOffload) + "  queue_timeout: 0\n", 6, 18,
+                 "offload.queue_timeout: must be greater than 0", Purpose::Offload);
+  expectOneError(std::string(kOffload) + "  max_queue: -1\n", 6, 14, "offload.max_queue",
+                 Purpose::Offload);
+}
+
+TEST(ConfigToJsonTest, RedactedKeepsEnvKeysAndHidesValues) {
+  LoadResult r = load(poolConfig(
+      "    command: [w, \"{socket}\"]\n    env: {API_KEY: \"s3cret\", PYTHONUNBUFFERED: \"1\"}\n"));
+  ASSERT_TRUE(r.ok()) << formatted(r);
+  nlohmann::json whole = configToJson(*r.config);
+  nlohmann::json shown = configToJsonRedacted(*r.config);
+  EXPECT_EQ(whole["pools"]["w"]["env"]["API_KEY"], "s3cret");
+  EXPECT_EQ(shown["pools"]["w"]["env"]["API_KEY"], kRedacted);
+  EXPECT_EQ(shown["pools"]["w"]["env"]["PYTHONUNBUFFERED"], kRedacted);
+  EXPECT_EQ(shown["pools"]["w"]["env"].size(), 2u);
+  EXPECT_EQ(shown.dump().find("s3cret"), std::string::npos);
+  shown["pools"]["w"]["env"] = whole["pools"]["w"]["env"];
+  EXPECT_EQ(shown, whole);  // nothing else differs
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML syntax errors in words, at the line to fix
+
+TEST(ConfigYamlErrorTest, TabInIndentationIsNamed) {
+  expectOneError("listen: \"127.0.0.1:8080\"\nupstreams:\n  app:\n\tendpoints: [\"x:1\"]\n", 4, 1,
+                 "a tab character in the indentation");
+  // On a blank line too (yaml-cpp: "illegal tab when looking for indentation").
+  expectOneError(std::string(kMinimal) + "\n\t\nlog: {level: info}\n", 9, 1,
+                 "a tab character in the indentation");
+  // A tab inside a block scalar is content, and a tab after a colon is plain separation.
+  LoadResult ok = load(std::string(kMinimal) + "log:\n  level:\tinfo\n");
+  EXPECT_TRUE(ok.ok()) << formatted(ok);
+}
+
+TEST(ConfigYamlErrorTest, FirstKeyOfAMappingMisIndentedIsBlamedNotTheNextOne) {
+  // yaml-cpp notices at line 5 ("end of map not found"); the line to fix is 4.
+  constexpr std::string_view kYaml = R"yaml(listen: "127.0.0.1:8080"
+upstreams:
+  app:
+     endpoints: ["127.0.0.1:8000"]
+    balance: round_robin
+routes: [{match: {prefix: /}, upstream: app}]
+)yaml";
+  expectOneError(kYaml, 4, 6,
+                 "bad indentation: \"endpoints: [\"127.0.0.1:8000\"]\" is indented 5 spaces, but the "
+                 "next line at its level (line 5");
+}
+
+TEST(ConfigYamlErrorTest, KeyBetweenTwoLevelsIsBlamed) {
+  constexpr std::string_view kYaml = R"yaml(listen: "127.0.0.1:8080"
+upstreams:
+  app:
+    endpoints: ["127.0.0.1:8000"]
+   balance: round_robin
+routes: [{match: {prefix: /}, upstream: app}]
+)yaml";
+  expectOneError(kYaml, 5, 4, "\"balance: round_robin\" is indented 3 spaces, which lines up with "
+                              "no block around it");
+}
+
+TEST(ConfigYamlErrorTest, KeyIndentedUnderALineWithAValue) {
+  constexpr std::string_view kYaml = R"yaml(listen: "127.0.0.1:8080"
+upstreams:
+  app:
+    endpoints: ["127.0.0.1:8000"]
+routes:
+  - match: {prefix: /}
+    upstream: app
+      timeout: 5s
+)yaml";
+  expectOneError(kYaml, 8, 7, "deeper than the line above it (line 7, \"upstream: app\"), which "
+                              "already has a value");
+}
+
+TEST(ConfigYamlErrorTest, ListEntryMistakes) {
+  expectOneError(std::string(kMinimal) + "  -name: b\n", 8, 3, "put a space after the '-'");
+  expectOneError(std::string(kMinimal) + "  timeout: 5s\n", 8, 3,
+                 "is at the column of the list from line 6 but does not start with \"- \"");
+}
+
+TEST(ConfigYamlErrorTest, UnclosedBracketIsPointedAt) {
+  expectOneError("listen: \"127.0.0.1:8080\"\nroutes:\n  - {match: {prefix: /}, upstream: app\n"
+                 "upstreams: {app: {endpoints: [\"x:1\"]}}\n",
+                 3, 5, "this '{' is never closed");
+}
+
+TEST(ConfigYamlErrorTest, OtherErrorsKeepTheParsersPositionInWords) {
+  // A second ': ' inside a plain value.
+  LoadResult r = load(std::string(kMinimal) + "log: {level: a: b}\n");
+  ASSERT_EQ(r.errors.size(), 1u) << formatted(r);
+  EXPECT_EQ(r.errors[0].line, 8) << formatted(r);
+  EXPECT_NE(r.errors[0].message.find("YAML syntax error"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Warnings: valid but probably wrong
+
+std::vector<std::string> warningsOf(std::string_view yaml, Purpose purpose = Purpose::Any) {
+  LoadResult r = load(yaml, purpose);
+  EXPECT_TRUE(r.ok()) << formatted(r);
+  std::vector<std::string> out;
+  for (const ConfigError& w : r.warnings) out.push_back(w.format());
+  return out;
+}
+
+TEST(ConfigLintTest, SpecExampleAndMinimalHaveNoWarnings) {
+  EXPECT_EQ(warningsOf(kSpecExample), std::vector<std::string>{});
+  EXPECT_EQ(warningsOf(kMinimal), std::vector<std::string>{});
+}
+
+TEST(ConfigLintTest, RouteShadowedByAnEarlierOne) {
+  constexpr std::string_view kYaml = R"yaml(listen: "127.0.0.1:8080"
+upstreams: {app: {endpoints: ["127.0.0.1:8000"]}}
+routes:
+  - {name: all, match: {prefix: /}, upstream: app}
+  - {name: cpu, match: {prefix: /cpu/}, upstream: app}
+  - {name: health, match: {exact: /healthz}, upstream: app}
+  - {name: re, match: {regex: "/x/[0-9]+"}, upstream: app}
+)yaml";
+  auto w = warningsOf(kYaml);
+  ASSERT_EQ(w.size(), 3u) << ::testing::PrintToString(w);
+  EXPECT_EQ(w[0].rfind("test.yaml:5:5: warning: route \"cpu\" is never used: route \"all\" (line 4, "
+                       "prefix \"/\", any method and host) comes first",
+                       0),
+            0u)
+      << w[0];
+  EXPECT_NE(w[1].find("route \"health\" is never used"), std::string::npos) << w[1];
+  EXPECT_NE(w[2].find("route \"re\" is never used"), std::string::npos) << w[2];
+}
+
+TEST(ConfigLintTest, NarrowerEarlierRoutesShadowNothing) {
+  constexpr std::string_view kYaml = R"yaml(listen: "127.0.0.1:8080"
+upstreams: {app: {endpoints: ["127.0.0.1:8000"]}}
+routes:
+  - {name: a, match: {prefix: /cpu/, methods: [POST]}, upstream: app}
+  - {name: b, match: {prefix: /cpu/hash}, upstream: app}
+  - {name: c, match: {prefix: /, host: api.example.com}, upstream: app}
+  - {name: d, match: {prefix: /}, upstream: app}
+  - {name: e, match: {regex: "/.*"}, upstream: app}
+  - {name: f, match: {exact: /x}, upstream: app}
+)yaml";
+  // b: a covers POST only; d: c covers one host only; f is shadowed by d, and e by d too.
+  auto w = warningsOf(kYaml);
+  ASSERT_EQ(w.size(), 2u) << ::testing::PrintToString(w);
+  EXPECT_NE(w[0].find("route \"e\" is never used: route \"d\""), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("route \"f\" is never used: route \"d\""), std::string::npos) << w[1];
+  // Methods: a superset shadows, the same prefix with fewer methods does not.
+  auto m = warningsOf(R"yaml(listen: "127.0.0.1:8080"
+upstreams: {app: {endpoints: ["127.0.0.1:8000"]}}
+routes:
+  - {name: a, match: {prefix: /api/, methods: [GET, POST]}, upstream: app}
+  - {name: b, match: {prefix: /api/v2/, methods: [GET]}, upstream: app}
+  - {name: c, match: {prefix: /api/, methods: [GET, PUT]}, upstream: app}
+)yaml");
+  ASSERT_EQ(m.size(), 1u) << ::testing::PrintToString(m);
+  EXPECT_NE(m[0].find("route \"b\" is never used: route \"a\""), std::string::npos) << m[0];
+}
+
+TEST(ConfigLintTest, UnusedPoolUnlessOffloadUsesIt) {
+  constexpr std::string_view kYaml = R"yaml(listen: "127.0.0.1:8080"
+upstreams: {app: {endpoints: ["127.0.0.1:8000"]}}
+pools:
+  cpu: {command: [w, "{socket}"]}
+  spare: {command: [w, "{socket}"]}
+routes:
+  - {name: r, match: {prefix: /cpu/}, pool: cpu}
+  - {name: d, match: {prefix: /}, upstream: app}
+)yaml";
+  auto w = warningsOf(kYaml);
+  ASSERT_EQ(w.size(), 1u) << ::testing::PrintToString(w);
+  EXPECT_EQ(w[0].rfind("test.yaml:5:3: warning: pool \"spare\" is not used", 0), 0u) << w[0];
+  auto with_offload = warningsOf(std::string(kYaml) + "offload: {listen: \"unix:/tmp/o.sock\", pool: spare}\n");
+  EXPECT_EQ(with_offload, std::vector<std::string>{});
+}
+
+TEST(ConfigLintTest, RouteLimitAbovePoolCapacity) {
+  auto w = warningsOf(R"yaml(listen: "127.0.0.1:8080"
+pools:
+  cpu: {command: [w, "{socket}"], workers: 2, concurrency_per_worker: 2}
+routes:
+  - {name: big, match: {prefix: /a/}, pool: cpu, limits: {max_in_flight: 5}}
+  - {name: fits, match: {prefix: /b/}, pool: cpu, limits: {max_in_flight: 4}}
+  - {name: open, match: {prefix: /c/}, pool: cpu}
+)yaml");
+  ASSERT_EQ(w.size(), 1u) << ::testing::PrintToString(w);
+  EXPECT_NE(w[0].find("test.yaml:5:5: warning: route \"big\": max_in_flight 5 is above the "
+                      "capacity of pool \"cpu\" (workers 2 x concurrency_per_worker 2 = 4)"),
+            std::string::npos)
+      << w[0];
 }
 
 }  // namespace

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
+#include "proxy/http/request_target.h"
+
 namespace loopguard::http {
 namespace {
 
@@ -48,6 +52,149 @@ TEST(CheckRequestHead, RejectsBadVersionsFoldingNamesAndTe10) {
   EXPECT_EQ(checkRequestHead(f, headers({})).status, 400);
   EXPECT_EQ(checkRequestHead(facts("CONNECT", "a:443"), headers({{"Host", "a"}})).status, 405);
   EXPECT_EQ(checkRequestHead(facts("GET", "noslash"), headers({{"Host", "a"}})).status, 400);
+}
+
+TEST(CheckRequestHead, TransferEncodingMustBeExactlyChunked) {
+  auto te = [](std::initializer_list<std::pair<std::string_view, std::string_view>> extra) {
+    HeaderMap h = headers({{"Host", "a"}});
+    for (auto& [n, v] : extra) h.add(n, v);
+    return checkRequestHead(facts("POST"), h);
+  };
+  EXPECT_FALSE(te({{"Transfer-Encoding", "chunked"}}));
+  EXPECT_FALSE(te({{"Transfer-Encoding", "Chunked"}}));
+  EXPECT_FALSE(te({{"Transfer-Encoding", " chunked ,"}}));  // empty list elements are allowed
+  // Another coding would reach the app undecoded, framed as plain chunked: 501 (nginx too).
+  EXPECT_EQ(te({{"Transfer-Encoding", "gzip, chunked"}}).status, 501);
+  EXPECT_EQ(te({{"Transfer-Encoding", "identity"}, {"Transfer-Encoding", "chunked"}}).status, 501);
+  EXPECT_EQ(te({{"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}}).status, 501);
+  EXPECT_EQ(te({{"Transfer-Encoding", "chunked;q=1"}}).status, 501);
+  EXPECT_EQ(te({{"Transfer-Encoding", "gzip"}}).status, 501);
+  // Empty: no coding at all; next to Content-Length, ambiguous framing.
+  EXPECT_EQ(te({{"Transfer-Encoding", ""}}).status, 400);
+  EXPECT_EQ(te({{"Transfer-Encoding", " , "}}).status, 400);
+  EXPECT_EQ(te({{"Transfer-Encoding", ""}, {"Content-Length", "5"}}).status, 400);
+  EXPECT_EQ(te({{"Content-Length", "5"}, {"Transfer-Encoding", "chunked"}}).status, 400);
+  // HTTP/1.0 has no Transfer-Encoding, even an empty one.
+  EXPECT_EQ(checkRequestHead(facts("POST", "/", 0), headers({{"Transfer-Encoding", ""}})).status,
+            400);
+}
+
+TEST(CheckRequestHead, HostMustBeAValidUriHost) {
+  for (std::string_view good : {"a", "api.example.com", "api.example.com:8080", "a:", "a_b.x",
+                                "127.0.0.1:80", "[::1]", "[::1]:8080", "[2001:db8::7]", "xn--bcher-kva.ch",
+                                "a(b)"}) {
+    EXPECT_FALSE(checkRequestHead(facts(), headers({{"Host", good}}))) << good;
+  }
+  for (std::string_view bad : {"a b", "evil.com/path", "a\x01b", "a\tb", "a:99999", "a:x", "a:-1",
+                               "a:1:2", ":80", "a%41", "[::1", "[::1]x", "[v1.x]", "[fe80::1%25e]", "a@b",
+                               "a\\b", "caf\xC3\xA9", "a#b", "a?b"}) {
+    HeadProblem p = checkRequestHead(facts(), headers({{"Host", bad}}));
+    EXPECT_EQ(p.status, 400) << bad;
+    EXPECT_STREQ(p.message, "invalid Host header") << bad;
+  }
+  // HTTP/1.0 may leave it out or empty, but what it sends must be valid.
+  EXPECT_FALSE(checkRequestHead(facts("GET", "/", 0), headers({{"Host", ""}})));
+  EXPECT_EQ(checkRequestHead(facts("GET", "/", 0), headers({{"Host", "a b"}})).status, 400);
+}
+
+TEST(CheckRequestHead, TargetFormsAndCharacters) {
+  HeaderMap h = headers({{"Host", "a"}});
+  EXPECT_FALSE(checkRequestHead(facts("GET", "/a?b=c&d=%20#f"), h));
+  EXPECT_FALSE(checkRequestHead(facts("GET", "http://a.example/x"), h));
+  EXPECT_FALSE(checkRequestHead(facts("GET", "https://a.example:8443"), h));
+  EXPECT_FALSE(checkRequestHead(facts("OPTIONS", "*"), h));
+  EXPECT_EQ(checkRequestHead(facts("GET", "*"), h).status, 400);
+  EXPECT_EQ(checkRequestHead(facts("GET", "/caf\xC3\xA9"), h).status, 400);
+  EXPECT_EQ(checkRequestHead(facts("GET", "/a\x80"), h).status, 400);
+  EXPECT_EQ(checkRequestHead(facts("GET", "/a\x7f"), h).status, 400);
+  EXPECT_EQ(checkRequestHead(facts("GET", "/a\x01"), h).status, 400);
+  EXPECT_EQ(checkRequestHead(facts("GET", "ftp://a/x"), h).status, 400);
+  EXPECT_EQ(checkRequestHead(facts("GET", "http:///x"), h).status, 400);
+  EXPECT_EQ(checkRequestHead(facts("GET", "http://a b/x"), h).status, 400);
+  EXPECT_EQ(checkRequestHead(facts("GET", "http://a:99999/x"), h).status, 400);
+  HeadProblem userinfo = checkRequestHead(facts("GET", "http://u:p@a.example/x"), h);
+  EXPECT_EQ(userinfo.status, 400);
+  EXPECT_STREQ(userinfo.message, "userinfo in the request target");
+}
+
+TEST(RequestTarget, AbsoluteFormAuthorityReplacesHost) {
+  HeaderMap h = headers({{"Host", "b.example"}});
+  EXPECT_EQ(targetAuthority("http://a.example/x"), "a.example");
+  EXPECT_EQ(targetAuthority("https://a.example:8443?q"), "a.example:8443");
+  EXPECT_EQ(targetAuthority("http://[::1]:80#f"), "[::1]:80");
+  EXPECT_EQ(targetAuthority("/x"), "");
+  EXPECT_EQ(requestHost("http://a.example/x", h), "a.example");
+  EXPECT_EQ(requestHost("/x", h), "b.example");
+  EXPECT_EQ(requestHost("/x", headers({})), "");
+}
+
+TEST(HopByHop, StripsEveryNameInConnectionButNeverHost) {
+  // Far more names than any fixed table would hold; every one of them goes.
+  std::string connection = "close";
+  HeaderMap h;
+  for (int i = 0; i < 100; ++i) connection += ", X-H" + std::to_string(i);
+  connection += ", Host, Content-Length, X-Forwarded-For, X-Request-Id";
+  h.add("Connection", connection);
+  HopByHop hop(h);
+  EXPECT_TRUE(hop.connectionClose());
+  for (int i = 0; i < 100; ++i) EXPECT_TRUE(hop.drop("x-h" + std::to_string(i))) << i;
+  EXPECT_FALSE(hop.drop("X-H100"));
+  EXPECT_FALSE(hop.drop("X-H"));
+  EXPECT_FALSE(hop.drop("Host"));
+  EXPECT_FALSE(hop.drop("Content-Length"));
+  EXPECT_FALSE(hop.drop("X-Forwarded-For"));
+  EXPECT_FALSE(hop.drop("X-Request-Id"));
+
+  HeaderMap h2 = headers({{"Connection", "Host, X-A"}, {"Proxy-Connection", "X-B"}});
+  HopByHop few(h2);  // holds views into h2
+  EXPECT_FALSE(few.drop("host"));
+  EXPECT_TRUE(few.drop("x-a"));
+  EXPECT_TRUE(few.drop("x-b"));
+}
+
+TEST(UpstreamRequestHead, HostComesFromTheAbsoluteFormAndSurvivesConnection) {
+  HeaderMap h = headers({{"Accept", "*/*"}, {"Host", "b.example"}, {"Connection", "Host, X-A"},
+                         {"X-A", "1"}});
+  UpstreamRequestParams p;
+  p.method = "GET";
+  p.target = "http://a.example:8080/x";
+  p.request_id = "r";
+  p.fallback_host = "app";
+  std::string out;
+  writeUpstreamRequestHead(out, p, h);
+  EXPECT_EQ(out,
+            "GET http://a.example:8080/x HTTP/1.1\r\n"
+            "Host: a.example:8080\r\n"
+            "Accept: */*\r\n"
+            "X-Forwarded-For: unix\r\n"
+            "X-Forwarded-Proto: http\r\n"
+            "X-Forwarded-Host: a.example:8080\r\n"
+            "X-Request-Id: r\r\n"
+            "\r\n");
+
+  p.target = "/x";
+  out.clear();
+  writeUpstreamRequestHead(out, p, h);
+  EXPECT_NE(out.find("\r\nHost: b.example\r\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("\r\nX-Forwarded-Host: b.example\r\n"), std::string::npos) << out;
+}
+
+TEST(UpstreamRequestHead, Http10WithoutHostGetsTheFallbackHost) {
+  UpstreamRequestParams p;
+  p.method = "GET";
+  p.target = "/x";
+  p.request_id = "r";
+  p.fallback_host = "app";
+  std::string out;
+  writeUpstreamRequestHead(out, p, headers({{"Host", ""}}));
+  EXPECT_TRUE(out.starts_with("GET /x HTTP/1.1\r\nHost: app\r\n")) << out;
+  EXPECT_EQ(out.find("X-Forwarded-Host"), std::string::npos) << out;  // the client named none
+  EXPECT_EQ(out.find("Host", out.find("Host") + 1), std::string::npos) << out;
+
+  p.fallback_host = {};
+  out.clear();
+  writeUpstreamRequestHead(out, p, headers({}));
+  EXPECT_TRUE(out.starts_with("GET /x HTTP/1.1\r\nHost: localhost\r\n")) << out;
 }
 
 TEST(HopByHop, DropsFixedListAndConnectionNamedHeaders) {

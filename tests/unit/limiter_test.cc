@@ -1,4 +1,5 @@
 #include "proxy/routing/limiter.h"
+#include "tests/unit/limiter_test_support.h"
 
 #include <gtest/gtest.h>
 
@@ -14,98 +15,7 @@ namespace {
 
 using std::chrono::milliseconds;
 
-class FakeClock : public LimiterClock {
- public:
-  TimePointMs now() const override { return now_; }
-  void arm(TimePointMs deadline) override {
-    armed_ = deadline;
-    ++arm_calls_;
-  }
-  void disarm() override {
-    armed_.reset();
-    ++disarm_calls_;
-  }
-
-  TimePointMs now_ = 1000;
-  std::optional<TimePointMs> armed_;
-  int arm_calls_ = 0;
-  int disarm_calls_ = 0;
-};
-
-// A pool's free worker slots. Like a real gate owner, it may pump a limiter when a unit comes
-// back (set `pump_on_give_back`), which re-enters the limiter from inside release().
-class FakeGate : public CapacityGate {
- public:
-  explicit FakeGate(uint64_t units) : free_(units) {}
-  bool tryTake() override {
-    ++take_calls_;
-    if (free_ == 0) return false;
-    --free_;
-    return true;
-  }
-  void giveBack() override {
-    ++free_;
-    if (pump_on_give_back_ != nullptr) pump_on_give_back_->pump();
-  }
-  bool hasCapacity() const override { return free_ > 0; }
-
-  // The owner adds capacity (a worker became ready) and pumps, as the real one does.
-  void grow(Limiter& limiter, uint64_t units) {
-    free_ += units;
-    limiter.pump();
-  }
-
-  uint64_t free_;
-  int take_calls_ = 0;
-  Limiter* pump_on_give_back_ = nullptr;
-};
-
-// Records every callback, in order, into a shared log; optional hooks run inside them.
-class TestWaiter : public LimiterWaiter {
- public:
-  TestWaiter(std::string name, std::vector<std::string>& log) : name_(std::move(name)), log_(log) {}
-  void onAdmitted() override {
-    ++admitted_;
-    log_.push_back(name_ + ":admitted");
-    if (on_admitted_) on_admitted_();
-  }
-  void onQueueTimeout() override {
-    ++timed_out_;
-    log_.push_back(name_ + ":timeout");
-    if (on_timeout_) on_timeout_();
-  }
-
-  std::string name_;
-  std::vector<std::string>& log_;
-  int admitted_ = 0;
-  int timed_out_ = 0;
-  std::function<void()> on_admitted_;
-  std::function<void()> on_timeout_;
-};
-
-config::RouteLimits makeLimits(std::optional<uint64_t> max_in_flight, uint64_t max_queue,
-                               milliseconds queue_timeout = milliseconds(5000)) {
-  config::RouteLimits limits;
-  limits.max_in_flight = max_in_flight;
-  limits.max_queue = max_queue;
-  limits.queue_timeout = queue_timeout;
-  return limits;
-}
-
-class LimiterTest : public ::testing::Test {
- protected:
-  // Waiters live in a deque so their addresses stay put while more are added.
-  TestWaiter& waiter(const std::string& name) { return waiters_.emplace_back(name, log_); }
-
-  // Leaves the limiter empty so its destructor's invariant holds whatever a test did.
-  void drain(Limiter& limiter) {
-    for (TestWaiter& w : waiters_) limiter.cancel(w);
-  }
-
-  FakeClock clock_;
-  std::vector<std::string> log_;
-  std::deque<TestWaiter> waiters_;
-};
+class LimiterTest : public WaiterFixture {};
 
 TEST_F(LimiterTest, AdmitsUpToMaxInFlightThenQueuesThenRefuses) {
   Limiter limiter(makeLimits(2, 2), clock_);

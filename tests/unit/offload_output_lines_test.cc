@@ -51,5 +51,20 @@ TEST(OutputLines, FinishWithNothingPendingEmitsNothing) {
   EXPECT_EQ(c.lines.size(), 1u);
 }
 
+TEST(LineBudget, ABurstThenTenLinesPerSecond) {
+  LineBudget b;
+  int taken = 0;
+  for (int i = 0; i < 100; ++i) taken += b.take(1000) ? 1 : 0;
+  EXPECT_EQ(taken, 50);
+  EXPECT_EQ(b.takeRefused(), 50u);
+  EXPECT_EQ(b.takeRefused(), 0u);
+  EXPECT_FALSE(b.take(1050));  // 0.5 token back
+  EXPECT_TRUE(b.take(1150));   // 1.5 tokens
+  EXPECT_FALSE(b.take(1150));
+  taken = 0;
+  for (int i = 0; i < 100; ++i) taken += b.take(60'000) ? 1 : 0;  // refilled, to the burst only
+  EXPECT_EQ(taken, 50);
+}
+
 }  // namespace
 }  // namespace loopguard::offload

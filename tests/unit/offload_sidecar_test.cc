@@ -44,9 +44,20 @@ TEST(SidecarConfig, OneImplicitRouteToTheOffloadPool) {
   EXPECT_EQ(r.target, "cpu");
   EXPECT_TRUE(r.buffer_request);
   EXPECT_FALSE(r.limits.max_in_flight);
-  EXPECT_EQ(r.limits.max_queue, kSidecarMaxQueue);
+  EXPECT_EQ(r.limits.max_queue, 1024u);
   EXPECT_EQ(r.limits.queue_timeout.count(), 7000);
   EXPECT_EQ(usedPools(*cfg).size(), 1u);
+}
+
+TEST(SidecarConfig, OffloadQueueSettingsBoundTheImplicitRoute) {
+  std::string text(kSidecarFile);
+  text.insert(text.find("  pool: cpu"), "  max_queue: 2\n  queue_timeout: 1500ms\n");
+  auto file = load(text, config::Purpose::Offload);
+  ASSERT_TRUE(file);
+  auto cfg = sidecarConfig(*file);
+  const config::Route& r = cfg->routes.at(0);
+  EXPECT_EQ(r.limits.max_queue, 2u);
+  EXPECT_EQ(r.limits.queue_timeout.count(), 1500);
 }
 
 TEST(UsedPools, OnlyPoolsThatARouteSendsTo) {

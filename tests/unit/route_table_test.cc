@@ -130,6 +130,75 @@ TEST(RouteTableTest, KeepsConfigAlive) {
   EXPECT_TRUE(weak.expired());
 }
 
+// What a route table picks for a raw request-target, as Exchange::route() asks it.
+std::string routeOf(const RouteTable& table, std::string_view target) {
+  RoutingPath path;
+  if (const char* why = path.assign(target)) return std::string("400: ") + why;
+  const CompiledRoute* compiled =
+      table.match(RequestView{"GET", path.normalized(), "example.com", path.appPath()});
+  return compiled == nullptr ? std::string() : compiled->route->name;
+}
+
+RouteTable cpuAndCatchAll() {
+  return makeTable({makeRoute("cpu", MatchKind::Prefix, "/cpu/"),
+                    makeRoute("hash", MatchKind::Exact, "/hash"),
+                    makeRoute("default", MatchKind::Prefix, "/")});
+}
+
+TEST(RoutingPathTest, EncodingTricksReachTheRouteTheirDecodedFormMatches) {
+  RouteTable table = cpuAndCatchAll();
+  for (std::string_view target : {"/cpu/hash", "/%63pu/hash", "/cpu%2Fhash", "//cpu/hash",
+                                  "/./cpu/hash", "/x/../cpu/hash", "/x/%2e%2e/cpu/hash",
+                                  "/x%2F..%2Fcpu/hash", "/%63%70%75/hash?q=/x", "/cpu/hash#f",
+                                  "http://a.example//cpu/./hash?x", "/cpu/../hash"}) {
+    EXPECT_EQ(routeOf(table, target), "cpu") << target;
+  }
+  EXPECT_EQ(routeOf(table, "/%68ash"), "hash");
+  EXPECT_EQ(routeOf(table, "//hash"), "hash");
+  EXPECT_EQ(routeOf(table, "/hash/."), "default");  // "/hash/" is not the exact "/hash"
+  EXPECT_EQ(routeOf(table, "/cpu%252Fhash"), "default");  // the app sees the text "%2F"
+  EXPECT_EQ(routeOf(table, "/io"), "default");
+  EXPECT_EQ(routeOf(table, "*"), "");  // asterisk-form has no path to match
+}
+
+TEST(RoutingPathTest, AnEarlierRouteTheAppMaySeeWins) {
+  // "/cpu/../io" is "/io" once resolved, but uvicorn hands "/cpu/../io" to the app, where a
+  // "/cpu/{rest:path}" route would run the CPU handler: the first route either form matches.
+  RouteTable table = cpuAndCatchAll();
+  EXPECT_EQ(routeOf(table, "/cpu/../io"), "cpu");
+  EXPECT_EQ(routeOf(table, "/cpu%2F..%2Fio"), "cpu");
+  EXPECT_EQ(routeOf(table, "/cpu//../io"), "cpu");
+
+  RouteTable io_first = makeTable({makeRoute("io", MatchKind::Prefix, "/io"),
+                                   makeRoute("cpu", MatchKind::Prefix, "/cpu/")});
+  EXPECT_EQ(routeOf(io_first, "/cpu/../io"), "io");
+}
+
+TEST(RoutingPathTest, UnroutablePathsSayWhy) {
+  RouteTable table = cpuAndCatchAll();
+  for (std::string_view target : {"/..", "/../cpu/hash", "/%2e%2e/cpu", "/a%00", "/a%zz", "/a%4",
+                                  "/cpu%5Chash", "/cpu\\hash", "/caf\xC3\xA9", "/a\x7f"}) {
+    EXPECT_TRUE(routeOf(table, target).starts_with("400: ")) << target;
+  }
+}
+
+TEST(RoutingPathTest, PlainPathsAreNotCopied) {
+  const std::string target = "/cpu/hash?x=1";
+  RoutingPath path;
+  ASSERT_EQ(path.assign(target), nullptr);
+  EXPECT_EQ(path.normalized(), "/cpu/hash");
+  EXPECT_EQ(path.normalized().data(), target.data());
+  EXPECT_TRUE(path.appPath().empty());
+
+  ASSERT_EQ(path.assign("/%63pu/hash"), nullptr);  // decodes to a single form
+  EXPECT_EQ(path.normalized(), "/cpu/hash");
+  EXPECT_TRUE(path.appPath().empty());
+
+  ASSERT_EQ(path.assign("/a/../b"), nullptr);  // two forms
+  EXPECT_EQ(path.normalized(), "/b");
+  EXPECT_EQ(path.appPath(), "/a/../b");
+}
+
 TEST(RequestPathTest, OriginForm) {
   EXPECT_EQ(requestPath("/"), "/");
   EXPECT_EQ(requestPath("/a/b"), "/a/b");

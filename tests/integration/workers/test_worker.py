@@ -13,13 +13,15 @@ Per request (by the last path segment, so /cpu/work acts as /work; times in mill
   GET /alloc?mb=N       allocate N MiB and keep it (for max_rss)
   POST /echo            {"length", "sha256"} of the body
   GET /env              {"index_env", "argv", "cwd", "pid", "custom"}
+  GET /big?mb=N&ms=M    after M ms, N MiB of zeros (Content-Length), whatever the reader's pace
 Every counted request records the process's PEAK number of concurrent requests. With
 $TEST_WORKER_STATS_DIR set, the peak is also written to $TEST_WORKER_STATS_DIR/<pid>.json, so a
 test can check every worker process, including those already killed or recycled.
 
 Per process: --boot-delay S (sleep before listening), --boot-exit CODE (print to stderr and
 exit at once), --fail-boot-if-exists FILE (exit at once while FILE exists), --never-ready
-(/ready answers 503), --ignore-sigterm.
+(/ready answers 503), --ignore-sigterm, --boot-chatter N (N numbered lines on stdout and on
+stderr at boot).
 """
 import argparse
 import hashlib
@@ -139,6 +141,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 out = self.info()
                 out.update({"length": len(body), "sha256": hashlib.sha256(body).hexdigest()})
                 return self.reply(200, out)
+            elif path == "/big":
+                time.sleep(ms / 1000.0)
+                n = int(q.get("mb", "1")) * 1024 * 1024
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(n))
+                self.end_headers()
+                chunk = bytes(256 * 1024)
+                try:
+                    for _ in range(n // len(chunk)):
+                        self.wfile.write(chunk)
+                except OSError:
+                    pass  # the proxy gave up on it
+                return
             elif path == "/env":
                 out = self.info()
                 out.update({"index_env": os.environ.get("LOOPGUARD_WORKER_INDEX"),
@@ -173,7 +189,15 @@ def main():
     p.add_argument("--fail-boot-if-exists", metavar="FILE")
     p.add_argument("--never-ready", action="store_true")
     p.add_argument("--ignore-sigterm", action="store_true")
+    p.add_argument("--boot-chatter", type=int, default=0, metavar="N",
+                   help="write N numbered lines to stdout and N to stderr at boot")
     ARGS = p.parse_args()
+
+    for i in range(ARGS.boot_chatter):
+        sys.stdout.write(f"chatter stdout {i}\n")
+        sys.stderr.write(f"chatter stderr {i}\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
 
     if ARGS.fail_boot_if_exists and os.path.exists(ARGS.fail_boot_if_exists):
         ARGS.boot_exit = 4

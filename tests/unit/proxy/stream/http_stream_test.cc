@@ -197,10 +197,10 @@ TEST_F(StreamTest, ABorrowedReadBlockIsHeldUntilTheWriteCarryingItEnds) {
     in.stream.resume();  // the body is parsed into out's batch, borrowed; the round flushes
     EXPECT_EQ(in_events.messages, 1);
     EXPECT_TRUE(out.stream.writing());
-    EXPECT_EQ(buffers.blocksInUse(), 1u);  // in's block: all its input consumed, but lent
+    EXPECT_EQ(buffers.blocksInUse(net::BufferPool::Size::Small), 1u);  // in's block: all its input consumed, but lent
     step(loop);
     EXPECT_EQ(out_events.written, (std::vector<int>{0}));
-    EXPECT_EQ(buffers.blocksInUse(), 0u);
+    EXPECT_EQ(buffers.blocksInUse(net::BufferPool::Size::Small), 0u);
     EXPECT_EQ(out.received(), "body");
     in.close(loop);
     out.close(loop);

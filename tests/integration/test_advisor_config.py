@@ -1,0 +1,169 @@
+"""What the advisor hands an operator, end to end on a real FastAPI app: GET /advice and
+`loopguard advise` name the endpoint that blocks the loop, the suggested config validates, and
+applied as is (POST /reload) it moves that endpoint to a pool worker and the I/O endpoint's
+latency recovers. Also: the metrics, POST /advice/reset, advice.enabled: false. About 45 s."""
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+import advisor_support as adv
+import harness
+from harness import PYTHON, wait_until
+
+POOL = {"cpu": {"command": [PYTHON, "-m", "uvicorn", "advisor_app:app", "--uds", "{socket}",
+                            "--log-level", "warning"],
+                "workers": 1, "concurrency_per_worker": 1, "workdir": adv.APPS,
+                "env": {"PYTHONUNBUFFERED": "1"}, "ready": {"path": "/health", "timeout": "30s"}}}
+
+
+@pytest.fixture(scope="module")
+def app():
+    a = adv.fastapi_app(workers=1)
+    a.start()
+    yield a
+    a.stop()
+
+
+class Hammer:
+    """`clients` threads calling path back to back (closed loop) until stop()."""
+
+    def __init__(self, port, path, clients=2):
+        self.port, self.path, self.stop_flag = port, path, threading.Event()
+        self.pids, self.errors = [], []
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self):
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        while not self.stop_flag.is_set():
+            try:
+                conn.request("GET", self.path)
+                r = conn.getresponse()
+                body = r.read()
+                if r.status != 200:
+                    self.errors.append(r.status)
+                else:
+                    self.pids.append(json.loads(body)["pid"])
+            except OSError as e:
+                self.errors.append(repr(e))
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+
+    def stop(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(70)
+
+
+def io_p99(port, seconds=6.0, rate=40):
+    """p99 latency (s) of GET /io/sleep at a fixed rate through port."""
+    t = adv.Traffic(port, {"GET /io/sleep": rate}, paced=True).start()
+    time.sleep(seconds)
+    t.stop()
+    lat = sorted(l for s, l in t.results["GET /io/sleep"] if s == 200)
+    assert not t.errors and len(lat) > 50, (t.errors[:5], len(lat))
+    return lat[int(0.99 * (len(lat) - 1))]
+
+
+def metric(proxy, name, **labels):
+    text = adv.get_text(proxy.admin_port, "/metrics")
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(name + "{" + want + "}") or (not labels and line.startswith(name + " ")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_suggested_config_moves_the_blocker_to_a_pool_and_io_recovers(procs, app):
+    config = adv.advisor_config(app.port, pools=POOL)
+    proxy = procs.proxy(config)
+    app_pid = app.pids()[0]
+
+    hammer = Hammer(proxy.port, "/cpu/loop?ms=12")
+    try:
+        before = io_p99(proxy.port)
+        wait_until(lambda: adv.by_path(adv.advice(proxy.admin_port)).get("GET /cpu/loop", {})
+                   .get("verdict") == "blocks_loop", 30, interval=0.5,
+                   desc="GET /cpu/loop to be flagged")
+    finally:
+        hammer.stop()
+    assert not hammer.errors and set(hammer.pids) == {app_pid}
+    report = adv.advice(proxy.admin_port)
+    seen = adv.by_path(report)
+    assert seen["GET /io/sleep"]["verdict"] in ("ok", "not_enough_data"), adv.summary(report)
+    assert seen["GET /cpu/loop"]["offloaded"] is False
+
+    # The metrics: loop time of the blocking endpoint only, and the busy ratio.
+    assert metric(proxy, "loopguard_endpoint_blocking_seconds_total", route="app", method="GET",
+                  path="/cpu/loop") > 0
+    assert metric(proxy, "loopguard_endpoint_blocking_seconds_total", route="app", method="GET",
+                  path="/io/sleep") is None
+    assert metric(proxy, "loopguard_upstream_loop_busy_ratio", upstream="app") > 0.05
+
+    # `loopguard advise` prints the same: a table line and the suggested YAML.
+    out = harness.run_cli(["advise", "--admin", f"127.0.0.1:{proxy.admin_port}"])
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"^app\s+GET\s+/cpu/loop\s+\d+\s+blocks_loop", out.stdout, re.M), out.stdout
+    yaml_only = harness.run_cli(["advise", "--admin", f"127.0.0.1:{proxy.admin_port}", "--yaml"])
+    suggested = yaml_only.stdout
+    assert "exact: \"/cpu/loop\"" in suggested and "pool: \"cpu\"" in suggested, suggested
+    assert "/io/sleep" not in suggested
+
+    # It validates, and applied as is, the blocker goes to the pool.
+    path = procs.path("suggested.yaml")
+    with open(path, "w") as f:
+        f.write(suggested)
+    check = harness.run_cli(["validate", "--config", path])
+    assert check.returncode == 0, check.stderr + "\n" + suggested
+    proxy.write_config(suggested)
+    reload = adv.get_json(proxy.admin_port, "/reload", method="POST", timeout=30)
+    assert reload["ok"] and reload["changed"] and not reload["restart_required"], reload
+    wait_until(lambda: adv.get_json(proxy.port, "/cpu/loop?ms=1", timeout=30)["pid"] != app_pid,
+               60, interval=0.5, desc="GET /cpu/loop to be served by a pool worker")
+
+    hammer = Hammer(proxy.port, "/cpu/loop?ms=12")
+    try:
+        after = io_p99(proxy.port)
+    finally:
+        hammer.stop()
+    assert not hammer.errors and app_pid not in hammer.pids, (hammer.errors[:3], set(hammer.pids))
+    print(f"GET /io/sleep p99 with GET /cpu/loop hammered: {before * 1000:.1f} ms on the app's "
+          f"loop, {after * 1000:.1f} ms with the suggested config")
+    assert after < before / 2, f"GET /io/sleep p99 {after * 1000:.1f} ms after, {before * 1000:.1f} ms before"
+    proxy.stop()
+
+
+def test_reset_forgets_and_only_post_resets(procs, app):
+    proxy = procs.proxy(adv.advisor_config(app.port))
+    for _ in range(40):
+        adv.get_json(proxy.port, "/io/sleep")
+    wait_until(lambda: adv.advice(proxy.admin_port)["endpoints"], 10, desc="an observed endpoint")
+    assert adv.status_of(proxy.admin_port, "/advice/reset", "GET") == 405
+    assert adv.get_json(proxy.admin_port, "/advice/reset", method="POST")["ok"] is True
+    report = adv.advice(proxy.admin_port)
+    assert report["endpoints"] == [] and report["observed_requests"] == 0, report
+    assert report["observed_s"] < 5
+    adv.get_json(proxy.port, "/io/sleep")  # observing goes on
+    wait_until(lambda: adv.advice(proxy.admin_port)["observed_requests"] >= 1, 10,
+               desc="observations after the reset")
+    proxy.stop()
+
+
+def test_disabled_advice_observes_nothing(procs, app):
+    proxy = procs.proxy(harness.proxy_config(
+        {"app": {"endpoints": [f"127.0.0.1:{app.port}"]}},
+        [{"name": "app", "match": {"prefix": "/"}, "upstream": "app"}],
+        admin={"listen": "127.0.0.1:0"}, advice={"enabled": False}))
+    for _ in range(20):
+        adv.get_json(proxy.port, "/io/sleep")
+    report = adv.advice(proxy.admin_port)
+    assert report["enabled"] is False and report["endpoints"] == [], report
+    assert "advice.enabled is false" in " ".join(report["notes"])
+    assert metric(proxy, "loopguard_upstream_loop_busy_ratio", upstream="app") is None
+    proxy.stop()
