@@ -35,7 +35,7 @@ bool waitFor(int fd, short events, int timeout_ms) {
 // GET `path` from host:port; the whole response (the admin API closes after one). Empty + why
 // on failure.
 std::string httpGet(const std::string& host, const std::string& port, const std::string& path,
-                    int timeout_ms, std::string& why) {
+                    const std::string& token, int timeout_ms, std::string& why) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* list = nullptr;
@@ -69,7 +69,8 @@ std::string httpGet(const std::string& host, const std::string& port, const std:
   }
   const std::string authority = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + port;
   std::string request = "GET " + path + " HTTP/1.1\r\nHost: " + authority +
-                        "\r\nConnection: close\r\nUser-Agent: loopguard-advise\r\n\r\n";
+                        "\r\nConnection: close\r\nUser-Agent: loopguard-advise\r\n" +
+                        (token.empty() ? "" : "Authorization: Bearer " + token + "\r\n") + "\r\n";
   size_t sent = 0;
   while (sent < request.size()) {
     if (!waitFor(fd, POLLOUT, timeout_ms)) break;
@@ -162,8 +163,20 @@ int runAdvise(const AdviseOptions& options) {
               << options.admin << "\"" << (why.empty() ? "" : " (" + why + ")") << "\n";
     return 2;
   }
+  std::string token;
+  if (!options.token_file.empty()) {
+    if (!config::readWholeFile(options.token_file, token, why)) {
+      std::cerr << "loopguard advise: --token-file: cannot read " << options.token_file << ": "
+                << why << "\n";
+      return 2;
+    }
+    // Trimmed as the proxy trims admin.token_file.
+    const size_t begin = token.find_first_not_of(" \t\r\n");
+    const size_t end = token.find_last_not_of(" \t\r\n");
+    token = begin == std::string::npos ? "" : token.substr(begin, end - begin + 1);
+  }
   const std::string& host = address.host;
-  std::string response = httpGet(host, std::to_string(address.port), "/advice",
+  std::string response = httpGet(host, std::to_string(address.port), "/advice", token,
                                  static_cast<int>(options.timeout_s * 1000), why);
   if (response.empty()) {
     std::cerr << "loopguard advise: " << why << "\n";
@@ -178,6 +191,10 @@ int runAdvise(const AdviseOptions& options) {
     std::cerr << "loopguard advise: GET /advice on " << options.admin << " answered "
               << (status ? std::to_string(status) : "garbage") << ": "
               << response.substr(head_end == std::string::npos ? 0 : head_end + 4, 300) << "\n";
+    if (status == 401 || status == 403) {
+      std::cerr << "loopguard advise: the proxy guards /advice (admin.token_file): pass "
+                   "--token-file FILE\n";
+    }
     return 1;
   }
   nlohmann::json j = nlohmann::json::parse(response.substr(head_end + 4), nullptr, false);

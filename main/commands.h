@@ -18,6 +18,7 @@ struct AdviseOptions {
   double timeout_s = 10;
   bool json = false;       // print the raw JSON
   bool yaml_only = false;  // print the suggested config only
+  std::string token_file;  // the proxy's admin.token_file, when it has one
 };
 
 int runProxy(const CommonOptions& options);

@@ -49,6 +49,8 @@ int main(int argc, char** argv) {
       ->required();
   advise->add_option("--timeout", advise_options.timeout_s, "Seconds to wait for the answer")
       ->check(CLI::PositiveNumber);
+  advise->add_option("--token-file", advise_options.token_file,
+                     "File with the admin bearer token (the proxy's admin.token_file)");
   auto* json_flag = advise->add_flag("--json", advise_options.json, "Print the JSON as it came");
   advise->add_flag("--yaml", advise_options.yaml_only, "Print the suggested config only")
       ->excludes(json_flag);

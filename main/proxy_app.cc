@@ -261,6 +261,7 @@ void ProxyApp::addStatusSections() {
   if (hooks_.pools_status) {
     status_.add("pools", [this] { return hooks_.pools_status(uv_now(loop_)); });
   }
+  status_.add("advice", [this] { return advice::adviceStatus(server_.advisor()); });
 }
 
 nlohmann::json ProxyApp::processStatus() const {

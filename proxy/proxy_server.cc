@@ -50,6 +50,13 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
   }
   clusters_ = std::move(clusters);
 
+  if (config->advice.enabled && !advisor_) {
+    advisor_ = std::make_unique<advice::Advisor>(context_.loop, context_.buffers, config->advice);
+    // The adaptive limits ask it which routes block their upstream's loop (docs/limits.md).
+    if (loop_block_oracle_ == nullptr) setLoopBlockOracle(advisor_.get());
+  }
+  if (advisor_) advisor_->configure(config->advice);
+
   std::map<std::string, std::shared_ptr<routing::RouteLimiter>> limiters;
   std::map<std::string, std::shared_ptr<routing::AdaptiveGroup>> groups;
   for (auto& [key, group] : adaptive_groups_) group->limit().clearRoutes();
@@ -94,10 +101,6 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
     snapshot->routes.push_back(std::move(rt));
   }
   limiters_ = std::move(limiters);
-  if (config->advice.enabled && !advisor_) {
-    advisor_ = std::make_unique<advice::Advisor>(context_.loop, context_.buffers, config->advice);
-  }
-  if (advisor_) advisor_->configure(config->advice);
   snapshot->advice = config->advice.enabled ? advisor_.get() : nullptr;
   for (auto& [key, group] : adaptive_groups_) {
     if (groups.count(key) == 0) retired_groups_.push_back(group);

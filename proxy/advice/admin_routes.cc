@@ -5,6 +5,18 @@
 
 namespace loopguard::advice {
 
+namespace {
+
+Report reportOf(Advisor* advisor) {
+  if (advisor != nullptr) return advisor->report();
+  Report report;
+  report.enabled = false;
+  report.notes.push_back("advice.enabled is false: nothing is observed");
+  return report;
+}
+
+}  // namespace
+
 bool isAdvicePath(const std::string& path) { return path == "/advice" || path == "/advice/reset"; }
 
 admin::AdminResponse handleAdviceRequest(const admin::AdminRequest& r, Advisor* advisor,
@@ -18,14 +30,10 @@ admin::AdminResponse handleAdviceRequest(const admin::AdminRequest& r, Advisor* 
     return json_response(200, nlohmann::json{{"ok", true}, {"enabled", advisor != nullptr}});
   }
   if (r.method != "GET") return {405, "text/plain", "method not allowed\n"};
-  Report report;
-  if (advisor != nullptr) {
-    report = advisor->report();
-  } else {
-    report.enabled = false;
-    report.notes.push_back("advice.enabled is false: nothing is observed");
-  }
+  Report report = reportOf(advisor);
   return json_response(200, reportToJson(report, suggestedConfig(running, report.endpoints)));
 }
+
+nlohmann::json adviceStatus(Advisor* advisor) { return reportStatus(reportOf(advisor)); }
 
 }  // namespace loopguard::advice

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "config/config.h"
 #include "proxy/admin/admin_server.h"
 #include "proxy/advice/advisor.h"
@@ -18,5 +20,8 @@ bool isAdvicePath(const std::string& path);
 // as the suggestion).
 admin::AdminResponse handleAdviceRequest(const admin::AdminRequest& request, Advisor* advisor,
                                          const config::Config& running);
+
+// The "advice" section of GET /status (proxy/admin/status.h).
+nlohmann::json adviceStatus(Advisor* advisor);
 
 }  // namespace loopguard::advice

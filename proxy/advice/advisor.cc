@@ -166,6 +166,7 @@ void Advisor::reset() {
     g->background.clear();
   }
   for (InFlight& f : in_flight_) f.suspect = false;
+  blocking_routes_.clear();
   observe_start_ns_ = now();
   observed_ = 0;
   unattributed_ = 0;
@@ -481,6 +482,15 @@ void Advisor::refresh(int64_t t) {
     es.flagged_ms = es.verdict.kind == VerdictKind::BlocksLoop ? es.verdict.blocking_ms : 0;
     es.probe_wanted = probeWanted(id);
   }
+  blocking_routes_.clear();
+  for (size_t e = 0; e < n; ++e) {
+    if (endpoint_state_[e].verdict.kind != VerdictKind::BlocksLoop) continue;
+    const EndpointInfo& info = endpoints_.info(static_cast<EndpointId>(e));
+    std::pair<std::string, std::string> key{info.upstream, info.route};
+    if (std::find(blocking_routes_.begin(), blocking_routes_.end(), key) == blocking_routes_.end()) {
+      blocking_routes_.push_back(std::move(key));
+    }
+  }
   for (auto& gp : groups_) {
     Group& g = *gp;
     double busy = 0;
@@ -564,6 +574,14 @@ std::vector<EndpointReport> Advisor::blockingEndpoints(std::string_view upstream
     }
   }
   return out;
+}
+
+bool Advisor::blocksLoop(std::string_view target, std::string_view route) const {
+  if (!config_.enabled) return false;
+  for (const auto& [upstream, name] : blocking_routes_) {
+    if (upstream == target && name == route) return true;
+  }
+  return false;
 }
 
 void Advisor::writeMetrics(metrics::PrometheusWriter& out) const {

@@ -5,7 +5,8 @@
 // stream (S1 stall-then-flush, S2 silence-before-completion, S3 probe lag when
 // `advice.probe: true`), and once a second turns the evidence into verdicts. Those answer
 // GET /advice, feed the metrics, and are what auto-offload and the adaptive limiter ask for
-// (verdictFor(), blockingEndpoints()).
+// (verdictFor(), blockingEndpoints(), and blocksLoop() as the adaptive limiter's
+// routing::LoopBlockOracle).
 //
 // One per proxy, on its loop; it outlives every snapshot that points at it.
 #pragma once
@@ -29,6 +30,7 @@
 #include "proxy/advice/process_stream.h"
 #include "proxy/advice/verdict.h"
 #include "proxy/metrics/prometheus.h"
+#include "proxy/routing/adaptive_limit.h"
 #include "common/net/buffer_pool.h"
 #include "common/uv/timer.h"
 
@@ -61,7 +63,7 @@ struct Report {
   std::vector<std::string> notes;  // about grouping: addresses whose processes cannot be told apart
 };
 
-class Advisor final : public Observer, private ProbeOwner {
+class Advisor final : public Observer, public routing::LoopBlockOracle, private ProbeOwner {
  public:
   Advisor(uv_loop_t* loop, net::BufferPool& buffers, const config::AdviceConfig& config);
   ~Advisor() override;
@@ -83,6 +85,10 @@ class Advisor final : public Observer, private ProbeOwner {
                             std::string_view target);
   // Endpoints of `upstream` whose latest verdict is blocks_loop.
   std::vector<EndpointReport> blockingEndpoints(std::string_view upstream) const;
+  // routing::LoopBlockOracle, for `max_in_flight: auto`: whether an endpoint of `route` whose
+  // requests go to upstream `target` has the verdict blocks_loop now (false while advice is
+  // disabled: its verdicts are not kept up to date then).
+  bool blocksLoop(std::string_view target, std::string_view route) const override;
 
   // Observer
   Ticket onRequestSent(const SentRequest& request) override;
@@ -149,6 +155,8 @@ class Advisor final : public Observer, private ProbeOwner {
   std::minstd_rand jitter_{12345};
   std::string probe_request_;
 
+  // (upstream, route) pairs with a blocks_loop endpoint, from the last refresh (blocksLoop()).
+  std::vector<std::pair<std::string, std::string>> blocking_routes_;
   uint32_t epoch_ = 1;
   uint32_t generation_ = 0;
   int64_t observe_start_ns_ = 0;

@@ -89,4 +89,28 @@ json reportToJson(const Report& report, const std::string& suggested_config) {
               {"suggested_config", suggested_config}};
 }
 
+json reportStatus(const Report& report) {
+  json endpoints = json::array();
+  for (const EndpointReport& ep : report.endpoints) {
+    const Verdict& v = ep.verdict;
+    std::string notes;
+    for (const std::string& n : v.notes) notes += (notes.empty() ? "" : "; ") + n;
+    endpoints.push_back(json{{"route", ep.endpoint.route},
+                             {"method", ep.endpoint.method},
+                             {"path", ep.endpoint.path},
+                             {"samples", ep.evidence.samples},
+                             {"verdict", verdictName(v.kind)},
+                             {"blocking_ms", rounded(v.blocking_ms, 2)},
+                             {"loop_share", rounded(v.loop_share, 4)},
+                             {"confidence", rounded(v.confidence, 3)},
+                             {"notes", notes}});
+  }
+  return json{{"enabled", report.enabled},
+              {"probe", report.probe},
+              {"observed_s", rounded(report.observed_s, 1)},
+              {"observed_requests", report.observed_requests},
+              {"endpoints", std::move(endpoints)},
+              {"notes", report.notes}};
+}
+
 }  // namespace loopguard::advice

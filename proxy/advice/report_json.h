@@ -13,4 +13,9 @@ namespace loopguard::advice {
 
 nlohmann::json reportToJson(const Report& report, const std::string& suggested_config);
 
+// The "advice" section of GET /status (and the status page): the verdicts, one flat row per
+// endpoint, without the evidence or the suggested config (GET /advice has those; /status is
+// not behind the admin access policy and must not reveal the config).
+nlohmann::json reportStatus(const Report& report);
+
 }  // namespace loopguard::advice

@@ -227,11 +227,12 @@ def summary(report):
 
 
 # ---- the checks shared by the advisor tests ------------------------------------------------
-def advisor_config(app_port, probe=False, extra_routes=(), pools=None, probe_path="/health"):
+def advisor_config(app_port, probe=False, extra_routes=(), pools=None, probe_path="/health",
+                   max_in_flight=1000):
     """One catch-all upstream route to the app, the admin API on, advice with or without the
     probe (plus any routes placed ahead of it, and pools)."""
     routes = list(extra_routes) + [{"name": "app", "match": {"prefix": "/"}, "upstream": "app",
-                                    "limits": {"max_in_flight": 1000}}]
+                                    "limits": {"max_in_flight": max_in_flight}}]
     top = {"admin": {"listen": "127.0.0.1:0"}, "log": {"access_log": False},
            "advice": {"probe": probe, "probe_path": probe_path}}
     if pools:

@@ -79,15 +79,17 @@ class Load:
         self.clients = {}
 
 
-def mixed_config(upstream, max_queue=1, queue_timeout="150ms", pools=None, routes=()):
+def mixed_config(upstream, max_queue=1, queue_timeout="150ms", pools=None, routes=(),
+                 upstreams=None, first_routes=()):
     """loopguard config text for mixed_traffic: a 2-slot pool route /cpu/ (2 test workers) with
     the given queue, an upstream route /api/ to `upstream`, an admin port; extra pools and routes
-    (before /api/) as given."""
+    (before /api/; first_routes before /cpu/) and upstreams as given."""
     from harness import proxy_config
     from offload_support import pool_def, pool_route
     return proxy_config(
-        {"app": {"endpoints": [upstream.address]}},
-        [pool_route("cpu", "/cpu/", max_in_flight=2, max_queue=max_queue, queue_timeout=queue_timeout),
+        {"app": {"endpoints": [upstream.address]}, **(upstreams or {})},
+        [*first_routes,
+         pool_route("cpu", "/cpu/", max_in_flight=2, max_queue=max_queue, queue_timeout=queue_timeout),
          *routes,
          {"name": "api", "match": {"prefix": "/api/"}, "upstream": "app", "limits": {"max_in_flight": 50}}],
         pools={"cpu": pool_def(workers=2), **(pools or {})}, admin={"listen": "127.0.0.1:0"},

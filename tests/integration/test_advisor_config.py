@@ -1,7 +1,10 @@
 """What the advisor hands an operator, end to end on a real FastAPI app: GET /advice and
 `loopguard advise` name the endpoint that blocks the loop, the suggested config validates, and
 applied as is (POST /reload) it moves that endpoint to a pool worker and the I/O endpoint's
-latency recovers. Also: the metrics, POST /advice/reset, advice.enabled: false. About 45 s."""
+latency recovers. Also: the metrics and the status page's advice section, the adaptive limits
+capping the blocking route (not its victims) on the advisor's word, POST /advice/reset,
+advice.enabled: false, `loopguard advise --token-file` against a proxy with admin.token_file.
+About 30 s."""
 import json
 import os
 import re
@@ -13,7 +16,7 @@ import pytest
 
 import advisor_support as adv
 import harness
-from harness import PYTHON, wait_until
+from harness import PYTHON, metric, wait_until
 
 POOL = {"cpu": {"command": [PYTHON, "-m", "uvicorn", "advisor_app:app", "--uds", "{socket}",
                             "--log-level", "warning"],
@@ -71,15 +74,6 @@ def io_p99(port, seconds=6.0, rate=40):
     return lat[int(0.99 * (len(lat) - 1))]
 
 
-def metric(proxy, name, **labels):
-    text = adv.get_text(proxy.admin_port, "/metrics")
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in text.splitlines():
-        if line.startswith(name + "{" + want + "}") or (not labels and line.startswith(name + " ")):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
 def test_suggested_config_moves_the_blocker_to_a_pool_and_io_recovers(procs, app):
     config = adv.advisor_config(app.port, pools=POOL)
     proxy = procs.proxy(config)
@@ -105,6 +99,13 @@ def test_suggested_config_moves_the_blocker_to_a_pool_and_io_recovers(procs, app
     assert metric(proxy, "loopguard_endpoint_blocking_seconds_total", route="app", method="GET",
                   path="/io/sleep") is None
     assert metric(proxy, "loopguard_upstream_loop_busy_ratio", upstream="app") > 0.05
+    # The status page's section: the verdicts, not the config.
+    status = adv.get_json(proxy.admin_port, "/status")
+    assert status["sections"][-1] == "advice", status["sections"]
+    rows = {f"{e['method']} {e['path']}": e for e in status["advice"]["endpoints"]}
+    assert rows["GET /cpu/loop"]["verdict"] == "blocks_loop" and rows["GET /cpu/loop"]["blocking_ms"] > 3
+    assert rows["GET /io/sleep"]["verdict"] in ("ok", "not_enough_data"), rows
+    assert "suggested_config" not in status["advice"]
 
     # `loopguard advise` prints the same: a table line and the suggested YAML.
     out = harness.run_cli(["advise", "--admin", f"127.0.0.1:{proxy.admin_port}"])
@@ -166,4 +167,57 @@ def test_disabled_advice_observes_nothing(procs, app):
     assert report["enabled"] is False and report["endpoints"] == [], report
     assert "advice.enabled is false" in " ".join(report["notes"])
     assert metric(proxy, "loopguard_upstream_loop_busy_ratio", upstream="app") is None
+    proxy.stop()
+
+
+def test_adaptive_limits_cap_the_blocking_route_not_its_victims(procs, app):
+    """max_in_flight: auto asks the advisor (routing::LoopBlockOracle) which routes block their
+    upstream's loop: the /cpu/ route that hosts the blocker is capped at one request per app
+    process; the route of the I/O endpoint it stalls is not named."""
+    auto = {"max_in_flight": "auto"}
+    config = adv.advisor_config(app.port, max_in_flight="auto", extra_routes=[
+        {"name": "cpu", "match": {"prefix": "/cpu/"}, "upstream": "app", "limits": auto}])
+    proxy = procs.proxy(config)
+    hammer = Hammer(proxy.port, "/cpu/loop?ms=12", clients=3)
+    io = adv.Traffic(proxy.port, {"GET /io/sleep": 40}).start()
+    try:
+        wait_until(lambda: metric(proxy, "loopguard_adaptive_blocks_loop", route="cpu") == 1, 40,
+                   interval=0.5, desc="route cpu named by the advisor")
+        assert adv.by_path(adv.advice(proxy.admin_port))["GET /cpu/loop"]["verdict"] == "blocks_loop"
+        assert metric(proxy, "loopguard_route_limit", route="cpu") == 1  # one app process
+        assert metric(proxy, "loopguard_adaptive_blocks_loop", route="app") == 0
+        in_flight = []
+        for _ in range(20):
+            in_flight.append(metric(proxy, "loopguard_route_in_flight", route="cpu"))
+            time.sleep(0.05)
+        assert max(in_flight) <= 1, in_flight
+    finally:
+        hammer.stop()
+        io.stop()
+    assert not hammer.errors and not io.errors, (hammer.errors[:3], io.errors[:3])
+    proxy.stop()
+
+
+def test_advise_presents_the_admin_token(procs):
+    """With admin.token_file the proxy guards /advice (like /config): `loopguard advise` says how
+    to pass the token, and with --token-file it gets the report."""
+    up = procs.upstream("app")
+    token_file = procs.path("admin-token")
+    with open(token_file, "w") as f:
+        f.write("advise-token-42\n")
+    proxy = procs.proxy(harness.simple_config(up, admin={"listen": "127.0.0.1:0",
+                                                         "token_file": token_file}))
+    admin = f"127.0.0.1:{proxy.admin_port}"
+    out = harness.run_cli(["advise", "--admin", admin])
+    assert out.returncode == 1 and "401" in out.stderr and "--token-file" in out.stderr, out.stderr
+    wrong = procs.path("wrong-token")
+    with open(wrong, "w") as f:
+        f.write("advise-token-4\n")
+    out = harness.run_cli(["advise", "--admin", admin, "--token-file", wrong])
+    assert out.returncode == 1 and "403" in out.stderr, out.stderr
+    out = harness.run_cli(["advise", "--admin", admin, "--token-file", token_file, "--json"])
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["enabled"] is True
+    out = harness.run_cli(["advise", "--admin", admin, "--token-file", procs.path("missing")])
+    assert out.returncode == 2 and "cannot read" in out.stderr, out.stderr
     proxy.stop()

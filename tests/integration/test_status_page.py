@@ -73,7 +73,7 @@ def png_size(data):
 # ---- /status -------------------------------------------------------------------------------------
 def test_status_document_has_every_section(setup):
     s = status(setup["proxy"])
-    assert s["sections"] == ["loopguard", "routes", "upstreams", "pools"]
+    assert s["sections"] == ["loopguard", "routes", "upstreams", "pools", "advice"]
     lg = s["loopguard"]
     assert lg["mode"] == "proxy" and lg["pid"] == setup["proxy"].pid
     assert lg["rss_bytes"] > 1 << 20 and lg["open_fds"] > 3 and lg["max_fds"] >= lg["open_fds"]
@@ -101,6 +101,12 @@ def test_status_document_has_every_section(setup):
         assert w["pid"] > 0 and w["rss_bytes"] > 1 << 20 and w["cpu_seconds"] is not None
     crashed = [w for w in pool["workers"] if w["restarts_total"]]
     assert crashed and crashed[0]["last_restart"] == "crash: exit code 3", crashed
+    # The loop-block advisor's verdicts (pool routes are outside the app's loop: not observed).
+    advice = s["advice"]
+    assert advice["enabled"] is True and advice["observed_requests"] > 20, advice
+    rows = {(e["route"], e["method"], e["path"]): e for e in advice["endpoints"]}
+    assert set(rows) == {("api", "GET", "/api/delay")}, rows
+    assert rows[("api", "GET", "/api/delay")]["verdict"] in ("ok", "not_enough_data"), rows
 
 
 def test_status_and_page_answer_get_only(setup):
@@ -199,6 +205,11 @@ def test_page_shows_what_status_reports(setup):
             assert row["restarts"].startswith(str(w["restarts_total"]))
             assert w["last_restart"] in row["last_restart"]
     assert dom["endpoints"] == [e["name"] for u in s["upstreams"] for e in u["endpoints"]]
+    # A section the page has no renderer for (the advisor's) is shown generically.
+    advice_text = page.evaluate("(document.querySelector('section[data-section=\"advice\"]') "
+                                "|| {innerText: ''}).innerText")
+    assert "/api/delay" in advice_text and s["advice"]["endpoints"][0]["verdict"] in advice_text, \
+        advice_text
     # Nothing but the page itself and /status was requested: it works offline.
     urls = {p["request"]["url"] for m, p in page.events if m == "Network.requestWillBeSent"}
     base = f"http://127.0.0.1:{proxy.admin_port}/"
