@@ -45,7 +45,7 @@ def test_reload_with_a_key_holding_a_line_break_reports_one_line(admin_proxy):
     assert status == 400, body
     assert body["errors"][0].endswith('unknown key "new\\nline" in the top level (expected one of: '
                                       'listen, admin, log, limits, timeouts, upstreams, pools, '
-                                      'routes, offload)'), body
+                                      'routes, offload, advice)'), body
     # The log line is one line too (it was two, the key's line break printed as it is).
     proxy.wait_for_line(r'rejected: .*unknown key "new\\nline" in the top level')
 

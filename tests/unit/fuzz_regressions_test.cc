@@ -49,7 +49,7 @@ TEST(FuzzRegression, KeyWithALineBreakIsShownEscaped) {
   ASSERT_EQ(result.errors.size(), 1u);
   EXPECT_EQ(result.errors[0].format(),
             "c.yaml:4:1: unknown key \"new\\nline\" in the top level (expected one of: listen, "
-            "admin, log, limits, timeouts, upstreams, pools, routes, offload)");
+            "admin, log, limits, timeouts, upstreams, pools, routes, offload, advice)");
 }
 
 TEST(FuzzRegression, ControlBytesAreRefusedWhereTheyAre) {
