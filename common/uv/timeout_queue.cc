@@ -1,5 +1,7 @@
 #include "common/uv/timeout_queue.h"
 
+#include "common/uv/loop.h"
+
 namespace loopguard::uv {
 
 void Timeout::arm(TimeoutQueue& queue) {
@@ -37,6 +39,24 @@ void TimeoutQueue::onTimer() {
     due->unlink();
     due->fn_(due->owner_);
   }
+}
+
+TimeoutQueue& TimeoutQueues::of(uint64_t duration_ms) {
+  for (auto& q : queues_) {
+    if (q->duration() == duration_ms) return *q;
+  }
+  // A duration not seen before (start-up, or a reload): drop the queues nobody waits in.
+  for (size_t i = 0; i < queues_.size();) {
+    if (queues_[i]->empty()) {
+      Loop::of(loop_).deferDelete(std::move(queues_[i]));
+      queues_[i] = std::move(queues_.back());
+      queues_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+  queues_.push_back(std::make_unique<TimeoutQueue>(loop_, duration_ms));
+  return *queues_.back();
 }
 
 }  // namespace loopguard::uv

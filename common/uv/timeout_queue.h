@@ -14,6 +14,8 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "common/intrusive_list.h"
 #include "common/uv/timer.h"
@@ -64,6 +66,24 @@ class TimeoutQueue {
   IntrusiveList<Timeout> entries_;  // deadline order
   Timer timer_;
   uint64_t timer_due_ = 0;  // when the timer fires, while it is armed
+};
+
+// A loop's queues, one per duration in use: the durations come from the config, so a reload that
+// changes one starts a new queue, and the old one is dropped once it has no entries left (its
+// objects re-arm in the new one as they go on). Destruction is deferred to the end of the loop
+// turn (the loop must be a uv::Loop): the queue that runs may be the one found empty.
+class TimeoutQueues {
+ public:
+  explicit TimeoutQueues(uv_loop_t* loop) : loop_(loop) {}
+  TimeoutQueues(const TimeoutQueues&) = delete;
+  TimeoutQueues& operator=(const TimeoutQueues&) = delete;
+
+  TimeoutQueue& of(uint64_t duration_ms);
+  size_t size() const { return queues_.size(); }
+
+ private:
+  uv_loop_t* loop_;
+  std::vector<std::unique_ptr<TimeoutQueue>> queues_;
 };
 
 }  // namespace loopguard::uv

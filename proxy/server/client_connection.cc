@@ -38,8 +38,7 @@ ClientConnection::ClientConnection(ProxyContext& context, ConnectionSet& set,
     : context_(context),
       set_(set),
       states_(states),
-      socket_(context.loop, context.buffers, *this),
-      timer_(context.loop, this, &uv::bindTimer<ClientConnection, &ClientConnection::onTimer>) {
+      socket_(context.loop, context.buffers, *this) {
   set_.add(this);
   ++context_.counters.client_connections;
 }
@@ -61,7 +60,7 @@ int ClientConnection::accept(uv_stream_t* server) { return socket_.accept(server
 void ClientConnection::start() {
   peer_ip_ = socket_.peerIp();
   // A connection that never sends a byte gets the header timeout too, then a silent close.
-  timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.header.count()));
+  armTimeout(static_cast<uint64_t>(context_.snapshot->config().timeouts.header.count()));
   socket_.readStart();
 }
 
@@ -75,8 +74,11 @@ void ClientConnection::onSocketRead() {
       return;
     case State::Lingering:
       socket_.consume(socket_.input().size());
-      linger_last_read_ = uv_now(context_.loop);
-      if (linger_last_read_ >= linger_until_) close();
+      if (uv_now(context_.loop) >= linger_until_) {
+        close();
+      } else {
+        armTimeout(kLingerQuietMs);  // quiet from now on
+      }
       return;
     case State::Closing:
       return;
@@ -102,7 +104,7 @@ void ClientConnection::parseHeadsLoop() {
     if (!parser.inMessage() && !head_timer_armed_) {
       // First byte of a new request: from here the whole head must arrive within the timeout.
       head_timer_armed_ = true;
-      timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.header.count()));
+      armTimeout(static_cast<uint64_t>(context_.snapshot->config().timeouts.header.count()));
     }
     http::ParseResult r = parser.execute(input.data(), input.size());
     switch (r.status) {
@@ -118,7 +120,7 @@ void ClientConnection::parseHeadsLoop() {
           return;
         }
         socket_.consume(r.consumed);
-        timer_.stop();
+        timeout_.cancel();
         head_timer_armed_ = false;
         state_ = State::Exchanging;
         bool has_body =
@@ -176,17 +178,14 @@ void ClientConnection::onExchangeDone(AfterExchange after) {
   state_ = State::AwaitingHead;
   request_->parser.resume();
   request_->parser.reset();
-  timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.idle.count()));
+  armTimeout(static_cast<uint64_t>(context_.snapshot->config().timeouts.idle.count()));
   head_timer_armed_ = false;
   // Pipelined requests already buffered are parsed by the running parseHeads() loop if we are
-  // inside it; otherwise on the next loop turn: the exchange that just ended may still have
-  // frames on the stack (a write can complete synchronously), and the next request must not
-  // start underneath them.
+  // inside it; otherwise from the loop's ready queue: the exchange that just ended may still
+  // have frames on the stack (a write can complete synchronously), and the next request must
+  // not start underneath them.
   if (!socket_.input().empty()) {
-    if (!in_parse_loop_) {
-      parse_pending_ = true;
-      timer_.start(0);
-    }
+    if (!in_parse_loop_) request_->parse_next.post(context_.loop);
   } else {
     releaseRequestState();  // idle: the parser and exchange go back to the pool
     socket_.readStart();
@@ -197,7 +196,7 @@ void ClientConnection::rejectRequest(int status, const char* message, bool linge
   context_.log->debug("client {}: rejecting request: {} {}", peer_ip_, status, message);
   socket_.readStop();
   socket_.consume(socket_.input().size());
-  timer_.stop();
+  timeout_.cancel();
   std::string request_id;
   context_.ids.next(request_id);
   http::ErrorResponse e;
@@ -206,8 +205,10 @@ void ClientConnection::rejectRequest(int status, const char* message, bool linge
   e.request_id = request_id;
   e.keep_alive = false;
   e.client_minor = 1;
-  out_.clear();
-  http::writeErrorResponse(out_, e);
+  if (!out_) out_ = std::make_unique<std::string>();
+  std::string& out = *out_;
+  out.clear();
+  http::writeErrorResponse(out, e);
   ++context_.unrouted.requests_by_code[status];
   if (context_.access_log.enabled()) {
     // The same shape as an exchange's line; what the broken head never said stays absent.
@@ -215,11 +216,11 @@ void ClientConnection::rejectRequest(int status, const char* message, bool linge
     r.request_id = request_id;
     r.client = peer_ip_;
     r.status = status;
-    r.bytes = out_.size();
+    r.bytes = out.size();
     r.error = message;
     context_.access_log.write(r);
   }
-  uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+  uv_buf_t buf = uv_buf_init(out.data(), static_cast<unsigned>(out.size()));
   if (socket_.write(&buf, 1) != 0) {
     close();
     return;
@@ -241,10 +242,8 @@ void ClientConnection::linger() {
     close();
     return;
   }
-  uint64_t now = uv_now(context_.loop);
-  linger_until_ = now + kLingerMaxMs;
-  linger_last_read_ = now;
-  timer_.start(kLingerQuietMs);
+  linger_until_ = uv_now(context_.loop) + kLingerMaxMs;
+  armTimeout(kLingerQuietMs);
   socket_.setReadLimit(net::BufferPool::kLargeBlock);  // dropped as soon as read
   socket_.readStart();
 }
@@ -265,25 +264,16 @@ void ClientConnection::onSocketWritten(int status) {
   if (close_after_write_ || (state_ == State::Lingering && status < 0)) close();
 }
 
-void ClientConnection::onTimer() {
+void ClientConnection::onPipelined() {
+  if (state_ == State::AwaitingHead) parseHeads();
+}
+
+void ClientConnection::onTimeout() {
   if (state_ == State::Lingering) {
-    // Lazily re-armed: reads only note the time.
-    uint64_t now = uv_now(context_.loop);
-    uint64_t quiet_until = linger_last_read_ + kLingerQuietMs;
-    if (now >= quiet_until || now >= linger_until_) {
-      close();
-    } else {
-      timer_.start(std::min(quiet_until, linger_until_) - now);
-    }
+    close();  // quiet for kLingerQuietMs (each read re-arms it)
     return;
   }
   if (state_ != State::AwaitingHead) return;
-  if (parse_pending_) {
-    parse_pending_ = false;
-    timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.idle.count()));
-    parseHeads();
-    return;
-  }
   if (inMessage() || head_timer_armed_) {
     rejectRequest(408, "request head not received within timeouts.header", false);
   } else {
@@ -306,7 +296,7 @@ void ClientConnection::close() {
     return;
   }
   state_ = State::Closing;
-  timer_.stop();
+  timeout_.cancel();
   releaseRequestState();
   if (!socket_.closed()) socket_.close(&ClientConnection::onClosed, this);
 }

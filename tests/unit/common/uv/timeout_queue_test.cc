@@ -95,5 +95,27 @@ TEST(TimeoutQueue, ItsTimerDoesNotHoldTheLoop) {
   EXPECT_EQ(loop.close(), 0);
 }
 
+// One queue per duration; a duration not seen before drops the queues nobody waits in (after a
+// reload changed a timeout), and never one that still holds an entry.
+TEST(TimeoutQueues, OneQueuePerDurationAndEmptyOnesGoWhenANewDurationComes) {
+  Loop loop;
+  std::vector<int> fired;
+  {
+    TimeoutQueues queues(loop.get());
+    TimeoutQueue& busy = queues.of(10);
+    EXPECT_EQ(&queues.of(10), &busy);
+    Sleeper waiting(fired, 1);
+    waiting.timeout.arm(busy);
+    EXPECT_EQ(queues.of(30).duration(), 30u);
+    EXPECT_EQ(queues.size(), 2u);
+    EXPECT_EQ(queues.of(20).duration(), 20u);  // the 30 ms queue is empty: dropped
+    EXPECT_EQ(queues.size(), 2u);
+    EXPECT_EQ(&queues.of(10), &busy);  // still there: it holds an entry
+    ASSERT_TRUE(runUntil(loop, [&] { return !fired.empty(); }));
+    EXPECT_EQ(fired, (std::vector<int>{1}));
+  }
+  EXPECT_EQ(loop.close(), 0);
+}
+
 }  // namespace
 }  // namespace loopguard::uv
