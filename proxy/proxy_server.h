@@ -14,6 +14,7 @@
 #include "proxy/advice/advisor.h"
 #include "proxy/metrics/prometheus.h"
 #include "proxy/proxy_context.h"
+#include "common/uv/timer.h"
 #include "proxy/server/client_connection.h"
 #include "proxy/server/listener.h"
 #include "proxy/upstream/cluster.h"
@@ -22,6 +23,7 @@ namespace loopguard::proxy {
 
 class ProxyServer {
  public:
+  static constexpr uint64_t kTrimPeriodMs = 1'000;  // how often the buffer pool is trimmed
   ProxyServer(uv_loop_t* loop, std::shared_ptr<const config::Config> config,
               upstream::PoolResolver pools = nullptr);
   ~ProxyServer();
@@ -86,6 +88,7 @@ class ProxyServer {
   void acceptOne(uv_stream_t* server);
   void onConnectionRemoved();
   void checkDrained();
+  void onTrimTimer();
 
   uv_loop_t* loop_;
   upstream::PoolResolver pools_;
@@ -93,7 +96,11 @@ class ProxyServer {
   std::unique_ptr<advice::Advisor> advisor_;  // after context_: it uses its buffer pool
   ConnectionSet connections_;
   RequestStatePool request_states_;
+  ClientServices client_services_{context_, connections_, request_states_};
   Listener listener_;
+  // Once a second the buffer pool gives back the free blocks the traffic did not need
+  // (BufferPool::trim): what a burst leaves in it does not stay resident.
+  uv::Timer trim_timer_{loop_, this, &uv::bindMethod<ProxyServer, &ProxyServer::onTrimTimer>};
   std::map<std::string, std::shared_ptr<routing::RouteLimiter>> limiters_;  // by route name
   // By upstream name. A cluster left out by a reload is shut down and dropped; the snapshots of
   // requests still in flight keep it until they finish, and its pools outlive it until their

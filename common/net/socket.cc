@@ -91,7 +91,7 @@ void Socket::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
     self->begin_ = self->end_ = 0;
   }
   buf->base = self->block_ + self->end_;
-  buf->len = std::min(BufferPool::bytes(self->block_size_) - self->end_, self->read_limit_);
+  buf->len = std::min(BufferPool::bytes(self->block_size_) - self->end_, size_t{self->read_limit_});
 }
 
 void Socket::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {

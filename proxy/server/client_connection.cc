@@ -33,26 +33,22 @@ void ConnectionSet::remove(ClientConnection* c) {
 // ---------------------------------------------------------------------------------------------
 // ClientConnection
 
-ClientConnection::ClientConnection(ProxyContext& context, ConnectionSet& set,
-                                   RequestStatePool& states)
-    : context_(context),
-      set_(set),
-      states_(states),
-      socket_(context.loop, context.buffers, *this) {
-  set_.add(this);
-  ++context_.counters.client_connections;
+ClientConnection::ClientConnection(ClientServices& services)
+    : services_(services), socket_(services.context.loop, services.context.buffers, *this) {
+  services_.set.add(this);
+  ++services_.context.counters.client_connections;
 }
 
-ClientConnection::~ClientConnection() { --context_.counters.client_connections; }
+ClientConnection::~ClientConnection() { --services_.context.counters.client_connections; }
 
 void ClientConnection::takeRequestState() {
   if (request_ != nullptr) return;
-  request_ = states_.take(*this, *this, context_.snapshot->config().limits.max_header_bytes);
+  request_ = services_.states.take(*this, *this, services_.context.snapshot->config().limits.max_header_bytes);
 }
 
 void ClientConnection::releaseRequestState() {
   if (request_ == nullptr) return;
-  states_.release(std::exchange(request_, nullptr));
+  services_.states.release(std::exchange(request_, nullptr));
 }
 
 int ClientConnection::accept(uv_stream_t* server) { return socket_.accept(server); }
@@ -60,7 +56,7 @@ int ClientConnection::accept(uv_stream_t* server) { return socket_.accept(server
 void ClientConnection::start() {
   peer_ip_ = socket_.peerIp();
   // A connection that never sends a byte gets the header timeout too, then a silent close.
-  armTimeout(static_cast<uint64_t>(context_.snapshot->config().timeouts.header.count()));
+  armTimeout(static_cast<uint64_t>(services_.context.snapshot->config().timeouts.header.count()));
   socket_.readStart();
 }
 
@@ -74,7 +70,7 @@ void ClientConnection::onSocketRead() {
       return;
     case State::Lingering:
       socket_.consume(socket_.input().size());
-      if (uv_now(context_.loop) >= linger_until_) {
+      if (uv_now(services_.context.loop) >= linger_until_) {
         close();
       } else {
         armTimeout(kLingerQuietMs);  // quiet from now on
@@ -104,7 +100,7 @@ void ClientConnection::parseHeadsLoop() {
     if (!parser.inMessage() && !head_timer_armed_) {
       // First byte of a new request: from here the whole head must arrive within the timeout.
       head_timer_armed_ = true;
-      armTimeout(static_cast<uint64_t>(context_.snapshot->config().timeouts.header.count()));
+      armTimeout(static_cast<uint64_t>(services_.context.snapshot->config().timeouts.header.count()));
     }
     http::ParseResult r = parser.execute(input.data(), input.size());
     switch (r.status) {
@@ -167,7 +163,7 @@ int ClientConnection::onMessageComplete() {
 
 void ClientConnection::onExchangeDone(AfterExchange after) {
   if (state_ == State::Closing) return;
-  if (after == AfterExchange::Close || context_.draining) {
+  if (after == AfterExchange::Close || services_.context.draining) {
     close();  // a drain does not wait for lingering connections
     return;
   }
@@ -178,14 +174,14 @@ void ClientConnection::onExchangeDone(AfterExchange after) {
   state_ = State::AwaitingHead;
   request_->parser.resume();
   request_->parser.reset();
-  armTimeout(static_cast<uint64_t>(context_.snapshot->config().timeouts.idle.count()));
+  armTimeout(static_cast<uint64_t>(services_.context.snapshot->config().timeouts.idle.count()));
   head_timer_armed_ = false;
   // Pipelined requests already buffered are parsed by the running parseHeads() loop if we are
   // inside it; otherwise from the loop's ready queue: the exchange that just ended may still
   // have frames on the stack (a write can complete synchronously), and the next request must
   // not start underneath them.
   if (!socket_.input().empty()) {
-    if (!in_parse_loop_) request_->parse_next.post(context_.loop);
+    if (!in_parse_loop_) request_->parse_next.post(services_.context.loop);
   } else {
     releaseRequestState();  // idle: the parser and exchange go back to the pool
     socket_.readStart();
@@ -193,12 +189,12 @@ void ClientConnection::onExchangeDone(AfterExchange after) {
 }
 
 void ClientConnection::rejectRequest(int status, const char* message, bool linger) {
-  context_.log->debug("client {}: rejecting request: {} {}", peer_ip_, status, message);
+  services_.context.log->debug("client {}: rejecting request: {} {}", peer_ip_, status, message);
   socket_.readStop();
   socket_.consume(socket_.input().size());
   timeout_.cancel();
   std::string request_id;
-  context_.ids.next(request_id);
+  services_.context.ids.next(request_id);
   http::ErrorResponse e;
   e.status = status;
   e.error = message;
@@ -209,8 +205,8 @@ void ClientConnection::rejectRequest(int status, const char* message, bool linge
   std::string& out = *out_;
   out.clear();
   http::writeErrorResponse(out, e);
-  ++context_.unrouted.requests_by_code[status];
-  if (context_.access_log.enabled()) {
+  ++services_.context.unrouted.requests_by_code[status];
+  if (services_.context.access_log.enabled()) {
     // The same shape as an exchange's line; what the broken head never said stays absent.
     AccessRecord r;
     r.request_id = request_id;
@@ -218,7 +214,7 @@ void ClientConnection::rejectRequest(int status, const char* message, bool linge
     r.status = status;
     r.bytes = out.size();
     r.error = message;
-    context_.access_log.write(r);
+    services_.context.access_log.write(r);
   }
   uv_buf_t buf = uv_buf_init(out.data(), static_cast<unsigned>(out.size()));
   if (socket_.write(&buf, 1) != 0) {
@@ -242,7 +238,7 @@ void ClientConnection::linger() {
     close();
     return;
   }
-  linger_until_ = uv_now(context_.loop) + kLingerMaxMs;
+  linger_until_ = uv_now(services_.context.loop) + kLingerMaxMs;
   armTimeout(kLingerQuietMs);
   socket_.setReadLimit(net::BufferPool::kLargeBlock);  // dropped as soon as read
   socket_.readStart();
@@ -303,7 +299,7 @@ void ClientConnection::close() {
 
 void ClientConnection::onClosed(void* self) {
   auto* c = static_cast<ClientConnection*>(self);
-  c->set_.remove(c);
+  c->services_.set.remove(c);
   delete c;
 }
 
