@@ -20,6 +20,7 @@
 #include "proxy/advice/observer.h"
 #include "proxy/metrics/route_metrics.h"
 #include "common/net/buffer_pool.h"
+#include "common/uv/timeout_queue.h"
 #include "proxy/routing/auto_offload.h"
 #include "proxy/routing/route_limiter.h"
 #include "proxy/routing/route_table.h"
@@ -82,9 +83,12 @@ struct ProxyCounters {
 };
 
 struct ProxyContext {
-  ProxyContext(uv_loop_t* l) : loop(l) {}
+  ProxyContext(uv_loop_t* l) : loop(l), timeouts(l) {}
   uv_loop_t* loop;
   net::BufferPool buffers;
+  // Connection-level deadlines (header, idle, lingering): one timer per duration, not one per
+  // connection.
+  uv::TimeoutQueues timeouts;
   std::shared_ptr<const Snapshot> snapshot;
   RequestIds ids;
   ProxyCounters counters;

@@ -29,8 +29,13 @@ ProxyServer::ProxyServer(uv_loop_t* loop, std::shared_ptr<const config::Config> 
 ProxyServer::~ProxyServer() = default;
 
 bool ProxyServer::start(const config::Address& listen, std::string& error) {
-  return listener_.listen(listen, error) == 0;
+  if (listener_.listen(listen, error) != 0) return false;
+  trim_timer_.start(kTrimPeriodMs, kTrimPeriodMs);
+  trim_timer_.unref();  // never what keeps the loop alive
+  return true;
 }
+
+void ProxyServer::onTrimTimer() { context_.buffers.trim(); }
 
 std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
     std::shared_ptr<const config::Config> config) {
@@ -192,7 +197,7 @@ void ProxyServer::applyConfig(std::shared_ptr<const config::Config> config) {
 }
 
 void ProxyServer::acceptOne(uv_stream_t* server) {
-  auto* c = new ClientConnection(context_, connections_, request_states_);
+  auto* c = new ClientConnection(client_services_);
   if (c->accept(server) != 0) {
     c->close();
     return;

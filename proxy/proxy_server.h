@@ -15,6 +15,7 @@
 #include "proxy/auto_offload_driver.h"
 #include "proxy/metrics/prometheus.h"
 #include "proxy/proxy_context.h"
+#include "common/uv/timer.h"
 #include "proxy/server/client_connection.h"
 #include "proxy/server/listener.h"
 #include "proxy/upstream/cluster.h"
@@ -23,6 +24,7 @@ namespace loopguard::proxy {
 
 class ProxyServer {
  public:
+  static constexpr uint64_t kTrimPeriodMs = 1'000;  // how often the buffer pool is trimmed
   ProxyServer(uv_loop_t* loop, std::shared_ptr<const config::Config> config,
               upstream::PoolResolver pools = nullptr);
   ~ProxyServer();
@@ -93,6 +95,7 @@ class ProxyServer {
   void acceptOne(uv_stream_t* server);
   void onConnectionRemoved();
   void checkDrained();
+  void onTrimTimer();
 
   uv_loop_t* loop_;
   upstream::PoolResolver pools_;
@@ -101,7 +104,11 @@ class ProxyServer {
   AutoOffloadDriver auto_offload_;            // outlives every snapshot (they point at it)
   ConnectionSet connections_;
   RequestStatePool request_states_;
+  ClientServices client_services_{context_, connections_, request_states_};
   Listener listener_;
+  // Once a second the buffer pool gives back the free blocks the traffic did not need
+  // (BufferPool::trim): what a burst leaves in it does not stay resident.
+  uv::Timer trim_timer_{loop_, this, &uv::bindMethod<ProxyServer, &ProxyServer::onTrimTimer>};
   std::map<std::string, std::shared_ptr<routing::RouteLimiter>> limiters_;  // by route name
   // By route name: the limiters of auto_offload routes' moved endpoints, on their pools.
   std::map<std::string, std::shared_ptr<routing::RouteLimiter>> offload_limiters_;

@@ -2,6 +2,8 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <new>
 
 namespace loopguard::net {
@@ -45,7 +47,19 @@ char* BufferPool::take(Size size) {
   if (free_[i].empty()) return allocate(bytes(size));
   char* block = free_[i].back();
   free_[i].pop_back();
+  if (free_[i].size() < low_free_[i]) low_free_[i] = free_[i].size();
   return block;
+}
+
+void BufferPool::trim() {
+  for (Size size : {Size::Small, Size::Large}) {
+    std::vector<char*>& list = free_[index(size)];
+    size_t unused = std::min(low_free_[index(size)], list.size());
+    // The list is LIFO: its front has waited longest.
+    for (size_t k = 0; k < unused; ++k) release(list[k], bytes(size));
+    list.erase(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(unused));
+    low_free_[index(size)] = list.size();
+  }
 }
 
 void BufferPool::give(char* block, Size size) {

@@ -71,6 +71,15 @@ int Socket::connectUnix(const std::string& path) {
   return 0;
 }
 
+int Socket::open(uv_os_fd_t fd) {
+  is_tcp_ = false;
+  int rc = uv_pipe_init(loop_, &handle_.get()->pipe, 0);
+  if (rc != 0) return rc;
+  handle_.markInitialized();
+  handle_.get()->pipe.data = this;
+  return uv_pipe_open(&handle_.get()->pipe, fd);
+}
+
 void Socket::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* self = static_cast<Socket*>(h->data);
   if (self->block_ == nullptr) {
@@ -84,7 +93,7 @@ void Socket::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
     self->begin_ = self->end_ = 0;
   }
   buf->base = self->block_ + self->end_;
-  buf->len = std::min(BufferPool::bytes(self->block_size_) - self->end_, self->read_limit_);
+  buf->len = std::min(BufferPool::bytes(self->block_size_) - self->end_, size_t{self->read_limit_});
 }
 
 void Socket::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {

@@ -43,6 +43,8 @@ class Socket {
   // Client side: starts a connect; onSocketConnected() follows (never synchronously).
   int connectTcp(const sockaddr* addr);
   int connectUnix(const std::string& path);
+  // An already connected unix-domain socket (a socketpair end; tests). Takes the fd over.
+  int open(uv_os_fd_t fd);
 
   // The owner's wish: read (whenever the block has room), or not.
   void readStart();
@@ -121,10 +123,12 @@ class Socket {
   BufferPool& pool_;
   SocketEvents& events_;
   uv::Handle<Storage> handle_;
+  // Packed: every idle connection carries one of these.
   bool is_tcp_ = true;
   bool reading_ = false;  // the owner wants input
   bool paused_ = false;   // ...but the block is full: resumed when it drains
   bool writing_ = false;
+  BufferPool::Size block_size_ = BufferPool::Size::Small;
   // Requests live only while in flight (most writes complete at once through writeNow), so an
   // idle connection does not carry ~370 bytes of request structs.
   std::unique_ptr<uv_write_t> write_req_;
@@ -133,11 +137,10 @@ class Socket {
   std::vector<uv_buf_t> rest_;  // what writeNow() could not write at once
   char* spill_ = nullptr;       // a small block holding it (WriteStatus::Copied)
   char* block_ = nullptr;
-  BufferPool::Size block_size_ = BufferPool::Size::Small;
-  size_t begin_ = 0;
-  size_t end_ = 0;
-  int lent_ = 0;
-  size_t read_limit_ = BufferPool::kSmallBlock;
+  uint32_t begin_ = 0;  // offsets in the block (at most a large block)
+  uint32_t end_ = 0;
+  int32_t lent_ = 0;
+  uint32_t read_limit_ = BufferPool::kSmallBlock;
   size_t known_room_ = 0;  // sendRoomAfter()'s budget
 };
 

@@ -33,27 +33,22 @@ void ConnectionSet::remove(ClientConnection* c) {
 // ---------------------------------------------------------------------------------------------
 // ClientConnection
 
-ClientConnection::ClientConnection(ProxyContext& context, ConnectionSet& set,
-                                   RequestStatePool& states)
-    : context_(context),
-      set_(set),
-      states_(states),
-      socket_(context.loop, context.buffers, *this),
-      timer_(context.loop, this, &uv::bindTimer<ClientConnection, &ClientConnection::onTimer>) {
-  set_.add(this);
-  ++context_.counters.client_connections;
+ClientConnection::ClientConnection(ClientServices& services)
+    : services_(services), socket_(services.context.loop, services.context.buffers, *this) {
+  services_.set.add(this);
+  ++services_.context.counters.client_connections;
 }
 
-ClientConnection::~ClientConnection() { --context_.counters.client_connections; }
+ClientConnection::~ClientConnection() { --services_.context.counters.client_connections; }
 
 void ClientConnection::takeRequestState() {
   if (request_ != nullptr) return;
-  request_ = states_.take(*this, *this, context_.snapshot->config().limits.max_header_bytes);
+  request_ = services_.states.take(*this, *this, services_.context.snapshot->config().limits.max_header_bytes);
 }
 
 void ClientConnection::releaseRequestState() {
   if (request_ == nullptr) return;
-  states_.release(std::exchange(request_, nullptr));
+  services_.states.release(std::exchange(request_, nullptr));
 }
 
 int ClientConnection::accept(uv_stream_t* server) { return socket_.accept(server); }
@@ -61,7 +56,7 @@ int ClientConnection::accept(uv_stream_t* server) { return socket_.accept(server
 void ClientConnection::start() {
   peer_ip_ = socket_.peerIp();
   // A connection that never sends a byte gets the header timeout too, then a silent close.
-  timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.header.count()));
+  armTimeout(static_cast<uint64_t>(services_.context.snapshot->config().timeouts.header.count()));
   socket_.readStart();
 }
 
@@ -75,8 +70,11 @@ void ClientConnection::onSocketRead() {
       return;
     case State::Lingering:
       socket_.consume(socket_.input().size());
-      linger_last_read_ = uv_now(context_.loop);
-      if (linger_last_read_ >= linger_until_) close();
+      if (uv_now(services_.context.loop) >= linger_until_) {
+        close();
+      } else {
+        armTimeout(kLingerQuietMs);  // quiet from now on
+      }
       return;
     case State::Closing:
       return;
@@ -102,7 +100,7 @@ void ClientConnection::parseHeadsLoop() {
     if (!parser.inMessage() && !head_timer_armed_) {
       // First byte of a new request: from here the whole head must arrive within the timeout.
       head_timer_armed_ = true;
-      timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.header.count()));
+      armTimeout(static_cast<uint64_t>(services_.context.snapshot->config().timeouts.header.count()));
     }
     http::ParseResult r = parser.execute(input.data(), input.size());
     switch (r.status) {
@@ -118,7 +116,7 @@ void ClientConnection::parseHeadsLoop() {
           return;
         }
         socket_.consume(r.consumed);
-        timer_.stop();
+        timeout_.cancel();
         head_timer_armed_ = false;
         state_ = State::Exchanging;
         bool has_body =
@@ -166,7 +164,7 @@ int ClientConnection::onMessageComplete() {
 void ClientConnection::onExchangeDone(AfterExchange after) {
   if (state_ == State::Closing) return;
   if (after == AfterExchange::Reset) socket_.resetOnClose();
-  if (after == AfterExchange::Close || after == AfterExchange::Reset || context_.draining) {
+  if (after == AfterExchange::Close || after == AfterExchange::Reset || services_.context.draining) {
     close();  // a drain does not wait for lingering connections
     return;
   }
@@ -177,17 +175,14 @@ void ClientConnection::onExchangeDone(AfterExchange after) {
   state_ = State::AwaitingHead;
   request_->parser.resume();
   request_->parser.reset();
-  timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.idle.count()));
+  armTimeout(static_cast<uint64_t>(services_.context.snapshot->config().timeouts.idle.count()));
   head_timer_armed_ = false;
   // Pipelined requests already buffered are parsed by the running parseHeads() loop if we are
-  // inside it; otherwise on the next loop turn: the exchange that just ended may still have
-  // frames on the stack (a write can complete synchronously), and the next request must not
-  // start underneath them.
+  // inside it; otherwise from the loop's ready queue: the exchange that just ended may still
+  // have frames on the stack (a write can complete synchronously), and the next request must
+  // not start underneath them.
   if (!socket_.input().empty()) {
-    if (!in_parse_loop_) {
-      parse_pending_ = true;
-      timer_.start(0);
-    }
+    if (!in_parse_loop_) request_->parse_next.post(services_.context.loop);
   } else {
     releaseRequestState();  // idle: the parser and exchange go back to the pool
     socket_.readStart();
@@ -195,32 +190,34 @@ void ClientConnection::onExchangeDone(AfterExchange after) {
 }
 
 void ClientConnection::rejectRequest(int status, const char* message, bool linger) {
-  context_.log->debug("client {}: rejecting request: {} {}", peer_ip_, status, message);
+  services_.context.log->debug("client {}: rejecting request: {} {}", peer_ip_, status, message);
   socket_.readStop();
   socket_.consume(socket_.input().size());
-  timer_.stop();
+  timeout_.cancel();
   std::string request_id;
-  context_.ids.next(request_id);
+  services_.context.ids.next(request_id);
   http::ErrorResponse e;
   e.status = status;
   e.error = message;
   e.request_id = request_id;
   e.keep_alive = false;
   e.client_minor = 1;
-  out_.clear();
-  http::writeErrorResponse(out_, e);
-  ++context_.unrouted.requests_by_code[status];
-  if (context_.access_log.enabled()) {
+  if (!out_) out_ = std::make_unique<std::string>();
+  std::string& out = *out_;
+  out.clear();
+  http::writeErrorResponse(out, e);
+  ++services_.context.unrouted.requests_by_code[status];
+  if (services_.context.access_log.enabled()) {
     // The same shape as an exchange's line; what the broken head never said stays absent.
     AccessRecord r;
     r.request_id = request_id;
     r.client = peer_ip_;
     r.status = status;
-    r.bytes = out_.size();
+    r.bytes = out.size();
     r.error = message;
-    context_.access_log.write(r);
+    services_.context.access_log.write(r);
   }
-  uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+  uv_buf_t buf = uv_buf_init(out.data(), static_cast<unsigned>(out.size()));
   if (socket_.write(&buf, 1) != 0) {
     close();
     return;
@@ -242,10 +239,8 @@ void ClientConnection::linger() {
     close();
     return;
   }
-  uint64_t now = uv_now(context_.loop);
-  linger_until_ = now + kLingerMaxMs;
-  linger_last_read_ = now;
-  timer_.start(kLingerQuietMs);
+  linger_until_ = uv_now(services_.context.loop) + kLingerMaxMs;
+  armTimeout(kLingerQuietMs);
   socket_.setReadLimit(net::BufferPool::kLargeBlock);  // dropped as soon as read
   socket_.readStart();
 }
@@ -266,25 +261,16 @@ void ClientConnection::onSocketWritten(int status) {
   if (close_after_write_ || (state_ == State::Lingering && status < 0)) close();
 }
 
-void ClientConnection::onTimer() {
+void ClientConnection::onPipelined() {
+  if (state_ == State::AwaitingHead) parseHeads();
+}
+
+void ClientConnection::onTimeout() {
   if (state_ == State::Lingering) {
-    // Lazily re-armed: reads only note the time.
-    uint64_t now = uv_now(context_.loop);
-    uint64_t quiet_until = linger_last_read_ + kLingerQuietMs;
-    if (now >= quiet_until || now >= linger_until_) {
-      close();
-    } else {
-      timer_.start(std::min(quiet_until, linger_until_) - now);
-    }
+    close();  // quiet for kLingerQuietMs (each read re-arms it)
     return;
   }
   if (state_ != State::AwaitingHead) return;
-  if (parse_pending_) {
-    parse_pending_ = false;
-    timer_.start(static_cast<uint64_t>(context_.snapshot->config().timeouts.idle.count()));
-    parseHeads();
-    return;
-  }
   if (inMessage() || head_timer_armed_) {
     rejectRequest(408, "request head not received within timeouts.header", false);
   } else {
@@ -307,14 +293,14 @@ void ClientConnection::close() {
     return;
   }
   state_ = State::Closing;
-  timer_.stop();
+  timeout_.cancel();
   releaseRequestState();
   if (!socket_.closed()) socket_.close(&ClientConnection::onClosed, this);
 }
 
 void ClientConnection::onClosed(void* self) {
   auto* c = static_cast<ClientConnection*>(self);
-  c->set_.remove(c);
+  c->services_.set.remove(c);
   delete c;
 }
 

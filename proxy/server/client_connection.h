@@ -14,11 +14,19 @@
 #include "proxy/http/message_parser.h"
 #include "common/net/socket.h"
 #include "proxy/proxy_context.h"
-#include "common/uv/timer.h"
+#include "common/uv/timeout_queue.h"
 
 namespace loopguard::proxy {
 
 class ConnectionSet;
+
+// What every client connection of one server shares: one reference per connection instead of
+// three (an idle connection is mostly its own size).
+struct ClientServices {
+  ProxyContext& context;
+  ConnectionSet& set;
+  RequestStatePool& states;
+};
 
 // How a connection goes on once an exchange is done with it.
 enum class AfterExchange {
@@ -30,7 +38,7 @@ enum class AfterExchange {
 
 class ClientConnection final : private net::SocketEvents, private http::ParserEvents {
  public:
-  enum class State {
+  enum class State : uint8_t {
     AwaitingHead,  // between requests or inside a head
     Exchanging,    // a request is with the Exchange
     Lingering,     // answered and half-closed; the client's input is read and dropped
@@ -42,11 +50,12 @@ class ClientConnection final : private net::SocketEvents, private http::ParserEv
   // whatever the client still sends until it closes, goes quiet for kLingerQuietMs, or
   // kLingerMaxMs have passed. Closing at once instead, with unread input, makes the kernel send
   // a reset, which can destroy the answer before the client reads it. A lingering connection
-  // holds no request state, no slot and no upstream connection: only its socket and timer.
+  // holds no request state, no slot and no upstream connection: only its socket and its place
+  // in the lingering queue.
   static constexpr uint64_t kLingerQuietMs = 5'000;
   static constexpr uint64_t kLingerMaxMs = 30'000;
 
-  ClientConnection(ProxyContext& context, ConnectionSet& set, RequestStatePool& states);
+  explicit ClientConnection(ClientServices& services);
   ClientConnection(const ClientConnection&) = delete;
   ClientConnection& operator=(const ClientConnection&) = delete;
 
@@ -88,28 +97,32 @@ class ClientConnection final : private net::SocketEvents, private http::ParserEv
   // A request refused before any Exchange saw it; `linger`: the client may still be sending.
   void rejectRequest(int status, const char* message, bool linger);
   void linger();
-  void onTimer();
+  void armTimeout(uint64_t ms) { timeout_.arm(services_.context.timeouts.of(ms)); }
+  void onTimeout();
   static void onClosed(void* self);
 
-  ProxyContext& context_;
-  ConnectionSet& set_;
-  RequestStatePool& states_;
+  ClientServices& services_;
   net::Socket socket_;
-  uv::Timer timer_;  // header timeout while a head arrives, idle timeout between requests
+  // One deadline at a time, in the context's queue for its duration: timeouts.header while a
+  // head arrives (or before the first byte), timeouts.idle between requests, kLingerQuietMs
+  // while lingering (re-armed by each read). An idle connection carries no timer handle.
+  uv::Timeout timeout_{this, &uv::bindMethod<ClientConnection, &ClientConnection::onTimeout>};
   RequestState* request_ = nullptr;  // taken when a request's first byte arrives
   State state_ = State::AwaitingHead;
   bool head_timer_armed_ = false;
   bool in_parse_loop_ = false;  // parseHeads() is on the stack: it picks up pipelined input
-  bool parse_pending_ = false;  // buffered pipelined input waits for the next loop turn
   bool close_after_write_ = false;
-  uint64_t linger_until_ = 0;     // lingering ends by then at the latest
-  uint64_t linger_last_read_ = 0;  // the client's last bytes while lingering
   // The last bytes of the head seen so far: llhttp accepts a bare LF as the head's final line
   // ending, so the proxy checks that the head really ends in CRLF CRLF.
   char head_tail_[4] = {0, 0, 0, 0};
+  uint64_t linger_until_ = 0;     // lingering ends by then at the latest
   void noteHeadBytes(std::string_view bytes);
+  void onPipelined();
+  friend struct RequestState;
   std::string peer_ip_;
-  std::string out_;  // a response this class writes itself (malformed request)
+  // A response this class writes itself (malformed request, header timeout): rare, so only
+  // allocated when needed.
+  std::unique_ptr<std::string> out_;
 };
 
 // Every open client connection, for max_connections and drain.

@@ -1,5 +1,7 @@
 #include "proxy/server/request_state.h"
 
+#include "proxy/server/client_connection.h"
+
 namespace loopguard::proxy {
 
 namespace {
@@ -17,6 +19,8 @@ NoEvents& noEvents() {
   return events;
 }
 }  // namespace
+
+void RequestState::onParseNext() { owner->onPipelined(); }
 
 RequestStatePool::RequestStatePool(ProxyContext& context, size_t max_free)
     : context_(context), max_free_(max_free) {
@@ -42,11 +46,14 @@ RequestState* RequestStatePool::take(ClientConnection& owner, http::ParserEvents
   s->parser.setMaxHeadBytes(max_head_bytes);
   s->parser.reset();
   s->exchange.bind(owner);
+  s->owner = &owner;
   return s;
 }
 
 void RequestStatePool::release(RequestState* state) {
   state->parser.setEvents(noEvents());
+  state->parse_next.cancel();
+  state->owner = nullptr;
   if (releasing_.empty()) {
     uv_check_start(check_.get(), [](uv_check_t* h) {
       static_cast<RequestStatePool*>(h->data)->onCheck();

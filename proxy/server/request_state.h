@@ -12,6 +12,7 @@
 #include "proxy/exchange.h"
 #include "proxy/http/message_parser.h"
 #include "common/uv/handle.h"
+#include "common/uv/loop.h"
 
 namespace loopguard::proxy {
 
@@ -22,6 +23,14 @@ struct RequestState {
       : parser(HTTP_REQUEST, events, 64 * 1024), exchange(context) {}
   http::MessageParser parser;
   Exchange exchange;
+  // Pipelined input already buffered when an exchange ends is parsed from the loop, not under
+  // the frames of the exchange that just ended. Lives here: only a connection with a request
+  // state has input to parse.
+  ClientConnection* owner = nullptr;
+  uv::ReadyCall parse_next{this, &uv::bindMethod<RequestState, &RequestState::onParseNext>};
+
+ private:
+  void onParseNext();
 };
 
 class RequestStatePool {

@@ -367,6 +367,7 @@ class Proxy:
     LABELS = {
         "direct": "direct to the upstream (no proxy)",
         "loopguard": "loopguard (1 event loop)",
+        "loopguard-baseline": "loopguard from $LOOPGUARD_BASELINE_BIN (before/after comparisons)",
         "nginx": "nginx 1 worker, upstream keepalive 64",
         "nginx-defaults": "nginx 1 worker, default proxy buffers",
         "haproxy": "HAProxy nbthread 1, http-reuse always",
@@ -388,7 +389,9 @@ class Proxy:
         err = open(os.path.join(self.dir, "stderr.log"), "wb")
         try:
             if name == "loopguard":
-                cmd = self._loopguard(upstream_port, nofile)
+                cmd = self._loopguard(upstream_port, nofile, loopguard_bin())
+            elif name == "loopguard-baseline":
+                cmd = self._loopguard(upstream_port, nofile, baseline_bin())
             elif name in ("nginx", "nginx-defaults"):
                 cmd = self._nginx(upstream_port, nofile, tuned_buffers=name == "nginx")
             elif name == "haproxy":
@@ -405,10 +408,10 @@ class Proxy:
             procs.stop(self.proc)
             self.proc = None
 
-    def _loopguard(self, up, nofile):
-        binary = loopguard_bin()
+    def _loopguard(self, up, nofile, binary):
         if not binary:
-            raise RuntimeError("no loopguard binary (set LOOPGUARD_BIN or build build-bench/)")
+            raise RuntimeError(f"no binary for {self.name} (LOOPGUARD_BIN or build-bench/; "
+                               "LOOPGUARD_BASELINE_BIN for loopguard-baseline)")
         conf = os.path.join(self.dir, "loopguard.yaml")
         with open(conf, "w") as f:
             f.write(f"""listen: "127.0.0.1:{self.port}"
@@ -535,6 +538,13 @@ def loopguard_bin():
         if os.access(p, os.X_OK):
             return p
     return None
+
+
+def baseline_bin():
+    """A second loopguard binary (LOOPGUARD_BASELINE_BIN), run as the variant "loopguard-baseline"
+    alongside "loopguard" in the same rounds: a change measured against what it replaces."""
+    env = os.environ.get("LOOPGUARD_BASELINE_BIN")
+    return env if env and os.access(env, os.X_OK) else None
 
 
 def describe_binary(path):

@@ -160,7 +160,7 @@ def main():
     ap.add_argument("--out-dir", default=bl.RESULTS)
     args = ap.parse_args()
     bl.RESULTS = args.out_dir
-    proxies = [p for p in args.proxies.split(",") if p in PROXIES]
+    proxies = [p for p in args.proxies.split(",") if p in PROXIES + ["loopguard-baseline"]]
     scenarios = [s for s in args.scenarios.split(",") if s in SCENARIOS]
 
     missing = bl.ensure_tools(["wrk", "nginx"])

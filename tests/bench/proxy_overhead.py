@@ -44,6 +44,7 @@ CHART_LABELS = {"small": "small, c=50", "16k": "16 KiB, c=50", "1m": "1 MiB, c=5
 # "c1000-pool1024" (idle pool 1024 in all three proxies) the client-side scale alone. Its direct
 # row would repeat c1000's, so direct is not run there.
 VARIANTS = ["direct", "loopguard", "nginx", "haproxy"]
+OPTIONAL_VARIANTS = ["loopguard-baseline"]  # --variants ...,loopguard-baseline (see benchlib)
 
 
 def main():
@@ -69,11 +70,11 @@ def main():
         for k in ("duration", "warmup", "rounds"):
             setattr(args, k, past["args"][k])
         report(past["runs"], [s for s in SCENARIOS if any(r["scenario"] == s for r in past["runs"])],
-               VARIANTS, past.get("unavailable", {}), past["machine"],
+               VARIANTS + OPTIONAL_VARIANTS, past.get("unavailable", {}), past["machine"],
                past.get("binary"), args)
         return 0
     scenarios = [s for s in args.scenarios.split(",") if s in SCENARIOS]
-    variants = [v for v in args.variants.split(",") if v in VARIANTS]
+    variants = [v for v in args.variants.split(",") if v in VARIANTS + OPTIONAL_VARIANTS]
 
     missing = bl.ensure_tools(["wrk", "nginx"])
     if missing:
@@ -240,7 +241,8 @@ def chart(rows, scenarios, variants, base):
                     val = r[key] if r else None
                     cells.append("?" if val is None else f"{val:.4g}")
             f.write(f"\"{CHART_LABELS.get(sc, sc)}\" " + " ".join(cells) + "\n")
-    colors = {"direct": "#999999", "loopguard": "#1b9e77", "nginx": "#d95f02", "haproxy": "#7570b3"}
+    colors = {"direct": "#999999", "loopguard": "#1b9e77", "nginx": "#d95f02", "haproxy": "#7570b3",
+              "loopguard-baseline": "#66a61e"}
 
     def panel(title, ylabel, offset, log_y, key):
         plots = []

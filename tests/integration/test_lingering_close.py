@@ -99,6 +99,25 @@ def test_a_lingering_connection_holds_nothing_and_closes_when_the_client_goes_qu
         f"lingering connection closed after {closed_after:.1f}s"
 
 
+def test_a_client_still_sending_keeps_its_lingering_connection_until_it_goes_quiet(env):
+    """Each read restarts the quiet period: a client still sending past kLingerQuietMs is not
+    cut off (that would be the reset lingering exists to avoid). About 12 s."""
+    proxy, _ = env
+    with RawConn(proxy.port) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 50000000\r\n\r\nabc")
+        assert_proxy_error(c.read_response(timeout=5), 413, route="default")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < LINGER_QUIET + 2:
+            assert c.try_send(b"q" * 1000), "the lingering connection was cut while sending"
+            time.sleep(0.5)  # the client's pace (what is tested is the proxy's patience)
+        assert metric(proxy, "loopguard_connections", side="client") == 1
+        last_sent = time.monotonic()
+        wait_until(lambda: metric(proxy, "loopguard_connections", side="client") == 0,
+                   LINGER_QUIET + 3, interval=0.1, desc="the lingering connection to close")
+        quiet_for = time.monotonic() - last_sent
+    assert LINGER_QUIET - 0.5 <= quiet_for <= LINGER_QUIET + 3, f"closed after {quiet_for:.1f}s"
+
+
 def test_a_lingering_connection_closes_as_soon_as_the_client_does(env):
     proxy, _ = env
     with RawConn(proxy.port) as c:

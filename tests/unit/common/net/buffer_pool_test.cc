@@ -48,6 +48,28 @@ TEST(BufferPoolTest, FreeListsAreBoundedPerSize) {
   EXPECT_EQ(pool.blocksInUse(Size::Small), 0u);
 }
 
+// After a burst the free lists give back what the traffic since the last trim did not need;
+// blocks taken and given back in between (steady traffic) stay.
+TEST(BufferPoolTest, TrimGivesBackWhatWasNotNeededSinceTheLastTrim) {
+  BufferPool pool;
+  std::vector<char*> burst;
+  for (int k = 0; k < 10; ++k) burst.push_back(pool.take(Size::Small));
+  for (char* b : burst) pool.give(b, Size::Small);
+  EXPECT_EQ(pool.freeBlocks(Size::Small), 10u);
+  pool.trim();  // the lists were empty at their low point: nothing goes
+  EXPECT_EQ(pool.freeBlocks(Size::Small), 10u);
+  for (int round = 0; round < 3; ++round) {  // steady traffic of 3 blocks at a time
+    std::vector<char*> in_use;
+    for (int k = 0; k < 3; ++k) in_use.push_back(pool.take(Size::Small));
+    for (char* b : in_use) pool.give(b, Size::Small);
+  }
+  pool.trim();  // 7 were never needed
+  EXPECT_EQ(pool.freeBlocks(Size::Small), 3u);
+  pool.trim();  // and since then, nothing was
+  EXPECT_EQ(pool.freeBlocks(Size::Small), 0u);
+  EXPECT_EQ(pool.blocksInUse(Size::Small), 0u);
+}
+
 TEST(BufferPoolTest, LargeReadsAreHeldBackForAWhile) {
   BufferPool pool;
   EXPECT_FALSE(pool.largeHeldBack(0));

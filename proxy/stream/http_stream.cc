@@ -1,0 +1,224 @@
+#include "proxy/stream/http_stream.h"
+
+#include <cassert>
+#include <utility>
+
+namespace loopguard::proxy {
+
+namespace {
+// The events of a parser not attached to any stream: it parses nothing there.
+class NoEvents final : public http::ParserEvents {
+ public:
+  int onHeadComplete() override { return -1; }
+  void onBodyData(const char*, size_t) override {}
+  int onMessageComplete() override { return -1; }
+};
+NoEvents& noEvents() {
+  static NoEvents events;  // stateless
+  return events;
+}
+}  // namespace
+
+StreamParts::StreamParts(llhttp_type_t type, uint64_t max_head_bytes)
+    : parser(type, noEvents(), max_head_bytes) {}
+
+void StreamParts::onWritten() { stream->completeWrite(written_status); }
+
+HttpStream::HttpStream(uv_loop_t* loop, net::BufferPool& buffers, StreamHandler& handler)
+    : loop_(loop), socket_(loop, buffers, *this), handler_(&handler) {}
+
+HttpStream::~HttpStream() {
+  releaseLender();
+  if (parts_ != nullptr) detach();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message state
+
+void HttpStream::attach(StreamParts& parts) {
+  assert(parts_ == nullptr);
+  parts_ = &parts;
+  parts.stream = this;
+  parts.parser.setEvents(*this);
+}
+
+StreamParts* HttpStream::detach() {
+  assert(!writing_ && "detach with a write in flight");
+  StreamParts* parts = std::exchange(parts_, nullptr);
+  if (parts != nullptr) {
+    parts->written.cancel();
+    parts->out.clear();
+    releaseLender();
+    parts->parser.setEvents(noEvents());
+    parts->stream = nullptr;
+  }
+  return parts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+void HttpStream::resume() {
+  paused_ = false;
+  if (parts_ != nullptr) parts_->parser.resume();
+  parse();
+}
+
+void HttpStream::setRaw() {
+  raw_ = true;
+  paused_ = true;
+  socket_.readStart();
+}
+
+void HttpStream::parse() {
+  if (parsing_) {
+    reparse_ = true;  // the running round goes on once its callback returns
+    return;
+  }
+  parsing_ = true;
+  do {
+    reparse_ = false;
+    parseOnce();
+  } while (reparse_ && !paused_);
+  parsing_ = false;
+}
+
+void HttpStream::parseOnce() {
+  if (paused_ || raw_ || parts_ == nullptr) return;
+  std::string_view in = socket_.input();
+  if (in.empty()) {
+    socket_.readStart();
+    return;
+  }
+  body_failed_ = false;
+  http::ParseResult r = parts_->parser.execute(in.data(), in.size());
+  if (body_failed_ && r.status != http::ParseStatus::Error) {
+    r.status = http::ParseStatus::Error;
+    r.reason = "refused by the receiver";
+  }
+  switch (r.status) {
+    case http::ParseStatus::NeedMore:
+      socket_.consume(r.consumed);
+      socket_.readStart();
+      break;
+    case http::ParseStatus::Paused:
+    case http::ParseStatus::Upgraded:
+      socket_.consume(r.consumed);
+      paused_ = true;
+      break;
+    case http::ParseStatus::HeadTooLarge:
+    case http::ParseStatus::Error:
+      paused_ = true;  // nothing more is parsed; the handler decides what the input means
+      break;
+  }
+  handler_->onStreamParsed(*this, r);
+}
+
+void HttpStream::onSocketRead() {
+  if (raw_) {
+    handler_->onStreamData(*this);
+    return;
+  }
+  if (!paused_) parse();
+}
+
+void HttpStream::onSocketEof(int status) {
+  peer_closed_ = true;
+  handler_->onStreamEof(*this, status);
+}
+
+void HttpStream::onSocketConnected(int status) { handler_->onStreamConnected(*this, status); }
+
+int HttpStream::codeOf(http::ParserAction action, bool head) {
+  switch (action) {
+    case http::ParserAction::Continue: return 0;
+    case http::ParserAction::Pause: return http::kPauseParser;
+    case http::ParserAction::SkipBody: return head ? http::kSkipBody : 0;
+    case http::ParserAction::Fail: return -1;
+  }
+  return -1;
+}
+
+int HttpStream::onHeadComplete() { return codeOf(handler_->onStreamHead(*this), true); }
+
+void HttpStream::onBodyData(const char* at, size_t len) {
+  if (body_failed_) return;
+  if (handler_->onStreamBody(*this, at, len) == http::ParserAction::Fail) body_failed_ = true;
+}
+
+int HttpStream::onMessageComplete() { return codeOf(handler_->onStreamMessageEnd(*this), false); }
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+void HttpStream::borrow(HttpStream& lender) {
+  if (lender_ == &lender) return;
+  assert(lender_ == nullptr && "out() borrows from one stream at a time");
+  lender_ = &lender;
+  lender.socket_.lend();
+}
+
+void HttpStream::releaseLender() {
+  if (HttpStream* lender = std::exchange(lender_, nullptr)) lender->socket_.unlend();
+}
+
+void HttpStream::discardOutput() {
+  if (parts_ != nullptr) discardOutputOf(*parts_);
+}
+
+void HttpStream::discardOutputOf(StreamParts& parts) {
+  if (writing_) return;  // the write owns it until it completes
+  parts.out.clear();
+  releaseLender();
+}
+
+void HttpStream::flush() {
+  if (writing_ || parts_ == nullptr || parts_->out.empty()) return;
+  const auto& bufs = parts_->out.buffers();
+  writing_ = true;
+  switch (socket_.writeNow(bufs.data(), static_cast<unsigned>(bufs.size()))) {
+    case net::Socket::WriteStatus::Pending:
+      return;  // onSocketWritten follows
+    case net::Socket::WriteStatus::Copied:
+      // The socket holds what is left: the batch and the lender's read block are free now (a
+      // large block behind a stalled write goes back to the pool). onSocketWritten follows.
+      parts_->out.clear();
+      releaseLender();
+      write_copied_ = true;
+      return;
+    case net::Socket::WriteStatus::Done:
+      // The kernel took it all, with no uv_write and no epoll_ctl: the completion still comes
+      // from the loop (the ready queue runs in this same iteration), not from here.
+      parts_->written_status = 0;
+      parts_->written.post(loop_);
+      return;
+    case net::Socket::WriteStatus::Error:
+      parts_->written_status = UV_EPIPE;
+      parts_->written.post(loop_);
+      return;
+  }
+}
+
+void HttpStream::onSocketWritten(int status) {
+  if (socket_.closed()) return;  // cancelled by close(): its owner is done with it
+  completeWrite(status);
+}
+
+void HttpStream::completeWrite(int status) {
+  writing_ = false;
+  // After a copied write the batch holds only what was queued behind it: still to be sent.
+  if (parts_ != nullptr && !std::exchange(write_copied_, false)) parts_->out.clear();
+  releaseLender();
+  handler_->onStreamWritten(*this, status);
+}
+
+void HttpStream::close(net::Socket::ClosedFn on_closed, void* ctx) {
+  // uv_close stops every write at once: whatever this stream borrowed is not read any more.
+  socket_.close(on_closed, ctx);
+  if (parts_ != nullptr) parts_->written.cancel();
+  writing_ = false;
+  write_copied_ = false;
+  releaseLender();
+}
+
+}  // namespace loopguard::proxy
