@@ -219,7 +219,9 @@ def test_state_and_config_endpoints_answer_loopback_only(procs, other_ip):
         assert admin_at(other_ip, proxy, path)[0] in (200, 503), path
     assert admin_at(other_ip, proxy, "/healthz")[0] == 200
     assert admin_at(other_ip, proxy, "/metrics")[0] == 200
-    assert any("refused GET /config from " + other_ip in l for l in proxy.stderr_lines)
+    # The log is read by a thread: wait for the line rather than race it.
+    wait_until(lambda: any("refused GET /config from " + other_ip in l for l in proxy.stderr_lines),
+               10, desc="the refusal logged")
 
 
 def test_a_token_file_requires_the_bearer_token_from_everyone(procs, other_ip):

@@ -215,6 +215,9 @@ def test_adaptive_limits_cap_the_blocking_route_not_its_victims(procs, app):
         assert adv.by_path(adv.advice(proxy.admin_port))["GET /cpu/loop"]["verdict"] == "blocks_loop"
         assert metric(proxy, "loopguard_route_limit", route="cpu") == 1  # one app process
         assert metric(proxy, "loopguard_adaptive_blocks_loop", route="app") == 0
+        # Requests admitted under the limit before it dropped may still be running: let them end.
+        wait_until(lambda: metric(proxy, "loopguard_route_in_flight", route="cpu") <= 1, 10,
+                   interval=0.05, desc="the requests admitted before the cap ended")
         in_flight = []
         for _ in range(20):
             in_flight.append(metric(proxy, "loopguard_route_in_flight", route="cpu"))
