@@ -348,6 +348,20 @@ bool MessageParser::finish() {
   return llhttp_finish(&parser_) == HPE_OK;
 }
 
+namespace {
+class DetachedEvents final : public ParserEvents {
+ public:
+  int onHeadComplete() override { return -1; }
+  void onBodyData(const char*, size_t) override {}
+  int onMessageComplete() override { return -1; }
+};
+}  // namespace
+
+ParserEvents& detachedParserEvents() {
+  static DetachedEvents events;  // stateless: shared by every parser without an owner
+  return events;
+}
+
 RequestFacts requestFactsOf(const MessageParser& p) {
   RequestFacts facts;
   facts.method = p.method();

@@ -37,6 +37,10 @@ class ParserEvents {
   virtual int onMessageComplete() = 0;
 };
 
+// Events for a parser that has no owner yet (pooled, or not attached): any message is an error.
+// Stateless and shared, so a parser never points at nothing.
+ParserEvents& detachedParserEvents();
+
 constexpr int kPauseParser = HPE_PAUSED;
 constexpr int kSkipBody = 1;
 

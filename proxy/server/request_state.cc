@@ -6,18 +6,6 @@ namespace loopguard::proxy {
 
 namespace {
 constexpr size_t kKeptHeadBytes = 16 * 1024;
-
-// Parser events of a state in the free list: it parses nothing there.
-class NoEvents final : public http::ParserEvents {
- public:
-  int onHeadComplete() override { return -1; }
-  void onBodyData(const char*, size_t) override {}
-  int onMessageComplete() override { return -1; }
-};
-NoEvents& noEvents() {
-  static NoEvents events;  // stateless
-  return events;
-}
 }  // namespace
 
 void RequestState::onParseNext() { owner->onPipelined(); }
@@ -51,7 +39,7 @@ RequestState* RequestStatePool::take(ClientConnection& owner, http::ParserEvents
 }
 
 void RequestStatePool::release(RequestState* state) {
-  state->parser.setEvents(noEvents());
+  state->parser.setEvents(http::detachedParserEvents());
   state->parse_next.cancel();
   state->owner = nullptr;
   if (releasing_.empty()) {

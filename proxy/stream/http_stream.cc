@@ -5,22 +5,8 @@
 
 namespace loopguard::proxy {
 
-namespace {
-// The events of a parser not attached to any stream: it parses nothing there.
-class NoEvents final : public http::ParserEvents {
- public:
-  int onHeadComplete() override { return -1; }
-  void onBodyData(const char*, size_t) override {}
-  int onMessageComplete() override { return -1; }
-};
-NoEvents& noEvents() {
-  static NoEvents events;  // stateless
-  return events;
-}
-}  // namespace
-
 StreamParts::StreamParts(llhttp_type_t type, uint64_t max_head_bytes)
-    : parser(type, noEvents(), max_head_bytes) {}
+    : parser(type, http::detachedParserEvents(), max_head_bytes) {}
 
 void StreamParts::onWritten() { stream->completeWrite(written_status); }
 
@@ -49,7 +35,7 @@ StreamParts* HttpStream::detach() {
     parts->written.cancel();
     parts->out.clear();
     releaseLender();
-    parts->parser.setEvents(noEvents());
+    parts->parser.setEvents(http::detachedParserEvents());
     parts->stream = nullptr;
   }
   return parts;
