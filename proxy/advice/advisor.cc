@@ -23,6 +23,9 @@ constexpr uint64_t kRetryTickMs = 5;
 constexpr uint64_t kCpuSampleMs = 5;
 constexpr int64_t kCpuSampleIdleNs = 2000 * kNsPerMs;
 constexpr int kMaxLookupAttempts = 12;
+constexpr size_t kMaxRetries = 256;
+// A new connection that finds the process locator full is not looked up before this.
+constexpr int64_t kLocatorBusyRetryNs = 1000 * kNsPerMs;
 constexpr size_t kMaxGroups = 256;
 constexpr size_t kMaxConnections = 4096;
 constexpr int64_t kConnectionIdleNs = 120'000 * kNsPerMs;
@@ -76,6 +79,7 @@ struct Advisor::ConnectionState {
   int32_t group = -1;
   uint32_t generation = 0;
   int64_t last_used_ns = 0;
+  int64_t retry_after_ns = 0;  // the locator was full: not before then
   bool looking = false;
   bool untracked = false;  // its process cannot be found; its requests are not observed
 };
@@ -252,7 +256,11 @@ int32_t Advisor::groupOf(const SentRequest& r, int64_t t) {
   if (r.first_on_connection && !inserted) cs = ConnectionState{};  // a new connection, same address
   cs.last_used_ns = t;
   if (cs.group >= 0) return cs.group;
-  if (cs.looking || cs.untracked) return -1;
+  if (cs.looking || cs.untracked || t < cs.retry_after_ns) return -1;
+  if (!locator_.canQueue()) {  // connection churn: this one goes unobserved for a while
+    cs.retry_after_ns = t + kLocatorBusyRetryNs;
+    return -1;
+  }
   uv_os_fd_t fd = -1;
   SocketPeer peer;
   if (r.socket == nullptr || uv_fileno(reinterpret_cast<uv_handle_t*>(r.socket), &fd) != 0 ||
@@ -280,12 +288,32 @@ void Advisor::startLookup(const void* connection, uint32_t generation, const Soc
       peer, as.pids, [this, connection, generation, peer, upstream, attempt](const LocateResult& r) {
         onLocated(connection, generation, peer, upstream, attempt, r);
       });
-  if (!queued) {  // the thread pool is busy with other lookups: try again shortly
-    retries_.push_back(PendingLookup{connection, generation, peer, upstream, attempt,
-                                     now() + retryDelayNs(attempt)});
-    if (!retry_timer_.active()) retry_timer_.start(kRetryTickMs, kRetryTickMs);
-    retry_timer_.unref();
+  if (queued) return;
+  if (generation == 0) {  // a probe: it waits for the locator (there are at most a few)
+    retryLookup(PendingLookup{connection, 0, peer, upstream, attempt, now() + retryDelayNs(attempt)});
+    return;
   }
+  // A request's connection: its requests go unobserved until a later one finds room.
+  if (auto it = connections_.find(connection);
+      it != connections_.end() && it->second.generation == generation) {
+    it->second.looking = false;
+    it->second.retry_after_ns = now() + kLocatorBusyRetryNs;
+  }
+}
+
+// Bounded: past kMaxRetries a request's connection gives up (the next request on it tries
+// again), so that a burst of new connections cannot grow the list.
+void Advisor::retryLookup(PendingLookup pending) {
+  if (retries_.size() >= kMaxRetries && pending.generation != 0) {
+    if (auto it = connections_.find(pending.connection);
+        it != connections_.end() && it->second.generation == pending.generation) {
+      it->second.looking = false;
+    }
+    return;
+  }
+  retries_.push_back(std::move(pending));
+  if (!retry_timer_.active()) retry_timer_.start(kRetryTickMs, kRetryTickMs);
+  retry_timer_.unref();
 }
 
 void Advisor::onRetryTimer() {
@@ -330,10 +358,8 @@ void Advisor::onLocated(const void* connection, uint32_t generation, const Socke
     if (it == probes_.end()) return;  // gone meanwhile
     ProbeConnection& p = **it;
     if (result.status == LocateStatus::NotYet && attempt < kMaxLookupAttempts) {
-      retries_.push_back(PendingLookup{connection, 0, peer, upstream, attempt + 1,
-                                       now() + retryDelayNs(attempt)});
-      if (!retry_timer_.active()) retry_timer_.start(kRetryTickMs, kRetryTickMs);
-      retry_timer_.unref();
+      retryLookup(PendingLookup{connection, 0, peer, upstream, attempt + 1,
+                                now() + retryDelayNs(attempt)});
       return;
     }
     int32_t g = -1;
@@ -367,10 +393,8 @@ void Advisor::onLocated(const void* connection, uint32_t generation, const Socke
       return;
     case LocateStatus::NotYet:
       if (attempt < kMaxLookupAttempts) {
-        retries_.push_back(PendingLookup{connection, generation, peer, upstream, attempt + 1,
-                                         now() + retryDelayNs(attempt)});
-        if (!retry_timer_.active()) retry_timer_.start(kRetryTickMs, kRetryTickMs);
-        retry_timer_.unref();
+        retryLookup(PendingLookup{connection, generation, peer, upstream, attempt + 1,
+                                  now() + retryDelayNs(attempt)});
         return;
       }
       cs.looking = false;  // the next request on it tries again

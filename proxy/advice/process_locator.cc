@@ -15,6 +15,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
+#include <memory>
+#include <unordered_map>
 
 namespace loopguard::advice {
 
@@ -104,10 +107,33 @@ bool parseStatStartTime(std::string_view stat, uint64_t& start_time) {
 
 namespace {
 
-// One sock_diag request; the inode (0 if the socket has no file yet) or -errno.
-int64_t sockDiag(const void* request, size_t request_len, bool unix_peer) {
-  int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  if (fd < 0) return -errno;
+// A NETLINK_SOCK_DIAG socket, opened once per batch of lookups.
+class DiagSocket {
+ public:
+  DiagSocket() : fd_(socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)) {
+    error_ = fd_ < 0 ? errno : 0;
+    if (fd_ >= 0) {
+      timeval timeout{1, 0};
+      setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    }
+  }
+  ~DiagSocket() {
+    if (fd_ >= 0) close(fd_);
+  }
+  DiagSocket(const DiagSocket&) = delete;
+  DiagSocket& operator=(const DiagSocket&) = delete;
+
+  // One request; the inode (0 if the socket has no file yet) or -errno.
+  int64_t query(const void* request, size_t request_len, bool unix_peer);
+
+ private:
+  int fd_;
+  int error_;
+  uint32_t seq_ = 0;
+};
+
+int64_t DiagSocket::query(const void* request, size_t request_len, bool unix_peer) {
+  if (fd_ < 0) return -error_;
   struct {
     nlmsghdr header;
     char body[64];
@@ -115,56 +141,53 @@ int64_t sockDiag(const void* request, size_t request_len, bool unix_peer) {
   message.header.nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(request_len));
   message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
   message.header.nlmsg_flags = NLM_F_REQUEST;
-  message.header.nlmsg_seq = 1;
+  message.header.nlmsg_seq = ++seq_;
   std::memcpy(message.body, request, request_len);
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
-  timeval timeout{1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  if (sendto(fd, &message, message.header.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel),
+  if (sendto(fd_, &message, message.header.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel),
              sizeof kernel) < 0) {
-    int e = errno;
-    close(fd);
-    return -e;
+    return -errno;
   }
   alignas(nlmsghdr) char buf[8192];
-  ssize_t n = recv(fd, buf, sizeof buf, 0);
-  int e = errno;
-  close(fd);
-  if (n < 0) return -e;
-  for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<uint32_t>(n));
-       h = NLMSG_NEXT(h, n)) {
-    if (h->nlmsg_type == NLMSG_ERROR) {
-      auto* err = static_cast<nlmsgerr*>(NLMSG_DATA(h));
-      return err->error != 0 ? err->error : -ENOENT;
-    }
-    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
-    if (!unix_peer) {
-      if (h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) return -EPROTO;
-      return static_cast<inet_diag_msg*>(NLMSG_DATA(h))->idiag_inode;
-    }
-    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(unix_diag_msg))) return -EPROTO;
-    auto* msg = static_cast<unix_diag_msg*>(NLMSG_DATA(h));
-    int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof *msg));
-    for (auto* a = reinterpret_cast<nlattr*>(msg + 1); len >= static_cast<int>(sizeof(nlattr)) &&
-                                                       a->nla_len >= sizeof(nlattr) &&
-                                                       a->nla_len <= len;
-         len -= NLA_ALIGN(a->nla_len),
-              a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(a) + NLA_ALIGN(a->nla_len))) {
-      if (a->nla_type == UNIX_DIAG_PEER && a->nla_len >= NLA_HDRLEN + sizeof(uint32_t)) {
-        uint32_t peer = 0;
-        std::memcpy(&peer, reinterpret_cast<char*>(a) + NLA_HDRLEN, sizeof peer);
-        return peer;
+  for (;;) {  // skip a late answer to an earlier request that timed out
+    ssize_t n = recv(fd_, buf, sizeof buf, 0);
+    if (n < 0) return -errno;
+    auto* first = reinterpret_cast<nlmsghdr*>(buf);
+    if (NLMSG_OK(first, static_cast<uint32_t>(n)) && first->nlmsg_seq != seq_) continue;
+    for (auto* h = first; NLMSG_OK(h, static_cast<uint32_t>(n)); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        auto* err = static_cast<nlmsgerr*>(NLMSG_DATA(h));
+        return err->error != 0 ? err->error : -ENOENT;
       }
+      if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+      if (!unix_peer) {
+        if (h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) return -EPROTO;
+        return static_cast<inet_diag_msg*>(NLMSG_DATA(h))->idiag_inode;
+      }
+      if (h->nlmsg_len < NLMSG_LENGTH(sizeof(unix_diag_msg))) return -EPROTO;
+      auto* msg = static_cast<unix_diag_msg*>(NLMSG_DATA(h));
+      int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof *msg));
+      for (auto* a = reinterpret_cast<nlattr*>(msg + 1);
+           len >= static_cast<int>(sizeof(nlattr)) && a->nla_len >= sizeof(nlattr) &&
+           a->nla_len <= len;
+           len -= NLA_ALIGN(a->nla_len),
+                a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(a) + NLA_ALIGN(a->nla_len))) {
+        if (a->nla_type == UNIX_DIAG_PEER && a->nla_len >= NLA_HDRLEN + sizeof(uint32_t)) {
+          uint32_t peer = 0;
+          std::memcpy(&peer, reinterpret_cast<char*>(a) + NLA_HDRLEN, sizeof peer);
+          return peer;
+        }
+      }
+      return 0;  // no peer yet
     }
-    return 0;  // no peer yet
+    return -ENOENT;
   }
-  return -ENOENT;
 }
 
 // The app's end of a TCP connection: local = our peer, remote = us. An app listening on a
 // dual-stack socket sees IPv4 clients as v4-mapped IPv6, so that is tried too.
-int64_t tcpPeerInode(const SocketPeer& p) {
+int64_t tcpPeerInode(DiagSocket& diag, const SocketPeer& p) {
   inet_diag_req_v2 req{};
   req.sdiag_protocol = IPPROTO_TCP;
   req.idiag_states = ~0u;
@@ -178,7 +201,7 @@ int64_t tcpPeerInode(const SocketPeer& p) {
     req.id.idiag_dport = local->sin_port;
     std::memcpy(req.id.idiag_src, &peer->sin_addr, 4);
     std::memcpy(req.id.idiag_dst, &local->sin_addr, 4);
-    int64_t r = sockDiag(&req, sizeof req, false);
+    int64_t r = diag.query(&req, sizeof req, false);
     if (r != -ENOENT) return r;
     req.sdiag_family = AF_INET6;
     uint32_t mapped_src[4] = {0, 0, htonl(0xffff), 0}, mapped_dst[4] = {0, 0, htonl(0xffff), 0};
@@ -186,7 +209,7 @@ int64_t tcpPeerInode(const SocketPeer& p) {
     std::memcpy(&mapped_dst[3], &local->sin_addr, 4);
     std::memcpy(req.id.idiag_src, mapped_src, 16);
     std::memcpy(req.id.idiag_dst, mapped_dst, 16);
-    return sockDiag(&req, sizeof req, false);
+    return diag.query(&req, sizeof req, false);
   }
   auto* peer = reinterpret_cast<const sockaddr_in6*>(&p.peer);
   auto* local = reinterpret_cast<const sockaddr_in6*>(&p.local);
@@ -195,10 +218,10 @@ int64_t tcpPeerInode(const SocketPeer& p) {
   req.id.idiag_dport = local->sin6_port;
   std::memcpy(req.id.idiag_src, &peer->sin6_addr, 16);
   std::memcpy(req.id.idiag_dst, &local->sin6_addr, 16);
-  return sockDiag(&req, sizeof req, false);
+  return diag.query(&req, sizeof req, false);
 }
 
-int64_t unixPeerInode(const SocketPeer& p) {
+int64_t unixPeerInode(DiagSocket& diag, const SocketPeer& p) {
   unix_diag_req req{};
   req.sdiag_family = AF_UNIX;
   req.udiag_states = ~0u;
@@ -206,7 +229,7 @@ int64_t unixPeerInode(const SocketPeer& p) {
   req.udiag_show = UDIAG_SHOW_PEER;
   req.udiag_cookie[0] = INET_DIAG_NOCOOKIE;
   req.udiag_cookie[1] = INET_DIAG_NOCOOKIE;
-  return sockDiag(&req, sizeof req, true);
+  return diag.query(&req, sizeof req, true);
 }
 
 bool readSmallFile(const std::string& path, std::string& out) {
@@ -220,141 +243,214 @@ bool readSmallFile(const std::string& path, std::string& out) {
   return true;
 }
 
-enum class FdSearch { Found, NotHere, NoAccess };
-
-FdSearch holdsInode(int pid, uint64_t inode) {
-  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return errno == EACCES || errno == EPERM ? FdSearch::NoAccess : FdSearch::NotHere;
-  FdSearch result = FdSearch::NotHere;
-  char link[64];
-  while (dirent* entry = readdir(d)) {
-    if (entry->d_name[0] == '.') continue;
-    ssize_t n = readlinkat(dirfd(d), entry->d_name, link, sizeof link - 1);
-    if (n <= 0) continue;
-    uint64_t found = 0;
-    if (parseSocketLink(std::string_view(link, static_cast<size_t>(n)), found) && found == inode) {
-      result = FdSearch::Found;
-      break;
-    }
-  }
-  closedir(d);
-  return result;
-}
-
 bool startTimeOf(int pid, uint64_t& start_time) {
   std::string stat;
   return readSmallFile("/proc/" + std::to_string(pid) + "/stat", stat) &&
          parseStatStartTime(stat, start_time);
 }
 
-}  // namespace
+// The queries still waiting for a process, by the inode of the app's end.
+class WantedInodes {
+ public:
+  explicit WantedInodes(std::span<LocateQuery> queries) : queries_(queries) {}
+  void add(uint64_t inode, size_t query) { by_inode_[inode].push_back(query); }
+  bool empty() const { return by_inode_.empty(); }
 
-LocateResult locateProcess(const SocketPeer& peer, const std::vector<int>& candidates) {
-  LocateResult r;
-  int64_t inode = -ENOENT;
-  if (peer.kind == SocketPeer::Kind::Tcp) {
-    inode = tcpPeerInode(peer);
-  } else if (peer.kind == SocketPeer::Kind::Unix) {
-    inode = unixPeerInode(peer);
-  }
-  if (inode == -ENOENT) {
-    r.why = "the app's end of the connection is not in this network namespace (another host?)";
-    return r;
-  }
-  if (inode < 0) {
-    r.why = std::string("sock_diag: ") + std::strerror(static_cast<int>(-inode));
-    return r;
-  }
-  if (inode == 0) {
-    r.status = LocateStatus::NotYet;
-    return r;
-  }
-  const int self = getpid();
-  bool denied = false;
-  auto check = [&](int pid) {
-    if (pid == self) return false;
-    FdSearch s = holdsInode(pid, static_cast<uint64_t>(inode));
-    denied |= s == FdSearch::NoAccess;
-    if (s != FdSearch::Found) return false;
-    uint64_t start = 0;
-    if (!startTimeOf(pid, start)) return false;
-    r.status = LocateStatus::Found;
-    r.process = ProcessId{pid, start};
-    return true;
-  };
-  for (int pid : candidates) {
-    if (check(pid)) return r;
-  }
-  if (DIR* d = opendir("/proc")) {
-    while (dirent* entry = readdir(d)) {
-      char* end = nullptr;
-      long pid = std::strtol(entry->d_name, &end, 10);
-      if (end == entry->d_name || *end != '\0' || pid <= 0) continue;
-      if (std::find(candidates.begin(), candidates.end(), pid) != candidates.end()) continue;
-      if (check(static_cast<int>(pid))) {
-        closedir(d);
-        return r;
+  // One pass over `pid`'s open files, resolving every query whose inode it holds. Reading a
+  // process's fds costs one readlink per fd: a batch pays it once for all its queries.
+  void scan(int pid) {
+    std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    DIR* d = opendir(dir.c_str());
+    if (d == nullptr) {
+      denied_ |= errno == EACCES || errno == EPERM;
+      return;
+    }
+    ProcessId process{pid, 0};
+    char link[64];
+    while (!by_inode_.empty()) {
+      dirent* entry = readdir(d);
+      if (entry == nullptr) break;
+      if (entry->d_name[0] == '.') continue;
+      ssize_t n = readlinkat(dirfd(d), entry->d_name, link, sizeof link - 1);
+      uint64_t inode = 0;
+      if (n <= 0 || !parseSocketLink(std::string_view(link, static_cast<size_t>(n)), inode)) {
+        continue;
       }
+      auto it = by_inode_.find(inode);
+      if (it == by_inode_.end()) continue;
+      if (process.start_time == 0 && !startTimeOf(pid, process.start_time)) break;  // it exited
+      for (size_t q : it->second) {
+        queries_[q].result.status = LocateStatus::Found;
+        queries_[q].result.process = process;
+      }
+      by_inode_.erase(it);
     }
     closedir(d);
   }
+
   // The socket has a file, so some process holds it: one we may not look into, or one in
   // another pid namespace.
-  r.why = denied ? "the app's processes are not readable here (another user: needs the same "
-                   "uid or CAP_SYS_PTRACE)"
-                 : "the app's process is not visible here (another pid namespace? in Kubernetes, "
-                   "set shareProcessNamespace)";
-  return r;
+  void giveUp() {
+    for (auto& [inode, waiting] : by_inode_) {
+      for (size_t q : waiting) {
+        queries_[q].result.why =
+            denied_ ? "the app's processes are not readable here (another user: needs the same "
+                      "uid or CAP_SYS_PTRACE)"
+                    : "the app's process is not visible here (another pid namespace? in "
+                      "Kubernetes, set shareProcessNamespace)";
+      }
+    }
+    by_inode_.clear();
+  }
+
+ private:
+  std::span<LocateQuery> queries_;
+  std::unordered_map<uint64_t, std::vector<size_t>> by_inode_;
+  bool denied_ = false;
+};
+
+}  // namespace
+
+void locateProcesses(std::span<LocateQuery> queries, const std::vector<int>& candidates) {
+  DiagSocket diag;
+  WantedInodes wanted(queries);
+  for (size_t i = 0; i < queries.size(); ++i) {
+    LocateResult& r = queries[i].result;
+    r = LocateResult{};
+    const SocketPeer& peer = queries[i].peer;
+    int64_t inode = -ENOENT;
+    if (peer.kind == SocketPeer::Kind::Tcp) {
+      inode = tcpPeerInode(diag, peer);
+    } else if (peer.kind == SocketPeer::Kind::Unix) {
+      inode = unixPeerInode(diag, peer);
+    }
+    if (inode == -ENOENT) {
+      r.why = "the app's end of the connection is not in this network namespace (another host?)";
+    } else if (inode < 0) {
+      r.why = std::string("sock_diag: ") + std::strerror(static_cast<int>(-inode));
+    } else if (inode == 0) {
+      r.status = LocateStatus::NotYet;
+    } else {
+      wanted.add(static_cast<uint64_t>(inode), i);
+    }
+  }
+  const int self = getpid();
+  for (int pid : candidates) {
+    if (wanted.empty()) return;
+    if (pid != self) wanted.scan(pid);
+  }
+  if (DIR* d = opendir("/proc")) {
+    while (!wanted.empty()) {
+      dirent* entry = readdir(d);
+      if (entry == nullptr) break;
+      char* end = nullptr;
+      long pid = std::strtol(entry->d_name, &end, 10);
+      if (end == entry->d_name || *end != '\0' || pid <= 0 || pid == self) continue;
+      if (std::find(candidates.begin(), candidates.end(), pid) != candidates.end()) continue;
+      wanted.scan(static_cast<int>(pid));
+    }
+    closedir(d);
+  }
+  wanted.giveUp();
+}
+
+LocateResult locateProcess(const SocketPeer& peer, const std::vector<int>& candidates) {
+  LocateQuery query{peer, {}};
+  locateProcesses(std::span<LocateQuery>(&query, 1), candidates);
+  return query.result;
 }
 
 // ---- async wrapper ----------------------------------------------------------------------------
 
-struct ProcessLocator::Job {
+struct ProcessLocator::Batch {
   uv_work_t req{};
   ProcessLocator* owner = nullptr;  // null once the locator is gone
-  SocketPeer peer;
+  std::vector<LocateQuery> queries;
+  std::vector<Done> done;
   std::vector<int> candidates;
-  LocateResult result;
-  Done done;
+  int64_t cpu_ns = 0;  // the thread's CPU time for the batch: what paces the next one
 };
 
+ProcessLocator::ProcessLocator(uv_loop_t* loop)
+    : loop_(loop), pace_timer_(loop, this, &uv::bindTimer<ProcessLocator, &ProcessLocator::startBatch>) {}
+
 ProcessLocator::~ProcessLocator() {
-  for (Job* job : jobs_) {
-    job->owner = nullptr;
-    uv_cancel(reinterpret_cast<uv_req_t*>(&job->req));
+  if (running_ != nullptr) {
+    // The thread may be in it: orphan it; the after-work callback frees it.
+    running_->owner = nullptr;
+    uv_cancel(reinterpret_cast<uv_req_t*>(&running_->req));
+    running_.release();
   }
 }
 
-bool ProcessLocator::locate(const SocketPeer& peer, std::vector<int> candidates, Done done) {
-  if (jobs_.size() >= kMaxInFlight) return false;
-  auto* job = new Job;
-  job->owner = this;
-  job->peer = peer;
-  job->candidates = std::move(candidates);
-  job->done = std::move(done);
-  job->req.data = job;
+bool ProcessLocator::locate(const SocketPeer& peer, const std::vector<int>& candidates, Done done) {
+  if (!canQueue()) return false;
+  pending_.push_back(LocateQuery{peer, {}});
+  pending_done_.push_back(std::move(done));
+  for (auto it = candidates.rbegin(); it != candidates.rend(); ++it) {
+    auto known = std::find(candidates_.begin(), candidates_.end(), *it);
+    if (known != candidates_.end()) candidates_.erase(known);
+    candidates_.insert(candidates_.begin(), *it);
+  }
+  if (candidates_.size() > kMaxCandidates) candidates_.resize(kMaxCandidates);
+  if (running_ == nullptr && !pace_timer_.active()) {
+    const uint64_t now = uv_now(loop_);
+    pace_timer_.start(next_start_ms_ > now ? next_start_ms_ - now : 0);
+    pace_timer_.unref();
+  }
+  return true;
+}
+
+void ProcessLocator::startBatch() {
+  if (running_ != nullptr || pending_.empty()) return;
+  auto batch = std::make_unique<Batch>();
+  batch->owner = this;
+  batch->queries = std::move(pending_);
+  batch->done = std::move(pending_done_);
+  batch->candidates = candidates_;
+  pending_.clear();
+  pending_done_.clear();
+  batch->req.data = batch.get();
   int rc = uv_queue_work(
-      loop_, &job->req,
+      loop_, &batch->req,
       [](uv_work_t* req) {
-        auto* j = static_cast<Job*>(req->data);
-        j->result = locateProcess(j->peer, j->candidates);
+        auto* b = static_cast<Batch*>(req->data);
+        timespec start{}, end{};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &start);
+        locateProcesses(b->queries, b->candidates);
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &end);
+        b->cpu_ns = (end.tv_sec - start.tv_sec) * 1'000'000'000LL + (end.tv_nsec - start.tv_nsec);
       },
       [](uv_work_t* req, int status) {
-        auto* j = static_cast<Job*>(req->data);
-        if (j->owner != nullptr) {
-          auto& jobs = j->owner->jobs_;
-          jobs.erase(std::remove(jobs.begin(), jobs.end(), j), jobs.end());
-          if (status == 0) j->done(j->result);
-        }
-        delete j;
+        std::unique_ptr<Batch> b(static_cast<Batch*>(req->data));
+        if (b->owner == nullptr) return;  // the locator is gone
+        b->owner->onBatchDone(std::move(b), status);
       });
-  if (rc != 0) {
-    delete job;
-    return false;
+  if (rc != 0) {  // only without a work callback: answer rather than leave anyone waiting
+    for (size_t i = 0; i < batch->queries.size(); ++i) {
+      batch->queries[i].result.why = std::string("thread pool: ") + uv_strerror(rc);
+      batch->done[i](batch->queries[i].result);
+    }
+    return;
   }
-  jobs_.push_back(job);
-  return true;
+  running_ = std::move(batch);
+}
+
+void ProcessLocator::onBatchDone(std::unique_ptr<Batch> batch, int status) {
+  running_.release();  // it is `batch` now
+  // Spend at most 1/kPaceFactor of a core on lookups: under connection churn (thousands of new
+  // upstream connections a second, each a readlink per open fd of the app) the advisor then
+  // looks up a sample of the connections rather than costing the proxy a core.
+  next_start_ms_ = uv_now(loop_) + std::max<uint64_t>(
+                                       1, static_cast<uint64_t>(batch->cpu_ns) * kPaceFactor /
+                                              1'000'000);
+  if (status == 0) {
+    for (size_t i = 0; i < batch->queries.size(); ++i) batch->done[i](batch->queries[i].result);
+  }
+  if (!pending_.empty() && !pace_timer_.active()) {
+    pace_timer_.start(next_start_ms_ - uv_now(loop_));
+    pace_timer_.unref();
+  }
 }
 
 }  // namespace loopguard::advice

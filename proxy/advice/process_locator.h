@@ -18,9 +18,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "common/uv/timer.h"
 
 namespace loopguard::advice {
 
@@ -54,33 +58,56 @@ struct LocateResult {
   std::string why;
 };
 
-// Blocking. `candidates`: pids that served this endpoint before, searched first.
+// One connection to look up, and the answer.
+struct LocateQuery {
+  SocketPeer peer;
+  LocateResult result;
+};
+
+// Blocking. `candidates`: pids that served this endpoint before, searched first. A batch costs
+// one netlink socket and one pass over each process's open files, however many queries it holds.
+void locateProcesses(std::span<LocateQuery> queries, const std::vector<int>& candidates);
 LocateResult locateProcess(const SocketPeer& peer, const std::vector<int>& candidates);
 
 // Pure helpers, exposed for the unit tests.
 bool parseSocketLink(std::string_view link, uint64_t& inode);  // "socket:[12345]"
 bool parseStatStartTime(std::string_view stat, uint64_t& start_time);
 
-// Runs locateProcess() on libuv's thread pool. `done` runs on the loop, unless the locator was
-// destroyed first (in-flight lookups are then orphaned and freed when they complete).
+// Runs lookups on libuv's thread pool, in batches: one batch at a time, each taking every lookup
+// queued meanwhile, the next one starting no sooner than kPaceFactor times the CPU time the last
+// one took. So the lookups cost at most ~2% of a core whatever the connection churn: at a
+// thousand new upstream connections a second, a sample of them is looked up (the rest are
+// refused by locate() and their requests go unobserved). `done` runs on the loop, unless the
+// locator was destroyed first (a running batch is then orphaned and freed when it completes).
 class ProcessLocator {
  public:
   using Done = std::function<void(const LocateResult&)>;
-  static constexpr size_t kMaxInFlight = 16;
+  static constexpr size_t kMaxPending = 64;
+  static constexpr size_t kMaxCandidates = 64;
+  static constexpr uint64_t kPaceFactor = 49;
 
-  explicit ProcessLocator(uv_loop_t* loop) : loop_(loop) {}
+  explicit ProcessLocator(uv_loop_t* loop);
   ~ProcessLocator();
   ProcessLocator(const ProcessLocator&) = delete;
   ProcessLocator& operator=(const ProcessLocator&) = delete;
 
-  // False (and `done` is dropped) when kMaxInFlight lookups are running already.
-  bool locate(const SocketPeer& peer, std::vector<int> candidates, Done done);
-  size_t inFlight() const { return jobs_.size(); }
+  // False when a lookup queued now would be refused: check before describing a socket.
+  bool canQueue() const { return pending_.size() < kMaxPending; }
+  // Queues a lookup for the next batch; false (and `done` is dropped) when !canQueue().
+  bool locate(const SocketPeer& peer, const std::vector<int>& candidates, Done done);
 
  private:
-  struct Job;
+  struct Batch;
+  void startBatch();
+  void onBatchDone(std::unique_ptr<Batch> batch, int status);
+
   uv_loop_t* loop_;
-  std::vector<Job*> jobs_;
+  std::vector<LocateQuery> pending_;
+  std::vector<Done> pending_done_;
+  std::vector<int> candidates_;  // pids that held an endpoint's connections, most recent first
+  std::unique_ptr<Batch> running_;
+  uint64_t next_start_ms_ = 0;  // loop time before which no batch starts (pacing)
+  uv::Timer pace_timer_;
 };
 
 }  // namespace loopguard::advice

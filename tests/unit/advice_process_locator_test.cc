@@ -9,6 +9,9 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
+
+#include <uv.h>
 
 #include "proxy/advice/process_locator.h"
 
@@ -31,23 +34,26 @@ TEST(AdviceProcessLocator, ParsesProcFiles) {
   EXPECT_FALSE(parseStatStartTime("garbage", start));
 }
 
-// A child process that accepts one connection on `listener` (once told to), then holds it until
-// the parent hangs up.
+// A child process that accepts `count` connections on `listener` (once told to), then holds them
+// until the parent hangs up.
 struct Acceptor {
   pid_t pid = -1;
   int go[2] = {-1, -1};    // parent -> child: accept now
   int done[2] = {-1, -1};  // child -> parent: accepted
 
-  explicit Acceptor(int listener) {
+  explicit Acceptor(int listener, int count = 1) {
     EXPECT_EQ(pipe(go), 0);
     EXPECT_EQ(pipe(done), 0);
     pid = fork();
     if (pid == 0) {
       char c;
       if (read(go[0], &c, 1) != 1) _exit(1);
-      int conn = ::accept(listener, nullptr, nullptr);
+      std::vector<int> conns;
+      for (int i = 0; i < count; ++i) conns.push_back(::accept(listener, nullptr, nullptr));
       if (write(done[1], "x", 1) != 1) _exit(1);
-      while (read(conn, &c, 1) > 0) {
+      for (int conn : conns) {
+        while (read(conn, &c, 1) > 0) {
+        }
       }
       _exit(0);
     }
@@ -66,15 +72,26 @@ struct Acceptor {
   }
 };
 
-TEST(AdviceProcessLocator, FindsTheProcessBehindATcpConnection) {
+// A TCP listener on 127.0.0.1, any port; `addr` is where it listens. -1 on failure.
+int loopbackListener(sockaddr_in& addr) {
   int listener = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
+  addr = sockaddr_in{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(listener, 4), 0);
   socklen_t len = sizeof addr;
-  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      listen(listener, 8) != 0 ||
+      getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(listener);
+    return -1;
+  }
+  return listener;
+}
+
+TEST(AdviceProcessLocator, FindsTheProcessBehindATcpConnection) {
+  sockaddr_in addr;
+  int listener = loopbackListener(addr);
+  ASSERT_GE(listener, 0);
   {
     Acceptor child(listener);
     int client = socket(AF_INET, SOCK_STREAM, 0);
@@ -121,6 +138,85 @@ TEST(AdviceProcessLocator, FindsTheProcessBehindAUnixConnection) {
   }
   close(listener);
   unlink(path.c_str());
+}
+
+// The async locator answers every lookup queued before its batch started in one pass, from the
+// loop, and leaves nothing behind on the loop once it is gone.
+TEST(AdviceProcessLocator, AnswersABatchFromTheLoop) {
+  sockaddr_in addr;
+  int listener = loopbackListener(addr);
+  ASSERT_GE(listener, 0);
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  {
+    constexpr int kConnections = 3;
+    Acceptor child(listener, kConnections);
+    struct Clients : std::vector<int> {  // closed before the child is waited for
+      ~Clients() {
+        for (int fd : *this) close(fd);
+      }
+    } clients;
+    std::vector<SocketPeer> peers(kConnections);
+    for (int i = 0; i < kConnections; ++i) {
+      clients.push_back(socket(AF_INET, SOCK_STREAM, 0));
+      ASSERT_EQ(connect(clients.back(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+      ASSERT_TRUE(describeSocket(clients.back(), peers[static_cast<size_t>(i)]));
+    }
+    child.accept();
+    std::vector<LocateResult> answers;
+    {
+      ProcessLocator locator(&loop);
+      for (const SocketPeer& peer : peers) {
+        ASSERT_TRUE(locator.locate(peer, {}, [&](const LocateResult& r) {
+          answers.push_back(r);
+        }));
+        EXPECT_TRUE(answers.empty());  // never from the call that queued it
+      }
+      // The locator's timer does not keep a loop alive (unref): this one does, for 10 s at most.
+      uv_timer_t keepalive;
+      uv_timer_init(&loop, &keepalive);
+      uv_timer_start(&keepalive, [](uv_timer_t*) {}, 10, 10);
+      const uint64_t deadline = uv_now(&loop) + 10'000;
+      while (answers.size() < peers.size() && uv_now(&loop) < deadline) {
+        uv_run(&loop, UV_RUN_ONCE);
+      }
+      uv_close(reinterpret_cast<uv_handle_t*>(&keepalive), nullptr);
+    }
+    ASSERT_EQ(answers.size(), peers.size());
+    for (const LocateResult& r : answers) {
+      EXPECT_EQ(r.status, LocateStatus::Found) << r.why;
+      EXPECT_EQ(r.process.pid, child.pid);
+    }
+  }
+  close(listener);
+  uv_run(&loop, UV_RUN_DEFAULT);  // the pace timer's close
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+}
+
+// A locator destroyed with lookups queued and a batch running frees everything; no answer
+// reaches a caller that is gone.
+TEST(AdviceProcessLocator, DestroyedWhileLookingUp) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  SocketPeer peer;
+  ASSERT_TRUE(describeSocket(fds[0], peer));
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  int answered = 0;
+  {
+    ProcessLocator locator(&loop);
+    for (size_t i = 0; i < ProcessLocator::kMaxPending; ++i) {
+      ASSERT_TRUE(locator.locate(peer, {}, [&](const LocateResult&) { ++answered; }));
+    }
+    EXPECT_FALSE(locator.canQueue());
+    EXPECT_FALSE(locator.locate(peer, {}, [&](const LocateResult&) { ++answered; }));
+    uv_run(&loop, UV_RUN_NOWAIT);  // the batch starts on the thread pool
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(answered, 0);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+  close(fds[0]);
+  close(fds[1]);
 }
 
 }  // namespace
