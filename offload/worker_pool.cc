@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "common/uv/loop.h"
+
 namespace loopguard::offload {
 
 using upstream::AcquireResult;
@@ -256,14 +258,8 @@ void WorkerPool::release(UpstreamConnection* c, bool reusable) {
     run.given_up = true;
     log()->debug("pool {}: request {} abandoned by its exchange; worker {} (pid {}) finishes it",
                  name_, run.request_id, w.index(), w.pid());
-    run.abandoned = AbandonedRequest::start(
-        c,
-        [](void* self, UpstreamConnection* conn) {
-          auto* pool = static_cast<WorkerPool*>(self);
-          pool->running_.at(conn).abandoned = nullptr;  // it deletes itself
-          pool->release(conn, false);
-        },
-        this);
+    AbandonedRequest::Owner& owner = *this;
+    run.abandoned = std::make_unique<AbandonedRequest>(c, owner);
     return;
   }
   running_.erase(it);
@@ -278,6 +274,14 @@ void WorkerPool::release(UpstreamConnection* c, bool reusable) {
   bool reuse = reusable && w.dispatchable() && c->state() == UpstreamConnection::State::Active;
   upstream::ConnectionPool::of(*c).release(c, reuse);
   slotFreed(w);
+}
+
+void WorkerPool::onAbandonedDone(UpstreamConnection* c) {
+  auto it = running_.find(c);
+  if (it == running_.end()) return;  // its connection closed first (onConnectionClosed)
+  // Called from inside the abandoned request: it goes at the end of the loop turn.
+  uv::Loop::of(loop_).deferDelete(std::move(it->second.abandoned));
+  release(c, false);
 }
 
 bool WorkerPool::mayStillBeWorking(UpstreamConnection* c) const {
@@ -382,7 +386,8 @@ void WorkerPool::onConnectionClosed(WorkerConnections& wc, UpstreamConnection& c
   Worker& w = wc.worker;
   if (auto it = running_.find(&c); in_use && it != running_.end()) {
     // Closed without a release (should not happen); keep the counts true anyway.
-    if (it->second.abandoned != nullptr) AbandonedRequest::discard(it->second.abandoned);
+    // Its abandoned request, if any, may be what is running: it goes at the end of the turn.
+    uv::Loop::of(loop_).deferDelete(std::move(it->second.abandoned));
     running_.erase(it);
     --w.in_flight;
     if (running_.empty()) disarmDeadline();

@@ -42,7 +42,8 @@ namespace loopguard::offload {
 
 class WorkerPool final : public upstream::Target,
                          public routing::CapacityGate,
-                         private SupervisorEvents {
+                         private SupervisorEvents,
+                         private AbandonedRequest::Owner {
  public:
   WorkerPool(uv_loop_t* loop, net::BufferPool& buffers, RuntimeDir& dir,
              const config::Pool& config);
@@ -111,7 +112,7 @@ class WorkerPool final : public upstream::Target,
     bool slow_reported = false;
     bool timed_out = false;
     bool given_up = false;  // by its exchange; the worker is finishing it
-    AbandonedRequest* abandoned = nullptr;  // while it does
+    std::unique_ptr<AbandonedRequest> abandoned;  // while it does
     std::string route;
     std::string request_id;
   };
@@ -152,6 +153,8 @@ class WorkerPool final : public upstream::Target,
   void onWorkerStopping(Worker& worker) override;
   void onWorkerExited(Worker& worker) override;
   void onCapacityChanged() override;
+  // AbandonedRequest::Owner
+  void onAbandonedDone(upstream::UpstreamConnection* connection) override;
 
   uv_loop_t* loop_;
   net::BufferPool& buffers_;
