@@ -101,9 +101,9 @@ void WorkerPool::reconfigure(const config::Pool& config) {
 // Admission (CapacityGate)
 
 bool WorkerPool::tryTake() {
-  if (!supervisor_.available() || pump_budget_ == 0) return false;
+  if (!supervisor_.available() || !pump_.mayTake()) return false;
   if (!ledger_.tryTake()) return false;
-  if (pump_budget_ > 0) --pump_budget_;
+  pump_.took();
   return true;
 }
 
@@ -118,35 +118,9 @@ void WorkerPool::giveBack() {
 bool WorkerPool::hasCapacity() const { return supervisor_.available() && ledger_.hasRoom(); }
 
 void WorkerPool::pumpWaiting() {
-  // Re-entered from an admission's own callbacks (a request that fails at once gives its unit
-  // back): the nested call leaves a note, the outer loop runs again.
-  pump_loop_.run([this] {
-    std::vector<const routing::Limiter*> stuck;  // have waiters but admitted nothing
-    while (hasCapacity()) {
-      std::shared_ptr<routing::RouteLimiter> oldest;
-      routing::TimePointMs oldest_at = 0;
-      for (const auto& weak : limiters_) {
-        auto limiter = weak.lock();
-        if (!limiter) continue;
-        std::optional<routing::TimePointMs> at = limiter->limiter().oldestEnqueuedAt();
-        if (!at || std::find(stuck.begin(), stuck.end(), &limiter->limiter()) != stuck.end()) {
-          continue;
-        }
-        if (!oldest || *at < oldest_at) {
-          oldest = std::move(limiter);
-          oldest_at = *at;
-        }
-      }
-      if (!oldest) break;
-      // One admission per turn, so the next unit goes to whichever route then has the oldest
-      // waiter: one queue per route, served oldest first across routes.
-      pump_budget_ = 1;
-      oldest->limiter().pump();
-      bool admitted = pump_budget_ == 0;
-      pump_budget_ = -1;
-      if (!admitted) stuck.push_back(&oldest->limiter());  // its own max_in_flight is full
-    }
-  });
+  // One admission per turn, so the next unit goes to whichever route then has the oldest
+  // waiter: one queue per route, served oldest first across routes.
+  pump_.run(limiters_, [this] { return hasCapacity(); });
 }
 
 void WorkerPool::failWaiting() {

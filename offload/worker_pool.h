@@ -26,12 +26,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/coalesced_loop.h"
 #include "common/uv/timer.h"
 #include "config/config.h"
 #include "offload/abandoned_request.h"
 #include "offload/dispatch.h"
 #include "offload/supervisor.h"
+#include "proxy/routing/fair_pump.h"
 #include "proxy/routing/limiter.h"
 #include "proxy/routing/route_limiter.h"
 #include "proxy/upstream/connection_pool.h"
@@ -167,8 +167,7 @@ class WorkerPool final : public upstream::Target,
   std::vector<std::weak_ptr<routing::RouteLimiter>> limiters_;
   uv::Timer deadline_timer_;
   std::optional<uint64_t> armed_;
-  int pump_budget_ = -1;  // >= 0 while pumping one limiter: admissions it may still make
-  CoalescedLoop pump_loop_;
+  routing::FairPump pump_;  // freed units go to the route with the oldest waiter
   bool available_ = true;
 };
 

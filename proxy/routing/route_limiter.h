@@ -113,4 +113,7 @@ class RouteLimiter final {
   std::shared_ptr<AdaptiveGroup> group_;
 };
 
+// For FairPump: a route's limiter.
+inline Limiter& limiterOf(RouteLimiter& route) { return route.limiter(); }
+
 }  // namespace loopguard::routing
