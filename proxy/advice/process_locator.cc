@@ -310,9 +310,8 @@ LocateResult locateProcess(const SocketPeer& peer, const std::vector<int>& candi
 
 // ---- async wrapper ----------------------------------------------------------------------------
 
-struct ProcessLocator::Job {
+struct ProcessLocator::Job : ListNode<Job> {
   uv_work_t req{};
-  ProcessLocator* owner = nullptr;  // null once the locator is gone
   SocketPeer peer;
   std::vector<int> candidates;
   LocateResult result;
@@ -320,16 +319,13 @@ struct ProcessLocator::Job {
 };
 
 ProcessLocator::~ProcessLocator() {
-  for (Job* job : jobs_) {
-    job->owner = nullptr;
-    uv_cancel(reinterpret_cast<uv_req_t*>(&job->req));
-  }
+  // The list's destruction, next, unlinks (orphans) every job.
+  jobs_.forEach([](Job& job) { uv_cancel(reinterpret_cast<uv_req_t*>(&job.req)); });
 }
 
 bool ProcessLocator::locate(const SocketPeer& peer, std::vector<int> candidates, Done done) {
   if (jobs_.size() >= kMaxInFlight) return false;
   auto* job = new Job;
-  job->owner = this;
   job->peer = peer;
   job->candidates = std::move(candidates);
   job->done = std::move(done);
@@ -342,9 +338,8 @@ bool ProcessLocator::locate(const SocketPeer& peer, std::vector<int> candidates,
       },
       [](uv_work_t* req, int status) {
         auto* j = static_cast<Job*>(req->data);
-        if (j->owner != nullptr) {
-          auto& jobs = j->owner->jobs_;
-          jobs.erase(std::remove(jobs.begin(), jobs.end(), j), jobs.end());
+        if (j->linked()) {  // its locator is still there
+          j->unlink();
           if (status == 0) j->done(j->result);
         }
         delete j;
@@ -353,7 +348,7 @@ bool ProcessLocator::locate(const SocketPeer& peer, std::vector<int> candidates,
     delete job;
     return false;
   }
-  jobs_.push_back(job);
+  jobs_.pushBack(*job);
   return true;
 }
 

@@ -22,6 +22,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/intrusive_list.h"
+
 namespace loopguard::advice {
 
 struct SocketPeer {
@@ -80,7 +82,9 @@ class ProcessLocator {
  private:
   struct Job;
   uv_loop_t* loop_;
-  std::vector<Job*> jobs_;
+  // In flight. A job outlives the locator if it must (libuv owns its request until the
+  // callback); leaving this list, when the locator goes, is how it learns it is orphaned.
+  IntrusiveList<Job> jobs_;
 };
 
 }  // namespace loopguard::advice
