@@ -310,8 +310,9 @@ LocateResult locateProcess(const SocketPeer& peer, const std::vector<int>& candi
 
 // ---- async wrapper ----------------------------------------------------------------------------
 
-struct ProcessLocator::Job : ListNode<Job> {
+struct ProcessLocator::Job {
   uv_work_t req{};
+  ProcessLocator* owner = nullptr;  // null once the locator is gone
   SocketPeer peer;
   std::vector<int> candidates;
   LocateResult result;
@@ -319,13 +320,16 @@ struct ProcessLocator::Job : ListNode<Job> {
 };
 
 ProcessLocator::~ProcessLocator() {
-  // The list's destruction, next, unlinks (orphans) every job.
-  jobs_.forEach([](Job& job) { uv_cancel(reinterpret_cast<uv_req_t*>(&job.req)); });
+  for (Job* job : jobs_) {
+    job->owner = nullptr;
+    uv_cancel(reinterpret_cast<uv_req_t*>(&job->req));
+  }
 }
 
 bool ProcessLocator::locate(const SocketPeer& peer, std::vector<int> candidates, Done done) {
   if (jobs_.size() >= kMaxInFlight) return false;
   auto* job = new Job;
+  job->owner = this;
   job->peer = peer;
   job->candidates = std::move(candidates);
   job->done = std::move(done);
@@ -338,8 +342,9 @@ bool ProcessLocator::locate(const SocketPeer& peer, std::vector<int> candidates,
       },
       [](uv_work_t* req, int status) {
         auto* j = static_cast<Job*>(req->data);
-        if (j->linked()) {  // its locator is still there
-          j->unlink();
+        if (j->owner != nullptr) {
+          auto& jobs = j->owner->jobs_;
+          jobs.erase(std::remove(jobs.begin(), jobs.end(), j), jobs.end());
           if (status == 0) j->done(j->result);
         }
         delete j;
@@ -348,7 +353,7 @@ bool ProcessLocator::locate(const SocketPeer& peer, std::vector<int> candidates,
     delete job;
     return false;
   }
-  jobs_.pushBack(*job);
+  jobs_.push_back(job);
   return true;
 }
 

@@ -22,8 +22,6 @@
 #include <string_view>
 #include <vector>
 
-#include "common/intrusive_list.h"
-
 namespace loopguard::advice {
 
 struct SocketPeer {
@@ -82,9 +80,7 @@ class ProcessLocator {
  private:
   struct Job;
   uv_loop_t* loop_;
-  // In flight. A job outlives the locator if it must (libuv owns its request until the
-  // callback); leaving this list, when the locator goes, is how it learns it is orphaned.
-  IntrusiveList<Job> jobs_;
+  std::vector<Job*> jobs_;
 };
 
 }  // namespace loopguard::advice
