@@ -2,11 +2,9 @@
 
 namespace loopguard::offload {
 
-AbandonedRequest* AbandonedRequest::start(upstream::UpstreamConnection* c, Done done,
-                                          void* owner) {
-  auto* self = new AbandonedRequest(c, done, owner);
-  c->attach(self, self, 64 * 1024);  // reads on, with a fresh response parser
-  return self;
+AbandonedRequest::AbandonedRequest(upstream::UpstreamConnection* c, Owner& owner)
+    : connection_(c), owner_(owner) {
+  c->attach(this, this, 64 * 1024);  // reads on, with a fresh response parser
 }
 
 int AbandonedRequest::onMessageComplete() {
@@ -25,10 +23,10 @@ void AbandonedRequest::onUpstreamInput() {
 }
 
 void AbandonedRequest::finish() {
-  upstream::UpstreamConnection* c = connection_;
-  c->detach();
-  done_(owner_, c);
-  delete this;  // last: nothing of ours is touched after the owner's callback
+  if (finished_) return;
+  finished_ = true;
+  connection_->detach();
+  owner_.onAbandonedDone(connection_);  // last: it hands us to the deferred delete
 }
 
 }  // namespace loopguard::offload

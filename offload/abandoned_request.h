@@ -6,6 +6,9 @@
 // discarded here) or closes; request_timeout still applies. Waiting for the end of the response,
 // not its first byte, matters: a worker counts the request as its own until it has written all
 // of it.
+//
+// Owned by the pool (its Running entry). Its owner hears once that it is over, from inside one
+// of its callbacks: the owner then hands it to the loop's deferred delete.
 #pragma once
 
 #include "proxy/http/message_parser.h"
@@ -15,20 +18,21 @@ namespace loopguard::offload {
 
 class AbandonedRequest final : private upstream::UpstreamHandler, private http::ParserEvents {
  public:
-  // Called once, when the worker is done with the request (or gone); the connection is not
-  // reusable (the rest of the response is never read).
-  using Done = void (*)(void* owner, upstream::UpstreamConnection* connection);
+  class Owner {
+   public:
+    virtual ~Owner() = default;
+    // The worker is done with the request on `connection` (or gone); the connection is detached
+    // and not reusable (the rest of the response is never read). Called once, on the request's
+    // stack: nothing of it is touched after this returns.
+    virtual void onAbandonedDone(upstream::UpstreamConnection* connection) = 0;
+  };
 
-  // Takes over `connection` (its exchange released it); deletes itself once done.
-  static AbandonedRequest* start(upstream::UpstreamConnection* connection, Done done,
-                                 void* owner);
-  // The connection is going away without having told it (never in the normal course): no
-  // callback, just the memory.
-  static void discard(AbandonedRequest* request) { delete request; }
+  // Takes over `connection` (its exchange released it) until it is done.
+  AbandonedRequest(upstream::UpstreamConnection* connection, Owner& owner);
+  AbandonedRequest(const AbandonedRequest&) = delete;
+  AbandonedRequest& operator=(const AbandonedRequest&) = delete;
 
  private:
-  AbandonedRequest(upstream::UpstreamConnection* c, Done done, void* owner)
-      : connection_(c), done_(done), owner_(owner) {}
   void finish();
 
   // UpstreamHandler
@@ -42,9 +46,9 @@ class AbandonedRequest final : private upstream::UpstreamHandler, private http::
   int onMessageComplete() override;
 
   upstream::UpstreamConnection* connection_;
-  Done done_;
-  void* owner_;
+  Owner& owner_;
   bool complete_ = false;
+  bool finished_ = false;
 };
 
 }  // namespace loopguard::offload

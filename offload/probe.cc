@@ -44,9 +44,8 @@ Probe* Probe::start(uv_loop_t* loop, net::BufferPool& buffers, const WorkerAddre
   }
   if (rc != 0) {
     // Never report from inside start(): the owner is still setting up.
-    p->deferred_failure_ = true;
-    p->deferred_detail_ = std::string("connect: ") + uv_strerror(rc);
-    p->timer_.start(0);
+    p->connect_error_detail_ = std::string("connect: ") + uv_strerror(rc);
+    p->connect_error_.post(loop);
   } else {
     p->timer_.start(timeout_ms);
   }
@@ -119,11 +118,13 @@ void Probe::judge() {
   done(status_ < 500, std::move(detail));
 }
 
+void Probe::onConnectError() {
+  if (!finished_) done(false, connect_error_detail_);
+}
+
 void Probe::onTimeout() {
   if (finished_) return;
-  if (deferred_failure_) {
-    done(false, deferred_detail_);
-  } else if (status_ >= 0) {
+  if (status_ >= 0) {
     judge();  // it answered but kept the connection open
   } else {
     done(false, "no answer in time");
@@ -133,6 +134,7 @@ void Probe::onTimeout() {
 void Probe::done(bool ready, std::string detail) {
   finished_ = true;
   timer_.stop();
+  connect_error_.cancel();
   ProbeOwner* owner = std::exchange(owner_, nullptr);
   // Close first: the owner may start the next probe from its callback. Memory goes in the
   // close callback, so `this` stays valid until we return.

@@ -13,6 +13,7 @@
 
 #include "common/net/buffer_pool.h"
 #include "common/net/socket.h"
+#include "common/uv/loop.h"
 #include "common/uv/timer.h"
 
 namespace loopguard::offload {
@@ -49,6 +50,7 @@ class Probe final : private net::SocketEvents {
   void onSocketWritten(int status) override;
   void onSocketConnected(int status) override;
   void onTimeout();
+  void onConnectError();  // from the ready queue: a connect that failed inside start()
   void judge();  // status line seen: ready if below 500
   void done(bool ready, std::string detail);
   static void onClosed(void* self);
@@ -56,12 +58,12 @@ class Probe final : private net::SocketEvents {
   ProbeOwner* owner_;
   net::Socket socket_;
   uv::Timer timer_;
+  uv::ReadyCall connect_error_{this, &uv::bindMethod<Probe, &Probe::onConnectError>};
   std::string request_;  // owned until the write completes
   std::optional<std::string> path_;
   int status_ = -1;  // from the status line, once seen
   bool finished_ = false;
-  bool deferred_failure_ = false;  // a synchronous connect error, reported from the timer
-  std::string deferred_detail_;
+  std::string connect_error_detail_;
 };
 
 }  // namespace loopguard::offload

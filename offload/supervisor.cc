@@ -89,7 +89,6 @@ Supervisor::Supervisor(uv_loop_t* loop, net::BufferPool& buffers, RuntimeDir& di
       config_(config),
       rss_timer_(loop, this, &uv::bindTimer<Supervisor, &Supervisor::checkRss>),
       suspect_timer_(loop, this, &uv::bindTimer<Supervisor, &Supervisor::checkSuspects>),
-      sweep_timer_(loop, this, &uv::bindTimer<Supervisor, &Supervisor::sweep>),
       rng_(std::random_device{}()) {}
 
 Supervisor::~Supervisor() {
@@ -491,10 +490,10 @@ void Supervisor::maybeFinishStop() {
   for (const auto& d : diagnostics_) {
     if (d->process.state() != ChildProcess::State::Exited) return;
   }
-  sweepSoon();  // runs the callback from a later loop turn
+  sweepSoon();  // runs the callback from a later step
 }
 
-void Supervisor::sweepSoon() { sweep_timer_.start(0); }
+void Supervisor::sweepSoon() { sweep_.post(loop_); }
 
 void Supervisor::sweep() {
   diagnostics_.erase(std::remove_if(diagnostics_.begin(), diagnostics_.end(),

@@ -17,6 +17,7 @@
 #include "offload/runtime_dir.h"
 #include "offload/worker.h"
 #include "common/net/buffer_pool.h"
+#include "common/uv/loop.h"
 #include "common/uv/timer.h"
 
 namespace loopguard::offload {
@@ -124,7 +125,9 @@ class Supervisor final : private WorkerHost {
   std::array<uint64_t, kRestartReasonCount> restarts_{};
   uv::Timer rss_timer_;
   uv::Timer suspect_timer_;  // while some worker is suspected
-  uv::Timer sweep_timer_;  // deferred deletion, and the deferred stop callback
+  // Deferred deletion of exited workers and diagnostics, and the deferred stop callback: from
+  // the loop's ready queue, never on the stack of the exit that made them deletable.
+  uv::ReadyCall sweep_{this, &uv::bindMethod<Supervisor, &Supervisor::sweep>};
   std::mt19937_64 rng_;
   bool started_ = false;
   bool stopping_ = false;

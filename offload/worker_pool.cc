@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "common/uv/loop.h"
+
 namespace loopguard::offload {
 
 using upstream::AcquireResult;
@@ -99,9 +101,9 @@ void WorkerPool::reconfigure(const config::Pool& config) {
 // Admission (CapacityGate)
 
 bool WorkerPool::tryTake() {
-  if (!supervisor_.available() || pump_budget_ == 0) return false;
+  if (!supervisor_.available() || !pump_.mayTake()) return false;
   if (!ledger_.tryTake()) return false;
-  if (pump_budget_ > 0) --pump_budget_;
+  pump_.took();
   return true;
 }
 
@@ -116,35 +118,9 @@ void WorkerPool::giveBack() {
 bool WorkerPool::hasCapacity() const { return supervisor_.available() && ledger_.hasRoom(); }
 
 void WorkerPool::pumpWaiting() {
-  // Re-entered from an admission's own callbacks (a request that fails at once gives its unit
-  // back): the nested call leaves a note, the outer loop runs again.
-  pump_loop_.run([this] {
-    std::vector<const routing::Limiter*> stuck;  // have waiters but admitted nothing
-    while (hasCapacity()) {
-      std::shared_ptr<routing::RouteLimiter> oldest;
-      routing::TimePointMs oldest_at = 0;
-      for (const auto& weak : limiters_) {
-        auto limiter = weak.lock();
-        if (!limiter) continue;
-        std::optional<routing::TimePointMs> at = limiter->limiter().oldestEnqueuedAt();
-        if (!at || std::find(stuck.begin(), stuck.end(), &limiter->limiter()) != stuck.end()) {
-          continue;
-        }
-        if (!oldest || *at < oldest_at) {
-          oldest = std::move(limiter);
-          oldest_at = *at;
-        }
-      }
-      if (!oldest) break;
-      // One admission per turn, so the next unit goes to whichever route then has the oldest
-      // waiter: one queue per route, served oldest first across routes.
-      pump_budget_ = 1;
-      oldest->limiter().pump();
-      bool admitted = pump_budget_ == 0;
-      pump_budget_ = -1;
-      if (!admitted) stuck.push_back(&oldest->limiter());  // its own max_in_flight is full
-    }
-  });
+  // One admission per turn, so the next unit goes to whichever route then has the oldest
+  // waiter: one queue per route, served oldest first across routes.
+  pump_.run(limiters_, [this] { return hasCapacity(); });
 }
 
 void WorkerPool::failWaiting() {
@@ -256,14 +232,8 @@ void WorkerPool::release(UpstreamConnection* c, bool reusable) {
     run.given_up = true;
     log()->debug("pool {}: request {} abandoned by its exchange; worker {} (pid {}) finishes it",
                  name_, run.request_id, w.index(), w.pid());
-    run.abandoned = AbandonedRequest::start(
-        c,
-        [](void* self, UpstreamConnection* conn) {
-          auto* pool = static_cast<WorkerPool*>(self);
-          pool->running_.at(conn).abandoned = nullptr;  // it deletes itself
-          pool->release(conn, false);
-        },
-        this);
+    AbandonedRequest::Owner& owner = *this;
+    run.abandoned = std::make_unique<AbandonedRequest>(c, owner);
     return;
   }
   running_.erase(it);
@@ -278,6 +248,14 @@ void WorkerPool::release(UpstreamConnection* c, bool reusable) {
   bool reuse = reusable && w.dispatchable() && c->state() == UpstreamConnection::State::Active;
   upstream::ConnectionPool::of(*c).release(c, reuse);
   slotFreed(w);
+}
+
+void WorkerPool::onAbandonedDone(UpstreamConnection* c) {
+  auto it = running_.find(c);
+  if (it == running_.end()) return;  // its connection closed first (onConnectionClosed)
+  // Called from inside the abandoned request: it goes at the end of the loop turn.
+  uv::Loop::of(loop_).deferDelete(std::move(it->second.abandoned));
+  release(c, false);
 }
 
 bool WorkerPool::mayStillBeWorking(UpstreamConnection* c) const {
@@ -382,7 +360,8 @@ void WorkerPool::onConnectionClosed(WorkerConnections& wc, UpstreamConnection& c
   Worker& w = wc.worker;
   if (auto it = running_.find(&c); in_use && it != running_.end()) {
     // Closed without a release (should not happen); keep the counts true anyway.
-    if (it->second.abandoned != nullptr) AbandonedRequest::discard(it->second.abandoned);
+    // Its abandoned request, if any, may be what is running: it goes at the end of the turn.
+    uv::Loop::of(loop_).deferDelete(std::move(it->second.abandoned));
     running_.erase(it);
     --w.in_flight;
     if (running_.empty()) disarmDeadline();

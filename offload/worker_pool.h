@@ -26,12 +26,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/coalesced_loop.h"
 #include "common/uv/timer.h"
 #include "config/config.h"
 #include "offload/abandoned_request.h"
 #include "offload/dispatch.h"
 #include "offload/supervisor.h"
+#include "proxy/routing/fair_pump.h"
 #include "proxy/routing/limiter.h"
 #include "proxy/routing/route_limiter.h"
 #include "proxy/upstream/connection_pool.h"
@@ -42,7 +42,8 @@ namespace loopguard::offload {
 
 class WorkerPool final : public upstream::Target,
                          public routing::CapacityGate,
-                         private SupervisorEvents {
+                         private SupervisorEvents,
+                         private AbandonedRequest::Owner {
  public:
   WorkerPool(uv_loop_t* loop, net::BufferPool& buffers, RuntimeDir& dir,
              const config::Pool& config);
@@ -111,7 +112,7 @@ class WorkerPool final : public upstream::Target,
     bool slow_reported = false;
     bool timed_out = false;
     bool given_up = false;  // by its exchange; the worker is finishing it
-    AbandonedRequest* abandoned = nullptr;  // while it does
+    std::unique_ptr<AbandonedRequest> abandoned;  // while it does
     std::string route;
     std::string request_id;
   };
@@ -152,6 +153,8 @@ class WorkerPool final : public upstream::Target,
   void onWorkerStopping(Worker& worker) override;
   void onWorkerExited(Worker& worker) override;
   void onCapacityChanged() override;
+  // AbandonedRequest::Owner
+  void onAbandonedDone(upstream::UpstreamConnection* connection) override;
 
   uv_loop_t* loop_;
   net::BufferPool& buffers_;
@@ -164,8 +167,7 @@ class WorkerPool final : public upstream::Target,
   std::vector<std::weak_ptr<routing::RouteLimiter>> limiters_;
   uv::Timer deadline_timer_;
   std::optional<uint64_t> armed_;
-  int pump_budget_ = -1;  // >= 0 while pumping one limiter: admissions it may still make
-  CoalescedLoop pump_loop_;
+  routing::FairPump pump_;  // freed units go to the route with the oldest waiter
   bool available_ = true;
 };
 

@@ -3,8 +3,9 @@
 // routes, and a route whose own cap is full does not stall the others.
 //
 // The gate that owns the capacity asks mayTake() in its tryTake() and calls took() when it gives
-// a unit, so that a pumped limiter takes exactly one unit per turn. (offload/WorkerPool does the
-// same for pool routes with its own copy; it could use this one.)
+// a unit, so that a pumped limiter takes exactly one unit per turn. Used by an AdaptiveLimit (its
+// routes' Limiters) and by offload/WorkerPool (its routes' RouteLimiters: any T for which
+// limiterOf(T&) names its Limiter).
 #pragma once
 
 #include <algorithm>
@@ -17,35 +18,37 @@
 
 namespace loopguard::routing {
 
+inline Limiter& limiterOf(Limiter& limiter) { return limiter; }
+
 class FairPump {
  public:
   // Pumps while has_capacity() holds and some limiter admits. Re-entrant: a nested call (a
-  // callback that gave a unit back) leaves a note and the outer loop runs again.
-  template <class HasCapacity>
-  void run(const std::vector<std::weak_ptr<Limiter>>& limiters, HasCapacity&& has_capacity) {
+  // gate owner pumping again from inside) leaves a note and the outer loop runs again. Each
+  // limiter is held while it pumps.
+  template <class T, class HasCapacity>
+  void run(const std::vector<std::weak_ptr<T>>& limiters, HasCapacity&& has_capacity) {
     loop_.run([&] {
       std::vector<const Limiter*> stuck;  // have waiters but admitted nothing this round
       while (has_capacity()) {
-        std::shared_ptr<Limiter> oldest;
+        std::shared_ptr<T> oldest;
         TimePointMs oldest_at = 0;
         for (const auto& weak : limiters) {
-          std::shared_ptr<Limiter> limiter = weak.lock();
-          if (!limiter) continue;
-          std::optional<TimePointMs> at = limiter->oldestEnqueuedAt();
-          if (!at || std::find(stuck.begin(), stuck.end(), limiter.get()) != stuck.end()) {
-            continue;
-          }
+          std::shared_ptr<T> held = weak.lock();
+          if (!held) continue;
+          const Limiter& limiter = limiterOf(*held);
+          std::optional<TimePointMs> at = limiter.oldestEnqueuedAt();
+          if (!at || std::find(stuck.begin(), stuck.end(), &limiter) != stuck.end()) continue;
           if (!oldest || *at < oldest_at) {
-            oldest = std::move(limiter);
+            oldest = std::move(held);
             oldest_at = *at;
           }
         }
         if (!oldest) break;
         budget_ = 1;
-        oldest->pump();
+        limiterOf(*oldest).pump();
         bool admitted = budget_ == 0;
         budget_ = -1;
-        if (!admitted) stuck.push_back(oldest.get());
+        if (!admitted) stuck.push_back(&limiterOf(*oldest));  // its own cap is full
       }
     });
   }

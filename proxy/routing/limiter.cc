@@ -11,10 +11,11 @@ Limiter::Limiter(config::RouteLimits limits, LimiterClock& clock, CapacityGate* 
     : limits_(std::move(limits)), clock_(clock), gate_(gate), policy_(limits_.queue_order) {}
 
 Limiter::~Limiter() {
-  assert(head_ == nullptr && "Limiter destroyed with waiters queued");
-  // Without asserts, detach the waiters so their queued_ flags tell the truth; nobody can be
-  // told, since a callback could reach back into this dying object.
+  assert(head_ == nullptr && decided_.empty() && "Limiter destroyed with waiters");
+  // Without asserts, detach the waiters so their flags tell the truth; nobody can be told, since
+  // a callback could reach back into this dying object.
   while (head_ != nullptr) unlink(*head_);
+  while (LimiterWaiter* waiter = decided_.popFront()) waiter->owner_ = nullptr;
   disarm();
 }
 
@@ -40,7 +41,7 @@ bool Limiter::tryTakeSlot() {
 }
 
 Admission Limiter::admit(LimiterWaiter& waiter) {
-  if (waiter.queued_) {
+  if (waiter.owner_ != nullptr) {
     // Queueing a node twice would corrupt the list; refusing is the only safe answer.
     assert(false && "admit() of a waiter that is already queued");
     return Admission::QueueFull;
@@ -64,8 +65,7 @@ Admission Limiter::admit(LimiterWaiter& waiter) {
   waiter.deadline_ =
       now + static_cast<TimePointMs>(std::max<int64_t>(0, limits_.queue_timeout.count()));
   link(waiter);
-  // The newcomer is queued before the oldest leaves, so whatever the eviction's callback does
-  // (it may queue another request here), the newcomer's place is already taken.
+  // The oldest hears of it in a later step, not on the newcomer's stack.
   if (evict) evictOldest();
   rearm();
   return Admission::Queued;
@@ -75,11 +75,38 @@ void Limiter::evictOldest() {
   LimiterWaiter& oldest = *head_;
   unlink(oldest);
   ++stats_.rejected_queue_evicted;
-  oldest.onEvicted();
+  decide(oldest, LimiterWaiter::Outcome::Evicted);
+}
+
+void Limiter::decide(LimiterWaiter& waiter, LimiterWaiter::Outcome outcome) {
+  waiter.outcome_ = outcome;
+  waiter.owner_ = this;
+  decided_.pushBack(waiter);
+  clock_.post();
+}
+
+void Limiter::deliver() {
+  LimiterWaiter* waiter = decided_.popFront();
+  if (waiter == nullptr) return;  // every decided waiter was cancelled meanwhile
+  waiter->owner_ = nullptr;
+  if (!decided_.empty()) clock_.post();
+  // Last: the callback may release, admit or cancel here, or drop the last reference to us.
+  switch (waiter->outcome_) {
+    case LimiterWaiter::Outcome::Admitted: waiter->onAdmitted(); return;
+    case LimiterWaiter::Outcome::QueueTimeout: waiter->onQueueTimeout(); return;
+    case LimiterWaiter::Outcome::Evicted: waiter->onEvicted(); return;
+  }
 }
 
 void Limiter::cancel(LimiterWaiter& waiter) {
-  if (!waiter.queued_ || waiter.owner_ != this) return;
+  if (waiter.owner_ != this) return;
+  if (!waiter.queued_) {
+    // Decided, not told yet: it hears nothing, and a slot it was given goes to the next waiter.
+    decided_.remove(waiter);
+    waiter.owner_ = nullptr;
+    if (waiter.outcome_ == LimiterWaiter::Outcome::Admitted) release();
+    return;
+  }
   unlink(waiter);
   // The armed deadline stays a valid lower bound for the rest; only an empty queue disarms, so a
   // cancel stays O(1) (a later early tick finds nothing expired and re-arms).
@@ -109,26 +136,21 @@ void Limiter::release() {
 }
 
 void Limiter::pump() {
-  // A callback below may release(), cancel(), admit() or pump() this limiter again. The nested
-  // pump() only leaves a note; this loop re-reads head_ after every callback and never keeps a
-  // pointer across one, since the callback may have unlinked (or destroyed) any waiter.
-  bool ran = pump_loop_.run([this] {
-    while (head_ != nullptr && tryTakeSlot()) {
-      bool newest = policy_.newestFirst(clock_.now(), stats_.queue_depth, limits_.max_queue);
-      LimiterWaiter& waiter = newest ? *tail_ : *head_;
-      unlink(waiter);
-      waiter.onAdmitted();
-    }
-  });
-  if (ran && head_ == nullptr) disarm();
+  // No waiter is called from here (they hear in a later step), so nothing below re-enters.
+  while (head_ != nullptr && tryTakeSlot()) {
+    bool newest = policy_.newestFirst(clock_.now(), stats_.queue_depth, limits_.max_queue);
+    LimiterWaiter& waiter = newest ? *tail_ : *head_;
+    unlink(waiter);
+    decide(waiter, LimiterWaiter::Outcome::Admitted);
+  }
+  if (head_ == nullptr) disarm();
 }
 
 void Limiter::onTimer() {
-  // The clock fired, so it is no longer armed: a waiter queued by a callback below must arm it.
+  // The clock fired, so it is no longer armed.
   armed_.reset();
   const TimePointMs now = clock_.now();
   for (;;) {
-    // Restart from the head after every callback: it may have cancelled or admitted any waiter.
     // Deadlines are in queue order (every waiter has the same queue_timeout and, once the queue
     // stands, the same target) except after a reload changed queue_timeout: only then a scan.
     LimiterWaiter* expired = head_;
@@ -142,11 +164,10 @@ void Limiter::onTimer() {
     unlink(*expired);
     ++stats_.rejected_queue_timeout;
     if (early) ++stats_.early_refusals;
-    expired->onQueueTimeout();
+    decide(*expired, LimiterWaiter::Outcome::QueueTimeout);
   }
-  // Whatever the callbacks armed, leave the clock armed for exactly the earliest deadline. An
-  // empty queue disarms explicitly: onTimer() may also be called while the timer is still armed.
-  armed_.reset();
+  // Leave the clock armed for exactly the earliest deadline. An empty queue disarms explicitly:
+  // onTimer() may also be called while the timer is still armed.
   if (head_ == nullptr) {
     clock_.disarm();
   } else {
@@ -192,7 +213,7 @@ void Limiter::failAllQueued() {
     LimiterWaiter& waiter = *head_;
     unlink(waiter);
     ++stats_.rejected_no_workers;
-    waiter.onQueueTimeout();
+    decide(waiter, LimiterWaiter::Outcome::QueueTimeout);
   }
   disarm();
 }
@@ -247,7 +268,7 @@ void Limiter::unlink(LimiterWaiter& waiter) {
   waiter.prev_ = nullptr;
   waiter.next_ = nullptr;
   waiter.queued_ = false;
-  waiter.owner_ = nullptr;
+  waiter.owner_ = nullptr;  // decide() sets it again
   --stats_.queue_depth;
   noteDemand();
   if (head_ == nullptr) {

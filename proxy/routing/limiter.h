@@ -1,5 +1,12 @@
-// Per-route concurrency limit with a bounded wait list. Pure logic: time and timers come in
-// through LimiterClock, so it is unit-tested without a loop or sockets.
+// Per-route concurrency limit with a bounded wait list. Pure logic: time, the timer and the
+// later step come in through LimiterClock, so it is unit-tested without a loop or sockets.
+//
+// Completion rule: a queued waiter's outcome (admitted, timed out, evicted) is decided at once
+// (the slot and gate unit are taken then, and the counters move) but the waiter hears of it
+// only in a later step, from the loop's ready queue (LimiterClock::post), never on the stack of
+// the call that decided it: another request's release(), a newer request's admit(), a gate
+// owner's pump(), a reload. If the waiter is cancel()ed in between, it hears nothing and what
+// it was given goes back (the slot, to the next waiter).
 //
 // The limit is max_in_flight, or with `max_in_flight: auto` the share of an AdaptiveLimit (its
 // CapacityGate, shared by every auto route on one upstream) capped by max_in_flight_max. The
@@ -9,6 +16,7 @@
 // the limits in place and in-flight requests carry over to the new limit.
 #pragma once
 
+#include <cassert>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -17,7 +25,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/coalesced_loop.h"
+#include "common/intrusive_list.h"
 #include "config/config.h"
 #include "proxy/metrics/demand.h"
 #include "proxy/routing/limiter_clock.h"
@@ -39,28 +47,37 @@ class CapacityGate {
 class Limiter;
 
 // A request's place in a limiter. Owned by the request (intrusive: no allocation to queue).
-// The callbacks may be invoked from inside another request's release() or from the timer.
-// A queued waiter must be cancel()ed before it is destroyed.
-class LimiterWaiter {
+// The callbacks come from the limiter's deliver(), run from the loop's ready queue: never from
+// inside another request's release() or admit(). A waiter that is queued, or whose outcome is
+// on its way, must be cancel()ed before it is destroyed.
+class LimiterWaiter : private ListNode<LimiterWaiter> {
  public:
-  virtual ~LimiterWaiter() = default;
+  virtual ~LimiterWaiter() {
+    assert(owner_ == nullptr && "a waiter must be cancel()ed before it is destroyed");
+  }
   virtual void onAdmitted() = 0;      // left the queue holding a slot (and a gate unit, if any)
   virtual void onQueueTimeout() = 0;  // left the queue without a slot: waited too long
   virtual void onEvicted() = 0;       // left the queue without a slot: a newer request took it
 
  private:
   friend class Limiter;
+  friend class IntrusiveList<LimiterWaiter>;
+  enum class Outcome : uint8_t { Admitted, QueueTimeout, Evicted };
   LimiterWaiter* prev_ = nullptr;
   LimiterWaiter* next_ = nullptr;
   TimePointMs enqueued_at_ = 0;
   TimePointMs deadline_ = 0;
-  bool queued_ = false;
-  const Limiter* owner_ = nullptr;  // the limiter it is queued in, so a stray cancel() is a no-op
+  bool queued_ = false;  // in the queue; once decided, in the limiter's decided list instead
+  Outcome outcome_ = Outcome::Admitted;  // while decided
+  // The limiter it is queued or decided in, so a stray cancel() is a no-op.
+  const Limiter* owner_ = nullptr;
 };
 
 enum class Admission {
   Admitted,   // slot taken now; no callback will follow
-  Queued,     // exactly one of onAdmitted / onQueueTimeout / onEvicted follows, unless cancel()
+  // Exactly one of onAdmitted / onQueueTimeout / onEvicted follows, from a later step,
+  // unless cancel() comes first.
+  Queued,
   QueueFull,  // refused; nothing held
 };
 
@@ -79,30 +96,41 @@ struct LimiterStats {
 class Limiter {
  public:
   Limiter(config::RouteLimits limits, LimiterClock& clock, CapacityGate* gate = nullptr);
-  // Must not be destroyed with waiters queued (asserted; in a release build they are unlinked
-  // without a callback, and the timer is disarmed).
+  // Must not be destroyed with waiters queued or decided (asserted; in a release build they are
+  // unlinked without a callback, and the timer is disarmed).
   ~Limiter();
   Limiter(const Limiter&) = delete;
   Limiter& operator=(const Limiter&) = delete;
 
   // Admit now, queue (bounded by max_queue, deadline now + queue_timeout), or refuse. A full
-  // queue served newest first evicts its oldest waiter (onEvicted) instead of refusing.
+  // queue served newest first evicts its oldest waiter (onEvicted, in a later step) instead of
+  // refusing.
   // With a gate, admission also needs gate->tryTake(); a gated limiter queues requests even
   // when max_in_flight is unset (waiting for a worker counts as queued).
   [[nodiscard]] Admission admit(LimiterWaiter& waiter);
 
-  // The queued waiter leaves at once (its client went away). No callback. No-op if not queued.
+  // The waiter leaves at once (its client went away); no callback, now or later. A waiter
+  // admitted but not told yet gives its slot (and gate unit) back, which admits the next one.
+  // No-op if it is neither queued nor decided here.
   void cancel(LimiterWaiter& waiter);
 
   // A slot held by an admitted request is given back (exactly once per admission). Gives the
-  // gate unit back too, then admits queued waiters while there is room.
+  // gate unit back too, then admits queued waiters while there is room (told in a later step).
   void release();
 
   // Admit queued waiters while there is room (called by a gate owner when capacity frees).
+  // Takes their slots now; they are told in a later step. Never calls a waiter back.
   void pump();
 
-  // Called by the clock's owner when the armed deadline passes: every expired waiter gets
-  // onQueueTimeout(), then the timer is re-armed for the next deadline. The armed deadline is a
+  // Called by the clock's owner when the step asked for with LimiterClock::post() runs: the
+  // oldest decided waiter is told its outcome. If more are decided, post() is asked again
+  // first, and nothing of this limiter is touched after the callback (which may drop the last
+  // reference to it).
+  void deliver();
+
+  // Called by the clock's owner when the armed deadline passes: every expired waiter is refused
+  // (onQueueTimeout(), in a later step), then the timer is re-armed for the next deadline. The
+  // armed deadline is a
   // lower bound (a cancel or an admission from the queue head does not re-arm), so a call that
   // finds nothing expired is normal: it just re-arms. A waiter's deadline is its queue_timeout,
   // or earlier the policy's early deadline once the queue stands.
@@ -130,8 +158,8 @@ class Limiter {
   // Units of `gate` held by in-flight requests of this limiter (current or retired gate).
   uint64_t gateUnitsHeld(const CapacityGate* gate) const;
 
-  // Refuse every queued waiter now (with onQueueTimeout), e.g. a pool that has no workers.
-  // Counted as rejected_no_workers. A waiter queued by one of those callbacks is refused too.
+  // Refuse every queued waiter now (with onQueueTimeout, in a later step), e.g. a pool that has
+  // no workers. Counted as rejected_no_workers.
   void failAllQueued();
 
   // When the oldest queued waiter was queued, if any (for fair pumping across routes).
@@ -151,6 +179,8 @@ class Limiter {
   void unlink(LimiterWaiter& waiter);
   TimePointMs deadlineOf(const LimiterWaiter& waiter, TimePointMs now) const;
   void evictOldest();
+  // `waiter`, out of the queue, hears `outcome` in a later step.
+  void decide(LimiterWaiter& waiter, LimiterWaiter::Outcome outcome);
   void rearm();
   void disarm();
   uint64_t retiredHeld() const;
@@ -175,7 +205,8 @@ class Limiter {
   // queue_timeout with waiters queued, until the queue empties): then the head's is the earliest.
   bool deadlines_ordered_ = true;
   std::optional<TimePointMs> armed_;  // what the clock is armed for, if anything
-  CoalescedLoop pump_loop_;
+  // Out of the queue, their outcome decided, not told yet: oldest decision first.
+  IntrusiveList<LimiterWaiter> decided_;
   LimiterStats stats_;
   metrics::DemandIntegrator demand_;
 };

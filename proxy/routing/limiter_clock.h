@@ -1,5 +1,5 @@
-// Time and one timer, as the pure limiting logic sees them (a uv timer in the proxy, a fake clock
-// in the unit tests).
+// Time, one timer and one later step, as the pure limiting logic sees them (a uv timer and a
+// ready call in the proxy, a fake clock in the unit tests).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +15,9 @@ class LimiterClock {
   virtual TimePointMs now() const = 0;
   virtual void arm(TimePointMs deadline) = 0;  // replaces any earlier arming
   virtual void disarm() = 0;
+  // Asks for one call back to the user from a later step (the loop's ready queue), never from
+  // inside this call. Asking again before it ran changes nothing: it runs once.
+  virtual void post() = 0;
 };
 
 }  // namespace loopguard::routing

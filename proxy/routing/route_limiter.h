@@ -1,4 +1,4 @@
-// The limiting logic bound to the loop: each LimiterClock is a uv timer.
+// The limiting logic bound to the loop: each LimiterClock is a uv timer and a ready call.
 //
 //   RouteLimiter   a route's Limiter, and the route's upstream-time samples (RouteLatency),
 //                  which scale its queue policy and feed its AdaptiveGroup when it is `auto`.
@@ -15,27 +15,32 @@
 #include <string_view>
 
 #include "proxy/routing/adaptive_limit.h"
-#include "proxy/routing/limiter.h"
+#include "common/uv/loop.h"
 #include "common/uv/timer.h"
+#include "proxy/routing/limiter.h"
 #include "proxy/routing/route_latency.h"
 
 namespace loopguard::routing {
 
-// A LimiterClock on the loop: the loop's clock and one uv timer, whose callback is the owner's.
+// A LimiterClock on the loop: the loop's clock, one uv timer and one call posted to the loop's
+// ready queue, whose callbacks are the owner's. Without `on_ready`, post() must not be called.
 class LoopClock final : public LimiterClock {
  public:
-  LoopClock(uv_loop_t* loop, void* owner, uv::Timer::Fn on_timer)
-      : loop_(loop), timer_(loop, owner, on_timer) {}
+  LoopClock(uv_loop_t* loop, void* owner, uv::Timer::Fn on_timer,
+            uv::ReadyCall::Fn on_ready = nullptr)
+      : loop_(loop), timer_(loop, owner, on_timer), ready_(owner, on_ready) {}
   TimePointMs now() const override { return uv_now(loop_); }
   void arm(TimePointMs deadline) override {
     TimePointMs t = now();
     timer_.start(deadline > t ? deadline - t : 0);
   }
   void disarm() override { timer_.stop(); }
+  void post() override { ready_.post(loop_); }
 
  private:
   uv_loop_t* loop_;
   uv::Timer timer_;
+  uv::ReadyCall ready_;  // cancelled by its destruction: never runs after its owner is gone
 };
 
 class AdaptiveGroup final {
@@ -61,7 +66,8 @@ class RouteLimiter final {
   RouteLimiter(uv_loop_t* loop, std::string route, const config::RouteLimits& limits,
                CapacityGate* gate)
       : route_(std::move(route)),
-        clock_(loop, this, &uv::bindTimer<RouteLimiter, &RouteLimiter::onTimer>),
+        clock_(loop, this, &uv::bindTimer<RouteLimiter, &RouteLimiter::onTimer>,
+               &uv::bindMethod<RouteLimiter, &RouteLimiter::onReady>),
         limiter_(limits, clock_, gate) {}
 
   Limiter& limiter() { return limiter_; }
@@ -97,6 +103,8 @@ class RouteLimiter final {
 
  private:
   void onTimer() { limiter_.onTimer(); }
+  // Nothing of ours after it: the waiter's callback may drop the last reference to us.
+  void onReady() { limiter_.deliver(); }
 
   std::string route_;
   LoopClock clock_;
@@ -104,5 +112,8 @@ class RouteLimiter final {
   RouteLatency latency_;
   std::shared_ptr<AdaptiveGroup> group_;
 };
+
+// For FairPump: a route's limiter.
+inline Limiter& limiterOf(RouteLimiter& route) { return route.limiter(); }
 
 }  // namespace loopguard::routing

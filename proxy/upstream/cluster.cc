@@ -39,11 +39,11 @@ std::string addressName(const sockaddr_storage& addr) {
 
 }  // namespace
 
-// One uv_getaddrinfo in flight. Heap-owned because the cluster may go away first; then
-// `cluster` is nulled and the callback only frees it.
-struct Cluster::DnsQuery {
+// One uv_getaddrinfo in flight. Heap-owned because the cluster may go away first: then it is
+// in no list any more, and the callback only frees it.
+struct Cluster::DnsQuery : ListNode<DnsQuery> {
   uv_getaddrinfo_t req{};
-  Cluster* cluster = nullptr;
+  Cluster* cluster = nullptr;  // valid while linked()
   std::string source;
   uint16_t port = 0;
 };
@@ -93,10 +93,8 @@ Cluster::Cluster(uv_loop_t* loop, net::BufferPool& buffers, const config::Upstre
 }
 
 Cluster::~Cluster() {
-  for (DnsQuery* q : dns_queries_) {
-    q->cluster = nullptr;
-    uv_cancel(reinterpret_cast<uv_req_t*>(&q->req));
-  }
+  // The list's destruction, next, unlinks (orphans) every query.
+  dns_queries_.forEach([](DnsQuery& q) { uv_cancel(reinterpret_cast<uv_req_t*>(&q.req)); });
 }
 
 PoolSettings Cluster::poolSettings() {
@@ -280,7 +278,8 @@ void Cluster::resolveAll() {
         loop_, &q->req,
         [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
           auto* query = static_cast<DnsQuery*>(req->data);
-          Cluster* cluster = query->cluster;
+          Cluster* cluster = query->linked() ? query->cluster : nullptr;
+          query->unlink();
           std::vector<sockaddr_storage> addrs;
           if (status == 0) {
             for (addrinfo* ai = res; ai; ai = ai->ai_next) {
@@ -297,8 +296,6 @@ void Cluster::resolveAll() {
           }
           uv_freeaddrinfo(res);
           if (cluster != nullptr) {
-            auto& qs = cluster->dns_queries_;
-            qs.erase(std::remove(qs.begin(), qs.end(), query), qs.end());
             // No such name, or no address for it: what a headless Service with no ready pod
             // answers. Anything else (no DNS server, SERVFAIL) says nothing about the pods.
             bool none = status == UV_EAI_NONAME || status == UV_EAI_NODATA;
@@ -313,7 +310,7 @@ void Cluster::resolveAll() {
         },
         a.host.c_str(), nullptr, &hints);
     if (rc == 0) {
-      dns_queries_.push_back(q);
+      dns_queries_.pushBack(*q);
     } else {
       delete q;
     }

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/intrusive_list.h"
 #include "common/net/buffer_pool.h"
 #include "common/uv/timer.h"
 #include "config/config.h"
@@ -123,7 +124,9 @@ class Cluster final : public Target, public routing::CapacityGate {
   UpstreamCounters& counters_;
   std::vector<std::unique_ptr<Endpoint>> endpoints_;  // live and retired
   WaitList dns_waiters_;  // requests that came before the first resolution
-  std::vector<DnsQuery*> dns_queries_;
+  // Lookups in flight. A query outlives the cluster if it must (libuv owns its request until
+  // the callback); leaving this list, when the cluster goes, is how it learns it is orphaned.
+  IntrusiveList<DnsQuery> dns_queries_;
   std::vector<std::weak_ptr<routing::RouteLimiter>> limiters_;  // waiting on the gate
   uv::Timer resolve_timer_;
   size_t rr_next_ = 0;

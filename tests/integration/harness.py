@@ -931,6 +931,22 @@ def metric(proxy, name, **labels):
     return None
 
 
+def wait_metric(proxy, name, value, timeout=5, **labels):
+    """Waits until the admin /metrics sample `name` (with `labels`) equals `value`: how a test
+    knows that a request it sent has reached the proxy's queue, or its slot. The proxy needs
+    admin.listen."""
+    return wait_until(lambda: metric(proxy, name, **labels) == value, timeout, interval=0.02,
+                      desc=f"{name}{labels} == {value}")
+
+
+def wait_route(proxy, route, in_flight=None, queued=None, timeout=5):
+    """Waits until `route` has `in_flight` requests holding a slot and/or `queued` waiting."""
+    if in_flight is not None:
+        wait_metric(proxy, "loopguard_route_in_flight", in_flight, timeout, route=route)
+    if queued is not None:
+        wait_metric(proxy, "loopguard_route_queue_depth", queued, timeout, route=route)
+
+
 # ---- config text -------------------------------------------------------------------------------------------
 def to_yaml(obj, indent=0):
     """Block YAML for dicts/lists of str/int/bool/None; scalar lists in flow style."""

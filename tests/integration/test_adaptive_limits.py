@@ -6,14 +6,12 @@ capacity first and offers load relative to what the machine does now; bounds are
 would fail without the mechanism (the naive fifo config measured in the issue: goodput 4.8 req/s
 out of ~49, p50 10 s)."""
 import os
-import time
 
-from harness import Pending, assert_overload, http_request, proxy_config
+from harness import Pending, assert_overload, http_request, proxy_config, wait_route
 from offload_support import config_text, get_all, pool_def, pool_route, wait_ready, worker_peaks
 import overload_support as ov
 
 SERVICE_MS = 20
-SETTLE = 0.3  # time for a just-sent request to reach the proxy's queue (not observable)
 
 
 def start(procs, app, limits, route="r"):
@@ -116,14 +114,15 @@ def test_lifo_overflow_answers_the_oldest_waiter_at_once(procs):
         {"app": {"endpoints": [up.address]}},
         [{"name": "stack", "match": {"prefix": "/"}, "upstream": "app",
           "limits": {"max_in_flight": 1, "max_queue": 2, "queue_timeout": "10s",
-                     "queue_order": "lifo"}}])
+                     "queue_order": "lifo"}}],
+        admin={"listen": "127.0.0.1:0"})
     proxy = procs.proxy(config)
     running = Pending(proxy.port, "/delay?ms=2000&id=running")
     up.wait_stats(lambda st: st["in_flight"] == 1, desc="first request in flight")
     oldest = Pending(proxy.port, "/echo?id=oldest")
-    time.sleep(SETTLE)
+    wait_route(proxy, "stack", queued=1)
     middle = Pending(proxy.port, "/echo?id=middle")
-    time.sleep(SETTLE)
+    wait_route(proxy, "stack", queued=2)
     newest = Pending(proxy.port, "/echo?id=newest")
     evicted = oldest.result()
     assert_overload(evicted, 503, "queue_evicted")

@@ -13,7 +13,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import Pending, http_request, proxy_config, run_cli, wait_until
+from harness import Pending, http_request, proxy_config, run_cli, wait_route, wait_until
 from offload_support import pool_def
 
 ADMIN = {"listen": "127.0.0.1:0"}
@@ -72,7 +72,7 @@ def test_metrics_parse_and_count_what_happened(procs):
     a = Pending(proxy.port, "/slow/delay?ms=800")
     up.wait_stats(lambda s: s["in_flight"] == 1, desc="slow request in flight")
     b = Pending(proxy.port, "/slow/delay?ms=10")
-    time.sleep(0.2)
+    wait_route(proxy, "slow", queued=1)
     r = http_request(proxy.port, "GET", "/slow/echo")
     assert r.status == 503
     m = samples(admin_get(proxy, "/metrics").body.decode())

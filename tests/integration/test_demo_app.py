@@ -330,7 +330,7 @@ def test_io_route_answers_while_the_workers_are_busy(demo):
     threads = [threading.Thread(target=hammer) for _ in range(2)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    time.sleep(0.5)  # the hammers get going: the latency is measured under their load
     latencies = []
     while time.monotonic() < stop - 0.5:
         t0 = time.monotonic()

@@ -124,7 +124,7 @@ def test_dns_name_endpoint_is_resolved_and_re_resolved(procs):
         r = http_request(proxy.port, "GET", "/echo?n=%d" % served, timeout=5)
         assert r.status == 200, r
         served += 1
-        time.sleep(0.05)
+        time.sleep(0.05)  # the pace of the client across re-resolutions, not an await
     assert served >= 10
     assert up.stats()["requests"] >= served
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from harness import (Background, RawConn, assert_proxy_error, build_request, http_request,
-                     proxy_config)
+                     metric, proxy_config, wait_route, wait_until)
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ def test_queued_requests_fail_over_with_the_first_connect_timeout(procs, blackho
     proxy = procs.proxy(proxy_config(
         {"hole": {"endpoints": [blackhole.address], "connect_timeout": "600ms"}},
         [{"name": "hole", "match": {"prefix": "/"}, "upstream": "hole",
-          "limits": {"max_in_flight": 1000}}]))
+          "limits": {"max_in_flight": 1000}}], admin={"listen": "127.0.0.1:0"}))
     leavers = []
     for i in range(30):
         s = socket.create_connection(("127.0.0.1", proxy.port))
@@ -168,7 +168,7 @@ def test_queued_requests_fail_over_with_the_first_connect_timeout(procs, blackho
         leavers.append(s)
     jobs = [Background(http_request, proxy.port, "GET", f"/hole?i={i}", timeout=10)
             for i in range(160)]
-    time.sleep(0.2)
+    wait_route(proxy, "hole", in_flight=190)  # every request is waiting for a connection
     for s in leavers:
         s.close()
     results = [j.result() for j in jobs]
@@ -187,9 +187,13 @@ def test_least_request_steers_away_from_an_endpoint_that_does_not_accept(procs, 
     proxy = procs.proxy(proxy_config(
         {"pair": {"endpoints": [blackhole.address, up.address], "balance": "least_request",
                   "connect_timeout": "3s"}},
-        [{"name": "pair", "match": {"prefix": "/"}, "upstream": "pair"}]))
+        [{"name": "pair", "match": {"prefix": "/"}, "upstream": "pair"}],
+        admin={"listen": "127.0.0.1:0"}))
     stuck = Background(http_request, proxy.port, "GET", "/stuck", timeout=10)
-    time.sleep(0.2)
+    # It is stuck connecting to the hole, or it went to the live endpoint and is over.
+    wait_until(lambda: not stuck.is_alive() or metric(proxy, "loopguard_route_in_flight",
+                                                      route="pair") == 1,
+               5, desc="the first request to be in flight or done")
     slow = []
     for i in range(8):
         r = http_request(proxy.port, "GET", f"/echo?i={i}", timeout=10)

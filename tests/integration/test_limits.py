@@ -1,17 +1,16 @@
 """Per-route concurrency limits: max_in_flight, a bounded FIFO queue, queue_timeout,
 overflow_status, and slots/places given back when clients go away (exactly once).
 
-The proxy's queue is not observable from outside without the admin API, so where a request must
-be queued before the next step, the test gives it SETTLE seconds to reach the proxy. Everything
-the upstream can observe (requests in flight) is awaited by polling its stats."""
-import time
+Where a request must be queued before the next step, the test waits for the route's gauges on
+the admin /metrics (wait_route); what the upstream can observe (requests in flight) is awaited
+by polling its stats."""
 
 import pytest
 
-from harness import (Pending, RawConn, assert_overload, build_request, http_request,
-                     proxy_config)
+from harness import (Pending, RawConn, assert_overload, build_request, http_request, metric,
+                     proxy_config, wait_route, wait_until)
 
-SETTLE = 0.3  # time for a just-sent request to reach the proxy's queue (see module docstring)
+ADMIN = {"listen": "127.0.0.1:0"}
 
 
 @pytest.fixture
@@ -28,8 +27,28 @@ def env(procs):
                      "overflow_status": 429}},
          {"name": "one", "match": {"prefix": "/one/"}, "upstream": "app",
           "limits": {"max_in_flight": 1, "max_queue": 1, "queue_timeout": "1s"}},
-         {"name": "default", "match": {"prefix": "/"}, "upstream": "app"}])
+         {"name": "default", "match": {"prefix": "/"}, "upstream": "app"}],
+        admin=ADMIN)
     return procs.proxy(config), up
+
+
+def arrived(proxy, route):
+    """Requests of `route` the proxy has taken in: holding a slot, queued, or refused as full."""
+    return sum(metric(proxy, name, route=route, **labels) or 0 for name, labels in [
+        ("loopguard_route_in_flight", {}), ("loopguard_route_queue_depth", {}),
+        ("loopguard_route_rejected_total", {"reason": "queue_full"})])
+
+
+def send_in_order(proxy, route, paths):
+    """Sends one request per path, each once the proxy has taken the one before in: so the
+    arrival order, and who is served, is known."""
+    pending = []
+    base = arrived(proxy, route)
+    for i, path in enumerate(paths):
+        pending.append(Pending(proxy.port, path))
+        wait_until(lambda: arrived(proxy, route) >= base + i + 1, 5,
+                   desc=f"request {i} of {route} taken in")
+    return pending
 
 
 def ids_in(log, prefix):
@@ -44,10 +63,8 @@ def ids_in(log, prefix):
 
 def test_ten_concurrent_requests_two_in_flight_three_queued_five_refused_at_once(env):
     proxy, up = env
-    pending = []
-    for i in range(10):
-        pending.append(Pending(proxy.port, f"/limited/delay?ms=1000&id={i}"))
-        time.sleep(0.03)  # fixes the arrival order, so who is served is known
+    pending = send_in_order(proxy, "limited",
+                            [f"/limited/delay?ms=1000&id={i}" for i in range(10)])
     # A saturated route does not slow down the others.
     other = http_request(proxy.port, "GET", "/echo")
     assert other.status == 200 and other.elapsed < 0.5, other
@@ -83,7 +100,7 @@ def test_overflow_status_429_is_used_when_configured(env):
     running = Pending(proxy.port, "/r429/delay?ms=1000&id=a")
     up.wait_stats(lambda s: s["in_flight"] == 1, desc="first request in flight")
     queued = Pending(proxy.port, "/r429/echo?id=b")
-    time.sleep(SETTLE)
+    wait_route(proxy, "r429", queued=1)
     refused = Pending(proxy.port, "/r429/echo?id=c").result()
     assert_overload(refused, 429, "queue_full")
     assert refused.elapsed < 0.3
@@ -96,13 +113,13 @@ def test_queued_clients_that_hang_up_free_their_places(env):
     running = [Pending(proxy.port, f"/limited/delay?ms=1500&id=r{i}") for i in range(2)]
     up.wait_stats(lambda s: s["in_flight"] == 2, desc="two requests in flight")
     quitters = [Pending(proxy.port, f"/limited/echo?id=q{i}", read=False) for i in range(3)]
-    time.sleep(SETTLE)
+    wait_route(proxy, "limited", queued=3)
     for q in quitters:
         q.hang_up()
-    time.sleep(SETTLE)
+    wait_route(proxy, "limited", queued=0)
     # The three places are free again: three new requests are queued, not refused ...
     newcomers = [Pending(proxy.port, f"/limited/echo?id=n{i}") for i in range(3)]
-    time.sleep(SETTLE)
+    wait_route(proxy, "limited", queued=3)
     # ... and the queue bound still holds: the next one is refused at once.
     extra = Pending(proxy.port, "/limited/echo?id=extra").result()
     assert_overload(extra, 503, "queue_full")
@@ -152,10 +169,7 @@ def test_slot_is_released_exactly_once_after_disconnects(env):
         c.hang_up()
     up.wait_stats(lambda s: s["in_flight"] == 0, desc="streams abandoned")
     up.reset_stats()
-    burst = []
-    for i in range(3):
-        burst.append(Pending(proxy.port, f"/one/delay?ms=400&id=b{i}"))
-        time.sleep(0.03)
+    burst = send_in_order(proxy, "one", [f"/one/delay?ms=400&id=b{i}" for i in range(3)])
     statuses = [p.result().status for p in burst]
     assert statuses == [200, 200, 503], statuses  # 1 in flight, 1 queued, 1 refused
     assert up.stats()["group_peaks"]["/one"] == 1, "a slot was released twice: 2 requests in flight"

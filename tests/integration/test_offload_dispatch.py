@@ -7,7 +7,7 @@ import re
 import time
 
 from harness import (Background, MiB, RawConn, assert_overload, build_request, http_request,
-                     pid_alive, wait_until)
+                     pid_alive, wait_route, wait_until)
 from offload_support import (config_text, get, get_all, lines_matching, pool_def, pool_route,
                              ready_pids, wait_ready, worker_peaks)
 
@@ -15,6 +15,7 @@ from offload_support import (config_text, get, get_all, lines_matching, pool_def
 def start(procs, pool_kwargs=None, route_kwargs=None, **top):
     stats = procs.path("stats")
     os.makedirs(stats, exist_ok=True)
+    top.setdefault("admin", {"listen": "127.0.0.1:0"})  # the route's gauges, for wait_route
     text = config_text({"cpu": pool_def(stats_dir=stats, **(pool_kwargs or {}))},
                        [pool_route(**(route_kwargs or {}))], **top)
     return procs.proxy(text), stats
@@ -49,9 +50,9 @@ def test_full_queue_is_refused_at_once_with_503_queue_full(procs):
     proxy, _ = start(procs, {"workers": 1}, {"max_queue": 1, "queue_timeout": "10s"})
     wait_ready(proxy, 1)
     busy = Background(get, proxy, "/sleep?ms=1200")
-    time.sleep(0.2)  # settle: the first request is on the worker (not observable from outside)
+    wait_route(proxy, "cpu", in_flight=1)  # the first request is on the worker
     queued = Background(get, proxy, "/sleep?ms=10")
-    time.sleep(0.2)  # settle: the second one waits in the route queue
+    wait_route(proxy, "cpu", queued=1)  # the second one waits in the route queue
     t0 = time.monotonic()
     refused = get(proxy, "/sleep?ms=10")
     assert time.monotonic() - t0 < 0.5
@@ -64,7 +65,7 @@ def test_waiting_for_a_busy_worker_is_bounded_by_queue_timeout(procs):
     proxy, _ = start(procs, {"workers": 1}, {"queue_timeout": "400ms"})
     wait_ready(proxy, 1)
     busy = Background(get, proxy, "/sleep?ms=1500")
-    time.sleep(0.2)  # settle: the first request holds the only slot
+    wait_route(proxy, "cpu", in_flight=1)  # the first request holds the only slot
     t0 = time.monotonic()
     r = get(proxy, "/sleep?ms=10")
     waited = time.monotonic() - t0
@@ -77,7 +78,7 @@ def test_least_busy_worker_takes_the_next_request(procs):
     proxy, _ = start(procs, {"workers": 2, "concurrency": 2})
     pids = wait_ready(proxy, 2)
     long = Background(get, proxy, "/sleep?ms=1500")
-    time.sleep(0.2)  # settle: one worker has one request
+    wait_route(proxy, "cpu", in_flight=1)  # one worker has one request
     # Every short request goes to the idle worker, never next to the long one.
     short = [get(proxy, "/work?ms=1").json()["pid"] for _ in range(5)]
     long_pid = long.result().json()["pid"]

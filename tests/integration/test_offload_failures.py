@@ -7,7 +7,7 @@ import re
 import time
 
 from harness import (Background, assert_overload, assert_proxy_error, http_request, pid_alive,
-                     wait_until)
+                     wait_route, wait_until)
 from offload_support import (config_text, cpu_seconds, get, get_all, lines_matching, pool_def,
                              pool_route, ready_pids, started_pids, wait_ready, worker_peaks)
 
@@ -16,7 +16,8 @@ def start(procs, worker_args=(), route_kwargs=None, **pool_kwargs):
     stats = procs.path("stats")
     os.makedirs(stats, exist_ok=True)
     text = config_text({"cpu": pool_def(worker_args, stats_dir=stats, **pool_kwargs)},
-                       [pool_route(**(route_kwargs or {}))])
+                       [pool_route(**(route_kwargs or {}))],
+                       admin={"listen": "127.0.0.1:0"})  # the route's gauges, for wait_route
     return procs.proxy(text)
 
 
@@ -52,7 +53,9 @@ def test_crashed_request_is_not_retried_on_another_worker(procs):
     # connection: the one case the exchange would retry an idempotent request.
     get_all(proxy, ["/work?ms=50"] * 4)
     assert get(proxy, "/crash?ms=20").status == 502
-    time.sleep(0.3)  # settle: a retry would have crashed the second worker by now
+    # Nothing to await: a retry is what must not happen. Long enough for one to have crashed
+    # the second worker (a /crash?ms=20 request), short enough not to slow the suite.
+    time.sleep(0.3)
     assert len(lines_matching(proxy, r"crashed: exit code 3")) == 1
 
 
@@ -115,9 +118,9 @@ def test_queued_requests_get_no_workers_when_the_replacement_cannot_start(procs)
                   route_kwargs={"queue_timeout": "15s"})
     wait_ready(proxy, 1)
     crash = Background(get, proxy, "/crash?ms=600")
-    time.sleep(0.2)  # settle: the crashing request holds the only slot
+    wait_route(proxy, "cpu", in_flight=1)  # the crashing request holds the only slot
     queued = [Background(get, proxy, "/work?ms=1") for _ in range(3)]
-    time.sleep(0.2)  # settle: they wait in the route queue
+    wait_route(proxy, "cpu", queued=3)  # they wait in the route queue
     open(flag, "w").close()  # from now on the worker cannot start
     assert crash.result().status == 502
     t0 = time.monotonic()
@@ -157,7 +160,8 @@ def test_slow_request_is_logged_and_on_slow_runs_once_with_the_pid(procs):
     line = proxy.wait_for_line(r"slow request slow-one on route cpu: worker 0 \(pid %d\)" % pid)
     assert re.search(r"busy for \d+ ms \(slow_after 300 ms\)", line), line
     proxy.wait_for_line(r"\[cpu/0 on_slow\] diagnosing pid %d" % pid)
-    time.sleep(0.2)  # settle: a second run would have logged by now
+    # Nothing to await: a second run is what must not happen (it would have logged by now).
+    time.sleep(0.2)
     assert len(lines_matching(proxy, r"\[cpu/0 on_slow\] diagnosing")) == 1
 
 

@@ -59,7 +59,8 @@ def test_no_worker_survives_a_signal(procs, signals):
         assert proxy.wait_exit(10) == 0
         assert time.monotonic() - t0 < 5
     else:
-        time.sleep(0.3)  # settle: the drain is waiting for the hung request
+        # Nothing to await: the drain going on (not ending) is what is checked, over a window.
+        time.sleep(0.3)
         assert proxy.running() and all(pid_alive(p) for p in pids)
         conn.hang_up()  # its client gives up: the drain completes, then the workers stop
         assert proxy.wait_exit(10) == 0

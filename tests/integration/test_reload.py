@@ -132,11 +132,11 @@ def test_ten_reloads_under_load_with_changing_limits_fail_no_request(procs):
         t.start()
     try:
         for k in range(10):
-            time.sleep(0.25)
+            time.sleep(0.25)  # the pace of the reloads under load, not a wait for an event
             proxy.write_config(config_with(up, [1, 3, 8, 2, 16][k % 5], extra_route=k % 2 == 0))
             status, body = post_reload(proxy)
             assert status == 200 and body["ok"], body
-        time.sleep(0.25)
+        time.sleep(0.25)  # traffic on the last config too
     finally:
         stop.set()
         for t in threads:

@@ -305,17 +305,23 @@ TEST_F(AdaptiveLimitTest, RoutesShareOneLimitAndFreedUnitsGoToTheOldestWaiter) {
   rc_.now_ += 1;
   ASSERT_EQ(r1->admit(waiter("r1-third")), Admission::Queued);
   r2->release();  // an r2 unit frees: the oldest waiter of either route gets it
+  EXPECT_TRUE(log_.empty());  // in a later step, not on the releaser's stack
+  settleAll(rc_, {r1.get(), r2.get()});
   EXPECT_EQ(log_, (std::vector<std::string>{"r1-first:admitted"}));
   r1->release();
+  settleAll(rc_, {r1.get(), r2.get()});
   EXPECT_EQ(log_.back(), "r2-second:admitted");
   r1->release();
+  settleAll(rc_, {r1.get(), r2.get()});
   EXPECT_EQ(log_.back(), "r1-third:admitted");
   // r2 is at its own cap of 3: a unit of the shared limit cannot go to it.
   ASSERT_EQ(r2->admit(waiter("r2-capped")), Admission::Queued);
   r1->release();
+  settleAll(rc_, {r1.get(), r2.get()});
   EXPECT_EQ(log_.back(), "r1-third:admitted");
   EXPECT_EQ(a.inFlight(), 9u);
   r2->release();
+  settleAll(rc_, {r1.get(), r2.get()});
   EXPECT_EQ(log_.back(), "r2-capped:admitted");
 }
 
@@ -330,6 +336,7 @@ TEST_F(AdaptiveLimitTest, RoomFromAnUpdateIsHandedOutByTheTimerNotFromTheSample)
   EXPECT_TRUE(log_.empty());  // not from inside the window's caller
   ASSERT_TRUE(clock_.armed_.has_value());
   a.onTimer();
+  settleAll(rc_, {r.get()});
   EXPECT_EQ(log_, (std::vector<std::string>{"waiting:admitted"}));
   for (int i = 0; i < 11; ++i) r->release();
 }
@@ -344,6 +351,7 @@ TEST_F(AdaptiveLimitTest, AnInnerGateStaysTheHardCap) {
   EXPECT_EQ(a.inFlight(), 2u);
   pool.pump_on_give_back_ = r.get();  // as the pool pumps its waiting limiters
   r->release();
+  settleAll(rc_, {r.get()});
   EXPECT_EQ(log_, (std::vector<std::string>{"c:admitted"}));
   EXPECT_EQ(pool.free_, 0u);
   r->release();
@@ -398,6 +406,7 @@ TEST_F(AdaptiveLimitTest, ALoopBlockerNamedByTheAdvisorGetsOnePerEndpointNotItsV
   EXPECT_EQ(cpu->routeCap(), 1000u);
   ASSERT_TRUE(clock_.armed_.has_value());
   a.onTimer();
+  settleAll(rc_, {cpu.get(), io.get()});
   EXPECT_EQ(log_, (std::vector<std::string>{"cpu2:admitted"}));
   cpu->release();
   cpu->release();

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "proxy/metrics/demand.h"
@@ -73,7 +74,13 @@ class FakeClock : public LimiterClock {
   TimePointMs now() const override { return now_; }
   void arm(TimePointMs deadline) override { armed_ = deadline; }
   void disarm() override { armed_.reset(); }
+  void post() override { posted_ = true; }
+  // Runs the later step the limiter asked for (the loop's ready queue in the proxy).
+  void settle(Limiter& limiter) {
+    while (std::exchange(posted_, false)) limiter.deliver();
+  }
   TimePointMs now_ = 10'000;
+  bool posted_ = false;
   std::optional<TimePointMs> armed_;
 };
 
@@ -106,6 +113,7 @@ TEST(LimiterDemand, CountsInFlightAndQueuedOnTheLimitersClock) {
   ASSERT_EQ(limiter.admit(d), Admission::QueueFull);  // refused: nothing held, demand stays 3
   clock.now_ += 300;
   limiter.release();  // t=10500: a done, b admitted from the queue: 2
+  clock.settle(limiter);
   EXPECT_TRUE(b.admitted);
   clock.now_ += 200;
   limiter.cancel(c);  // t=10700: c's client went away: 1
@@ -125,6 +133,7 @@ TEST(LimiterDemand, AQueueTimeoutEndsTheWaitersDemand) {
   ASSERT_EQ(limiter.admit(b), Admission::Queued);  // demand 2 from t=10000
   clock.now_ += 250;
   limiter.onTimer();  // b times out at 10250
+  clock.settle(limiter);
   EXPECT_TRUE(b.timed_out);
   clock.now_ += 750;  // a alone until 11000
   EXPECT_EQ(limiter.demandMilliseconds(), 2u * 250 + 1 * 750);
@@ -152,6 +161,7 @@ TEST(LimiterDemand, WaitingForAPoolWorkerCountsAsDemand) {
   clock.now_ += 1000;
   EXPECT_EQ(limiter.demandMilliseconds(), 3000u);
   limiter.failAllQueued();  // the pool has no workers left: both refused
+  clock.settle(limiter);
   clock.now_ += 1000;
   EXPECT_EQ(limiter.demandMilliseconds(), 4000u);
 }

@@ -29,6 +29,7 @@ TEST_F(LimiterTest, AdmitsUpToMaxInFlightThenQueuesThenRefuses) {
   EXPECT_EQ(limiter.stats().queue_depth, 2u);
   EXPECT_EQ(limiter.stats().rejected_queue_full, 1u);
   EXPECT_EQ(limiter.stats().rejected_queue_timeout, 0u);
+  settle(limiter);
   EXPECT_TRUE(log_.empty());  // Admitted and QueueFull get no callback
   EXPECT_EQ(clock_.armed_, 1000u + 5000u);
   drain(limiter);
@@ -81,12 +82,14 @@ TEST_F(LimiterTest, ReleaseAdmitsInFifoOrder) {
   EXPECT_EQ(limiter.oldestEnqueuedAt(), 1000u);
 
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"b:admitted"}));
   EXPECT_EQ(limiter.stats().in_flight, 1u);
   EXPECT_EQ(limiter.stats().queue_depth, 2u);
 
   limiter.release();
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"b:admitted", "c:admitted", "d:admitted"}));
   EXPECT_EQ(limiter.stats().queue_depth, 0u);
   EXPECT_EQ(limiter.oldestEnqueuedAt(), std::nullopt);
@@ -94,6 +97,7 @@ TEST_F(LimiterTest, ReleaseAdmitsInFifoOrder) {
 
   limiter.release();
   EXPECT_EQ(limiter.stats().in_flight, 0u);
+  settle(limiter);
   for (const TestWaiter& w : waiters_) EXPECT_LE(w.admitted_, 1);
 }
 
@@ -106,6 +110,7 @@ TEST_F(LimiterTest, NewcomerNeverJumpsTheQueue) {
   EXPECT_EQ(limiter.admit(waiter("b")), Admission::Queued);
   EXPECT_EQ(gate.take_calls_, takes);  // did not even try
   limiter.pump();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"a:admitted"}));
   drain(limiter);
 }
@@ -121,6 +126,7 @@ TEST_F(LimiterTest, QueueTimeoutFiresOnlyForExpiredAndRearms) {
 
   clock_.now_ = 1100;
   limiter.onTimer();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"a:timeout"}));
   EXPECT_EQ(limiter.stats().rejected_queue_timeout, 1u);
   EXPECT_EQ(limiter.stats().queue_depth, 1u);
@@ -133,6 +139,7 @@ TEST_F(LimiterTest, QueueTimeoutFiresOnlyForExpiredAndRearms) {
 
   clock_.now_ = 1200;
   limiter.onTimer();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"a:timeout", "b:timeout"}));
   EXPECT_EQ(limiter.stats().rejected_queue_timeout, 2u);
   EXPECT_EQ(limiter.stats().queue_depth, 0u);
@@ -149,10 +156,12 @@ TEST_F(LimiterTest, QueueTimeoutScansWholeListAfterReload) {
 
   clock_.now_ = 1100;
   limiter.onTimer();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"fast:timeout"}));
   EXPECT_EQ(clock_.armed_, 2000u);
   clock_.now_ = 2000;
   limiter.onTimer();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"fast:timeout", "slow:timeout"}));
 }
 
@@ -172,11 +181,13 @@ TEST_F(LimiterTest, CancelLeavesAtOnceAndOthersKeepOrder) {
   EXPECT_EQ(limiter.stats().queue_depth, 2u);
   limiter.cancel(a);  // the head
   EXPECT_EQ(limiter.stats().queue_depth, 1u);
+  settle(limiter);
   EXPECT_TRUE(log_.empty());  // no callback for a cancel
   EXPECT_EQ(limiter.stats().rejected_queue_timeout + limiter.stats().rejected_queue_full, 0u);
   EXPECT_TRUE(clock_.armed_.has_value());
 
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"c:admitted"}));
   EXPECT_FALSE(clock_.armed_.has_value());
   EXPECT_EQ(b.admitted_ + b.timed_out_, 0);
@@ -193,6 +204,7 @@ TEST_F(LimiterTest, CancelOfLastWaiterDisarms) {
   // Expired or not, a cancelled waiter never hears from the limiter again.
   clock_.now_ += 10'000;
   limiter.onTimer();
+  settle(limiter);
   EXPECT_TRUE(log_.empty());
 }
 
@@ -219,6 +231,7 @@ TEST_F(LimiterTest, ReleaseBookkeepingIsExact) {
   EXPECT_EQ(limiter.stats().in_flight, 0u);
   EXPECT_EQ(limiter.stats().queue_depth, 0u);
   int admitted = 0;
+  settle(limiter);
   for (const TestWaiter& w : waiters_) admitted += w.admitted_;
   EXPECT_EQ(admitted, 2);
 }
@@ -227,6 +240,7 @@ TEST_F(LimiterTest, ReconfigureRaisingLimitAdmitsQueued) {
   Limiter limiter(makeLimits(1, 10), clock_);
   for (const char* name : {"a", "b", "c", "d"}) (void)limiter.admit(waiter(name));
   limiter.reconfigure(makeLimits(3, 10), nullptr);
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"b:admitted", "c:admitted"}));
   EXPECT_EQ(limiter.stats().in_flight, 3u);
   EXPECT_EQ(limiter.stats().queue_depth, 1u);
@@ -244,8 +258,10 @@ TEST_F(LimiterTest, ReconfigureLoweringLimitKeepsInFlight) {
 
   limiter.release();
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(late.admitted_, 0);  // still at the new max (2)
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(late.admitted_, 1);
   EXPECT_EQ(limiter.stats().in_flight, 2u);
 }
@@ -261,6 +277,7 @@ TEST_F(LimiterTest, ReconfigureShrinkingQueueKeepsAcceptedWaiters) {
   EXPECT_EQ(limiter.admit(waiter("y")), Admission::QueueFull);  // depth 2: still not below
   limiter.cancel(waiters_[2]);
   EXPECT_EQ(limiter.admit(waiter("z")), Admission::Queued);
+  settle(limiter);
   EXPECT_TRUE(log_.empty());
   drain(limiter);
 }
@@ -276,10 +293,12 @@ TEST_F(LimiterTest, GateQueuesEvenWhenMaxInFlightIsUnlimited) {
   EXPECT_EQ(limiter.gateUnitsHeld(&gate), 2u);
 
   gate.grow(limiter, 1);  // a worker came up: its owner pumps
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"c:admitted"}));
   EXPECT_EQ(gate.free_, 0u);
 
   limiter.release();  // gives the unit back, then pumps "d" in with it
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"c:admitted", "d:admitted"}));
   EXPECT_EQ(gate.free_, 0u);
   EXPECT_EQ(limiter.stats().in_flight, 3u);
@@ -300,6 +319,7 @@ TEST_F(LimiterTest, GateIsAskedOnlyWhenInFlightHasRoom) {
   EXPECT_EQ(gate.free_, 9u);
   limiter.release();
   EXPECT_EQ(gate.free_, 9u);  // a's unit back, b's taken
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"b:admitted"}));
   limiter.release();
   EXPECT_EQ(gate.free_, 10u);
@@ -314,6 +334,7 @@ TEST_F(LimiterTest, GateOwnerPumpingFromGiveBackIsSafe) {
   ASSERT_EQ(limiter.admit(waiter("b")), Admission::Queued);
   ASSERT_EQ(limiter.admit(waiter("c")), Admission::Queued);
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"b:admitted"}));
   EXPECT_EQ(limiter.stats().in_flight, 1u);
   EXPECT_EQ(gate.free_, 0u);
@@ -332,9 +353,11 @@ TEST_F(LimiterTest, ReconfigureOntoAGateDoesNotRepayUnitsNeverTaken) {
   ASSERT_EQ(limiter.admit(waiter("c")), Admission::Queued);
   limiter.release();  // assumed to be "a" (admitted first): it took no unit, so none goes back
   EXPECT_EQ(gate.free_, 0u);
+  settle(limiter);
   EXPECT_TRUE(log_.empty());
   limiter.release();
   EXPECT_EQ(gate.free_, 0u);  // one unit back, and "c" took it
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"c:admitted"}));
   limiter.release();
   EXPECT_EQ(gate.free_, 1u);  // never more than the gate ever had
@@ -381,6 +404,7 @@ TEST_F(LimiterTest, OnAdmittedThatReleasesAtOnce) {
   for (TestWaiter* w : {&a, &b, &c}) ASSERT_EQ(limiter.admit(*w), Admission::Queued);
 
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"a:admitted", "b:admitted", "c:admitted"}));
   EXPECT_EQ(limiter.stats().in_flight, 1u);
   EXPECT_EQ(limiter.stats().queue_depth, 0u);
@@ -399,6 +423,7 @@ TEST_F(LimiterTest, OnAdmittedThatCancelsTheNextWaiter) {
   };
   for (TestWaiter* w : {&a, &b, &c}) ASSERT_EQ(limiter.admit(*w), Admission::Queued);
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"a:admitted", "c:admitted"}));
   EXPECT_EQ(limiter.stats().in_flight, 1u);
 }
@@ -413,8 +438,10 @@ TEST_F(LimiterTest, OnQueueTimeoutThatCancelsAnotherWaiter) {
   for (TestWaiter* w : {&a, &b, &c}) ASSERT_EQ(limiter.admit(*w), Admission::Queued);
   clock_.now_ += 100;
   limiter.onTimer();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"a:timeout", "c:timeout"}));
-  EXPECT_EQ(limiter.stats().rejected_queue_timeout, 2u);
+  // Counted when refused: b's refusal was decided before its client left.
+  EXPECT_EQ(limiter.stats().rejected_queue_timeout, 3u);
   EXPECT_EQ(limiter.stats().queue_depth, 0u);
   EXPECT_FALSE(clock_.armed_.has_value());
 }
@@ -430,6 +457,7 @@ TEST_F(LimiterTest, OnQueueTimeoutThatReleasesAdmitsTheNext) {
   a.on_timeout_ = [&] { limiter.release(); };      // e.g. the holder finished meanwhile
   clock_.now_ = 1100;
   limiter.onTimer();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"a:timeout", "b:admitted"}));
   EXPECT_EQ(limiter.stats().in_flight, 1u);
   EXPECT_FALSE(clock_.armed_.has_value());
@@ -441,6 +469,7 @@ TEST_F(LimiterTest, FailAllQueuedRefusesEveryWaiter) {
   for (const char* name : {"a", "b", "c"})
     ASSERT_EQ(limiter.admit(waiter(name)), Admission::Queued);
   limiter.failAllQueued();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"a:timeout", "b:timeout", "c:timeout"}));
   EXPECT_EQ(limiter.stats().rejected_no_workers, 3u);
   EXPECT_EQ(limiter.stats().rejected_queue_timeout, 0u);
@@ -456,8 +485,9 @@ TEST_F(LimiterTest, FailAllQueuedWithACallbackThatCancels) {
   ASSERT_EQ(limiter.admit(a), Admission::Queued);
   ASSERT_EQ(limiter.admit(b), Admission::Queued);
   limiter.failAllQueued();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"a:timeout"}));
-  EXPECT_EQ(limiter.stats().rejected_no_workers, 1u);
+  EXPECT_EQ(limiter.stats().rejected_no_workers, 2u);  // both refused; b left before it heard
 }
 
 TEST_F(LimiterTest, WaiterCanQueueAgainAfterLeaving) {
@@ -469,7 +499,122 @@ TEST_F(LimiterTest, WaiterCanQueueAgainAfterLeaving) {
   ASSERT_EQ(limiter.admit(a), Admission::Queued);
   EXPECT_EQ(limiter.stats().queue_depth, 1u);
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(a.admitted_, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The completion rule: an outcome is decided at once and told in a later step (the loop's ready
+// queue in the proxy), never on the stack of the call that decided it.
+
+TEST_F(LimiterTest, AReleaseAdmitsTheNextWaiterInALaterStepNotOnTheReleasersStack) {
+  Limiter limiter(makeLimits(1, 10), clock_);
+  ASSERT_EQ(limiter.admit(waiter("holder")), Admission::Admitted);
+  ASSERT_EQ(limiter.admit(waiter("a")), Admission::Queued);
+  limiter.release();
+  EXPECT_TRUE(log_.empty());  // not from inside release()
+  EXPECT_TRUE(clock_.posted_);
+  // Decided already: a holds the slot, so a newcomer queues behind nobody but cannot take it.
+  EXPECT_EQ(limiter.stats().in_flight, 1u);
+  EXPECT_EQ(limiter.stats().queue_depth, 0u);
+  EXPECT_EQ(limiter.admit(waiter("late")), Admission::Queued);
+  settle(limiter);
+  EXPECT_EQ(log_, (std::vector<std::string>{"a:admitted"}));
+  drain(limiter);
+}
+
+TEST_F(LimiterTest, APumpAndATimeoutAndAFailureAreToldInALaterStep) {
+  FakeGate gate(0);
+  Limiter limiter(makeLimits(std::nullopt, 10, milliseconds(100)), clock_, &gate);
+  for (const char* name : {"a", "b", "c"}) ASSERT_EQ(limiter.admit(waiter(name)), Admission::Queued);
+  gate.grow(limiter, 1);  // the gate owner pumps: a takes the unit
+  EXPECT_TRUE(log_.empty());
+  clock_.now_ += 100;
+  limiter.onTimer();  // b and c expire
+  EXPECT_TRUE(log_.empty());
+  settle(limiter);
+  EXPECT_EQ(log_, (std::vector<std::string>{"a:admitted", "b:timeout", "c:timeout"}));
+
+  ASSERT_EQ(limiter.admit(waiter("d")), Admission::Queued);
+  limiter.failAllQueued();
+  EXPECT_EQ(log_.size(), 3u);
+  settle(limiter);
+  EXPECT_EQ(log_.back(), "d:timeout");
+  limiter.release();
+}
+
+TEST_F(LimiterTest, AnEvictionIsToldInALaterStepNotOnTheNewcomersStack) {
+  config::RouteLimits limits = makeLimits(1, 1);
+  limits.queue_order = config::QueueOrder::Lifo;
+  Limiter limiter(limits, clock_);
+  ASSERT_EQ(limiter.admit(waiter("holder")), Admission::Admitted);
+  ASSERT_EQ(limiter.admit(waiter("old")), Admission::Queued);
+  ASSERT_EQ(limiter.admit(waiter("new")), Admission::Queued);
+  EXPECT_TRUE(log_.empty());
+  EXPECT_EQ(limiter.stats().rejected_queue_evicted, 1u);
+  settle(limiter);
+  EXPECT_EQ(log_, (std::vector<std::string>{"old:evicted"}));
+  drain(limiter);
+}
+
+TEST_F(LimiterTest, AWaiterCancelledBeforeItHearsOfItsSlotGivesItToTheNext) {
+  FakeGate gate(1);
+  Limiter limiter(makeLimits(1, 10), clock_, &gate);
+  ASSERT_EQ(limiter.admit(waiter("holder")), Admission::Admitted);
+  TestWaiter& a = waiter("a");
+  TestWaiter& b = waiter("b");
+  ASSERT_EQ(limiter.admit(a), Admission::Queued);
+  ASSERT_EQ(limiter.admit(b), Admission::Queued);
+  limiter.release();  // a gets the slot and the gate unit...
+  EXPECT_EQ(limiter.gateUnitsHeld(&gate), 1u);
+  limiter.cancel(a);  // ...but its client leaves before it hears: both go on to b
+  EXPECT_EQ(limiter.stats().in_flight, 1u);
+  EXPECT_EQ(limiter.gateUnitsHeld(&gate), 1u);
+  EXPECT_EQ(gate.free_, 0u);
+  settle(limiter);
+  EXPECT_EQ(log_, (std::vector<std::string>{"b:admitted"}));  // never a call to a after cancel
+  EXPECT_EQ(a.admitted_, 0);
+  limiter.release();
+  EXPECT_EQ(limiter.stats().in_flight, 0u);
+  EXPECT_EQ(gate.free_, 1u);  // the unit went round exactly once
+}
+
+TEST_F(LimiterTest, AWaiterCancelledBeforeItHearsOfItsRefusalHearsNothing) {
+  Limiter limiter(makeLimits(1, 10, milliseconds(100)), clock_);
+  ASSERT_EQ(limiter.admit(waiter("holder")), Admission::Admitted);
+  TestWaiter& a = waiter("a");
+  ASSERT_EQ(limiter.admit(a), Admission::Queued);
+  clock_.now_ += 100;
+  limiter.onTimer();
+  limiter.cancel(a);
+  limiter.cancel(a);  // a second cancel is a no-op
+  settle(limiter);
+  EXPECT_TRUE(log_.empty());
+  EXPECT_EQ(limiter.stats().in_flight, 1u);  // nothing was given back for a refusal
+  limiter.release();
+}
+
+TEST_F(LimiterTest, ACallbackMayDropTheLastReferenceToItsLimiter) {
+  // The request path holds a route's limiter through its config snapshot: the last request of
+  // a route removed by a reload may free it from its own callback. ASan sees any touch after.
+  auto limiter = std::make_shared<Limiter>(makeLimits(1, 10), clock_);
+  ASSERT_EQ(limiter->admit(waiter("holder")), Admission::Admitted);
+  TestWaiter& a = waiter("a");
+  TestWaiter& b = waiter("b");
+  ASSERT_EQ(limiter->admit(a), Admission::Queued);
+  ASSERT_EQ(limiter->admit(b), Admission::Queued);
+  b.on_timeout_ = [&] { limiter.reset(); };
+  limiter->release();
+  clock_.now_ += 5000;
+  limiter->onTimer();  // b refused; a holds the slot
+  Limiter* raw = limiter.get();
+  a.on_admitted_ = [&] { raw->release(); };
+  clock_.posted_ = false;
+  raw->deliver();  // a hears; b's step is asked for again
+  EXPECT_TRUE(clock_.posted_);
+  raw->deliver();  // b hears, and frees the limiter; nothing of it is touched after
+  EXPECT_EQ(limiter, nullptr);
+  EXPECT_EQ(log_, (std::vector<std::string>{"a:admitted", "b:timeout"}));
 }
 
 }  // namespace

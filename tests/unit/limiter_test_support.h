@@ -6,6 +6,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,12 +28,24 @@ class FakeClock : public LimiterClock {
     armed_.reset();
     ++disarm_calls_;
   }
+  // The later step: a test runs it with WaiterFixture::settle(), so it can look in between.
+  void post() override { posted_ = true; }
 
   TimePointMs now_ = 1000;
+  bool posted_ = false;
   std::optional<TimePointMs> armed_;
   int arm_calls_ = 0;
   int disarm_calls_ = 0;
 };
+
+// Runs the later steps that limiters on `clock` asked for, as the loop's ready queue would,
+// until none is asked for: every decided waiter hears its outcome.
+inline void settleAll(FakeClock& clock, std::initializer_list<Limiter*> limiters) {
+  while (clock.posted_) {
+    clock.posted_ = false;
+    for (Limiter* limiter : limiters) limiter->deliver();
+  }
+}
 
 // A pool's free worker slots. Like a real gate owner, it may pump a limiter when a unit comes
 // back (set `pump_on_give_back`), which re-enters the limiter from inside release().
@@ -106,6 +119,10 @@ class WaiterFixture : public ::testing::Test {
  protected:
   // Waiters live in a deque so their addresses stay put while more are added.
   TestWaiter& waiter(const std::string& name) { return waiters_.emplace_back(name, log_); }
+
+  // Runs the later steps the limiter asked for, as the loop's ready queue would, until it asks
+  // for none: every decided waiter hears its outcome.
+  void settle(Limiter& limiter) { settleAll(clock_, {&limiter}); }
 
   // Leaves the limiter empty so its destructor's invariant holds whatever a test did.
   void drain(Limiter& limiter) {

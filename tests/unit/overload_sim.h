@@ -61,6 +61,13 @@ class OverloadSim {
       if (route_clock_.armed_) consider(*route_clock_.armed_ * 1000, 3);
       if (group_clock_.armed_) consider(*group_clock_.armed_ * 1000, 4);
       consider(next_sample_us_, 5);
+      // The later steps the limiter asked for come first, at the same instant, as the loop's
+      // ready queue runs before the loop sleeps again.
+      if (route_clock_.posted_) {
+        route_clock_.posted_ = false;
+        limiter_->deliver();
+        continue;
+      }
       now_us_ = std::max(now_us_, next);
       if (kind == 0) return;
       switch (kind) {
@@ -113,7 +120,9 @@ class OverloadSim {
     TimePointMs now() const override { return sim_->now_us_ / 1000; }
     void arm(TimePointMs deadline) override { armed_ = deadline; }
     void disarm() override { armed_.reset(); }
+    void post() override { posted_ = true; }
     std::optional<TimePointMs> armed_;
+    bool posted_ = false;  // a later step is due: runs before time moves on
 
    private:
     OverloadSim* sim_;

@@ -43,6 +43,7 @@ TEST_F(QueueOrderTest, LifoServesTheNewestFirst) {
   limiter.release();
   limiter.release();
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"d:admitted", "c:admitted", "b:admitted"}));
   // The oldest waiter still decides which route a shared capacity serves first.
   EXPECT_EQ(limiter.oldestEnqueuedAt(), std::nullopt);
@@ -54,13 +55,15 @@ TEST_F(QueueOrderTest, LifoFullQueueEvictsTheOldestAtOnceInsteadOfRefusingTheNew
   queue(limiter, {"b", "c"});
   clock_.now_ += 7;
   EXPECT_EQ(limiter.admit(waiter("d")), Admission::Queued);
-  // b was answered inside d's admission, not at its queue_timeout.
+  // b is answered in the step after d's admission (not on its stack), not at its queue_timeout.
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"b:evicted"}));
   EXPECT_EQ(limiter.stats().queue_depth, 2u);
   EXPECT_EQ(limiter.stats().rejected_queue_evicted, 1u);
   EXPECT_EQ(limiter.stats().rejected_queue_full, 0u);
   EXPECT_EQ(limiter.oldestEnqueuedAt(), 1000u);  // c
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_.back(), "d:admitted");
   drain(limiter);
 }
@@ -70,6 +73,7 @@ TEST_F(QueueOrderTest, FifoFullQueueRefusesTheNewcomer) {
   ASSERT_EQ(limiter.admit(waiter("a")), Admission::Admitted);
   queue(limiter, {"b", "c"});
   EXPECT_EQ(limiter.admit(waiter("d")), Admission::QueueFull);
+  settle(limiter);
   EXPECT_TRUE(log_.empty());
   EXPECT_EQ(limiter.stats().rejected_queue_evicted, 0u);
   drain(limiter);
@@ -89,12 +93,15 @@ TEST_F(QueueOrderTest, AnEvictedWaitersCallbackMayQueueAnotherRequest) {
   Admission nested = Admission::Admitted;
   waiters_[1].on_evicted_ = [&] { nested = limiter.admit(again); };  // b's client retries
   EXPECT_EQ(limiter.admit(waiter("d")), Admission::Queued);
+  EXPECT_TRUE(log_.empty());  // b hears in a later step, not on d's stack
+  settle(limiter);
   // e came in while d was already queued: the queue stays at max_queue by evicting c too.
   EXPECT_EQ(nested, Admission::Queued);
   EXPECT_EQ(log_, (std::vector<std::string>{"b:evicted", "c:evicted"}));
   EXPECT_EQ(limiter.stats().queue_depth, 2u);
   limiter.release();
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"b:evicted", "c:evicted", "e:admitted", "d:admitted"}));
 }
 
@@ -104,6 +111,7 @@ TEST_F(QueueOrderTest, LifoStillRefusesAtQueueTimeout) {
   queue(limiter, {"b"});
   EXPECT_EQ(clock_.armed_, 1300u);
   fire(limiter);
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"b:timeout"}));
   EXPECT_EQ(limiter.stats().early_refusals, 0u);
 }
@@ -115,6 +123,7 @@ TEST_F(QueueOrderTest, AdaptiveIsFifoWhileTheQueueDrains) {
   queue(limiter, {"b", "c"});
   clock_.now_ += 50;  // not empty for 50 ms only: no standing queue
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"b:admitted"}));
   EXPECT_FALSE(limiter.policy().lifoNow());
   EXPECT_EQ(limiter.policy().lifoSwitches(), 0u);
@@ -127,16 +136,19 @@ TEST_F(QueueOrderTest, AdaptiveTurnsLifoOnceAQueueStandsAndFifoAgainWhenItEmptie
   queue(limiter, {"b", "c", "d"});
   clock_.now_ += 100;  // the default interval
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"d:admitted"}));
   EXPECT_TRUE(limiter.policy().lifoNow());
   limiter.release();
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_.back(), "b:admitted");
   EXPECT_EQ(limiter.policy().lifoSwitches(), 1u);
   EXPECT_FALSE(limiter.policy().lifoNow());  // empty: draining order again
   queue(limiter, {"e", "f"});
   clock_.now_ += 99;
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_.back(), "e:admitted");
   drain(limiter);
 }
@@ -146,8 +158,10 @@ TEST_F(QueueOrderTest, AdaptiveTurnsLifoWhenTheQueueIsNearlyFullBeforeItStands) 
   ASSERT_EQ(limiter.admit(waiter("a")), Admission::Admitted);
   queue(limiter, {"b", "c", "d", "e", "f", "g", "h", "i", "j"});  // 9 > 0.8 x 10
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"j:admitted"}));
   limiter.release();  // 8 left: not above 80%, and not standing yet
+  settle(limiter);
   EXPECT_EQ(log_.back(), "b:admitted");
   drain(limiter);
 }
@@ -157,6 +171,7 @@ TEST_F(QueueOrderTest, AdaptiveFullQueueEvictsTheOldest) {
   ASSERT_EQ(limiter.admit(waiter("a")), Admission::Admitted);
   queue(limiter, {"b", "c"});
   EXPECT_EQ(limiter.admit(waiter("d")), Admission::Queued);
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"b:evicted"}));
   drain(limiter);
 }
@@ -176,6 +191,7 @@ TEST_F(QueueOrderTest, AdaptiveRefusesPastTheTargetOnceTheQueueStands) {
   EXPECT_EQ(clock_.armed_, 1100u);
 
   fire(limiter);  // t = 1100: standing; w1 waited 100 > 20 ms
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"w1:timeout"}));
   EXPECT_EQ(clock_.armed_, 1110u);  // w2: 1090 + 20
   clock_.now_ = 1105;
@@ -183,11 +199,13 @@ TEST_F(QueueOrderTest, AdaptiveRefusesPastTheTargetOnceTheQueueStands) {
   EXPECT_EQ(clock_.armed_, 1110u);
 
   fire(limiter);
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"w1:timeout", "w2:timeout"}));
   EXPECT_EQ(clock_.armed_, 1125u);
   // A slot frees first: the newest (w3) gets it, and the queue is empty again.
   clock_.now_ = 1120;
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_.back(), "w3:admitted");
   EXPECT_FALSE(clock_.armed_.has_value());
   EXPECT_EQ(limiter.stats().rejected_queue_timeout, 2u);
@@ -200,6 +218,7 @@ TEST_F(QueueOrderTest, AdaptiveWithoutAServiceTimeRefusesOnlyAtQueueTimeout) {
   queue(limiter, {"b"});
   EXPECT_EQ(clock_.armed_, 3000u);
   fire(limiter);
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"b:timeout"}));
   EXPECT_EQ(limiter.stats().early_refusals, 0u);
 }
@@ -211,6 +230,7 @@ TEST_F(QueueOrderTest, QueueTimeoutStaysTheCapBelowTheTarget) {
   queue(limiter, {"b"});
   EXPECT_EQ(clock_.armed_, 1050u);
   fire(limiter);
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"b:timeout"}));
   EXPECT_EQ(limiter.stats().early_refusals, 0u);
 }
@@ -234,10 +254,12 @@ TEST_F(QueueOrderTest, ReloadChangesTheOrderOfTheQueueInPlace) {
   queue(limiter, {"b", "c"});
   limiter.reconfigure(ordered(QueueOrder::Lifo, 1, 10), nullptr);
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_, (std::vector<std::string>{"c:admitted"}));
   limiter.reconfigure(ordered(QueueOrder::Fifo, 1, 10), nullptr);
   queue(limiter, {"d"});
   limiter.release();
+  settle(limiter);
   EXPECT_EQ(log_.back(), "b:admitted");
   drain(limiter);
 }
