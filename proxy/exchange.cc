@@ -62,12 +62,9 @@ void Exchange::resetPerRequestState() {
   upstream_reused_ = false;
   retried_ = false;
   acquiring_ = false;
-  upstream_writing_ = false;
   client_writing_ = false;
   client_write_copied_ = false;
-  client_buf_lent_ = false;
   upstream_buf_lent_ = false;
-  upstream_eof_ = false;
   body_too_large_ = false;
   client_timed_out_ = false;
   client_stalled_ = false;
@@ -85,7 +82,6 @@ void Exchange::resetPerRequestState() {
   response_framing_ = BodyFraming::None;
   request_body_bytes_ = 0;
   buffered_body_.clear();
-  to_upstream_.clear();
   to_client_.clear();
   start_ms_ = 0;
   queued_at_ms_ = 0;
@@ -324,14 +320,16 @@ void Exchange::onTargetReady(upstream::UpstreamConnection* connection, bool reus
   upstream_reused_ = reused;
   target_name_ = connection->peerName();
   worker_ = runtime_->target->identifyWorker(*connection);
-  connection->attach(this, this, kMaxResponseHeadBytes);
+  connection->attach(*this, kMaxResponseHeadBytes);
   connection->countRequest();
   phase_ = Phase::Forwarding;
   response_started_ = false;
   request_sent_ = false;
   informational_ = false;
-  upstream_eof_ = false;
   upgrade_accepted_ = false;
+  // The response is parsed as it comes, even while the request is still going up (an app may
+  // answer an upload early). Nothing is there yet: a pooled connection with input is dropped.
+  connection->stream().resume();
   sendRequestHead();
 }
 
@@ -362,7 +360,6 @@ void Exchange::upstreamFailed(UpstreamErrorKind kind, const char* why) {
     retried_ = true;
     upstream_sent_us_ = 0;  // a stale keep-alive connection, not a sign of overload
     releaseUpstream(false);
-    to_upstream_.clear();
     acquireTarget();
     return;
   }
@@ -453,16 +450,13 @@ void Exchange::releaseSlot() {
 void Exchange::releaseUpstream(bool reusable) {
   if (upstream_ == nullptr) return;
   upstream::UpstreamConnection* c = std::exchange(upstream_, nullptr);
-  if (client_buf_lent_) {
-    // The write that used the client's buffer dies with this connection.
-    client_buf_lent_ = false;
-    client_->socket().unlend();
-  }
   if (upstream_buf_lent_) {
     upstream_buf_lent_ = false;
     c->socket().unlend();
   }
-  upstream_writing_ = false;
+  // Its stream stops calling this exchange. A write still in flight (borrowing the client's
+  // read block) ends with the connection, which the target closes when it is not reusable.
+  c->detach();
   c->socket().setReadLimit(net::BufferPool::kSmallBlock);  // its next response starts small
   runtime_->target->release(c, reusable);  // the target closes it when not reusable
 }
@@ -494,7 +488,6 @@ void Exchange::finish(bool aborted) {
     after = AfterExchange::Linger;
   }
   phase_ = Phase::Idle;
-  to_upstream_.clear();
   if (!client_writing_) to_client_.clear();
   snapshot_.reset();
   route_ = nullptr;

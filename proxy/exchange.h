@@ -39,8 +39,7 @@ class ClientConnection;
 
 class Exchange final : private routing::LimiterWaiter,
                        private upstream::TargetWaiter,
-                       private upstream::UpstreamHandler,
-                       private http::ParserEvents {
+                       private upstream::UpstreamStreamHandler {
  public:
   enum class Phase {
     Idle,           // no request
@@ -88,9 +87,12 @@ class Exchange final : private routing::LimiterWaiter,
   // Request body streaming (client -> upstream).
   void pumpRequestBody();
   void flushUpstream();
+  void noteRequestSent();
+  bool upstreamWriting() const { return upstream_ != nullptr && upstream_->stream().writing(); }
+  OutputBatch& toUpstream() { return upstream_->stream().out(); }
 
   // Response streaming (upstream -> client).
-  void parseResponse();
+  void readResponse();
   void flushClient();
 
   // Ends.
@@ -118,15 +120,16 @@ class Exchange final : private routing::LimiterWaiter,
   // TargetWaiter
   void onTargetReady(upstream::UpstreamConnection* connection, bool reused) override;
   void onTargetFailed(upstream::UpstreamErrorKind kind, const char* why) override;
-  // UpstreamHandler
-  void onUpstreamWritten(int status) override;
-  void onUpstreamInput() override;
-  void onUpstreamClosed(int status) override;
+  // UpstreamStreamHandler: the upstream connection's stream (the response, the request's
+  // writes, the peer's close, a tunnel's bytes) and the pool giving up on the request.
+  http::ParserAction onStreamHead(HttpStream& stream) override;
+  http::ParserAction onStreamBody(HttpStream& stream, const char* at, size_t len) override;
+  http::ParserAction onStreamMessageEnd(HttpStream& stream) override;
+  void onStreamParsed(HttpStream& stream, const http::ParseResult& result) override;
+  void onStreamData(HttpStream& stream) override;
+  void onStreamWritten(HttpStream& stream, int status) override;
+  void onStreamEof(HttpStream& stream, int status) override;
   void onUpstreamFailed(upstream::UpstreamErrorKind kind, const char* why) override;
-  // ParserEvents (the upstream's response parser)
-  int onHeadComplete() override;
-  void onBodyData(const char* at, size_t len) override;
-  int onMessageComplete() override;
 
   // The loop-block advisor's hooks (exchange_advice.cc): the request is upstream, its response
   // head arrived, it ended without one.
@@ -183,12 +186,9 @@ class Exchange final : private routing::LimiterWaiter,
   bool upstream_reused_ = false;
   bool retried_ = false;
   bool acquiring_ = false;
-  bool upstream_writing_ = false;
   bool client_writing_ = false;
   bool client_write_copied_ = false;  // the write in flight no longer needs to_client_
-  bool client_buf_lent_ = false;    // the client's read buffer backs the upstream write
   bool upstream_buf_lent_ = false;  // the upstream's read buffer backs the client write
-  bool upstream_eof_ = false;       // upstream closed; handled once its input is parsed
   bool body_too_large_ = false;     // set inside a parser callback, acted on after it
   bool client_timed_out_ = false;   // the body stopped arriving: 408, and nothing to linger for
   bool client_stalled_ = false;     // stopped reading (timeouts.send): its connection is reset
@@ -211,8 +211,7 @@ class Exchange final : private routing::LimiterWaiter,
   std::string head_;           // the head being written (upstream request or client response)
   std::string client_head_;
   http::ChunkedValidator chunked_validator_;  // chunked request bodies only
-  OutputBatch to_upstream_;
-  OutputBatch to_client_;
+  OutputBatch to_client_;  // the request's side is the upstream stream's out()
 
   advice::Ticket advice_ticket_ = 0;  // this request as the advisor knows it (0: not observed)
 

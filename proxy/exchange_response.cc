@@ -14,33 +14,35 @@ using upstream::UpstreamErrorKind;
 // ---------------------------------------------------------------------------------------------
 // Response: upstream -> client
 
-void Exchange::onUpstreamInput() {
+// Raw bytes from the upstream: only a tunnel reads them so.
+void Exchange::onStreamData(HttpStream&) {
   upstream_quiet_since_ = uv_now(context_.loop);
-  if (phase_ == Phase::Tunnel) {
-    pumpTunnel();
-    return;
-  }
-  parseResponse();
+  if (phase_ == Phase::Tunnel) pumpTunnel();
 }
 
-void Exchange::parseResponse() {
+// Lets the upstream stream parse on, unless the client still has the last piece to take.
+void Exchange::readResponse() {
   if (upstream_ == nullptr || phase_ != Phase::Forwarding) return;
   if (client_writing_ || upgrade_accepted_ || response_side_ == ResponseSide::Complete) return;
-  net::Socket& in = upstream_->socket();
-  std::string_view input = in.input();
-  if (input.empty()) {
-    if (upstream_eof_) {
-      handleUpstreamEof();
-    } else {
-      in.readStart();
-      awaitUpstreamBytes();
-    }
+  HttpStream& in = upstream_->stream();
+  if (!in.input().empty()) {
+    in.resume();  // the round ends in onStreamParsed()
     return;
   }
+  if (in.peerClosed()) {
+    handleUpstreamEof();
+    return;
+  }
+  in.resume();  // reads on; parses as bytes come
+  awaitUpstreamBytes();
+}
+
+// One parse round of the response ended: what the callbacks queued goes to the client.
+void Exchange::onStreamParsed(HttpStream& in, const http::ParseResult& r) {
+  if (upstream_ == nullptr || phase_ != Phase::Forwarding) return;
   response_started_ = true;
-  http::ParseResult r = upstream_->parser().execute(input.data(), input.size());
   if (r.status == http::ParseStatus::Error || r.status == http::ParseStatus::HeadTooLarge) {
-    in.consume(input.size());
+    in.consume(in.input().size());
     spdlog::get("upstream")->warn("upstream {}: invalid response: {}", target_name_,
                                   r.reason ? r.reason : "?");
     if (response_side_ == ResponseSide::None) {
@@ -53,37 +55,33 @@ void Exchange::parseResponse() {
   }
   if (r.status == http::ParseStatus::Upgraded) {
     if (!websocket_ || response_side_ == ResponseSide::None) {
-      in.consume(input.size());
+      in.consume(in.input().size());
       upstreamFailed(UpstreamErrorKind::Reset, "unexpected upgrade from upstream");
       return;
     }
     upgrade_accepted_ = true;
   }
-  if (!to_client_.empty() && !upstream_buf_lent_) {
-    in.lend();
-    upstream_buf_lent_ = true;
-  }
-  in.consume(r.consumed);
   flushClient();
   if (phase_ != Phase::Forwarding || upstream_ == nullptr) return;  // finished meanwhile
-  if (!client_writing_ && !upgrade_accepted_ && response_side_ != ResponseSide::Complete) {
-    if (upstream_eof_ && in.input().empty()) {
-      handleUpstreamEof();
-    } else {
-      in.readStart();
-      awaitUpstreamBytes();
-    }
+  if (client_writing_ || upgrade_accepted_ || response_side_ == ResponseSide::Complete) {
+    in.pause();  // resumed when the client has taken this piece
+    return;
+  }
+  if (in.peerClosed() && in.input().empty()) {
+    handleUpstreamEof();
+  } else {
+    awaitUpstreamBytes();  // the stream reads on
   }
 }
 
-int Exchange::onHeadComplete() {
-  http::MessageParser& p = upstream_->parser();
+http::ParserAction Exchange::onStreamHead(HttpStream& in) {
+  http::MessageParser& p = in.parser();
   int status = p.statusCode();
   if (status >= 100 && status < 200 && status != 101) {
     informational_ = true;  // 103 Early Hints and friends are dropped; 100 is ours to send
-    return 0;
+    return http::ParserAction::Continue;
   }
-  if (status == 101 && !websocket_) return -1;  // an upgrade nobody asked for
+  if (status == 101 && !websocket_) return http::ParserAction::Fail;  // nobody asked for it
   recordUpstreamSample(status >= 500 ? routing::SampleOutcome::Drop : routing::SampleOutcome::Ok);
   status_ = status;
   response_keep_alive_ = p.keepAlive();
@@ -118,12 +116,17 @@ int Exchange::onHeadComplete() {
   to_client_.addOwned(client_head_);
   response_side_ = ResponseSide::HeadQueued;
   adviceResponseHead();
-  return head_request_ ? http::kSkipBody : 0;
+  return head_request_ ? http::ParserAction::SkipBody : http::ParserAction::Continue;
 }
 
-void Exchange::onBodyData(const char* at, size_t len) {
-  if (informational_) return;
+http::ParserAction Exchange::onStreamBody(HttpStream& in, const char* at, size_t len) {
+  if (informational_) return http::ParserAction::Continue;
   response_side_ = ResponseSide::Body;
+  // The spans stay in the upstream's read block until the client write that carries them ends.
+  if (!upstream_buf_lent_) {
+    in.socket().lend();
+    upstream_buf_lent_ = true;
+  }
   if (response_framing_ == BodyFraming::Chunked) {
     std::string size_line;
     http::appendHex(size_line, len);
@@ -134,17 +137,18 @@ void Exchange::onBodyData(const char* at, size_t len) {
   } else {
     to_client_.addData(at, len);
   }
+  return http::ParserAction::Continue;
 }
 
-int Exchange::onMessageComplete() {
+http::ParserAction Exchange::onStreamMessageEnd(HttpStream&) {
   if (informational_) {
     informational_ = false;
-    return 0;  // the real response follows on the same connection
+    return http::ParserAction::Continue;  // the real response follows on the same connection
   }
-  if (status_ == 101) return 0;  // llhttp stops with an upgrade next
+  if (status_ == 101) return http::ParserAction::Continue;  // llhttp stops with an upgrade next
   response_side_ = ResponseSide::Complete;
   if (response_framing_ == BodyFraming::Chunked) to_client_.addFrame("0\r\n\r\n");
-  return http::kPauseParser;
+  return http::ParserAction::Pause;
 }
 
 void Exchange::flushClient() {
@@ -221,7 +225,7 @@ void Exchange::onClientWritten(int status) {
       } else if (upgrade_accepted_) {
         startTunnel();
       } else {
-        parseResponse();
+        readResponse();
       }
       return;
     default:
@@ -229,15 +233,13 @@ void Exchange::onClientWritten(int status) {
   }
 }
 
-void Exchange::onUpstreamClosed(int status) {
-  (void)status;
+void Exchange::onStreamEof(HttpStream& in, int) {
   if (phase_ == Phase::Tunnel) {
     abort("tunnel closed by upstream");
     return;
   }
-  upstream_eof_ = true;
-  if (client_writing_ || !upstream_->socket().input().empty()) {
-    return;  // parseResponse() deals with it once the input before the close is parsed
+  if (client_writing_ || !in.input().empty()) {
+    return;  // readResponse() deals with it once the input before the close is parsed
   }
   handleUpstreamEof();
 }
@@ -281,19 +283,17 @@ void Exchange::pumpTunnel() {
   if (phase_ != Phase::Tunnel || upstream_ == nullptr) return;
   net::Socket& down = client_->socket();
   net::Socket& up = upstream_->socket();
-  if (!upstream_writing_) {
+  if (!upstreamWriting()) {
     std::string_view in = down.input();
     if (!in.empty()) {
-      to_upstream_.addData(in.data(), in.size());
-      down.lend();
-      client_buf_lent_ = true;
+      toUpstream().addData(in.data(), in.size());
+      upstream_->stream().borrow(down);
       down.consume(in.size());
-      flushUpstream();
+      flushUpstream();  // completes from the loop, never from here
     } else {
       down.readStart();
     }
   }
-  if (phase_ != Phase::Tunnel || upstream_ == nullptr) return;  // ended by that write
   if (!client_writing_) {
     std::string_view in = up.input();
     if (!in.empty()) {
