@@ -64,6 +64,7 @@ void Exchange::resetPerRequestState() {
   acquiring_ = false;
   client_writing_ = false;
   client_write_copied_ = false;
+  client_written_.cancel();
   upstream_buf_lent_ = false;
   body_too_large_ = false;
   client_timed_out_ = false;
@@ -462,6 +463,8 @@ void Exchange::releaseUpstream(bool reusable) {
 }
 
 void Exchange::finish(bool aborted) {
+  // A write the kernel took whole, its completion still queued, is over already.
+  if (client_written_.posted()) settleClientWrite();
   adviceEnded();
   cancelWaits();
   budget_timer_.stop();

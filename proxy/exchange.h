@@ -31,6 +31,7 @@
 #include "proxy/routing/limiter.h"
 #include "proxy/upstream/target.h"
 #include "proxy/upstream/upstream_connection.h"
+#include "common/uv/loop.h"
 #include "common/uv/timer.h"
 
 namespace loopguard::proxy {
@@ -94,6 +95,17 @@ class Exchange final : private routing::LimiterWaiter,
   // Response streaming (upstream -> client).
   void readResponse();
   void flushClient();
+  // A client write waits for the client. One the kernel took whole (its notification still
+  // queued) does not hold the upstream's bytes up: the next piece goes out as it arrives (its
+  // flush settles that write first) instead of piling up in a read block sized for one write.
+  bool clientBusy() const { return client_writing_ && !client_written_.posted(); }
+  // The bytes of the client write in flight are the socket's or the kernel's now.
+  void freeClientWriteBuffers();
+  // The client write in flight is over: its buffers are free.
+  void settleClientWrite();
+  // A client write the kernel took at once completes from the loop's ready queue, like one
+  // that waited: never inside flushClient().
+  void onClientWriteReady() { onClientWritten(client_write_status_); }
 
   // Ends.
   void respondError(int status, const char* message, const char* overload_reason = "");
@@ -188,6 +200,8 @@ class Exchange final : private routing::LimiterWaiter,
   bool acquiring_ = false;
   bool client_writing_ = false;
   bool client_write_copied_ = false;  // the write in flight no longer needs to_client_
+  uv::ReadyCall client_written_{this, &uv::bindMethod<Exchange, &Exchange::onClientWriteReady>};
+  int client_write_status_ = 0;
   bool upstream_buf_lent_ = false;  // the upstream's read buffer backs the client write
   bool body_too_large_ = false;     // set inside a parser callback, acted on after it
   bool client_timed_out_ = false;   // the body stopped arriving: 408, and nothing to linger for

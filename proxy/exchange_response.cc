@@ -23,7 +23,7 @@ void Exchange::onStreamData(HttpStream&) {
 // Lets the upstream stream parse on, unless the client still has the last piece to take.
 void Exchange::readResponse() {
   if (upstream_ == nullptr || phase_ != Phase::Forwarding) return;
-  if (client_writing_ || upgrade_accepted_ || response_side_ == ResponseSide::Complete) return;
+  if (clientBusy() || upgrade_accepted_ || response_side_ == ResponseSide::Complete) return;
   HttpStream& in = upstream_->stream();
   if (!in.input().empty()) {
     in.resume();  // the round ends in onStreamParsed()
@@ -62,8 +62,9 @@ void Exchange::onStreamParsed(HttpStream& in, const http::ParseResult& r) {
     upgrade_accepted_ = true;
   }
   flushClient();
-  if (phase_ != Phase::Forwarding || upstream_ == nullptr) return;  // finished meanwhile
-  if (client_writing_ || upgrade_accepted_ || response_side_ == ResponseSide::Complete) {
+  // With nothing left to write, a whole response ends the exchange right there.
+  if (phase_ != Phase::Forwarding || upstream_ == nullptr) return;
+  if (clientBusy() || upgrade_accepted_ || response_side_ == ResponseSide::Complete) {
     in.pause();  // resumed when the client has taken this piece
     return;
   }
@@ -152,6 +153,9 @@ http::ParserAction Exchange::onStreamMessageEnd(HttpStream&) {
 }
 
 void Exchange::flushClient() {
+  // The kernel took the last write whole; only its notification is still queued (it finds
+  // nothing left to do).
+  if (client_written_.posted()) settleClientWrite();
   if (client_writing_) return;
   if (to_client_.empty()) {
     if (phase_ == Phase::Finishing || response_side_ == ResponseSide::Complete) {
@@ -176,29 +180,38 @@ void Exchange::flushClient() {
   switch (written) {
     case net::Socket::WriteStatus::Copied:
       // The socket holds what is left: the upstream's read block is free to go back.
-      to_client_.clear();
-      client_write_copied_ = true;
-      if (upstream_buf_lent_) {
-        upstream_buf_lent_ = false;
-        upstream_->socket().unlend();
-      }
+      freeClientWriteBuffers();
       awaitClientWrite();
       return;
     case net::Socket::WriteStatus::Pending:
       awaitClientWrite();
       return;
     case net::Socket::WriteStatus::Done:
-      onClientWritten(0);  // the kernel took it all: carry on as the callback would
+      // The kernel took it all (no uv_write, no epoll_ctl): the buffers are free now (the
+      // upstream's block must not stay lent and fill up meanwhile), and the completion still
+      // comes from the loop, in this same iteration.
+      freeClientWriteBuffers();
+      client_write_status_ = 0;
+      client_written_.post(context_.loop);
       return;
     case net::Socket::WriteStatus::Error:
-      client_writing_ = false;
-      to_client_.clear();
-      abort("write to client failed");
+      client_write_status_ = UV_EPIPE;
+      client_written_.post(context_.loop);
       return;
   }
 }
 
-void Exchange::onClientWritten(int status) {
+void Exchange::freeClientWriteBuffers() {
+  to_client_.clear();
+  client_write_copied_ = true;  // what to_client_ holds from now on is still to be sent
+  if (upstream_buf_lent_) {
+    upstream_buf_lent_ = false;
+    if (upstream_ != nullptr) upstream_->socket().unlend();
+  }
+}
+
+void Exchange::settleClientWrite() {
+  client_written_.cancel();
   client_writing_ = false;
   // After a copied write the batch holds only what was queued behind it (an error answer
   // behind a 100 Continue): that is still to be sent.
@@ -207,6 +220,10 @@ void Exchange::onClientWritten(int status) {
     upstream_buf_lent_ = false;
     if (upstream_ != nullptr) upstream_->socket().unlend();
   }
+}
+
+void Exchange::onClientWritten(int status) {
+  settleClientWrite();
   if (phase_ == Phase::Idle) return;
   if (status < 0) {
     abort("client went away");
@@ -238,7 +255,7 @@ void Exchange::onStreamEof(HttpStream& in, int) {
     abort("tunnel closed by upstream");
     return;
   }
-  if (client_writing_ || !in.input().empty()) {
+  if (clientBusy() || !in.input().empty()) {
     return;  // readResponse() deals with it once the input before the close is parsed
   }
   handleUpstreamEof();
@@ -294,7 +311,7 @@ void Exchange::pumpTunnel() {
       down.readStart();
     }
   }
-  if (!client_writing_) {
+  if (!clientBusy()) {
     std::string_view in = up.input();
     if (!in.empty()) {
       to_client_.addData(in.data(), in.size());
