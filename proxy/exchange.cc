@@ -57,11 +57,9 @@ void Exchange::resetPerRequestState() {
   route_ = nullptr;
   runtime_ = nullptr;
   slot_held_ = false;
-  queued_ = false;
   upstream_ = nullptr;
   upstream_reused_ = false;
   retried_ = false;
-  acquiring_ = false;
   client_writing_ = false;
   client_write_copied_ = false;
   client_written_.cancel();
@@ -243,7 +241,6 @@ void Exchange::admit() {
       acquireTarget();
       return;
     case Admission::Queued:
-      queued_ = true;
       queued_at_ms_ = uv_now(context_.loop);
       return;
     case Admission::QueueFull:
@@ -253,7 +250,6 @@ void Exchange::admit() {
 }
 
 void Exchange::onAdmitted() {
-  queued_ = false;
   admitted_ns_ = uv_hrtime();
   slot_held_ = true;
   runtime_->metrics->queue_wait.record(
@@ -262,7 +258,6 @@ void Exchange::onAdmitted() {
 }
 
 void Exchange::onQueueTimeout() {
-  queued_ = false;
   recordQueueRefusal();
   if (const char* reason = runtime_->target->unavailableReason()) {
     respondError(503, "no worker is available for this route", reason);
@@ -274,7 +269,6 @@ void Exchange::onQueueTimeout() {
 }
 
 void Exchange::onEvicted() {
-  queued_ = false;
   recordQueueRefusal();
   respondError(route_->route->limits.overflow_status,
                "route queue is full: a newer request took this one's place", "queue_evicted");
@@ -295,7 +289,6 @@ void Exchange::recordUpstreamSample(routing::SampleOutcome outcome) {
 
 void Exchange::acquireTarget() {
   phase_ = Phase::Connecting;
-  acquiring_ = true;
   upstream::AcquireOptions options;
   options.fresh = retried_;
   options.route = route_->route->name;
@@ -303,11 +296,9 @@ void Exchange::acquireTarget() {
   AcquireResult r = runtime_->target->acquire(*this, options);
   switch (r.kind) {
     case AcquireResult::Kind::Ready:
-      acquiring_ = false;
       onTargetReady(r.connection, true);
       return;
     case AcquireResult::Kind::Failed:
-      acquiring_ = false;
       upstreamFailed(UpstreamErrorKind::Connect, r.why);
       return;
     case AcquireResult::Kind::Pending:
@@ -316,7 +307,6 @@ void Exchange::acquireTarget() {
 }
 
 void Exchange::onTargetReady(upstream::UpstreamConnection* connection, bool reused) {
-  acquiring_ = false;
   upstream_ = connection;
   upstream_reused_ = reused;
   target_name_ = connection->peerName();
@@ -335,7 +325,6 @@ void Exchange::onTargetReady(upstream::UpstreamConnection* connection, bool reus
 }
 
 void Exchange::onTargetFailed(UpstreamErrorKind kind, const char* why) {
-  acquiring_ = false;
   // A worker pool that lost every worker while this request waited for one: an overload
   // refusal (503 no_workers), like a queued request, not an upstream error.
   if (const char* reason = runtime_->target->unavailableReason()) {
@@ -430,14 +419,9 @@ void Exchange::abort(const char* why) {
 }
 
 void Exchange::cancelWaits() {
-  if (queued_) {
-    queued_ = false;
-    runtime_->limiter->limiter().cancel(*this);
-  }
-  if (acquiring_) {
-    acquiring_ = false;
-    runtime_->target->cancel(*this);
-  }
+  // The phase says what is awaited; both cancels are no-ops once the answer has come.
+  if (phase_ == Phase::Queued) runtime_->limiter->limiter().cancel(*this);
+  if (phase_ == Phase::Connecting) runtime_->target->cancel(*this);
   client_timer_.stop();
   upstream_timer_.stop();
 }

@@ -192,12 +192,10 @@ class Exchange final : private routing::LimiterWaiter,
   const routing::CompiledRoute* route_ = nullptr;
   const RouteRuntime* runtime_ = nullptr;
   bool slot_held_ = false;
-  bool queued_ = false;
 
   upstream::UpstreamConnection* upstream_ = nullptr;
   bool upstream_reused_ = false;
   bool retried_ = false;
-  bool acquiring_ = false;
   bool client_writing_ = false;
   bool client_write_copied_ = false;  // the write in flight no longer needs to_client_
   uv::ReadyCall client_written_{this, &uv::bindMethod<Exchange, &Exchange::onClientWriteReady>};
