@@ -213,9 +213,11 @@ void Exchange::freeClientWriteBuffers() {
 void Exchange::settleClientWrite() {
   client_written_.cancel();
   client_writing_ = false;
-  // After a copied write the batch holds only what was queued behind it (an error answer
-  // behind a 100 Continue): that is still to be sent.
-  if (!std::exchange(client_write_copied_, false)) to_client_.clear();
+  // A copied (or wholly taken) write freed its buffers then: what the batch holds now, and the
+  // upstream block it may borrow again, belong to the next write (the next piece of a
+  // response, an error answer behind a 100 Continue).
+  if (std::exchange(client_write_copied_, false)) return;
+  to_client_.clear();
   if (upstream_buf_lent_) {
     upstream_buf_lent_ = false;
     if (upstream_ != nullptr) upstream_->socket().unlend();
