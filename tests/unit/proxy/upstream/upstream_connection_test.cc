@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tests/unit/support/loop_runner.h"
+#include "tests/unit/support/socket_pair.h"
 
 namespace loopguard::upstream {
 namespace {
@@ -68,12 +69,11 @@ struct UpstreamConnectionTest : ::testing::Test {
   void send(std::string_view bytes) {
     ASSERT_EQ(::write(fds[1], bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
   }
-  std::string received() {
-    std::string out;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::read(fds[1], buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
-    return out;
+  std::string received() { return loopguard::testing::readAvailable(fds[1]); }
+  // The connection's close callback ran (it deleted itself) and the loop has nothing left.
+  void expectGoneAndLoopClosed() {
+    ASSERT_TRUE(runUntil(loop, [&] { return owner.gone == 1; }));
+    EXPECT_EQ(loop.close(), 0);
   }
   void TearDown() override {
     if (fds[1] >= 0) ::close(fds[1]);
@@ -107,17 +107,15 @@ TEST_F(UpstreamConnectionTest, TheExchangeDrivesTheStreamAndTheParserServesTheNe
   EXPECT_EQ(x.body, "hello");
   EXPECT_EQ(owner.idle_closed, 0);
   c->close();
-  ASSERT_TRUE(runUntil(loop, [&] { return owner.gone == 1; }));
-  EXPECT_EQ(loop.close(), 0);
+  expectGoneAndLoopClosed();
 }
 
 TEST_F(UpstreamConnectionTest, AnIdleConnectionThatReceivesBytesIsDropped) {
   open();
   step(loop);
   send("HTTP/1.1 200 OK\r\n\r\n");  // nobody asked: the app is confused
-  ASSERT_TRUE(runUntil(loop, [&] { return owner.gone == 1; }));
+  expectGoneAndLoopClosed();
   EXPECT_EQ(owner.idle_closed, 1);
-  EXPECT_EQ(loop.close(), 0);
 }
 
 TEST_F(UpstreamConnectionTest, ThePeerClosingMidResponseReachesTheExchangeNotThePool) {
@@ -135,9 +133,8 @@ TEST_F(UpstreamConnectionTest, ThePeerClosingMidResponseReachesTheExchangeNotThe
   EXPECT_EQ(owner.gone, 0);  // the exchange decides; here it gives the connection up
   c->detach();
   c->close();
-  ASSERT_TRUE(runUntil(loop, [&] { return owner.gone == 1; }));
+  expectGoneAndLoopClosed();
   EXPECT_EQ(owner.idle_closed, 0);
-  EXPECT_EQ(loop.close(), 0);
 }
 
 TEST_F(UpstreamConnectionTest, ThePoolGivingUpTellsTheExchangeThenCloses) {
@@ -146,8 +143,7 @@ TEST_F(UpstreamConnectionTest, ThePoolGivingUpTellsTheExchangeThenCloses) {
   c->attach(x, 64 * 1024);
   c->fail(UpstreamErrorKind::Timeout, "request_timeout");
   EXPECT_STREQ(x.why, "request_timeout");
-  ASSERT_TRUE(runUntil(loop, [&] { return owner.gone == 1; }));
-  EXPECT_EQ(loop.close(), 0);
+  expectGoneAndLoopClosed();
 }
 
 }  // namespace
