@@ -70,9 +70,17 @@ struct UpstreamConnectionTest : ::testing::Test {
     ASSERT_EQ(::write(fds[1], bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
   }
   std::string received() { return loopguard::testing::readAvailable(fds[1]); }
-  // The connection's close callback ran (it deleted itself) and the loop has nothing left.
-  void expectGoneAndLoopClosed() {
+  // A connection in use by `x`, its response parsed as it comes.
+  UpstreamConnection* openFor(UpstreamStreamHandler& x) {
+    UpstreamConnection* c = open();
+    c->attach(x, 64 * 1024);
+    return c;
+  }
+  // The connection's close callback ran (it deleted itself; the pool heard of it as idle
+  // `idle_closed` times) and the loop has nothing left.
+  void expectGoneAndLoopClosed(int idle_closed) {
     ASSERT_TRUE(runUntil(loop, [&] { return owner.gone == 1; }));
+    EXPECT_EQ(owner.idle_closed, idle_closed);
     EXPECT_EQ(loop.close(), 0);
   }
   void TearDown() override {
@@ -105,23 +113,20 @@ TEST_F(UpstreamConnectionTest, TheExchangeDrivesTheStreamAndTheParserServesTheNe
   }
   EXPECT_EQ(x.statuses, (std::vector<int>{200, 404}));
   EXPECT_EQ(x.body, "hello");
-  EXPECT_EQ(owner.idle_closed, 0);
   c->close();
-  expectGoneAndLoopClosed();
+  expectGoneAndLoopClosed(0);
 }
 
 TEST_F(UpstreamConnectionTest, AnIdleConnectionThatReceivesBytesIsDropped) {
   open();
   step(loop);
   send("HTTP/1.1 200 OK\r\n\r\n");  // nobody asked: the app is confused
-  expectGoneAndLoopClosed();
-  EXPECT_EQ(owner.idle_closed, 1);
+  expectGoneAndLoopClosed(1);
 }
 
 TEST_F(UpstreamConnectionTest, ThePeerClosingMidResponseReachesTheExchangeNotThePool) {
   FakeExchange x;
-  UpstreamConnection* c = open();
-  c->attach(x, 64 * 1024);
+  UpstreamConnection* c = openFor(x);
   c->stream().resume();
   send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart");
   ASSERT_TRUE(runUntil(loop, [&] { return x.body == "part"; }));
@@ -133,17 +138,15 @@ TEST_F(UpstreamConnectionTest, ThePeerClosingMidResponseReachesTheExchangeNotThe
   EXPECT_EQ(owner.gone, 0);  // the exchange decides; here it gives the connection up
   c->detach();
   c->close();
-  expectGoneAndLoopClosed();
-  EXPECT_EQ(owner.idle_closed, 0);
+  expectGoneAndLoopClosed(0);
 }
 
 TEST_F(UpstreamConnectionTest, ThePoolGivingUpTellsTheExchangeThenCloses) {
   FakeExchange x;
-  UpstreamConnection* c = open();
-  c->attach(x, 64 * 1024);
+  UpstreamConnection* c = openFor(x);
   c->fail(UpstreamErrorKind::Timeout, "request_timeout");
   EXPECT_STREQ(x.why, "request_timeout");
-  expectGoneAndLoopClosed();
+  expectGoneAndLoopClosed(0);
 }
 
 }  // namespace
