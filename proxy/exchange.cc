@@ -57,17 +57,13 @@ void Exchange::resetPerRequestState() {
   route_ = nullptr;
   runtime_ = nullptr;
   slot_held_ = false;
-  queued_ = false;
   upstream_ = nullptr;
   upstream_reused_ = false;
   retried_ = false;
-  acquiring_ = false;
-  upstream_writing_ = false;
   client_writing_ = false;
   client_write_copied_ = false;
-  client_buf_lent_ = false;
+  client_written_.cancel();
   upstream_buf_lent_ = false;
-  upstream_eof_ = false;
   body_too_large_ = false;
   client_timed_out_ = false;
   client_stalled_ = false;
@@ -85,7 +81,6 @@ void Exchange::resetPerRequestState() {
   response_framing_ = BodyFraming::None;
   request_body_bytes_ = 0;
   buffered_body_.clear();
-  to_upstream_.clear();
   to_client_.clear();
   start_ms_ = 0;
   queued_at_ms_ = 0;
@@ -246,7 +241,6 @@ void Exchange::admit() {
       acquireTarget();
       return;
     case Admission::Queued:
-      queued_ = true;
       queued_at_ms_ = uv_now(context_.loop);
       return;
     case Admission::QueueFull:
@@ -256,7 +250,6 @@ void Exchange::admit() {
 }
 
 void Exchange::onAdmitted() {
-  queued_ = false;
   admitted_ns_ = uv_hrtime();
   slot_held_ = true;
   runtime_->metrics->queue_wait.record(
@@ -265,7 +258,6 @@ void Exchange::onAdmitted() {
 }
 
 void Exchange::onQueueTimeout() {
-  queued_ = false;
   recordQueueRefusal();
   if (const char* reason = runtime_->target->unavailableReason()) {
     respondError(503, "no worker is available for this route", reason);
@@ -277,7 +269,6 @@ void Exchange::onQueueTimeout() {
 }
 
 void Exchange::onEvicted() {
-  queued_ = false;
   recordQueueRefusal();
   respondError(route_->route->limits.overflow_status,
                "route queue is full: a newer request took this one's place", "queue_evicted");
@@ -298,7 +289,6 @@ void Exchange::recordUpstreamSample(routing::SampleOutcome outcome) {
 
 void Exchange::acquireTarget() {
   phase_ = Phase::Connecting;
-  acquiring_ = true;
   upstream::AcquireOptions options;
   options.fresh = retried_;
   options.route = route_->route->name;
@@ -306,11 +296,9 @@ void Exchange::acquireTarget() {
   AcquireResult r = runtime_->target->acquire(*this, options);
   switch (r.kind) {
     case AcquireResult::Kind::Ready:
-      acquiring_ = false;
       onTargetReady(r.connection, true);
       return;
     case AcquireResult::Kind::Failed:
-      acquiring_ = false;
       upstreamFailed(UpstreamErrorKind::Connect, r.why);
       return;
     case AcquireResult::Kind::Pending:
@@ -319,24 +307,24 @@ void Exchange::acquireTarget() {
 }
 
 void Exchange::onTargetReady(upstream::UpstreamConnection* connection, bool reused) {
-  acquiring_ = false;
   upstream_ = connection;
   upstream_reused_ = reused;
   target_name_ = connection->peerName();
   worker_ = runtime_->target->identifyWorker(*connection);
-  connection->attach(this, this, kMaxResponseHeadBytes);
+  connection->attach(*this, kMaxResponseHeadBytes);
   connection->countRequest();
   phase_ = Phase::Forwarding;
   response_started_ = false;
   request_sent_ = false;
   informational_ = false;
-  upstream_eof_ = false;
   upgrade_accepted_ = false;
+  // The response is parsed as it comes, even while the request is still going up (an app may
+  // answer an upload early). Nothing is there yet: a pooled connection with input is dropped.
+  connection->stream().resume();
   sendRequestHead();
 }
 
 void Exchange::onTargetFailed(UpstreamErrorKind kind, const char* why) {
-  acquiring_ = false;
   // A worker pool that lost every worker while this request waited for one: an overload
   // refusal (503 no_workers), like a queued request, not an upstream error.
   if (const char* reason = runtime_->target->unavailableReason()) {
@@ -362,7 +350,6 @@ void Exchange::upstreamFailed(UpstreamErrorKind kind, const char* why) {
     retried_ = true;
     upstream_sent_us_ = 0;  // a stale keep-alive connection, not a sign of overload
     releaseUpstream(false);
-    to_upstream_.clear();
     acquireTarget();
     return;
   }
@@ -432,14 +419,9 @@ void Exchange::abort(const char* why) {
 }
 
 void Exchange::cancelWaits() {
-  if (queued_) {
-    queued_ = false;
-    runtime_->limiter->limiter().cancel(*this);
-  }
-  if (acquiring_) {
-    acquiring_ = false;
-    runtime_->target->cancel(*this);
-  }
+  // The phase says what is awaited; both cancels are no-ops once the answer has come.
+  if (phase_ == Phase::Queued) runtime_->limiter->limiter().cancel(*this);
+  if (phase_ == Phase::Connecting) runtime_->target->cancel(*this);
   client_timer_.stop();
   upstream_timer_.stop();
 }
@@ -453,21 +435,20 @@ void Exchange::releaseSlot() {
 void Exchange::releaseUpstream(bool reusable) {
   if (upstream_ == nullptr) return;
   upstream::UpstreamConnection* c = std::exchange(upstream_, nullptr);
-  if (client_buf_lent_) {
-    // The write that used the client's buffer dies with this connection.
-    client_buf_lent_ = false;
-    client_->socket().unlend();
-  }
   if (upstream_buf_lent_) {
     upstream_buf_lent_ = false;
     c->socket().unlend();
   }
-  upstream_writing_ = false;
+  // Its stream stops calling this exchange. A write still in flight (borrowing the client's
+  // read block) ends with the connection, which the target closes when it is not reusable.
+  c->detach();
   c->socket().setReadLimit(net::BufferPool::kSmallBlock);  // its next response starts small
   runtime_->target->release(c, reusable);  // the target closes it when not reusable
 }
 
 void Exchange::finish(bool aborted) {
+  // A write the kernel took whole, its completion still queued, is over already.
+  if (client_written_.posted()) settleClientWrite();
   adviceEnded();
   cancelWaits();
   budget_timer_.stop();
@@ -494,7 +475,6 @@ void Exchange::finish(bool aborted) {
     after = AfterExchange::Linger;
   }
   phase_ = Phase::Idle;
-  to_upstream_.clear();
   if (!client_writing_) to_client_.clear();
   snapshot_.reset();
   route_ = nullptr;

@@ -31,6 +31,7 @@
 #include "proxy/routing/limiter.h"
 #include "proxy/upstream/target.h"
 #include "proxy/upstream/upstream_connection.h"
+#include "common/uv/loop.h"
 #include "common/uv/timer.h"
 
 namespace loopguard::proxy {
@@ -39,8 +40,7 @@ class ClientConnection;
 
 class Exchange final : private routing::LimiterWaiter,
                        private upstream::TargetWaiter,
-                       private upstream::UpstreamHandler,
-                       private http::ParserEvents {
+                       private upstream::UpstreamStreamHandler {
  public:
   enum class Phase {
     Idle,           // no request
@@ -88,10 +88,24 @@ class Exchange final : private routing::LimiterWaiter,
   // Request body streaming (client -> upstream).
   void pumpRequestBody();
   void flushUpstream();
+  void noteRequestSent();
+  bool upstreamWriting() const { return upstream_ != nullptr && upstream_->stream().writing(); }
+  OutputBatch& toUpstream() { return upstream_->stream().out(); }
 
   // Response streaming (upstream -> client).
-  void parseResponse();
+  void readResponse();
   void flushClient();
+  // A client write waits for the client. One the kernel took whole (its notification still
+  // queued) does not hold the upstream's bytes up: the next piece goes out as it arrives (its
+  // flush settles that write first) instead of piling up in a read block sized for one write.
+  bool clientBusy() const { return client_writing_ && !client_written_.posted(); }
+  // The bytes of the client write in flight are the socket's or the kernel's now.
+  void freeClientWriteBuffers();
+  // The client write in flight is over: its buffers are free.
+  void settleClientWrite();
+  // A client write the kernel took at once completes from the loop's ready queue, like one
+  // that waited: never inside flushClient().
+  void onClientWriteReady() { onClientWritten(client_write_status_); }
 
   // Ends.
   void respondError(int status, const char* message, const char* overload_reason = "");
@@ -118,15 +132,16 @@ class Exchange final : private routing::LimiterWaiter,
   // TargetWaiter
   void onTargetReady(upstream::UpstreamConnection* connection, bool reused) override;
   void onTargetFailed(upstream::UpstreamErrorKind kind, const char* why) override;
-  // UpstreamHandler
-  void onUpstreamWritten(int status) override;
-  void onUpstreamInput() override;
-  void onUpstreamClosed(int status) override;
+  // UpstreamStreamHandler: the upstream connection's stream (the response, the request's
+  // writes, the peer's close, a tunnel's bytes) and the pool giving up on the request.
+  http::ParserAction onStreamHead(HttpStream& stream) override;
+  http::ParserAction onStreamBody(HttpStream& stream, const char* at, size_t len) override;
+  http::ParserAction onStreamMessageEnd(HttpStream& stream) override;
+  void onStreamParsed(HttpStream& stream, const http::ParseResult& result) override;
+  void onStreamData(HttpStream& stream) override;
+  void onStreamWritten(HttpStream& stream, int status) override;
+  void onStreamEof(HttpStream& stream, int status) override;
   void onUpstreamFailed(upstream::UpstreamErrorKind kind, const char* why) override;
-  // ParserEvents (the upstream's response parser)
-  int onHeadComplete() override;
-  void onBodyData(const char* at, size_t len) override;
-  int onMessageComplete() override;
 
   // The loop-block advisor's hooks (exchange_advice.cc): the request is upstream, its response
   // head arrived, it ended without one.
@@ -177,18 +192,15 @@ class Exchange final : private routing::LimiterWaiter,
   const routing::CompiledRoute* route_ = nullptr;
   const RouteRuntime* runtime_ = nullptr;
   bool slot_held_ = false;
-  bool queued_ = false;
 
   upstream::UpstreamConnection* upstream_ = nullptr;
   bool upstream_reused_ = false;
   bool retried_ = false;
-  bool acquiring_ = false;
-  bool upstream_writing_ = false;
   bool client_writing_ = false;
   bool client_write_copied_ = false;  // the write in flight no longer needs to_client_
-  bool client_buf_lent_ = false;    // the client's read buffer backs the upstream write
+  uv::ReadyCall client_written_{this, &uv::bindMethod<Exchange, &Exchange::onClientWriteReady>};
+  int client_write_status_ = 0;
   bool upstream_buf_lent_ = false;  // the upstream's read buffer backs the client write
-  bool upstream_eof_ = false;       // upstream closed; handled once its input is parsed
   bool body_too_large_ = false;     // set inside a parser callback, acted on after it
   bool client_timed_out_ = false;   // the body stopped arriving: 408, and nothing to linger for
   bool client_stalled_ = false;     // stopped reading (timeouts.send): its connection is reset
@@ -211,8 +223,7 @@ class Exchange final : private routing::LimiterWaiter,
   std::string head_;           // the head being written (upstream request or client response)
   std::string client_head_;
   http::ChunkedValidator chunked_validator_;  // chunked request bodies only
-  OutputBatch to_upstream_;
-  OutputBatch to_client_;
+  OutputBatch to_client_;  // the request's side is the upstream stream's out()
 
   advice::Ticket advice_ticket_ = 0;  // this request as the advisor knows it (0: not observed)
 

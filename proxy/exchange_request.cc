@@ -31,10 +31,11 @@ void Exchange::sendRequestHead() {
   }
   head_.clear();
   http::writeUpstreamRequestHead(head_, params, p.headers());
-  to_upstream_.clear();
-  to_upstream_.addOwned(head_);
+  OutputBatch& out = toUpstream();
+  out.clear();
+  out.addOwned(head_);
   if (buffered) {
-    to_upstream_.addOwned(buffered_body_);
+    out.addOwned(buffered_body_);
   } else if (request_side_ == RequestSide::Body) {
     if (expect_continue_ && request_body_bytes_ == 0 && client_->socket().input().empty()) {
       to_client_.addFrame(kContinue);
@@ -48,7 +49,7 @@ void Exchange::sendRequestHead() {
 
 void Exchange::pumpRequestBody() {
   if (request_side_ != RequestSide::Body) return;
-  if (phase_ == Phase::Forwarding && upstream_writing_) return;
+  if (phase_ == Phase::Forwarding && upstreamWriting()) return;
   if (phase_ != Phase::Forwarding && phase_ != Phase::BufferingBody) return;
   net::Socket& in = client_->socket();
   std::string_view input = in.input();
@@ -67,16 +68,12 @@ void Exchange::pumpRequestBody() {
                      chunked_validator_.feed(input.data(), r.consumed));
   if (!framing_ok) {
     in.consume(input.size());
-    to_upstream_.clear();
     keep_alive_ = false;
     respondError(400, r.reason ? r.reason : "malformed chunked body");
     return;
   }
-  bool lend = phase_ == Phase::Forwarding && !to_upstream_.empty();
-  if (lend && !client_buf_lent_) {
-    in.lend();
-    client_buf_lent_ = true;
-  }
+  // Body spans point into the client's read block: the upstream write borrows it.
+  if (phase_ == Phase::Forwarding && !toUpstream().empty()) upstream_->stream().borrow(in);
   in.consume(r.consumed);
   if (body_too_large_) {
     body_too_large_ = false;
@@ -96,7 +93,6 @@ void Exchange::pumpRequestBody() {
     return;
   }
   flushUpstream();
-  if (phase_ != Phase::Forwarding) return;  // a synchronous write may have ended the exchange
   if (request_side_ == RequestSide::Body && in.input().empty()) {
     in.readStart();
     awaitClientBody();
@@ -122,76 +118,53 @@ void Exchange::onRequestBody(const char* at, size_t len) {
     std::string size_line;
     http::appendHex(size_line, len);
     size_line.append("\r\n");
-    to_upstream_.addFrame(size_line);
-    to_upstream_.addData(at, len);
-    to_upstream_.addFrame("\r\n");
+    OutputBatch& out = toUpstream();
+    out.addFrame(size_line);
+    out.addData(at, len);
+    out.addFrame("\r\n");
   } else {
-    to_upstream_.addData(at, len);
+    toUpstream().addData(at, len);
   }
 }
 
 void Exchange::onRequestComplete() {
   request_side_ = RequestSide::Complete;
   if (phase_ == Phase::Forwarding && request_framing_ == BodyFraming::Chunked) {
-    to_upstream_.addFrame("0\r\n\r\n");
+    toUpstream().addFrame("0\r\n\r\n");
   }
 }
 
 void Exchange::flushUpstream() {
-  if (upstream_ == nullptr || upstream_writing_) return;
-  if (to_upstream_.empty()) {
+  if (upstream_ == nullptr) return;
+  HttpStream& up = upstream_->stream();
+  if (up.writing()) return;
+  if (up.out().empty()) {
     if (request_side_ == RequestSide::Complete && !request_sent_) {
-      request_sent_ = true;
-      if (upstream_sent_us_ == 0) upstream_sent_us_ = uv_hrtime() / 1000;
-      upstream_->markRequestSent();
       adviceRequestSent();
-      awaitResponseHead();
+      noteRequestSent();
     }
     return;
   }
-  const auto& bufs = to_upstream_.buffers();
   // Upstream time starts as the end of the request is handed over. Stamped before the write: a
   // stamp after it is late whenever the write's wake-up of the app preempts us, and a sample
   // shorter than the app's work would pull the latency baseline down.
   if (request_side_ == RequestSide::Complete) upstream_sent_us_ = uv_hrtime() / 1000;
   if (request_side_ == RequestSide::Complete && !request_sent_) adviceRequestSent();  // its last bytes
-  upstream_writing_ = true;
-  net::Socket::WriteStatus written =
-      upstream_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()));
-  if (request_side_ != RequestSide::Complete || phase_ == Phase::Tunnel) {
-    net::paceReads(client_->socket(), upstream_->socket(), written, to_upstream_.bytes());
-  }
-  switch (written) {
-    case net::Socket::WriteStatus::Copied:
-      // The socket holds what is left: the client's read block is free to go back.
-      to_upstream_.clear();
-      if (client_buf_lent_) {
-        client_buf_lent_ = false;
-        client_->socket().unlend();
-      }
-      [[fallthrough]];
-    case net::Socket::WriteStatus::Pending:
-      awaitUpstreamBytes();  // until the upstream takes it (read_timeout)
-      return;
-    case net::Socket::WriteStatus::Done:
-      onUpstreamWritten(0);  // the kernel took it all: carry on as the callback would
-      return;
-    case net::Socket::WriteStatus::Error:
-      upstream_writing_ = false;
-      to_upstream_.clear();
-      upstreamFailed(UpstreamErrorKind::Reset, "write to upstream failed");
-      return;
-  }
+  // The client's reads are paced to this write while more of its bytes are to come.
+  up.flush(request_side_ != RequestSide::Complete || phase_ == Phase::Tunnel);
+  awaitUpstreamBytes();  // until the upstream takes it (read_timeout)
 }
 
-void Exchange::onUpstreamWritten(int status) {
-  upstream_writing_ = false;
+void Exchange::noteRequestSent() {
+  request_sent_ = true;
+  if (upstream_sent_us_ == 0) upstream_sent_us_ = uv_hrtime() / 1000;
+  upstream_->markRequestSent();
+  awaitResponseHead();
+}
+
+// The upstream stream's write completed (always from the loop, never inside flushUpstream).
+void Exchange::onStreamWritten(HttpStream&, int status) {
   upstream_quiet_since_ = uv_now(context_.loop);
-  to_upstream_.clear();
-  if (client_buf_lent_) {
-    client_buf_lent_ = false;
-    client_->socket().unlend();
-  }
   if (status < 0) {
     upstreamFailed(UpstreamErrorKind::Reset, "upstream closed while receiving the request");
     return;
@@ -201,16 +174,10 @@ void Exchange::onUpstreamWritten(int status) {
     return;
   }
   if (request_side_ == RequestSide::Complete) {
-    if (!request_sent_) {
-      request_sent_ = true;
-      if (upstream_sent_us_ == 0) upstream_sent_us_ = uv_hrtime() / 1000;
-      if (upstream_ != nullptr) upstream_->markRequestSent();
-      awaitResponseHead();
-    }
+    if (!request_sent_) noteRequestSent();
     return;
   }
   pumpRequestBody();
 }
-
 
 }  // namespace loopguard::proxy

@@ -14,33 +14,35 @@ using upstream::UpstreamErrorKind;
 // ---------------------------------------------------------------------------------------------
 // Response: upstream -> client
 
-void Exchange::onUpstreamInput() {
+// Raw bytes from the upstream: only a tunnel reads them so.
+void Exchange::onStreamData(HttpStream&) {
   upstream_quiet_since_ = uv_now(context_.loop);
-  if (phase_ == Phase::Tunnel) {
-    pumpTunnel();
-    return;
-  }
-  parseResponse();
+  if (phase_ == Phase::Tunnel) pumpTunnel();
 }
 
-void Exchange::parseResponse() {
+// Lets the upstream stream parse on, unless the client still has the last piece to take.
+void Exchange::readResponse() {
   if (upstream_ == nullptr || phase_ != Phase::Forwarding) return;
-  if (client_writing_ || upgrade_accepted_ || response_side_ == ResponseSide::Complete) return;
-  net::Socket& in = upstream_->socket();
-  std::string_view input = in.input();
-  if (input.empty()) {
-    if (upstream_eof_) {
-      handleUpstreamEof();
-    } else {
-      in.readStart();
-      awaitUpstreamBytes();
-    }
+  if (clientBusy() || upgrade_accepted_ || response_side_ == ResponseSide::Complete) return;
+  HttpStream& in = upstream_->stream();
+  if (!in.input().empty()) {
+    in.resume();  // the round ends in onStreamParsed()
     return;
   }
+  if (in.peerClosed()) {
+    handleUpstreamEof();
+    return;
+  }
+  in.resume();  // reads on; parses as bytes come
+  awaitUpstreamBytes();
+}
+
+// One parse round of the response ended: what the callbacks queued goes to the client.
+void Exchange::onStreamParsed(HttpStream& in, const http::ParseResult& r) {
+  if (upstream_ == nullptr || phase_ != Phase::Forwarding) return;
   response_started_ = true;
-  http::ParseResult r = upstream_->parser().execute(input.data(), input.size());
   if (r.status == http::ParseStatus::Error || r.status == http::ParseStatus::HeadTooLarge) {
-    in.consume(input.size());
+    in.consume(in.input().size());
     spdlog::get("upstream")->warn("upstream {}: invalid response: {}", target_name_,
                                   r.reason ? r.reason : "?");
     if (response_side_ == ResponseSide::None) {
@@ -53,37 +55,34 @@ void Exchange::parseResponse() {
   }
   if (r.status == http::ParseStatus::Upgraded) {
     if (!websocket_ || response_side_ == ResponseSide::None) {
-      in.consume(input.size());
+      in.consume(in.input().size());
       upstreamFailed(UpstreamErrorKind::Reset, "unexpected upgrade from upstream");
       return;
     }
     upgrade_accepted_ = true;
   }
-  if (!to_client_.empty() && !upstream_buf_lent_) {
-    in.lend();
-    upstream_buf_lent_ = true;
-  }
-  in.consume(r.consumed);
   flushClient();
-  if (phase_ != Phase::Forwarding || upstream_ == nullptr) return;  // finished meanwhile
-  if (!client_writing_ && !upgrade_accepted_ && response_side_ != ResponseSide::Complete) {
-    if (upstream_eof_ && in.input().empty()) {
-      handleUpstreamEof();
-    } else {
-      in.readStart();
-      awaitUpstreamBytes();
-    }
+  // With nothing left to write, a whole response ends the exchange right there.
+  if (phase_ != Phase::Forwarding || upstream_ == nullptr) return;
+  if (clientBusy() || upgrade_accepted_ || response_side_ == ResponseSide::Complete) {
+    in.pause();  // resumed when the client has taken this piece
+    return;
+  }
+  if (in.peerClosed() && in.input().empty()) {
+    handleUpstreamEof();
+  } else {
+    awaitUpstreamBytes();  // the stream reads on
   }
 }
 
-int Exchange::onHeadComplete() {
-  http::MessageParser& p = upstream_->parser();
+http::ParserAction Exchange::onStreamHead(HttpStream& in) {
+  http::MessageParser& p = in.parser();
   int status = p.statusCode();
   if (status >= 100 && status < 200 && status != 101) {
     informational_ = true;  // 103 Early Hints and friends are dropped; 100 is ours to send
-    return 0;
+    return http::ParserAction::Continue;
   }
-  if (status == 101 && !websocket_) return -1;  // an upgrade nobody asked for
+  if (status == 101 && !websocket_) return http::ParserAction::Fail;  // nobody asked for it
   recordUpstreamSample(status >= 500 ? routing::SampleOutcome::Drop : routing::SampleOutcome::Ok);
   status_ = status;
   response_keep_alive_ = p.keepAlive();
@@ -118,12 +117,17 @@ int Exchange::onHeadComplete() {
   to_client_.addOwned(client_head_);
   response_side_ = ResponseSide::HeadQueued;
   adviceResponseHead();
-  return head_request_ ? http::kSkipBody : 0;
+  return head_request_ ? http::ParserAction::SkipBody : http::ParserAction::Continue;
 }
 
-void Exchange::onBodyData(const char* at, size_t len) {
-  if (informational_) return;
+http::ParserAction Exchange::onStreamBody(HttpStream& in, const char* at, size_t len) {
+  if (informational_) return http::ParserAction::Continue;
   response_side_ = ResponseSide::Body;
+  // The spans stay in the upstream's read block until the client write that carries them ends.
+  if (!upstream_buf_lent_) {
+    in.socket().lend();
+    upstream_buf_lent_ = true;
+  }
   if (response_framing_ == BodyFraming::Chunked) {
     std::string size_line;
     http::appendHex(size_line, len);
@@ -134,20 +138,24 @@ void Exchange::onBodyData(const char* at, size_t len) {
   } else {
     to_client_.addData(at, len);
   }
+  return http::ParserAction::Continue;
 }
 
-int Exchange::onMessageComplete() {
+http::ParserAction Exchange::onStreamMessageEnd(HttpStream&) {
   if (informational_) {
     informational_ = false;
-    return 0;  // the real response follows on the same connection
+    return http::ParserAction::Continue;  // the real response follows on the same connection
   }
-  if (status_ == 101) return 0;  // llhttp stops with an upgrade next
+  if (status_ == 101) return http::ParserAction::Continue;  // llhttp stops with an upgrade next
   response_side_ = ResponseSide::Complete;
   if (response_framing_ == BodyFraming::Chunked) to_client_.addFrame("0\r\n\r\n");
-  return http::kPauseParser;
+  return http::ParserAction::Pause;
 }
 
 void Exchange::flushClient() {
+  // The kernel took the last write whole; only its notification is still queued (it finds
+  // nothing left to do).
+  if (client_written_.posted()) settleClientWrite();
   if (client_writing_) return;
   if (to_client_.empty()) {
     if (phase_ == Phase::Finishing || response_side_ == ResponseSide::Complete) {
@@ -172,37 +180,52 @@ void Exchange::flushClient() {
   switch (written) {
     case net::Socket::WriteStatus::Copied:
       // The socket holds what is left: the upstream's read block is free to go back.
-      to_client_.clear();
-      client_write_copied_ = true;
-      if (upstream_buf_lent_) {
-        upstream_buf_lent_ = false;
-        upstream_->socket().unlend();
-      }
+      freeClientWriteBuffers();
       awaitClientWrite();
       return;
     case net::Socket::WriteStatus::Pending:
       awaitClientWrite();
       return;
     case net::Socket::WriteStatus::Done:
-      onClientWritten(0);  // the kernel took it all: carry on as the callback would
+      // The kernel took it all (no uv_write, no epoll_ctl): the buffers are free now (the
+      // upstream's block must not stay lent and fill up meanwhile), and the completion still
+      // comes from the loop, in this same iteration.
+      freeClientWriteBuffers();
+      client_write_status_ = 0;
+      client_written_.post(context_.loop);
       return;
     case net::Socket::WriteStatus::Error:
-      client_writing_ = false;
-      to_client_.clear();
-      abort("write to client failed");
+      client_write_status_ = UV_EPIPE;
+      client_written_.post(context_.loop);
       return;
   }
 }
 
-void Exchange::onClientWritten(int status) {
-  client_writing_ = false;
-  // After a copied write the batch holds only what was queued behind it (an error answer
-  // behind a 100 Continue): that is still to be sent.
-  if (!std::exchange(client_write_copied_, false)) to_client_.clear();
+void Exchange::freeClientWriteBuffers() {
+  to_client_.clear();
+  client_write_copied_ = true;  // what to_client_ holds from now on is still to be sent
   if (upstream_buf_lent_) {
     upstream_buf_lent_ = false;
     if (upstream_ != nullptr) upstream_->socket().unlend();
   }
+}
+
+void Exchange::settleClientWrite() {
+  client_written_.cancel();
+  client_writing_ = false;
+  // A copied (or wholly taken) write freed its buffers then: what the batch holds now, and the
+  // upstream block it may borrow again, belong to the next write (the next piece of a
+  // response, an error answer behind a 100 Continue).
+  if (std::exchange(client_write_copied_, false)) return;
+  to_client_.clear();
+  if (upstream_buf_lent_) {
+    upstream_buf_lent_ = false;
+    if (upstream_ != nullptr) upstream_->socket().unlend();
+  }
+}
+
+void Exchange::onClientWritten(int status) {
+  settleClientWrite();
   if (phase_ == Phase::Idle) return;
   if (status < 0) {
     abort("client went away");
@@ -221,7 +244,7 @@ void Exchange::onClientWritten(int status) {
       } else if (upgrade_accepted_) {
         startTunnel();
       } else {
-        parseResponse();
+        readResponse();
       }
       return;
     default:
@@ -229,15 +252,13 @@ void Exchange::onClientWritten(int status) {
   }
 }
 
-void Exchange::onUpstreamClosed(int status) {
-  (void)status;
+void Exchange::onStreamEof(HttpStream& in, int) {
   if (phase_ == Phase::Tunnel) {
     abort("tunnel closed by upstream");
     return;
   }
-  upstream_eof_ = true;
-  if (client_writing_ || !upstream_->socket().input().empty()) {
-    return;  // parseResponse() deals with it once the input before the close is parsed
+  if (clientBusy() || !in.input().empty()) {
+    return;  // readResponse() deals with it once the input before the close is parsed
   }
   handleUpstreamEof();
 }
@@ -281,20 +302,18 @@ void Exchange::pumpTunnel() {
   if (phase_ != Phase::Tunnel || upstream_ == nullptr) return;
   net::Socket& down = client_->socket();
   net::Socket& up = upstream_->socket();
-  if (!upstream_writing_) {
+  if (!upstreamWriting()) {
     std::string_view in = down.input();
     if (!in.empty()) {
-      to_upstream_.addData(in.data(), in.size());
-      down.lend();
-      client_buf_lent_ = true;
+      toUpstream().addData(in.data(), in.size());
+      upstream_->stream().borrow(down);
       down.consume(in.size());
-      flushUpstream();
+      flushUpstream();  // completes from the loop, never from here
     } else {
       down.readStart();
     }
   }
-  if (phase_ != Phase::Tunnel || upstream_ == nullptr) return;  // ended by that write
-  if (!client_writing_) {
+  if (!clientBusy()) {
     std::string_view in = up.input();
     if (!in.empty()) {
       to_client_.addData(in.data(), in.size());

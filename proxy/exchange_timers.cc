@@ -20,7 +20,7 @@ bool Exchange::waitingForClientBody() const {
   if (request_side_ != RequestSide::Body || !client_->socket().input().empty()) return false;
   // While an upstream write is pending the client is not read (backpressure): its silence is
   // ours, and read_timeout covers the upstream's.
-  return phase_ == Phase::BufferingBody || (phase_ == Phase::Forwarding && !upstream_writing_);
+  return phase_ == Phase::BufferingBody || (phase_ == Phase::Forwarding && !upstreamWriting());
 }
 
 void Exchange::awaitClientBody() {
@@ -88,7 +88,7 @@ void Exchange::onSendTimer() {
 
 Exchange::UpstreamWait Exchange::upstreamWait() const {
   if (upstream_ == nullptr || phase_ != Phase::Forwarding) return UpstreamWait::None;
-  if (upstream_writing_) return UpstreamWait::Bytes;  // the upstream has to take the request
+  if (upstreamWriting()) return UpstreamWait::Bytes;  // the upstream has to take the request
   if (response_side_ == ResponseSide::None) {
     return request_sent_ ? UpstreamWait::Head : UpstreamWait::None;
   }
@@ -109,7 +109,7 @@ void Exchange::awaitResponseHead() {
 void Exchange::awaitUpstreamBytes() {
   upstream_quiet_since_ = uv_now(context_.loop);
   if (upstreamWait() != UpstreamWait::Bytes) return;
-  if (upstream_writing_) upstream_write_left_ = upstream_->socket().writeQueueSize();
+  if (upstreamWriting()) upstream_write_left_ = upstream_->socket().writeQueueSize();
   armUpstreamTimer(upstream_quiet_since_ +
                    static_cast<uint64_t>(runtime_->target->readTimeout().count()));
 }
@@ -134,7 +134,7 @@ void Exchange::onUpstreamTimer() {
       upstreamFailed(UpstreamErrorKind::Timeout, "no response head within response_timeout");
       return;
     case UpstreamWait::Bytes:
-      if (upstream_writing_) {
+      if (upstreamWriting()) {
         // libuv reports a write only once it is whole; a queue that shrank since the last look
         // is progress. So a stalled write is noticed within one to two read_timeouts.
         size_t left = upstream_->socket().writeQueueSize();
@@ -144,7 +144,7 @@ void Exchange::onUpstreamTimer() {
       deadline =
           upstream_quiet_since_ + static_cast<uint64_t>(runtime_->target->readTimeout().count());
       if (now < deadline) break;
-      upstreamTimedOut(upstream_writing_ ? "the upstream took no request bytes within read_timeout"
+      upstreamTimedOut(upstreamWriting() ? "the upstream took no request bytes within read_timeout"
                                          : "no response bytes within read_timeout");
       return;
   }

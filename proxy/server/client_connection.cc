@@ -178,9 +178,8 @@ void ClientConnection::onExchangeDone(AfterExchange after) {
   armTimeout(static_cast<uint64_t>(services_.context.snapshot->config().timeouts.idle.count()));
   head_timer_armed_ = false;
   // Pipelined requests already buffered are parsed by the running parseHeads() loop if we are
-  // inside it; otherwise from the loop's ready queue: the exchange that just ended may still
-  // have frames on the stack (a write can complete synchronously), and the next request must
-  // not start underneath them.
+  // inside it; otherwise from the loop's ready queue: the exchange that just ended is still on
+  // the stack (its finish() called this), and the next request must not start underneath it.
   if (!socket_.input().empty()) {
     if (!in_parse_loop_) request_->parse_next.post(services_.context.loop);
   } else {

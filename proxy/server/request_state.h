@@ -43,7 +43,7 @@ class RequestStatePool {
   // A state bound to `owner`, its parser reset and ready for a new message.
   RequestState* take(ClientConnection& owner, http::ParserEvents& events, uint64_t max_head_bytes);
   // Given back at the end of this loop iteration, not now: the connection that gives it back
-  // may be inside a call chain of its own exchange (a write can complete synchronously).
+  // is inside a call chain of its own exchange (the exchange's finish() ends in onExchangeDone).
   void release(RequestState* state);
 
  private:

@@ -50,10 +50,10 @@ void HttpStream::resume() {
   parse();
 }
 
-void HttpStream::setRaw() {
-  raw_ = true;
+void HttpStream::setRaw(bool raw) {
+  raw_ = raw;
   paused_ = true;
-  socket_.readStart();
+  if (raw) socket_.readStart();
 }
 
 void HttpStream::parse() {
@@ -137,15 +137,15 @@ int HttpStream::onMessageComplete() { return codeOf(handler_->onStreamMessageEnd
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-void HttpStream::borrow(HttpStream& lender) {
+void HttpStream::borrow(net::Socket& lender) {
   if (lender_ == &lender) return;
   assert(lender_ == nullptr && "out() borrows from one stream at a time");
   lender_ = &lender;
-  lender.socket_.lend();
+  lender.lend();
 }
 
 void HttpStream::releaseLender() {
-  if (HttpStream* lender = std::exchange(lender_, nullptr)) lender->socket_.unlend();
+  if (net::Socket* lender = std::exchange(lender_, nullptr)) lender->unlend();
 }
 
 void HttpStream::discardOutput() {
@@ -158,11 +158,15 @@ void HttpStream::discardOutputOf(StreamParts& parts) {
   releaseLender();
 }
 
-void HttpStream::flush() {
+void HttpStream::flush(bool pace_lender) {
   if (writing_ || parts_ == nullptr || parts_->out.empty()) return;
   const auto& bufs = parts_->out.buffers();
+  size_t bytes = parts_->out.bytes();
   writing_ = true;
-  switch (socket_.writeNow(bufs.data(), static_cast<unsigned>(bufs.size()))) {
+  net::Socket::WriteStatus status =
+      socket_.writeNow(bufs.data(), static_cast<unsigned>(bufs.size()));
+  if (pace_lender && lender_ != nullptr) net::paceReads(*lender_, socket_, status, bytes);
+  switch (status) {
     case net::Socket::WriteStatus::Pending:
       return;  // onSocketWritten follows
     case net::Socket::WriteStatus::Copied:

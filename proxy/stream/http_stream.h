@@ -95,8 +95,9 @@ class HttpStream final : private net::SocketEvents, private http::ParserEvents {
   void pause() { paused_ = true; }
   bool paused() const { return paused_; }
   // Raw: bytes are not parsed but announced (onStreamData), for the caller to take from
-  // input() and consume(). For a tunnel after a 101.
-  void setRaw();
+  // input() and consume(). For a tunnel after a 101, and for a connection that expects no
+  // bytes at all (an idle upstream connection). Leaving raw mode leaves the stream paused.
+  void setRaw(bool raw = true);
   bool raw() const { return raw_; }
   std::string_view input() const { return socket_.input(); }
   void consume(size_t n) { socket_.consume(n); }
@@ -107,9 +108,13 @@ class HttpStream final : private net::SocketEvents, private http::ParserEvents {
   // ---- Writing
   // out() holds spans of `lender`'s read block: the block stays lent until the write that
   // carries them ends (or the output is discarded, or this stream closes).
-  void borrow(HttpStream& lender);
+  void borrow(HttpStream& lender) { borrow(lender.socket_); }
+  void borrow(net::Socket& lender);
   // Writes out(); one write in flight. Completion: onStreamWritten, always from the loop.
-  void flush();
+  // `pace_lender`: the lender has more to send through this stream, so its reads are paced to
+  // how this write went (net::paceReads): a peer that does not read stops the other side's
+  // reads instead of growing what the proxy holds.
+  void flush(bool pace_lender = false);
   bool writing() const { return writing_; }
   // Drops what out() holds and was not written yet.
   void discardOutput();
@@ -144,7 +149,7 @@ class HttpStream final : private net::SocketEvents, private http::ParserEvents {
   net::Socket socket_;
   StreamHandler* handler_;
   StreamParts* parts_ = nullptr;
-  HttpStream* lender_ = nullptr;  // whose read block out() points into
+  net::Socket* lender_ = nullptr;  // whose read block out() points into
   bool paused_ = true;
   bool raw_ = false;
   bool parsing_ = false;  // a parse round is on the stack

@@ -1,5 +1,7 @@
 #include "proxy/upstream/upstream_connection.h"
 
+#include <utility>
+
 namespace loopguard::upstream {
 
 const char* errorKindName(UpstreamErrorKind kind) {
@@ -16,24 +18,24 @@ UpstreamConnection::UpstreamConnection(uv_loop_t* loop, net::BufferPool& pool,
     : loop_(loop),
       owner_(owner),
       peer_name_(std::move(peer_name)),
-      socket_(loop, pool, *this),
+      stream_(loop, pool, *this),
       timer_(loop, this, &uv::bindTimer<UpstreamConnection, &UpstreamConnection::onTimer>) {}
 
 UpstreamConnection::~UpstreamConnection() = default;
 
 int UpstreamConnection::connectTcp(const sockaddr* addr, uint64_t timeout_ms) {
-  int rc = socket_.connectTcp(addr);
+  int rc = stream_.socket().connectTcp(addr);
   if (rc == 0) timer_.start(timeout_ms);
   return rc;
 }
 
 int UpstreamConnection::connectUnix(const std::string& path, uint64_t timeout_ms) {
-  int rc = socket_.connectUnix(path);
+  int rc = stream_.socket().connectUnix(path);
   if (rc == 0) timer_.start(timeout_ms);
   return rc;
 }
 
-void UpstreamConnection::onSocketConnected(int status) {
+void UpstreamConnection::onStreamConnected(proxy::HttpStream&, int status) {
   if (state_ != State::Connecting) return;  // closed meanwhile: the cancel callback is moot
   timer_.stop();
   owner_.onConnectResult(this, status);
@@ -42,8 +44,9 @@ void UpstreamConnection::onSocketConnected(int status) {
 void UpstreamConnection::becomeIdle(uint64_t idle_timeout_ms) {
   state_ = State::Idle;
   handler_ = nullptr;
+  stream_.setHandler(*this);
   // Reading while idle notices the peer closing (or misbehaving) at once.
-  socket_.readStart();
+  stream_.setRaw(true);
   // The idle timer is re-armed lazily: a connection reused at once (the common case) costs no
   // timer operation; onTimer() checks how long it has really been idle.
   idle_since_ = uv_now(loop_);
@@ -51,49 +54,75 @@ void UpstreamConnection::becomeIdle(uint64_t idle_timeout_ms) {
   if (!timer_.active()) timer_.start(idle_timeout_ms);
 }
 
-void UpstreamConnection::attach(UpstreamHandler* handler, http::ParserEvents* events,
-                                uint64_t max_head_bytes) {
-  state_ = State::Active;  // the idle timer may still run: onTimer() ignores an active connection
-  handler_ = handler;
-  request_sent_ = false;
-  if (!parser_) {
-    parser_ = std::make_unique<http::MessageParser>(HTTP_RESPONSE, *events, max_head_bytes);
+void UpstreamConnection::resetParser(uint64_t max_head_bytes) {
+  if (!parts_) {
+    parts_ = std::make_unique<proxy::StreamParts>(HTTP_RESPONSE, max_head_bytes);
+    stream_.attach(*parts_);
   } else {
-    parser_->setEvents(*events);
-    parser_->setMaxHeadBytes(max_head_bytes);
-    parser_->reset();
-  }
-  socket_.readStart();
-}
-
-void UpstreamConnection::detach() { handler_ = nullptr; }
-
-void UpstreamConnection::onSocketRead() {
-  switch (state_) {
-    case State::Active:
-    case State::Tunnel:
-      if (handler_) handler_->onUpstreamInput();
-      return;
-    case State::Idle:
-      // An idle upstream has nothing to say; bytes here mean it is confused: drop it.
-      owner_.onIdleClosed(this);
-      close();
-      return;
-    case State::Connecting:
-    case State::Closing:
-      return;
+    parts_->parser.setMaxHeadBytes(max_head_bytes);
+    parts_->parser.reset();
   }
 }
 
-void UpstreamConnection::onSocketEof(int status) {
-  peer_closed_ = true;
+void UpstreamConnection::attach(UpstreamStreamHandler& handler, uint64_t max_head_bytes) {
+  state_ = State::Active;  // the idle timer may still run: onTimer() ignores an active connection
+  handler_ = &handler;
+  request_sent_ = false;
+  resetParser(max_head_bytes);
+  stream_.setRaw(false);  // paused: the exchange resumes it once the request is on its way
+  stream_.setHandler(handler);
+  stream_.readStart();
+}
+
+void UpstreamConnection::attach(UpstreamHandler* drain, http::ParserEvents* events,
+                                uint64_t max_head_bytes) {
+  state_ = State::Active;
+  handler_ = nullptr;
+  drain_ = drain;
+  request_sent_ = false;
+  resetParser(max_head_bytes);
+  parts_->parser.setEvents(*events);
+  stream_.setHandler(*this);
+  stream_.setRaw(true);
+}
+
+void UpstreamConnection::detach() {
+  handler_ = nullptr;
+  stream_.setHandler(*this);
+  if (std::exchange(drain_, nullptr) != nullptr && !stream_.writing()) {
+    stream_.detach();  // gives the parser's events back to the stream
+    stream_.attach(*parts_);
+  }
+}
+
+void UpstreamConnection::beginTunnel() {
+  state_ = State::Tunnel;
+  stream_.setRaw(true);
+}
+
+void UpstreamConnection::onStreamData(proxy::HttpStream&) {
+  if (drain_ != nullptr) {
+    drain_->onUpstreamInput();
+    return;
+  }
+  // An idle upstream has nothing to say: bytes here mean it is confused. Drop it.
+  if (state_ != State::Idle) return;
+  owner_.onIdleClosed(this);
+  close();
+}
+
+void UpstreamConnection::onStreamWritten(proxy::HttpStream&, int status) {
+  if (drain_ != nullptr) drain_->onUpstreamWritten(status);
+}
+
+void UpstreamConnection::onStreamEof(proxy::HttpStream&, int status) {
   switch (state_) {
     case State::Active:
     case State::Tunnel:
-      if (handler_) {
-        handler_->onUpstreamClosed(status);
+      if (drain_ != nullptr) {
+        drain_->onUpstreamClosed(status);
       } else {
-        close();
+        close();  // no exchange on it (one would be the handler): nobody needs it any more
       }
       return;
     case State::Idle:
@@ -103,12 +132,6 @@ void UpstreamConnection::onSocketEof(int status) {
     case State::Connecting:
     case State::Closing:
       return;
-  }
-}
-
-void UpstreamConnection::onSocketWritten(int status) {
-  if (handler_ && (state_ == State::Active || state_ == State::Tunnel)) {
-    handler_->onUpstreamWritten(status);
   }
 }
 
@@ -130,17 +153,23 @@ void UpstreamConnection::onTimer() {
 }
 
 void UpstreamConnection::close() {
-  if (socket_.closed()) return;
+  if (stream_.closed()) return;
   state_ = State::Closing;
   handler_ = nullptr;
+  drain_ = nullptr;
+  stream_.setHandler(*this);
   timer_.stop();
-  socket_.close(&UpstreamConnection::onClosed, this);
+  stream_.close(&UpstreamConnection::onClosed, this);
 }
 
 void UpstreamConnection::fail(UpstreamErrorKind kind, const char* why) {
-  UpstreamHandler* h = handler_;
-  if (h != nullptr && (state_ == State::Active || state_ == State::Tunnel)) {
-    h->onUpstreamFailed(kind, why);  // the handler releases (and so closes) the connection
+  if (state_ == State::Active || state_ == State::Tunnel) {
+    // The handler releases (and so closes) the connection.
+    if (UpstreamStreamHandler* h = handler_) {
+      h->onUpstreamFailed(kind, why);
+    } else if (UpstreamHandler* d = drain_) {
+      d->onUpstreamFailed(kind, why);
+    }
   }
   close();
 }

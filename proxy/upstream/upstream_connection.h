@@ -1,6 +1,9 @@
 // One connection to an upstream endpoint (an app process or an offload worker), carrying one
-// request at a time. Owns its socket and the llhttp response parser. Deletes itself from its
-// socket's close callback; its Owner (the pool it belongs to) is told first.
+// request at a time. Owns its HttpStream (socket, response parser, output batch) and the
+// connect/idle timer. While a request is on it the exchange is the stream's handler (attach());
+// between requests the connection is, and reads nothing but "the peer closed" or bytes that
+// mean the peer is confused. Deletes itself from its socket's close callback; its Owner (the
+// pool it belongs to) is told first.
 #pragma once
 
 #include <uv.h>
@@ -9,9 +12,9 @@
 #include <string>
 
 #include "common/intrusive_list.h"
-#include "common/net/socket.h"
 #include "common/uv/timer.h"
 #include "proxy/http/message_parser.h"
+#include "proxy/stream/http_stream.h"
 #include "proxy/upstream/target.h"
 
 namespace loopguard::upstream {
@@ -28,14 +31,23 @@ struct PoolLink : ListNode<PoolLink> {
   int connect_status = 0;          // why a connect failed before it started
 };
 
-// The exchange currently using the connection.
+// The exchange currently using the connection: the handler of its stream (the response, the
+// request's writes, the peer's close), and of the one event that comes from the pool instead.
+class UpstreamStreamHandler : public proxy::StreamHandler {
+ public:
+  // The owner gave up on the request (e.g. a worker killed at request_timeout).
+  virtual void onUpstreamFailed(UpstreamErrorKind kind, const char* why) = 0;
+};
+
+// A reader that only drains what the upstream still sends and runs the parser itself
+// (offload's AbandonedRequest). The stream is raw while it is attached, and the connection
+// forwards the stream's events to it. Kept until that reader becomes an UpstreamStreamHandler.
 class UpstreamHandler {
  public:
   virtual ~UpstreamHandler() = default;
   virtual void onUpstreamWritten(int status) = 0;
-  virtual void onUpstreamInput() = 0;  // new bytes in socket().input(), to parse when ready
-  virtual void onUpstreamClosed(int status) = 0;  // EOF/reset while a request is on it
-  // The owner gave up on the request (e.g. a worker killed at request_timeout).
+  virtual void onUpstreamInput() = 0;  // new bytes in socket().input()
+  virtual void onUpstreamClosed(int status) = 0;  // EOF/reset while it is attached
   virtual void onUpstreamFailed(UpstreamErrorKind kind, const char* why) = 0;
 };
 
@@ -48,7 +60,7 @@ class ConnectionOwner {
   virtual void onConnectionGone(UpstreamConnection* connection) = 0;  // about to be deleted
 };
 
-class UpstreamConnection final : private net::SocketEvents {
+class UpstreamConnection final : private proxy::StreamHandler {
  public:
   enum class State { Connecting, Idle, Active, Tunnel, Closing };
 
@@ -62,26 +74,29 @@ class UpstreamConnection final : private net::SocketEvents {
 
   // Pool side.
   void becomeIdle(uint64_t idle_timeout_ms);
-  // Exchange side.
-  void attach(UpstreamHandler* handler, http::ParserEvents* events, uint64_t max_head_bytes);
+  // Exchange side: `handler` drives the stream until detach(); the parser is reset for a new
+  // response.
+  void attach(UpstreamStreamHandler& handler, uint64_t max_head_bytes);
+  // A draining reader (see UpstreamHandler): raw reads, `events` get the parser's events.
+  void attach(UpstreamHandler* drain, http::ParserEvents* events, uint64_t max_head_bytes);
   void detach();  // the exchange is done with it (the pool decides reuse or close)
-  void beginTunnel() { state_ = State::Tunnel; }
+  void beginTunnel();
 
   // Closes now. Safe in any state; deletion follows from the close callback.
   void close();
   // The owner gives up on the request in progress: the handler hears why, then it closes.
   void fail(UpstreamErrorKind kind, const char* why);
-  UpstreamHandler* handler() const { return handler_; }
 
   State state() const { return state_; }
-  net::Socket& socket() { return socket_; }
-  http::MessageParser& parser() { return *parser_; }
-  bool hasParser() const { return parser_ != nullptr; }  // attached at least once
+  proxy::HttpStream& stream() { return stream_; }
+  net::Socket& socket() { return stream_.socket(); }
+  http::MessageParser& parser() { return parts_->parser; }
+  bool hasParser() const { return parts_ != nullptr; }  // attached at least once
   const std::string& peerName() const { return peer_name_; }
   uint64_t requestsServed() const { return requests_served_; }
   // The peer closed (EOF or a read error). A worker pool reads this as "the worker may have
   // died" when it happens mid-request.
-  bool peerClosed() const { return peer_closed_; }
+  bool peerClosed() const { return stream_.peerClosed(); }
   void countRequest() { ++requests_served_; }
   // Set by the exchange once the whole request is written (cleared by attach()): a target that
   // takes back an unfinished request knows the upstream is working on it.
@@ -91,25 +106,36 @@ class UpstreamConnection final : private net::SocketEvents {
 
  private:
   ~UpstreamConnection();
-  void onSocketRead() override;
-  void onSocketEof(int status) override;
-  void onSocketWritten(int status) override;
-  void onSocketConnected(int status) override;
+  // StreamHandler, between requests (connecting, idle, set aside for a waiter).
+  http::ParserAction onStreamHead(proxy::HttpStream&) override { return http::ParserAction::Fail; }
+  http::ParserAction onStreamBody(proxy::HttpStream&, const char*, size_t) override {
+    return http::ParserAction::Fail;
+  }
+  http::ParserAction onStreamMessageEnd(proxy::HttpStream&) override {
+    return http::ParserAction::Fail;
+  }
+  void onStreamParsed(proxy::HttpStream&, const http::ParseResult&) override {}
+  void onStreamData(proxy::HttpStream& stream) override;
+  void onStreamWritten(proxy::HttpStream&, int status) override;
+  void onStreamEof(proxy::HttpStream& stream, int status) override;
+  void onStreamConnected(proxy::HttpStream& stream, int status) override;
   void onTimer();
+  void resetParser(uint64_t max_head_bytes);
   static void onClosed(void* self);
 
   uv_loop_t* loop_;
   ConnectionOwner& owner_;
   std::string peer_name_;
-  net::Socket socket_;
+  // Created at the first attach(), then attached for good (before stream_: it outlives it).
+  std::unique_ptr<proxy::StreamParts> parts_;
+  proxy::HttpStream stream_;
   uv::Timer timer_;
   State state_ = State::Connecting;
-  UpstreamHandler* handler_ = nullptr;
-  std::unique_ptr<http::MessageParser> parser_;
+  UpstreamStreamHandler* handler_ = nullptr;  // the stream's handler while set
+  UpstreamHandler* drain_ = nullptr;          // or this reader, through this connection
   uint64_t requests_served_ = 0;
   uint64_t idle_since_ = 0;
   uint64_t idle_timeout_ms_ = 0;
-  bool peer_closed_ = false;
   bool request_sent_ = false;
 };
 

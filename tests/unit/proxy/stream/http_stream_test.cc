@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tests/unit/support/loop_runner.h"
+#include "tests/unit/support/socket_pair.h"
 
 namespace loopguard::proxy {
 namespace {
@@ -73,13 +74,7 @@ struct Side {
     if (fds[1] >= 0) ::close(fds[1]);
   }
   void send(std::string_view bytes) { ASSERT_EQ(::write(fds[1], bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size())); }
-  std::string received() {
-    std::string out;
-    char buf[65536];
-    ssize_t n;
-    while ((n = ::read(fds[1], buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
-    return out;
-  }
+  std::string received() { return loopguard::testing::readAvailable(fds[1]); }
   void hangUp() {
     ::close(fds[1]);
     fds[1] = -1;
