@@ -383,13 +383,34 @@ std::string inWords(const std::string& m) {
     return "unexpected ':' here: quote a value that contains \": \", and do not indent a key "
            "under a line that already has a value" + why;
   }
+  if (m.find("unknown escape character: \x04") != std::string::npos) {  // the EOF sentinel
+    return "the input ends inside a double-quoted string, after a '\\' (close the string with "
+           "'\"')" + why;
+  }
   return m;
+}
+
+// yaml-cpp may place an error past the end of its line: at the end of the input it reads an
+// EOF sentinel (0x04) as one more character. One past the line's last byte is as far as an
+// editor can point.
+SourcePos clampToText(std::string_view text, SourcePos at) {
+  size_t start = 0;
+  for (int line = 1; line < at.line; ++line) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string_view::npos) return at;  // past the last line: left to the caller
+    start = nl + 1;
+  }
+  size_t end = text.find('\n', start);
+  const int length = static_cast<int>((end == std::string_view::npos ? text.size() : end) - start);
+  if (at.column > length + 1) at.column = length + 1;
+  return at;
 }
 
 }  // namespace
 
 YamlDiagnosis explainYamlError(std::string_view text, SourcePos at,
                                const std::string& parser_message) {
+  at = clampToText(text, at);
   std::vector<Opener> unclosed;
   std::vector<Line> lines = splitLines(text, unclosed, at.line);
   int until = std::min<int>(at.line, static_cast<int>(lines.size()));

@@ -404,6 +404,13 @@ TEST(ConfigErrorTest, YamlSyntaxErrorHasOneBasedPosition) {
   expectOneError("a:\n\tb: 1\n", 2, 1, "YAML syntax error: a tab character in the indentation");
 }
 
+// The input ends after a '\' inside a double-quoted string: yaml-cpp reads its EOF sentinel as
+// the escaped character and points one past it; the error stays on the line (found by fuzzing).
+TEST(ConfigErrorTest, BackslashAtTheEndOfTheInput) {
+  expectOneError("listen: \"127.0.0.1:8080\n\\", 2, 2,
+                 "the input ends inside a double-quoted string, after a '\\'");
+}
+
 TEST(ConfigErrorTest, SecondYamlDocumentIsAnError) {
   std::string yaml = std::string(kMinimal) + "---\nlisten: \"127.0.0.1:9\"\n";
   expectOneError(yaml, 9, 1, "one YAML document");
