@@ -1,12 +1,12 @@
 // The snapshot's list of exchange listeners: each event reaches every registered observer, in
 // the order they were added, with the request's record; the list is bounded and never grows
 // per request.
+#include "proxy/exchange_observer.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
-
-#include "proxy/exchange_observer.h"
 
 namespace loopguard::proxy {
 namespace {
@@ -43,7 +43,7 @@ TEST(ExchangeObservers, EveryEventReachesEachObserverInRegistrationOrder) {
   ExchangeRecord record;
   record.request_id = "r1";
   // (The events that carry an upstream connection are checked through a real relay in
-  // proxy_server_events_test.cc.)
+  // exchange_events_test.cc.)
   observers.attemptEnded(record, routing::SampleOutcome::Ok);
   observers.responseHead(record, true);
   observers.finished(record);

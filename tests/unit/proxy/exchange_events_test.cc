@@ -1,5 +1,6 @@
 // A relayed request's events reach an observer registered on the proxy, in order: the proxy,
-// a stand-in app and a client on one private loop, all on 127.0.0.1 (nothing leaves loopback).
+// a stand-in app (a LoopbackServer that answers) and a client on one private loop, all on
+// 127.0.0.1 (nothing leaves loopback).
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -11,6 +12,7 @@
 #include "config/loader.h"
 #include "proxy/proxy_server.h"
 #include "tests/unit/support/loop_runner.h"
+#include "tests/unit/support/loopback_server.h"
 
 namespace loopguard::proxy {
 namespace {
@@ -37,71 +39,6 @@ class EventLog final : public ExchangeObserver {
                      " route=" + (r.route != nullptr ? r.route->route->name : "-"));
   }
   std::vector<std::string> events;
-};
-
-// The app: answers every request head it reads with `response`, keeps the connection.
-class App {
- public:
-  App(uv_loop_t* loop, std::string response) : loop_(loop), response_(std::move(response)) {
-    uv_tcp_init(loop, listener_.get());
-    listener_.markInitialized();
-    listener_.get()->data = this;
-    sockaddr_in addr{};
-    uv_ip4_addr("127.0.0.1", 0, &addr);
-    uv_tcp_bind(listener_.get(), reinterpret_cast<const sockaddr*>(&addr), 0);
-    uv_listen(listener_.stream(), 16, [](uv_stream_t* s, int status) {
-      if (status == 0) static_cast<App*>(s->data)->acceptOne();
-    });
-    sockaddr_in bound{};
-    int len = sizeof(bound);
-    uv_tcp_getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&bound), &len);
-    port_ = ntohs(bound.sin_port);
-  }
-  int port() const { return port_; }
-  void close() {
-    listener_.close();
-    peers_.clear();
-  }
-
- private:
-  struct Peer {
-    App* app;
-    uv::Handle<uv_tcp_t> tcp;
-    std::string in;
-    char buf[4096];
-    uv_write_t write{};
-  };
-  void acceptOne() {
-    auto peer = std::make_unique<Peer>();
-    peer->app = this;
-    uv_tcp_init(loop_, peer->tcp.get());
-    peer->tcp.markInitialized();
-    if (uv_accept(listener_.stream(), peer->tcp.stream()) != 0) return;
-    peer->tcp.get()->data = peer.get();
-    uv_read_start(
-        peer->tcp.stream(),
-        [](uv_handle_t* h, size_t, uv_buf_t* b) {
-          auto* p = static_cast<Peer*>(h->data);
-          *b = uv_buf_init(p->buf, sizeof(p->buf));
-        },
-        [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-          auto* p = static_cast<Peer*>(s->data);
-          if (n <= 0) return;
-          p->in.append(b->base, static_cast<size_t>(n));
-          if (p->in.find("\r\n\r\n") == std::string::npos) return;
-          p->in.clear();
-          uv_buf_t out = uv_buf_init(p->app->response_.data(),
-                                     static_cast<unsigned>(p->app->response_.size()));
-          uv_write(&p->write, s, &out, 1, nullptr);
-        });
-    peers_.push_back(std::move(peer));
-  }
-
-  uv_loop_t* loop_;
-  std::string response_;
-  uv::Handle<uv_tcp_t> listener_;
-  std::vector<std::unique_ptr<Peer>> peers_;
-  int port_ = 0;
 };
 
 // The client: one request, then everything until the proxy closes the connection.
@@ -173,7 +110,7 @@ std::shared_ptr<const config::Config> configFor(int app_port) {
 TEST(RelayEvents, ARelayedRequestsEventsArriveInOrder) {
   setupLogging("warn", LogFormatKind::Text);
   uv::Loop loop;
-  App app(loop.get(), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  testing::LoopbackServer app(loop.get(), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
   std::shared_ptr<const config::Config> cfg = configFor(app.port());
   ASSERT_TRUE(cfg);
   EventLog log;
