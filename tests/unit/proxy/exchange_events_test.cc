@@ -134,6 +134,9 @@ TEST(RelayEvents, ARelayedRequestsEventsArriveInOrder) {
     app.close();
     server.drain([&] { drained = true; });
     ASSERT_TRUE(runUntil(loop, [&] { return drained; }));
+    // The upstream connections close from the loop, and count themselves out as they go.
+    ASSERT_TRUE(
+        runUntil(loop, [&] { return server.upstreamCounters().at("app").open_connections == 0; }));
   }
   uv_run(loop.get(), UV_RUN_DEFAULT);  // the close callbacks of what the server owned
   EXPECT_EQ(loop.close(), 0);
