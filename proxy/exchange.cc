@@ -50,12 +50,32 @@ Exchange::Exchange(ProxyContext& context)
 
 Exchange::~Exchange() = default;
 
+void ExchangeRecord::clear() {
+  request_id.clear();
+  method.clear();
+  target_name.clear();
+  error.clear();
+  client = {};
+  request = nullptr;
+  route = nullptr;
+  runtime = nullptr;
+  websocket = false;
+  start_ns = 0;
+  queue_start_ns = 0;
+  admitted_ns = 0;
+  upstream_sent_us = 0;
+  status = 0;
+  bytes = 0;
+  overload = "";
+  advice_ticket = 0;
+  worker = {};
+}
+
 void Exchange::resetPerRequestState() {
   phase_ = Phase::Idle;
   request_side_ = RequestSide::Head;
   response_side_ = ResponseSide::None;
-  route_ = nullptr;
-  runtime_ = nullptr;
+  record_.clear();
   slot_held_ = false;
   upstream_ = nullptr;
   upstream_reused_ = false;
@@ -71,7 +91,6 @@ void Exchange::resetPerRequestState() {
   request_sent_ = false;
   response_started_ = false;
   informational_ = false;
-  websocket_ = false;
   upgrade_declined_ = false;
   expect_continue_ = false;
   keep_alive_ = true;
@@ -84,16 +103,6 @@ void Exchange::resetPerRequestState() {
   to_client_.clear();
   start_ms_ = 0;
   queued_at_ms_ = 0;
-  upstream_sent_us_ = 0;
-  status_ = 0;
-  bytes_sent_ = 0;
-  target_name_.clear();
-  start_ns_ = 0;
-  queue_start_ns_ = 0;
-  admitted_ns_ = 0;
-  worker_ = {};
-  overload_ = "";
-  error_.clear();
 }
 
 void Exchange::start(bool has_body) {
@@ -101,9 +110,11 @@ void Exchange::start(bool has_body) {
   resetPerRequestState();
   phase_ = Phase::Forwarding;  // provisional: every path below moves on from here
   start_ms_ = uv_now(context_.loop);
-  start_ns_ = uv_hrtime();
+  record_.start_ns = uv_hrtime();
   request_side_ = has_body ? RequestSide::Body : RequestSide::Complete;
-  method_.assign(p.method());
+  record_.method.assign(p.method());
+  record_.request = &p;
+  record_.client = client_->peerIp();
   keep_alive_ = p.keepAlive();
   snapshot_ = context_.snapshot;
   ++context_.counters.requests_total;
@@ -111,9 +122,9 @@ void Exchange::start(bool has_body) {
   bool has_id = false;
   std::string_view given_id = p.headers().get(http::HeaderId::XRequestId, &has_id);
   if (has_id && validRequestId(given_id)) {
-    request_id_.assign(given_id);
+    record_.request_id.assign(given_id);
   } else {
-    context_.ids.next(request_id_);
+    context_.ids.next(record_.request_id);
   }
 
   http::RequestFacts facts = http::requestFactsOf(p);
@@ -124,7 +135,7 @@ void Exchange::start(bool has_body) {
   }
   if (!route()) return;
 
-  const config::Route& r = *route_->route;
+  const config::Route& r = *record_.route->route;
   if (r.timeout.count() > 0) budget_timer_.start(static_cast<uint64_t>(r.timeout.count()));
   if (request_side_ == RequestSide::Body && r.buffer_request) {
     phase_ = Phase::BufferingBody;
@@ -157,18 +168,18 @@ bool Exchange::route() {
   }
   routing::RequestView view{p.method(), path.normalized(),
                             http::requestHost(p.target(), p.headers()), path.appPath()};
-  route_ = snapshot_->table.match(view);
-  if (route_ == nullptr) {
+  record_.route = snapshot_->table.match(view);
+  if (record_.route == nullptr) {
     if (request_side_ != RequestSide::Complete) keep_alive_ = false;
     respondError(404, "no route matches the request");
     return false;
   }
-  runtime_ = &snapshot_->routes[route_->index];
+  record_.runtime = &snapshot_->routes[record_.route->index];
   // Auto-offload: an endpoint the advisor found blocking the app's loop is served by the
   // route's pool instead, as a pool route would serve it (its bounds, the body buffered).
-  if (const OffloadedRoute* moved = snapshot_->offloaded(*route_, p.method(), p.target())) {
-    route_ = &moved->compiled;
-    runtime_ = &moved->runtime;
+  if (const OffloadedRoute* moved = snapshot_->offloaded(*record_.route, p.method(), p.target())) {
+    record_.route = &moved->compiled;
+    record_.runtime = &moved->runtime;
   }
 
   if (p.chunked()) {
@@ -185,8 +196,8 @@ bool Exchange::route() {
     respondError(413, "request body too large");
     return false;
   }
-  if (route_->route->buffer_request && p.hasContentLength() &&
-      p.contentLength() > route_->route->buffer_limit) {
+  if (record_.route->route->buffer_request && p.hasContentLength() &&
+      p.contentLength() > record_.route->route->buffer_limit) {
     keep_alive_ = false;
     respondError(413,
                  "request body larger than the route's buffer_limit (default 16MiB): raise "
@@ -208,14 +219,14 @@ bool Exchange::route() {
   }
 
   head_request_ = p.methodId() == HTTP_HEAD;
-  websocket_ = false;
+  record_.websocket = false;
   upgrade_declined_ = false;
   bool has_upgrade = false;
   std::string_view upgrade = p.headers().get(http::HeaderId::Upgrade, &has_upgrade);
   if (has_upgrade) {
     if (p.upgradeRequested() && p.methodId() == HTTP_GET &&
         http::equalsIgnoreCase(upgrade, "websocket")) {
-      websocket_ = true;
+      record_.websocket = true;
     } else {
       // Other protocols (h2c...) are not passed on. The parser stopped for the upgrade, so this
       // connection ends after the response.
@@ -227,73 +238,73 @@ bool Exchange::route() {
 }
 
 void Exchange::admit() {
-  queue_start_ns_ = uv_hrtime();
-  if (const char* reason = runtime_->target->unavailableReason()) {
+  record_.queue_start_ns = uv_hrtime();
+  if (const char* reason = record_.runtime->target->unavailableReason()) {
     respondError(503, "no worker is available for this route", reason);
     return;
   }
   phase_ = Phase::Queued;
-  switch (runtime_->limiter->limiter().admit(*this)) {
+  switch (record_.runtime->limiter->limiter().admit(*this)) {
     case Admission::Admitted:
       slot_held_ = true;
-      admitted_ns_ = queue_start_ns_;
-      runtime_->metrics->queue_wait.record(0);
+      record_.admitted_ns = record_.queue_start_ns;
+      record_.runtime->metrics->queue_wait.record(0);
       acquireTarget();
       return;
     case Admission::Queued:
       queued_at_ms_ = uv_now(context_.loop);
       return;
     case Admission::QueueFull:
-      respondError(route_->route->limits.overflow_status, "route queue is full", "queue_full");
+      respondError(record_.route->route->limits.overflow_status, "route queue is full",
+                   "queue_full");
       return;
   }
 }
 
 void Exchange::onAdmitted() {
-  admitted_ns_ = uv_hrtime();
+  record_.admitted_ns = uv_hrtime();
   slot_held_ = true;
-  runtime_->metrics->queue_wait.record(
+  record_.runtime->metrics->queue_wait.record(
       static_cast<double>(uv_now(context_.loop) - queued_at_ms_) / 1000.0);
   acquireTarget();
 }
 
 void Exchange::onQueueTimeout() {
   recordQueueRefusal();
-  if (const char* reason = runtime_->target->unavailableReason()) {
+  if (const char* reason = record_.runtime->target->unavailableReason()) {
     respondError(503, "no worker is available for this route", reason);
     return;
   }
-  const char* why = runtime_->target->queueHoldReason();
-  respondError(route_->route->limits.overflow_status,
+  const char* why = record_.runtime->target->queueHoldReason();
+  respondError(record_.route->route->limits.overflow_status,
                why != nullptr ? why : "timed out waiting in the route queue", "queue_timeout");
 }
 
 void Exchange::onEvicted() {
   recordQueueRefusal();
-  respondError(route_->route->limits.overflow_status,
+  respondError(record_.route->route->limits.overflow_status,
                "route queue is full: a newer request took this one's place", "queue_evicted");
 }
 
 void Exchange::recordQueueRefusal() {
-  runtime_->metrics->queue_refused_wait.record(
+  record_.runtime->metrics->queue_refused_wait.record(
       static_cast<double>(uv_now(context_.loop) - queued_at_ms_) / 1000.0);
 }
 
-void Exchange::recordUpstreamSample(routing::SampleOutcome outcome) {
-  // One sample per attempt, only once the whole request was upstream; a tunnel's head says
-  // nothing about the app's load.
-  if (upstream_sent_us_ == 0 || websocket_) return;
-  runtime_->limiter->recordUpstream(target_name_, upstream_sent_us_, uv_hrtime() / 1000, outcome);
-  upstream_sent_us_ = 0;
+void Exchange::endAttempt(routing::SampleOutcome outcome) {
+  // Once per attempt, only once the whole request was upstream.
+  if (record_.upstream_sent_us == 0) return;
+  snapshot_->observers.attemptEnded(record_, outcome);
+  record_.upstream_sent_us = 0;
 }
 
 void Exchange::acquireTarget() {
   phase_ = Phase::Connecting;
   upstream::AcquireOptions options;
   options.fresh = retried_;
-  options.route = route_->route->name;
-  options.request_id = request_id_;
-  AcquireResult r = runtime_->target->acquire(*this, options);
+  options.route = record_.route->route->name;
+  options.request_id = record_.request_id;
+  AcquireResult r = record_.runtime->target->acquire(*this, options);
   switch (r.kind) {
     case AcquireResult::Kind::Ready:
       onTargetReady(r.connection, true);
@@ -309,8 +320,8 @@ void Exchange::acquireTarget() {
 void Exchange::onTargetReady(upstream::UpstreamConnection* connection, bool reused) {
   upstream_ = connection;
   upstream_reused_ = reused;
-  target_name_ = connection->peerName();
-  worker_ = runtime_->target->identifyWorker(*connection);
+  record_.target_name = connection->peerName();
+  snapshot_->observers.upstreamAttached(record_, *connection);
   connection->attach(*this, kMaxResponseHeadBytes);
   connection->countRequest();
   phase_ = Phase::Forwarding;
@@ -327,7 +338,7 @@ void Exchange::onTargetReady(upstream::UpstreamConnection* connection, bool reus
 void Exchange::onTargetFailed(UpstreamErrorKind kind, const char* why) {
   // A worker pool that lost every worker while this request waited for one: an overload
   // refusal (503 no_workers), like a queued request, not an upstream error.
-  if (const char* reason = runtime_->target->unavailableReason()) {
+  if (const char* reason = record_.runtime->target->unavailableReason()) {
     respondError(503, "no worker is available for this route", reason);
     return;
   }
@@ -339,26 +350,27 @@ void Exchange::onTargetFailed(UpstreamErrorKind kind, const char* why) {
 
 void Exchange::upstreamFailed(UpstreamErrorKind kind, const char* why) {
   // Connect failures are counted by the target as it tries each endpoint.
-  if (kind != UpstreamErrorKind::Connect) runtime_->target->recordError(kind);
+  if (kind != UpstreamErrorKind::Connect) record_.runtime->target->recordError(kind);
   bool retry = kind == UpstreamErrorKind::Reset && upstream_reused_ && !response_started_ &&
-               !retried_ && idempotent(method_) &&
-               (request_framing_ == BodyFraming::None || route_->route->buffer_request) &&
-               upstream_ != nullptr && runtime_->target->retryable(upstream_);
+               !retried_ && idempotent(record_.method) &&
+               (request_framing_ == BodyFraming::None || record_.route->route->buffer_request) &&
+               upstream_ != nullptr && record_.runtime->target->retryable(upstream_);
   if (retry) {
     // The pooled connection was closed by the app as we reused it: nothing reached the app's
     // handler, so one fresh attempt is safe for an idempotent request.
     retried_ = true;
-    upstream_sent_us_ = 0;  // a stale keep-alive connection, not a sign of overload
+    record_.upstream_sent_us = 0;  // a stale keep-alive connection, not a sign of overload
     releaseUpstream(false);
     acquireTarget();
     return;
   }
-  if (kind != UpstreamErrorKind::Connect) recordUpstreamSample(routing::SampleOutcome::Drop);
+  if (kind != UpstreamErrorKind::Connect) endAttempt(routing::SampleOutcome::Drop);
   // Per-request detail at debug: the access line carries it (status, error, target), and the
   // cause is logged once where it happened (the cluster's connect, the pool's worker).
-  spdlog::get("upstream")->debug("request {}: upstream {} failed ({}): {}", request_id_,
-                                target_name_.empty() ? runtime_->target->name() : target_name_,
-                                upstream::errorKindName(kind), why);
+  spdlog::get("upstream")
+      ->debug("request {}: upstream {} failed ({}): {}", record_.request_id,
+              record_.target_name.empty() ? record_.runtime->target->name() : record_.target_name,
+              upstream::errorKindName(kind), why);
   if (kind == UpstreamErrorKind::Timeout) {
     respondError(504, "upstream timed out");
   } else {
@@ -367,7 +379,7 @@ void Exchange::upstreamFailed(UpstreamErrorKind kind, const char* why) {
 }
 
 void Exchange::respondError(int status, const char* message, const char* overload_reason) {
-  if (response_side_ != ResponseSide::None && bytes_sent_ > 0) {
+  if (response_side_ != ResponseSide::None && record_.bytes > 0) {
     abort(message);  // the client already has part of another response
     return;
   }
@@ -383,20 +395,22 @@ void Exchange::respondError(int status, const char* message, const char* overloa
   if (!client_writing_) to_client_.clear();
   response_side_ = ResponseSide::None;
   if (request_side_ != RequestSide::Complete) keep_alive_ = false;
-  status_ = status;
-  error_.assign(message);
-  overload_ = overload_reason;
-  if (*overload_reason != '\0' && runtime_ != nullptr) {
-    runtime_->metrics->countRejection(overload_reason, uv_now(context_.loop));
+  record_.status = status;
+  record_.error.assign(message);
+  record_.overload = overload_reason;
+  if (*overload_reason != '\0' && record_.runtime != nullptr) {
+    record_.runtime->metrics->countRejection(overload_reason, uv_now(context_.loop));
   }
   http::ErrorResponse e;
   e.status = status;
   e.error = message;
-  e.route = route_ != nullptr ? std::string_view(route_->route->name) : std::string_view();
-  e.request_id = request_id_;
+  e.route =
+      record_.route != nullptr ? std::string_view(record_.route->route->name) : std::string_view();
+  e.request_id = record_.request_id;
   e.overload_reason = overload_reason;
-  if (route_ != nullptr && *overload_reason != '\0') {
-    uint64_t wait_s = (static_cast<uint64_t>(route_->route->limits.queue_timeout.count()) + 999) / 1000;
+  if (record_.route != nullptr && *overload_reason != '\0') {
+    uint64_t wait_s =
+        (static_cast<uint64_t>(record_.route->route->limits.queue_timeout.count()) + 999) / 1000;
     e.retry_after_seconds = static_cast<uint32_t>(wait_s == 0 ? 1 : wait_s);
   }
   e.keep_alive = keep_alive_ && !context_.draining;
@@ -411,17 +425,18 @@ void Exchange::respondError(int status, const char* message, const char* overloa
 
 void Exchange::abort(const char* why) {
   if (phase_ == Phase::Idle) return;
-  spdlog::get("proxy")->debug("request {}: aborted: {}", request_id_, why);
-  if (status_ == 0) status_ = 499;  // nginx's "client closed request", for the access log
-  if (error_.empty()) error_.assign(why);
+  spdlog::get("proxy")->debug("request {}: aborted: {}", record_.request_id, why);
+  if (record_.status == 0)
+    record_.status = 499;  // nginx's "client closed request", for the access log
+  if (record_.error.empty()) record_.error.assign(why);
   keep_alive_ = false;
   finish(true);
 }
 
 void Exchange::cancelWaits() {
   // The phase says what is awaited; both cancels are no-ops once the answer has come.
-  if (phase_ == Phase::Queued) runtime_->limiter->limiter().cancel(*this);
-  if (phase_ == Phase::Connecting) runtime_->target->cancel(*this);
+  if (phase_ == Phase::Queued) record_.runtime->limiter->limiter().cancel(*this);
+  if (phase_ == Phase::Connecting) record_.runtime->target->cancel(*this);
   client_timer_.stop();
   upstream_timer_.stop();
 }
@@ -429,7 +444,7 @@ void Exchange::cancelWaits() {
 void Exchange::releaseSlot() {
   if (!slot_held_) return;
   slot_held_ = false;
-  runtime_->limiter->limiter().release();
+  record_.runtime->limiter->limiter().release();
 }
 
 void Exchange::releaseUpstream(bool reusable) {
@@ -443,13 +458,12 @@ void Exchange::releaseUpstream(bool reusable) {
   // read block) ends with the connection, which the target closes when it is not reusable.
   c->detach();
   c->socket().setReadLimit(net::BufferPool::kSmallBlock);  // its next response starts small
-  runtime_->target->release(c, reusable);  // the target closes it when not reusable
+  record_.runtime->target->release(c, reusable);           // the target closes it when not reusable
 }
 
 void Exchange::finish(bool aborted) {
   // A write the kernel took whole, its completion still queued, is over already.
   if (client_written_.posted()) settleClientWrite();
-  adviceEnded();
   cancelWaits();
   budget_timer_.stop();
   send_timer_.stop();  // a write still pending dies with the connection, which closes
@@ -460,7 +474,7 @@ void Exchange::finish(bool aborted) {
   releaseSlot();
   client_->socket().setReadLimit(net::BufferPool::kSmallBlock);
   recordMetrics();
-  writeAccessLog();
+  snapshot_->observers.finished(record_);
   bool keep_alive = keep_alive_ && request_side_ == RequestSide::Complete && !context_.draining &&
                     response_framing_ != BodyFraming::UntilClose && !client_writing_;
   // A client may still be sending what the proxy will never read (a body refused for its size,
@@ -477,13 +491,13 @@ void Exchange::finish(bool aborted) {
   phase_ = Phase::Idle;
   if (!client_writing_) to_client_.clear();
   snapshot_.reset();
-  route_ = nullptr;
-  runtime_ = nullptr;
+  record_.route = nullptr;
+  record_.runtime = nullptr;
   retried_ = false;
   response_framing_ = BodyFraming::None;
   request_framing_ = BodyFraming::None;
   if (buffered_body_.capacity() > 4 * kKeptBufferBytes) std::string().swap(buffered_body_);
-  target_name_.clear();
+  record_.target_name.clear();
   client_->onExchangeDone(after);
 }
 
@@ -513,7 +527,7 @@ void Exchange::onClientInput() {
 
 void Exchange::onBudgetTimer() {
   if (phase_ == Phase::Idle || phase_ == Phase::Finishing) return;
-  if (response_side_ == ResponseSide::None || bytes_sent_ == 0) {
+  if (response_side_ == ResponseSide::None || record_.bytes == 0) {
     respondError(504, "route timeout exceeded");
   } else {
     abort("route timeout exceeded mid-response");
@@ -521,37 +535,10 @@ void Exchange::onBudgetTimer() {
 }
 
 void Exchange::recordMetrics() {
-  metrics::RouteMetrics& m = runtime_ != nullptr ? *runtime_->metrics : context_.unrouted;
+  metrics::RouteMetrics& m =
+      record_.runtime != nullptr ? *record_.runtime->metrics : context_.unrouted;
   uint64_t now = uv_now(context_.loop);
-  m.recordResponse(status_, static_cast<double>(now - start_ms_) / 1000.0, now);
-}
-
-void Exchange::writeAccessLog() {
-  AccessLog& log = context_.access_log;
-  if (!log.enabled()) return;
-  uint64_t now = uv_hrtime();
-  http::MessageParser& p = client_->parser();
-  AccessRecord r;
-  r.request_id = request_id_;
-  r.client = client_->peerIp();
-  r.method = method_;
-  r.path = p.target();
-  if (route_ != nullptr) r.route = route_->route->name;
-  r.status = status_;
-  r.bytes = bytes_sent_;
-  r.duration_ns = now - start_ns_;
-  if (queue_start_ns_ != 0) r.queue_ns = (admitted_ns_ != 0 ? admitted_ns_ : now) - queue_start_ns_;
-  if (admitted_ns_ != 0) r.upstream_ns = now - admitted_ns_;
-  r.target = target_name_;
-  if (worker_.known && runtime_ != nullptr) {
-    r.pool = runtime_->target->name();
-    r.worker = worker_.index;
-    r.worker_pid = worker_.pid;
-  }
-  r.overload = overload_;
-  r.trace_id = traceIdOf(p.headers().get("traceparent"));
-  r.error = error_;
-  log.write(r);
+  m.recordResponse(record_.status, static_cast<double>(now - start_ms_) / 1000.0, now);
 }
 
 }  // namespace loopguard::proxy

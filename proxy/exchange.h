@@ -26,6 +26,7 @@
 #include "proxy/http/chunked_validator.h"
 #include "proxy/http/header_rules.h"
 #include "proxy/http/message_parser.h"
+#include "proxy/exchange_observer.h"
 #include "proxy/output_batch.h"
 #include "proxy/proxy_context.h"
 #include "proxy/routing/limiter.h"
@@ -115,7 +116,6 @@ class Exchange final : private routing::LimiterWaiter,
   void abort(const char* why);
   void releaseSlot();
   void releaseUpstream(bool reusable);
-  void writeAccessLog();
   void recordMetrics();
 
   // Tunnel.
@@ -127,8 +127,9 @@ class Exchange final : private routing::LimiterWaiter,
   void onQueueTimeout() override;
   void onEvicted() override;
   void recordQueueRefusal();
-  // The route limiter's latency hook: this attempt's upstream time (request written -> head).
-  void recordUpstreamSample(routing::SampleOutcome outcome);
+  // This attempt's outcome, to the observers, once its request was sent
+  // (proxy/exchange_observer.h).
+  void endAttempt(routing::SampleOutcome outcome);
   // TargetWaiter
   void onTargetReady(upstream::UpstreamConnection* connection, bool reused) override;
   void onTargetFailed(upstream::UpstreamErrorKind kind, const char* why) override;
@@ -142,12 +143,6 @@ class Exchange final : private routing::LimiterWaiter,
   void onStreamWritten(HttpStream& stream, int status) override;
   void onStreamEof(HttpStream& stream, int status) override;
   void onUpstreamFailed(upstream::UpstreamErrorKind kind, const char* why) override;
-
-  // The loop-block advisor's hooks (exchange_advice.cc): the request is upstream, its response
-  // head arrived, it ended without one.
-  void adviceRequestSent();
-  void adviceResponseHead();
-  void adviceEnded();
 
   void handleUpstreamEof();
   void upstreamTimedOut(const char* why);
@@ -189,8 +184,6 @@ class Exchange final : private routing::LimiterWaiter,
   ResponseSide response_side_ = ResponseSide::None;
 
   std::shared_ptr<const Snapshot> snapshot_;
-  const routing::CompiledRoute* route_ = nullptr;
-  const RouteRuntime* runtime_ = nullptr;
   bool slot_held_ = false;
 
   upstream::UpstreamConnection* upstream_ = nullptr;
@@ -208,7 +201,6 @@ class Exchange final : private routing::LimiterWaiter,
   bool request_sent_ = false;   // the whole request is upstream
   bool response_started_ = false;  // any response byte from upstream
   bool informational_ = false;     // current upstream message is a 1xx we drop
-  bool websocket_ = false;
   bool upgrade_declined_ = false;
   bool expect_continue_ = false;
   bool keep_alive_ = true;         // the client connection may carry another request
@@ -219,29 +211,16 @@ class Exchange final : private routing::LimiterWaiter,
   http::BodyFraming response_framing_ = http::BodyFraming::None;
   uint64_t request_body_bytes_ = 0;
   std::string buffered_body_;  // buffer_request
-  std::string request_id_;
   std::string head_;           // the head being written (upstream request or client response)
   std::string client_head_;
   http::ChunkedValidator chunked_validator_;  // chunked request bodies only
   OutputBatch to_client_;  // the request's side is the upstream stream's out()
 
-  advice::Ticket advice_ticket_ = 0;  // this request as the advisor knows it (0: not observed)
-
-  // Access log and metrics.
+  // What the observers see of this request (the access log, latency samples, the advisor), and
+  // metrics.
+  ExchangeRecord record_;
   uint64_t start_ms_ = 0;
   uint64_t queued_at_ms_ = 0;
-  uint64_t upstream_sent_us_ = 0;  // uv_hrtime() when the request was fully written; 0: not
-  int status_ = 0;
-  uint64_t bytes_sent_ = 0;
-  std::string method_;
-  std::string target_name_;
-  // Access log only (proxy/access_log.h): uv_hrtime() marks, 0 = not reached.
-  uint64_t start_ns_ = 0;
-  uint64_t queue_start_ns_ = 0;  // asked the route's limiter for a slot
-  uint64_t admitted_ns_ = 0;     // got it
-  upstream::WorkerIdentity worker_;  // a pool worker's index and pid
-  const char* overload_ = "";        // the reason of an overload refusal
-  std::string error_;                // the message of an answer the proxy made itself
 };
 
 }  // namespace loopguard::proxy

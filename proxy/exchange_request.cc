@@ -18,10 +18,10 @@ void Exchange::sendRequestHead() {
   params.method = p.method();
   params.target = p.target();
   params.client_ip = client_->peerIp();
-  params.request_id = request_id_;
-  params.fallback_host = route_->route->target;
-  params.websocket_upgrade = websocket_;
-  bool buffered = route_->route->buffer_request && request_framing_ != BodyFraming::None;
+  params.request_id = record_.request_id;
+  params.fallback_host = record_.route->route->target;
+  params.websocket_upgrade = record_.websocket;
+  bool buffered = record_.route->route->buffer_request && request_framing_ != BodyFraming::None;
   if (buffered) {
     params.framing = BodyFraming::ContentLength;
     params.content_length = buffered_body_.size();
@@ -107,7 +107,7 @@ void Exchange::onRequestBody(const char* at, size_t len) {
     return;
   }
   if (phase_ == Phase::BufferingBody) {
-    if (buffered_body_.size() + len > route_->route->buffer_limit) {
+    if (buffered_body_.size() + len > record_.route->route->buffer_limit) {
       body_too_large_ = true;
       return;
     }
@@ -140,7 +140,7 @@ void Exchange::flushUpstream() {
   if (up.writing()) return;
   if (up.out().empty()) {
     if (request_side_ == RequestSide::Complete && !request_sent_) {
-      adviceRequestSent();
+      snapshot_->observers.requestSent(record_, *upstream_);
       noteRequestSent();
     }
     return;
@@ -148,8 +148,10 @@ void Exchange::flushUpstream() {
   // Upstream time starts as the end of the request is handed over. Stamped before the write: a
   // stamp after it is late whenever the write's wake-up of the app preempts us, and a sample
   // shorter than the app's work would pull the latency baseline down.
-  if (request_side_ == RequestSide::Complete) upstream_sent_us_ = uv_hrtime() / 1000;
-  if (request_side_ == RequestSide::Complete && !request_sent_) adviceRequestSent();  // its last bytes
+  if (request_side_ == RequestSide::Complete) record_.upstream_sent_us = uv_hrtime() / 1000;
+  if (request_side_ == RequestSide::Complete && !request_sent_) {
+    snapshot_->observers.requestSent(record_, *upstream_);  // the write with its last bytes
+  }
   // The client's reads are paced to this write while more of its bytes are to come.
   up.flush(request_side_ != RequestSide::Complete || phase_ == Phase::Tunnel);
   awaitUpstreamBytes();  // until the upstream takes it (read_timeout)
@@ -157,7 +159,7 @@ void Exchange::flushUpstream() {
 
 void Exchange::noteRequestSent() {
   request_sent_ = true;
-  if (upstream_sent_us_ == 0) upstream_sent_us_ = uv_hrtime() / 1000;
+  if (record_.upstream_sent_us == 0) record_.upstream_sent_us = uv_hrtime() / 1000;
   upstream_->markRequestSent();
   awaitResponseHead();
 }

@@ -43,8 +43,8 @@ void Exchange::onStreamParsed(HttpStream& in, const http::ParseResult& r) {
   response_started_ = true;
   if (r.status == http::ParseStatus::Error || r.status == http::ParseStatus::HeadTooLarge) {
     in.consume(in.input().size());
-    spdlog::get("upstream")->warn("upstream {}: invalid response: {}", target_name_,
-                                  r.reason ? r.reason : "?");
+    spdlog::get("upstream")
+        ->warn("upstream {}: invalid response: {}", record_.target_name, r.reason ? r.reason : "?");
     if (response_side_ == ResponseSide::None) {
       to_client_.clear();
       upstreamFailed(UpstreamErrorKind::Reset, "invalid response from upstream");
@@ -54,7 +54,7 @@ void Exchange::onStreamParsed(HttpStream& in, const http::ParseResult& r) {
     return;
   }
   if (r.status == http::ParseStatus::Upgraded) {
-    if (!websocket_ || response_side_ == ResponseSide::None) {
+    if (!record_.websocket || response_side_ == ResponseSide::None) {
       in.consume(in.input().size());
       upstreamFailed(UpstreamErrorKind::Reset, "unexpected upgrade from upstream");
       return;
@@ -82,15 +82,15 @@ http::ParserAction Exchange::onStreamHead(HttpStream& in) {
     informational_ = true;  // 103 Early Hints and friends are dropped; 100 is ours to send
     return http::ParserAction::Continue;
   }
-  if (status == 101 && !websocket_) return http::ParserAction::Fail;  // nobody asked for it
-  recordUpstreamSample(status >= 500 ? routing::SampleOutcome::Drop : routing::SampleOutcome::Ok);
-  status_ = status;
+  if (status == 101 && !record_.websocket) return http::ParserAction::Fail;  // nobody asked for it
+  endAttempt(status >= 500 ? routing::SampleOutcome::Drop : routing::SampleOutcome::Ok);
+  record_.status = status;
   response_keep_alive_ = p.keepAlive();
 
   http::ClientResponseParams params;
   params.status = status;
   params.client_minor = client_->parser().httpMinor();
-  params.request_id = request_id_;
+  params.request_id = record_.request_id;
   params.upgrade = status == 101;
   bool no_body = head_request_ || status == 204 || status == 304 || status == 101;
   if (no_body) {
@@ -116,7 +116,8 @@ http::ParserAction Exchange::onStreamHead(HttpStream& in) {
   http::writeClientResponseHead(client_head_, params, p.headers());
   to_client_.addOwned(client_head_);
   response_side_ = ResponseSide::HeadQueued;
-  adviceResponseHead();
+  snapshot_->observers.responseHead(record_, response_framing_ == BodyFraming::Chunked ||
+                                                 response_framing_ == BodyFraming::UntilClose);
   return head_request_ ? http::ParserAction::SkipBody : http::ParserAction::Continue;
 }
 
@@ -146,7 +147,8 @@ http::ParserAction Exchange::onStreamMessageEnd(HttpStream&) {
     informational_ = false;
     return http::ParserAction::Continue;  // the real response follows on the same connection
   }
-  if (status_ == 101) return http::ParserAction::Continue;  // llhttp stops with an upgrade next
+  if (record_.status == 101)
+    return http::ParserAction::Continue;  // llhttp stops with an upgrade next
   response_side_ = ResponseSide::Complete;
   if (response_framing_ == BodyFraming::Chunked) to_client_.addFrame("0\r\n\r\n");
   return http::ParserAction::Pause;
@@ -169,7 +171,7 @@ void Exchange::flushClient() {
   }
   const auto& bufs = to_client_.buffers();
   size_t bytes = to_client_.bytes();
-  bytes_sent_ += bytes;
+  record_.bytes += bytes;
   client_writing_ = true;
   net::Socket::WriteStatus written =
       client_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()));
@@ -264,7 +266,7 @@ void Exchange::onStreamEof(HttpStream& in, int) {
 }
 
 void Exchange::onUpstreamFailed(UpstreamErrorKind kind, const char* why) {
-  if (phase_ == Phase::Tunnel || (response_side_ != ResponseSide::None && bytes_sent_ > 0)) {
+  if (phase_ == Phase::Tunnel || (response_side_ != ResponseSide::None && record_.bytes > 0)) {
     abort(why);
     return;
   }

@@ -38,9 +38,9 @@ void Exchange::onClientTimer() {
     client_timer_.start(limit - quiet);
     return;
   }
-  spdlog::get("proxy")->debug("request {}: no body bytes for {} ms", request_id_, quiet);
+  spdlog::get("proxy")->debug("request {}: no body bytes for {} ms", record_.request_id, quiet);
   client_timed_out_ = true;
-  ++runtime_->metrics->client_timeouts_body;
+  ++record_.runtime->metrics->client_timeouts_body;
   // Releases the slot and closes a streamed body's upstream connection (it has half a request).
   respondError(408, "request body not received within timeouts.body");
 }
@@ -75,8 +75,9 @@ void Exchange::onSendTimer() {
     return;
   }
   spdlog::get("proxy")->debug("request {}: the client took no response bytes for {} ms",
-                              request_id_, quiet);
-  metrics::RouteMetrics& m = runtime_ != nullptr ? *runtime_->metrics : context_.unrouted;
+                              record_.request_id, quiet);
+  metrics::RouteMetrics& m =
+      record_.runtime != nullptr ? *record_.runtime->metrics : context_.unrouted;
   ++m.client_timeouts_send;
   client_stalled_ = true;
   // The access log keeps the status sent (499 if none was), with this as its error.
@@ -103,7 +104,7 @@ void Exchange::awaitResponseHead() {
   request_sent_at_ = uv_now(context_.loop);
   if (upstreamWait() != UpstreamWait::Head) return;
   armUpstreamTimer(request_sent_at_ +
-                   static_cast<uint64_t>(runtime_->target->responseTimeout().count()));
+                   static_cast<uint64_t>(record_.runtime->target->responseTimeout().count()));
 }
 
 void Exchange::awaitUpstreamBytes() {
@@ -111,7 +112,7 @@ void Exchange::awaitUpstreamBytes() {
   if (upstreamWait() != UpstreamWait::Bytes) return;
   if (upstreamWriting()) upstream_write_left_ = upstream_->socket().writeQueueSize();
   armUpstreamTimer(upstream_quiet_since_ +
-                   static_cast<uint64_t>(runtime_->target->readTimeout().count()));
+                   static_cast<uint64_t>(record_.runtime->target->readTimeout().count()));
 }
 
 void Exchange::armUpstreamTimer(uint64_t deadline_ms) {
@@ -128,8 +129,8 @@ void Exchange::onUpstreamTimer() {
     case UpstreamWait::None:
       return;  // re-armed when the exchange waits on the upstream again
     case UpstreamWait::Head:
-      deadline =
-          request_sent_at_ + static_cast<uint64_t>(runtime_->target->responseTimeout().count());
+      deadline = request_sent_at_ +
+                 static_cast<uint64_t>(record_.runtime->target->responseTimeout().count());
       if (now < deadline) break;
       upstreamFailed(UpstreamErrorKind::Timeout, "no response head within response_timeout");
       return;
@@ -141,8 +142,8 @@ void Exchange::onUpstreamTimer() {
         if (left < upstream_write_left_) upstream_quiet_since_ = now;
         upstream_write_left_ = left;
       }
-      deadline =
-          upstream_quiet_since_ + static_cast<uint64_t>(runtime_->target->readTimeout().count());
+      deadline = upstream_quiet_since_ +
+                 static_cast<uint64_t>(record_.runtime->target->readTimeout().count());
       if (now < deadline) break;
       upstreamTimedOut(upstreamWriting() ? "the upstream took no request bytes within read_timeout"
                                          : "no response bytes within read_timeout");
@@ -153,15 +154,16 @@ void Exchange::onUpstreamTimer() {
 }
 
 void Exchange::upstreamTimedOut(const char* why) {
-  if (response_side_ == ResponseSide::None || bytes_sent_ == 0) {
+  if (response_side_ == ResponseSide::None || record_.bytes == 0) {
     upstreamFailed(UpstreamErrorKind::Timeout, why);  // 504
     return;
   }
   // Part of the response is with the client: all that is left is to cut it. The connection is
   // not reused (finish() sees an incomplete response).
-  runtime_->target->recordError(UpstreamErrorKind::Timeout);
-  spdlog::get("upstream")->warn("request {}: upstream {} timed out mid-response: {}", request_id_,
-                                target_name_, why);
+  record_.runtime->target->recordError(UpstreamErrorKind::Timeout);
+  spdlog::get("upstream")
+      ->warn("request {}: upstream {} timed out mid-response: {}", record_.request_id,
+             record_.target_name, why);
   abort(why);
 }
 

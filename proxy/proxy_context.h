@@ -17,7 +17,7 @@
 
 #include "config/config.h"
 #include "proxy/access_log.h"
-#include "proxy/advice/observer.h"
+#include "proxy/exchange_observer.h"
 #include "proxy/metrics/route_metrics.h"
 #include "common/net/buffer_pool.h"
 #include "common/uv/timeout_queue.h"
@@ -59,7 +59,9 @@ struct Snapshot {
 
   routing::RouteTable table;
   std::vector<RouteRuntime> routes;  // by route index
-  advice::Observer* advice = nullptr;  // the loop-block advisor; null when advice is off
+  // Who hears of each exchange's events (the access log, latency samples, the advisor while
+  // advice is on): filled when the snapshot is built.
+  ExchangeObservers observers;
   // By route index; null for routes without auto_offload (or whose pool is not running here).
   std::vector<std::unique_ptr<OffloadedRoute>> offload_routes;
   routing::AutoOffload* auto_offload = nullptr;  // the decisions; outlives every snapshot

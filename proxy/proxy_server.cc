@@ -60,6 +60,7 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
     advisor_ = std::make_unique<advice::Advisor>(context_.loop, context_.buffers, config->advice);
     // The adaptive limits ask it which routes block their upstream's loop (docs/limits.md).
     if (loop_block_oracle_ == nullptr) setLoopBlockOracle(advisor_.get());
+    advisor_observer_ = std::make_unique<AdvisorObserver>(*advisor_);
   }
   if (advisor_) advisor_->configure(config->advice);
 
@@ -117,7 +118,16 @@ std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
   }
   limiters_ = std::move(limiters);
   offload_limiters_ = std::move(offload_limiters);
-  snapshot->advice = config->advice.enabled ? advisor_.get() : nullptr;
+  // The order each event is heard in: a head's latency sample before the advisor hears of it,
+  // the advisor's abandon before the access line.
+  snapshot->observers.add(&latency_observer_);
+  if (config->advice.enabled) snapshot->observers.add(advisor_observer_.get());
+  snapshot->observers.add(&access_log_observer_);
+  for (ExchangeObserver* extra : extra_observers_) {
+    if (!snapshot->observers.add(extra)) {
+      spdlog::get("proxy")->error("too many exchange observers: one is not registered");
+    }
+  }
   auto_offload_.configure(*config, config->advice.enabled ? advisor_.get() : nullptr);
   snapshot->auto_offload = &auto_offload_.decisions();
   for (auto& [key, group] : adaptive_groups_) {

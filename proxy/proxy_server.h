@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "proxy/advice/advisor.h"
 #include "proxy/auto_offload_driver.h"
+#include "proxy/exchange_listeners.h"
 #include "proxy/metrics/prometheus.h"
 #include "proxy/proxy_context.h"
 #include "common/uv/timer.h"
@@ -40,6 +41,10 @@ class ProxyServer {
 
   // Reload: new requests use `config`; in-flight ones finish under the snapshot they have.
   void applyConfig(std::shared_ptr<const config::Config> config);
+  // One more listener of every exchange's events (proxy/exchange_observer.h), heard after the
+  // built-in ones in every snapshot built from now on (the next applyConfig). It must outlive
+  // this server.
+  void addExchangeObserver(ExchangeObserver& observer) { extra_observers_.push_back(&observer); }
 
   // Graceful drain: stop accepting, close idle connections, let in-flight requests finish
   // (their responses say "Connection: close"). `done` runs once every connection is gone.
@@ -101,6 +106,12 @@ class ProxyServer {
   upstream::PoolResolver pools_;
   ProxyContext context_;
   std::unique_ptr<advice::Advisor> advisor_;  // after context_: it uses its buffer pool
+  // The exchanges' listeners (proxy/exchange_listeners.h), in every snapshot this builds; before
+  // the connections, whose exchanges call them.
+  LatencySampleObserver latency_observer_;
+  std::unique_ptr<AdvisorObserver> advisor_observer_;  // with advisor_
+  AccessLogObserver access_log_observer_{context_.access_log};
+  std::vector<ExchangeObserver*> extra_observers_;  // addExchangeObserver()
   AutoOffloadDriver auto_offload_;            // outlives every snapshot (they point at it)
   ConnectionSet connections_;
   RequestStatePool request_states_;

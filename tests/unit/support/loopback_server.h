@@ -1,6 +1,7 @@
 // A TCP listener on 127.0.0.1:0 on a test's private loop, standing in for an upstream: it
 // accepts every connection and keeps it open (reading and dropping what comes) until told to
-// close them. Nothing leaves the machine's loopback; the port is whatever the kernel picked.
+// close them; given an `answer`, it writes that back for every request head it reads. Nothing
+// leaves the machine's loopback; the port is whatever the kernel picked.
 #pragma once
 
 #include <uv.h>
@@ -9,6 +10,8 @@
 
 #include <cstring>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/uv/handle.h"
@@ -17,7 +20,8 @@ namespace loopguard::testing {
 
 class LoopbackServer {
  public:
-  explicit LoopbackServer(uv_loop_t* loop) : loop_(loop) {
+  explicit LoopbackServer(uv_loop_t* loop, std::string answer = {})
+      : loop_(loop), answer_(std::move(answer)) {
     uv_tcp_init(loop, listener_.get());
     listener_.markInitialized();
     listener_.get()->data = this;
@@ -32,6 +36,7 @@ class LoopbackServer {
   }
 
   const sockaddr_storage& address() const { return address_; }
+  int port() const { return ntohs(reinterpret_cast<const sockaddr_in&>(address_).sin_port); }
   size_t accepted() const { return accepted_; }
   size_t open() const { return peers_.size(); }
   // The app closes every connection it has accepted.
@@ -42,24 +47,43 @@ class LoopbackServer {
   }
 
  private:
-  using Peer = uv::Handle<uv_tcp_t>;
+  struct Peer {
+    LoopbackServer* server = nullptr;
+    uv::Handle<uv_tcp_t> tcp;
+    std::string head;  // what came of the current request head (with an answer only)
+    uv_write_t write{};
+  };
   void acceptOne() {
     auto peer = std::make_unique<Peer>();
-    uv_tcp_init(loop_, peer->get());
-    peer->markInitialized();
-    if (uv_accept(listener_.stream(), peer->stream()) != 0) return;
+    peer->server = this;
+    uv_tcp_init(loop_, peer->tcp.get());
+    peer->tcp.markInitialized();
+    if (uv_accept(listener_.stream(), peer->tcp.stream()) != 0) return;
     ++accepted_;
+    peer->tcp.get()->data = peer.get();
     uv_read_start(
-        peer->stream(),
+        peer->tcp.stream(),
         [](uv_handle_t*, size_t, uv_buf_t* buf) {
           static char sink[4096];
           *buf = uv_buf_init(sink, sizeof(sink));
         },
-        [](uv_stream_t*, ssize_t, const uv_buf_t*) {});
+        [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+          auto* peer = static_cast<Peer*>(s->data);
+          if (n > 0) peer->server->answer(*peer, std::string_view(buf->base, size_t(n)));
+        });
     peers_.push_back(std::move(peer));
+  }
+  void answer(Peer& peer, std::string_view bytes) {
+    if (answer_.empty()) return;
+    peer.head.append(bytes);
+    if (peer.head.find("\r\n\r\n") == std::string::npos) return;
+    peer.head.clear();
+    uv_buf_t out = uv_buf_init(answer_.data(), static_cast<unsigned>(answer_.size()));
+    uv_write(&peer.write, peer.tcp.stream(), &out, 1, nullptr);
   }
 
   uv_loop_t* loop_;
+  std::string answer_;
   uv::Handle<uv_tcp_t> listener_;
   std::vector<std::unique_ptr<Peer>> peers_;
   sockaddr_storage address_{};
