@@ -4,27 +4,29 @@ namespace loopguard::offload {
 
 AbandonedRequest::AbandonedRequest(upstream::UpstreamConnection* c, Owner& owner)
     : connection_(c), owner_(owner) {
-  c->attach(this, this, 64 * 1024);  // reads on, with a fresh response parser
+  c->attach(*this, 64 * 1024);  // a fresh response parser; this is the stream's handler
+  // Parsing what has arrived already could end the request here, inside its owner's call
+  // that creates it: it starts from the loop instead.
+  start_.post(c->stream().loop());
 }
 
-int AbandonedRequest::onMessageComplete() {
+void AbandonedRequest::start() { connection_->stream().resume(); }
+
+http::ParserAction AbandonedRequest::onStreamMessageEnd(proxy::HttpStream&) {
   complete_ = true;
-  return http::kPauseParser;
+  return http::ParserAction::Pause;
 }
 
-void AbandonedRequest::onUpstreamInput() {
-  net::Socket& in = connection_->socket();
-  std::string_view bytes = in.input();
-  http::ParseResult r = connection_->parser().execute(bytes.data(), bytes.size());
-  in.consume(bytes.size());  // dropped: nobody wants this response
+void AbandonedRequest::onStreamParsed(proxy::HttpStream&, const http::ParseResult& result) {
   // Anything but "need more" means the response ended (or cannot be followed): the worker is
   // done with the request either way.
-  if (complete_ || r.status != http::ParseStatus::NeedMore) finish();
+  if (complete_ || result.status != http::ParseStatus::NeedMore) finish();
 }
 
 void AbandonedRequest::finish() {
   if (finished_) return;
   finished_ = true;
+  start_.cancel();
   connection_->detach();
   owner_.onAbandonedDone(connection_);  // last: it hands us to the deferred delete
 }

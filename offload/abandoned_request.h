@@ -11,12 +11,12 @@
 // of its callbacks: the owner then hands it to the loop's deferred delete.
 #pragma once
 
-#include "proxy/http/message_parser.h"
+#include "common/uv/loop.h"
 #include "proxy/upstream/upstream_connection.h"
 
 namespace loopguard::offload {
 
-class AbandonedRequest final : private upstream::UpstreamHandler, private http::ParserEvents {
+class AbandonedRequest final : private upstream::UpstreamStreamHandler {
  public:
   class Owner {
    public:
@@ -33,20 +33,23 @@ class AbandonedRequest final : private upstream::UpstreamHandler, private http::
   AbandonedRequest& operator=(const AbandonedRequest&) = delete;
 
  private:
+  void start();  // from the ready queue: parses what has arrived, then reads on
   void finish();
 
-  // UpstreamHandler
-  void onUpstreamWritten(int) override {}
-  void onUpstreamInput() override;  // parses (and drops) the response; done at its end
-  void onUpstreamClosed(int) override { finish(); }
+  // The stream's handler: the response is only delimited (parsed and dropped), never kept.
+  http::ParserAction onStreamHead(proxy::HttpStream&) override { return http::ParserAction::Continue; }
+  http::ParserAction onStreamBody(proxy::HttpStream&, const char*, size_t) override {
+    return http::ParserAction::Continue;
+  }
+  http::ParserAction onStreamMessageEnd(proxy::HttpStream&) override;
+  void onStreamParsed(proxy::HttpStream&, const http::ParseResult& result) override;
+  void onStreamWritten(proxy::HttpStream&, int) override {}
+  void onStreamEof(proxy::HttpStream&, int) override { finish(); }
   void onUpstreamFailed(upstream::UpstreamErrorKind, const char*) override { finish(); }
-  // ParserEvents: the response is only delimited, never kept.
-  int onHeadComplete() override { return 0; }
-  void onBodyData(const char*, size_t) override {}
-  int onMessageComplete() override;
 
   upstream::UpstreamConnection* connection_;
   Owner& owner_;
+  uv::ReadyCall start_{this, &uv::bindMethod<AbandonedRequest, &AbandonedRequest::start>};
   bool complete_ = false;
   bool finished_ = false;
 };

@@ -74,25 +74,9 @@ void UpstreamConnection::attach(UpstreamStreamHandler& handler, uint64_t max_hea
   stream_.readStart();
 }
 
-void UpstreamConnection::attach(UpstreamHandler* drain, http::ParserEvents* events,
-                                uint64_t max_head_bytes) {
-  state_ = State::Active;
-  handler_ = nullptr;
-  drain_ = drain;
-  request_sent_ = false;
-  resetParser(max_head_bytes);
-  parts_->parser.setEvents(*events);
-  stream_.setHandler(*this);
-  stream_.setRaw(true);
-}
-
 void UpstreamConnection::detach() {
   handler_ = nullptr;
   stream_.setHandler(*this);
-  if (std::exchange(drain_, nullptr) != nullptr && !stream_.writing()) {
-    stream_.detach();  // gives the parser's events back to the stream
-    stream_.attach(*parts_);
-  }
 }
 
 void UpstreamConnection::beginTunnel() {
@@ -101,29 +85,17 @@ void UpstreamConnection::beginTunnel() {
 }
 
 void UpstreamConnection::onStreamData(proxy::HttpStream&) {
-  if (drain_ != nullptr) {
-    drain_->onUpstreamInput();
-    return;
-  }
   // An idle upstream has nothing to say: bytes here mean it is confused. Drop it.
   if (state_ != State::Idle) return;
   owner_.onIdleClosed(this);
   close();
 }
 
-void UpstreamConnection::onStreamWritten(proxy::HttpStream&, int status) {
-  if (drain_ != nullptr) drain_->onUpstreamWritten(status);
-}
-
-void UpstreamConnection::onStreamEof(proxy::HttpStream&, int status) {
+void UpstreamConnection::onStreamEof(proxy::HttpStream&, int) {
   switch (state_) {
     case State::Active:
     case State::Tunnel:
-      if (drain_ != nullptr) {
-        drain_->onUpstreamClosed(status);
-      } else {
-        close();  // no exchange on it (one would be the handler): nobody needs it any more
-      }
+      close();  // nobody on it (one would be the stream's handler): nobody needs it any more
       return;
     case State::Idle:
       owner_.onIdleClosed(this);
@@ -156,7 +128,6 @@ void UpstreamConnection::close() {
   if (stream_.closed()) return;
   state_ = State::Closing;
   handler_ = nullptr;
-  drain_ = nullptr;
   stream_.setHandler(*this);
   timer_.stop();
   stream_.close(&UpstreamConnection::onClosed, this);
@@ -165,11 +136,7 @@ void UpstreamConnection::close() {
 void UpstreamConnection::fail(UpstreamErrorKind kind, const char* why) {
   if (state_ == State::Active || state_ == State::Tunnel) {
     // The handler releases (and so closes) the connection.
-    if (UpstreamStreamHandler* h = handler_) {
-      h->onUpstreamFailed(kind, why);
-    } else if (UpstreamHandler* d = drain_) {
-      d->onUpstreamFailed(kind, why);
-    }
+    if (UpstreamStreamHandler* h = handler_) h->onUpstreamFailed(kind, why);
   }
   close();
 }

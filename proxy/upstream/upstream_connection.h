@@ -39,18 +39,6 @@ class UpstreamStreamHandler : public proxy::StreamHandler {
   virtual void onUpstreamFailed(UpstreamErrorKind kind, const char* why) = 0;
 };
 
-// A reader that only drains what the upstream still sends and runs the parser itself
-// (offload's AbandonedRequest). The stream is raw while it is attached, and the connection
-// forwards the stream's events to it. Kept until that reader becomes an UpstreamStreamHandler.
-class UpstreamHandler {
- public:
-  virtual ~UpstreamHandler() = default;
-  virtual void onUpstreamWritten(int status) = 0;
-  virtual void onUpstreamInput() = 0;  // new bytes in socket().input()
-  virtual void onUpstreamClosed(int status) = 0;  // EOF/reset while it is attached
-  virtual void onUpstreamFailed(UpstreamErrorKind kind, const char* why) = 0;
-};
-
 // The pool the connection belongs to.
 class ConnectionOwner {
  public:
@@ -77,8 +65,6 @@ class UpstreamConnection final : private proxy::StreamHandler {
   // Exchange side: `handler` drives the stream until detach(); the parser is reset for a new
   // response.
   void attach(UpstreamStreamHandler& handler, uint64_t max_head_bytes);
-  // A draining reader (see UpstreamHandler): raw reads, `events` get the parser's events.
-  void attach(UpstreamHandler* drain, http::ParserEvents* events, uint64_t max_head_bytes);
   void detach();  // the exchange is done with it (the pool decides reuse or close)
   void beginTunnel();
 
@@ -116,7 +102,7 @@ class UpstreamConnection final : private proxy::StreamHandler {
   }
   void onStreamParsed(proxy::HttpStream&, const http::ParseResult&) override {}
   void onStreamData(proxy::HttpStream& stream) override;
-  void onStreamWritten(proxy::HttpStream&, int status) override;
+  void onStreamWritten(proxy::HttpStream&, int) override {}  // nothing of its own to write
   void onStreamEof(proxy::HttpStream& stream, int status) override;
   void onStreamConnected(proxy::HttpStream& stream, int status) override;
   void onTimer();
@@ -132,7 +118,6 @@ class UpstreamConnection final : private proxy::StreamHandler {
   uv::Timer timer_;
   State state_ = State::Connecting;
   UpstreamStreamHandler* handler_ = nullptr;  // the stream's handler while set
-  UpstreamHandler* drain_ = nullptr;          // or this reader, through this connection
   uint64_t requests_served_ = 0;
   uint64_t idle_since_ = 0;
   uint64_t idle_timeout_ms_ = 0;

@@ -36,12 +36,12 @@ struct FakeOwner final : ConnectionPool::Owner {
 };
 
 // A request: what an Exchange is to the pool.
-struct Request final : TargetWaiter, private UpstreamHandler, private http::ParserEvents {
+struct Request final : TargetWaiter, private UpstreamStreamHandler {
   void onTargetReady(UpstreamConnection* c, bool r) override {
     connection = c;
     reused = r;
     ++outcomes;
-    c->attach(this, this, 64 * 1024);  // in use, as an exchange would
+    c->attach(*this, 64 * 1024);  // in use, as an exchange would
   }
   void onTargetFailed(UpstreamErrorKind, const char* w) override {
     why = w;
@@ -55,13 +55,17 @@ struct Request final : TargetWaiter, private UpstreamHandler, private http::Pars
   int outcomes = 0;
 
  private:
-  void onUpstreamWritten(int) override {}
-  void onUpstreamInput() override {}
-  void onUpstreamClosed(int) override {}
+  http::ParserAction onStreamHead(proxy::HttpStream&) override { return http::ParserAction::Continue; }
+  http::ParserAction onStreamBody(proxy::HttpStream&, const char*, size_t) override {
+    return http::ParserAction::Continue;
+  }
+  http::ParserAction onStreamMessageEnd(proxy::HttpStream&) override {
+    return http::ParserAction::Continue;
+  }
+  void onStreamParsed(proxy::HttpStream&, const http::ParseResult&) override {}
+  void onStreamWritten(proxy::HttpStream&, int) override {}
+  void onStreamEof(proxy::HttpStream&, int) override {}
   void onUpstreamFailed(UpstreamErrorKind, const char*) override {}
-  int onHeadComplete() override { return 0; }
-  void onBodyData(const char*, size_t) override {}
-  int onMessageComplete() override { return 0; }
 };
 
 struct PoolTest : ::testing::Test {
