@@ -293,7 +293,12 @@ void Advisor::startLookup(const void* connection, uint32_t generation, const Soc
     retryLookup(PendingLookup{connection, 0, peer, upstream, attempt, now() + retryDelayNs(attempt)});
     return;
   }
-  // A request's connection: its requests go unobserved until a later one finds room.
+  lookupLater(connection, generation);
+}
+
+// A request's connection whose lookup found no room: its requests go unobserved until one
+// comes after kLocatorBusyRetryNs.
+void Advisor::lookupLater(const void* connection, uint32_t generation) {
   if (auto it = connections_.find(connection);
       it != connections_.end() && it->second.generation == generation) {
     it->second.looking = false;
@@ -301,14 +306,11 @@ void Advisor::startLookup(const void* connection, uint32_t generation, const Soc
   }
 }
 
-// Bounded: past kMaxRetries a request's connection gives up (the next request on it tries
-// again), so that a burst of new connections cannot grow the list.
+// Bounded: past kMaxRetries a request's connection is looked up later, so that a burst of new
+// connections cannot grow the list.
 void Advisor::retryLookup(PendingLookup pending) {
   if (retries_.size() >= kMaxRetries && pending.generation != 0) {
-    if (auto it = connections_.find(pending.connection);
-        it != connections_.end() && it->second.generation == pending.generation) {
-      it->second.looking = false;
-    }
+    lookupLater(pending.connection, pending.generation);
     return;
   }
   retries_.push_back(std::move(pending));

@@ -107,6 +107,7 @@ class Advisor final : public Observer, public routing::LoopBlockOracle, private 
   // The group a connection's requests go to; -1 while unknown (a lookup may be under way).
   int32_t groupOf(const SentRequest& request, int64_t now_ns);
   void retryLookup(PendingLookup pending);
+  void lookupLater(const void* connection, uint32_t generation);
   void startLookup(const void* connection, uint32_t generation, const SocketPeer& peer,
                    const std::string& upstream, int attempt);
   void onLocated(const void* connection, uint32_t generation, const SocketPeer& peer,

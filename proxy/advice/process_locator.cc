@@ -422,9 +422,12 @@ void ProcessLocator::startBatch() {
         b->cpu_ns = (end.tv_sec - start.tv_sec) * 1'000'000'000LL + (end.tv_nsec - start.tv_nsec);
       },
       [](uv_work_t* req, int status) {
-        std::unique_ptr<Batch> b(static_cast<Batch*>(req->data));
-        if (b->owner == nullptr) return;  // the locator is gone
-        b->owner->onBatchDone(std::move(b), status);
+        auto* b = static_cast<Batch*>(req->data);
+        if (b->owner == nullptr) {  // the locator is gone and left it to us
+          delete b;
+          return;
+        }
+        b->owner->onBatchDone(status);
       });
   if (rc != 0) {  // only without a work callback: answer rather than leave anyone waiting
     for (size_t i = 0; i < batch->queries.size(); ++i) {
@@ -436,8 +439,8 @@ void ProcessLocator::startBatch() {
   running_ = std::move(batch);
 }
 
-void ProcessLocator::onBatchDone(std::unique_ptr<Batch> batch, int status) {
-  running_.release();  // it is `batch` now
+void ProcessLocator::onBatchDone(int status) {
+  std::unique_ptr<Batch> batch = std::move(running_);
   // Spend at most 1/kPaceFactor of a core on lookups: under connection churn (thousands of new
   // upstream connections a second, each a readlink per open fd of the app) the advisor then
   // looks up a sample of the connections rather than costing the proxy a core.

@@ -99,7 +99,7 @@ class ProcessLocator {
  private:
   struct Batch;
   void startBatch();
-  void onBatchDone(std::unique_ptr<Batch> batch, int status);
+  void onBatchDone(int status);
 
   uv_loop_t* loop_;
   std::vector<LocateQuery> pending_;
