@@ -17,7 +17,7 @@
 
 #include "config/config.h"
 #include "proxy/access_log.h"
-#include "proxy/exchange_observer.h"
+#include "proxy/session/exchange_observer.h"
 #include "proxy/metrics/route_metrics.h"
 #include "common/net/buffer_pool.h"
 #include "common/uv/timeout_queue.h"

@@ -13,7 +13,7 @@
 #include "config/config.h"
 #include "proxy/advice/advisor.h"
 #include "proxy/auto_offload_driver.h"
-#include "proxy/exchange_listeners.h"
+#include "proxy/session/exchange_listeners.h"
 #include "proxy/metrics/prometheus.h"
 #include "proxy/proxy_context.h"
 #include "common/uv/timer.h"

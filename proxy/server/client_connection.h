@@ -9,7 +9,7 @@
 
 #include <string>
 
-#include "proxy/exchange.h"
+#include "proxy/session/exchange.h"
 #include "proxy/server/request_state.h"
 #include "proxy/http/message_parser.h"
 #include "common/net/socket.h"

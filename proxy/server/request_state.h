@@ -9,7 +9,7 @@
 #include <memory>
 #include <vector>
 
-#include "proxy/exchange.h"
+#include "proxy/session/exchange.h"
 #include "proxy/http/message_parser.h"
 #include "common/uv/handle.h"
 #include "common/uv/loop.h"

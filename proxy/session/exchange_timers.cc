@@ -3,7 +3,7 @@
 // timer is (re)started when a wait begins with no earlier deadline armed, and when it fires it
 // re-arms itself for whatever quiet time is left. So a streaming exchange costs about one timer
 // operation per timeout period, not one per read.
-#include "proxy/exchange.h"
+#include "proxy/session/exchange.h"
 
 #include <spdlog/spdlog.h>
 

@@ -1,7 +1,7 @@
 // The snapshot's list of exchange listeners: each event reaches every registered observer, in
 // the order they were added, with the request's record; the list is bounded and never grows
 // per request.
-#include "proxy/exchange_observer.h"
+#include "proxy/session/exchange_observer.h"
 
 #include <gtest/gtest.h>
 

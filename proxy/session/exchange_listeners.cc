@@ -1,4 +1,4 @@
-#include "proxy/exchange_listeners.h"
+#include "proxy/session/exchange_listeners.h"
 
 #include <uv.h>
 

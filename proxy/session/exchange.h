@@ -26,7 +26,7 @@
 #include "proxy/http/chunked_validator.h"
 #include "proxy/http/header_rules.h"
 #include "proxy/http/message_parser.h"
-#include "proxy/exchange_observer.h"
+#include "proxy/session/exchange_observer.h"
 #include "proxy/output_batch.h"
 #include "proxy/proxy_context.h"
 #include "proxy/routing/limiter.h"

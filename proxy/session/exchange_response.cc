@@ -1,4 +1,4 @@
-#include "proxy/exchange.h"
+#include "proxy/session/exchange.h"
 
 #include <spdlog/spdlog.h>
 

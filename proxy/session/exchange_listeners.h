@@ -4,7 +4,7 @@
 
 #include "proxy/access_log.h"
 #include "proxy/advice/observer.h"
-#include "proxy/exchange_observer.h"
+#include "proxy/session/exchange_observer.h"
 
 namespace loopguard::proxy {
 
