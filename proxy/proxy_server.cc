@@ -207,12 +207,12 @@ void ProxyServer::applyConfig(std::shared_ptr<const config::Config> config) {
 }
 
 void ProxyServer::acceptOne(uv_stream_t* server) {
-  auto* c = new ClientConnection(client_services_);
-  if (c->accept(server) != 0) {
-    c->close();
+  ClientConnection& c = connections_.open(client_services_);
+  if (c.accept(server) != 0) {
+    c.close();
     return;
   }
-  c->start();
+  c.start();
 }
 
 void ProxyServer::onConnectionRemoved() {
@@ -229,7 +229,7 @@ void ProxyServer::drain(std::function<void()> done) {
   if (advisor_) advisor_->stop();  // its probe connections close now, not after the loop
   auto_offload_.stop();
   listener_.close();
-  connections_.forEach([](ClientConnection* c) { c->closeIfIdle(); });
+  connections_.forEach([](ClientConnection& c) { c.closeIfIdle(); });
   checkDrained();
 }
 
@@ -246,7 +246,7 @@ void ProxyServer::closeAll() {
   if (advisor_) advisor_->stop();
   auto_offload_.stop();
   listener_.close();
-  connections_.forEach([](ClientConnection* c) { c->close(); });
+  connections_.forEach([](ClientConnection& c) { c.close(); });
   for (auto& [name, cluster] : clusters_) cluster->shutdown();
 }
 

@@ -41,7 +41,7 @@ class ProxyServer {
 
   // Reload: new requests use `config`; in-flight ones finish under the snapshot they have.
   void applyConfig(std::shared_ptr<const config::Config> config);
-  // One more listener of every exchange's events (proxy/exchange_observer.h), heard after the
+  // One more listener of every exchange's events (proxy/session/exchange_observer.h), heard after the
   // built-in ones in every snapshot built from now on (the next applyConfig). It must outlive
   // this server.
   void addExchangeObserver(ExchangeObserver& observer) { extra_observers_.push_back(&observer); }
@@ -106,15 +106,17 @@ class ProxyServer {
   upstream::PoolResolver pools_;
   ProxyContext context_;
   std::unique_ptr<advice::Advisor> advisor_;  // after context_: it uses its buffer pool
-  // The exchanges' listeners (proxy/exchange_listeners.h), in every snapshot this builds; before
+  // The exchanges' listeners (proxy/session/exchange_listeners.h), in every snapshot this builds; before
   // the connections, whose exchanges call them.
   LatencySampleObserver latency_observer_;
   std::unique_ptr<AdvisorObserver> advisor_observer_;  // with advisor_
   AccessLogObserver access_log_observer_{context_.access_log};
   std::vector<ExchangeObserver*> extra_observers_;  // addExchangeObserver()
   AutoOffloadDriver auto_offload_;            // outlives every snapshot (they point at it)
-  ConnectionSet connections_;
+  // Declared before the connections: a connection still open when the server goes gives its
+  // request state back as it is destroyed.
   RequestStatePool request_states_;
+  ConnectionSet connections_;
   ClientServices client_services_{context_, connections_, request_states_};
   Listener listener_;
   // Once a second the buffer pool gives back the free blocks the traffic did not need

@@ -1,20 +1,32 @@
-// One client connection: owns the socket, the llhttp request parser and the connection-level
-// timers (header, idle, lingering). Requests are handled one at a time in arrival order, which
-// is what keeps pipelined responses in order: the parser pauses after each message and resumes
-// when the Exchange for it is done. It knows nothing about routes: each request goes to the
-// Exchange.
+// One client connection: its HttpStream (socket, and from a request's first byte on, the request
+// parser and output batch) and the connection-level timers (header, idle, lingering). Requests
+// are handled one at a time in arrival order, which is what keeps pipelined responses in order:
+// the stream pauses after each head and message, and the connection takes the stream back when
+// the Exchange for it is done.
+//
+// Who drives the stream: the connection between requests and while a head arrives; the
+// Exchange from a complete head until it is done (onExchangeDone). It knows nothing about
+// routes.
+//
+// States: AwaitingHead (idle between requests: the stream is raw and holds only its socket; or
+// inside a head: the request state is taken), Exchanging, Lingering (answered and half-closed;
+// what the client still sends is dropped), Closing.
+//
+// Owned by the ConnectionSet; once its socket has closed it asks the set to retire it (deferred
+// delete at the end of the loop turn).
 #pragma once
 
 #include <uv.h>
 
 #include <string>
 
-#include "proxy/session/exchange.h"
-#include "proxy/server/request_state.h"
-#include "proxy/http/message_parser.h"
-#include "common/net/socket.h"
-#include "proxy/proxy_context.h"
+#include "common/intrusive_list.h"
+#include "common/owned_list.h"
 #include "common/uv/timeout_queue.h"
+#include "proxy/proxy_context.h"
+#include "proxy/server/request_state.h"
+#include "proxy/session/exchange.h"
+#include "proxy/stream/http_stream.h"
 
 namespace loopguard::proxy {
 
@@ -28,15 +40,9 @@ struct ClientServices {
   RequestStatePool& states;
 };
 
-// How a connection goes on once an exchange is done with it.
-enum class AfterExchange {
-  KeepAlive,  // read the next request
-  Close,      // nothing more will come (or nothing more matters): close now
-  Reset,      // given up on (it stopped reading): close now, dropping what the kernel still holds
-  Linger,     // the client may still be sending: drain its input for a while, then close
-};
-
-class ClientConnection final : private net::SocketEvents, private http::ParserEvents {
+class ClientConnection final : public ListNode<ClientConnection>,
+                               private StreamHandler,
+                               private ExchangeClient {
  public:
   enum class State : uint8_t {
     AwaitingHead,  // between requests or inside a head
@@ -56,17 +62,14 @@ class ClientConnection final : private net::SocketEvents, private http::ParserEv
   static constexpr uint64_t kLingerMaxMs = 30'000;
 
   explicit ClientConnection(ClientServices& services);
+  ~ClientConnection() override;
   ClientConnection(const ClientConnection&) = delete;
   ClientConnection& operator=(const ClientConnection&) = delete;
 
   int accept(uv_stream_t* server);
+  // The socket is open: wait for the first request (or open() a connected fd first; tests).
   void start();
-
-  // From the Exchange.
-  void onExchangeDone(AfterExchange after);
-  net::Socket& socket() { return socket_; }
-  http::MessageParser& parser() { return request_->parser; }  // only while a request is on
-  const std::string& peerIp() const { return peer_ip_; }
+  HttpStream& stream() { return stream_; }
 
   // Drain: close now if idle between requests; otherwise the current exchange answers with
   // "Connection: close" and the connection ends after it.
@@ -74,24 +77,24 @@ class ClientConnection final : private net::SocketEvents, private http::ParserEv
   void close();
   State state() const { return state_; }
 
-  // Intrusive membership of the ConnectionSet.
-  ClientConnection* set_prev = nullptr;
-  ClientConnection* set_next = nullptr;
-
  private:
-  ~ClientConnection();
-  // SocketEvents
-  void onSocketRead() override;
-  void onSocketEof(int status) override;
-  void onSocketWritten(int status) override;
-  // ParserEvents: the head pauses the parser; the body and the end go to the Exchange.
-  int onHeadComplete() override;
-  void onBodyData(const char* at, size_t len) override;
-  int onMessageComplete() override;
+  friend struct RequestState;
+  // StreamHandler: while no exchange runs (between requests, inside a head, lingering).
+  http::ParserAction onStreamHead(HttpStream& stream) override;
+  http::ParserAction onStreamBody(HttpStream& stream, const char* at, size_t len) override;
+  http::ParserAction onStreamMessageEnd(HttpStream& stream) override;
+  void onStreamParsed(HttpStream& stream, const http::ParseResult& result) override;
+  void onStreamData(HttpStream& stream) override;
+  void onStreamWritten(HttpStream& stream, int status) override;
+  void onStreamEof(HttpStream& stream, int status) override;
+  // ExchangeClient
+  const std::string& peerIp() const override { return peer_ip_; }
+  void onExchangeDone(AfterExchange after) override;
 
-  void parseHeads();
-  void parseHeadsLoop();
-  bool inMessage() const { return request_ != nullptr && request_->parser.inMessage(); }
+  // A request's first byte (or a pipelined one, already buffered): the head must arrive within
+  // timeouts.header from here.
+  void beginHead();
+  void onPipelined();
   void takeRequestState();
   void releaseRequestState();
   // A request refused before any Exchange saw it; `linger`: the client may still be sending.
@@ -102,50 +105,37 @@ class ClientConnection final : private net::SocketEvents, private http::ParserEv
   static void onClosed(void* self);
 
   ClientServices& services_;
-  net::Socket socket_;
+  HttpStream stream_;
   // One deadline at a time, in the context's queue for its duration: timeouts.header while a
   // head arrives (or before the first byte), timeouts.idle between requests, kLingerQuietMs
   // while lingering (re-armed by each read). An idle connection carries no timer handle.
   uv::Timeout timeout_{this, &uv::bindMethod<ClientConnection, &ClientConnection::onTimeout>};
   RequestState* request_ = nullptr;  // taken when a request's first byte arrives
   State state_ = State::AwaitingHead;
-  bool head_timer_armed_ = false;
-  bool in_parse_loop_ = false;  // parseHeads() is on the stack: it picks up pipelined input
+  bool in_head_ = false;  // a head's first byte has arrived: timeouts.header runs
   bool close_after_write_ = false;
-  // The last bytes of the head seen so far: llhttp accepts a bare LF as the head's final line
-  // ending, so the proxy checks that the head really ends in CRLF CRLF.
-  char head_tail_[4] = {0, 0, 0, 0};
-  uint64_t linger_until_ = 0;     // lingering ends by then at the latest
-  void noteHeadBytes(std::string_view bytes);
-  void onPipelined();
-  friend struct RequestState;
+  uint64_t linger_until_ = 0;  // lingering ends by then at the latest
   std::string peer_ip_;
-  // A response this class writes itself (malformed request, header timeout): rare, so only
-  // allocated when needed.
-  std::unique_ptr<std::string> out_;
 };
 
-// Every open client connection, for max_connections and drain.
+// Every open client connection, for max_connections and drain. It owns them.
 class ConnectionSet {
  public:
-  void add(ClientConnection* c);
-  void remove(ClientConnection* c);
-  size_t size() const { return size_; }
+  ClientConnection& open(ClientServices& services) { return connections_.emplace(services); }
+  // A connection whose socket has closed leaves the set now and is destroyed at the end of the
+  // loop turn.
+  void retire(uv_loop_t* loop, ClientConnection& c);
+  size_t size() const { return connections_.size(); }
   template <class Fn>
   void forEach(Fn&& fn) {
-    for (ClientConnection* c = head_; c != nullptr;) {
-      ClientConnection* next = c->set_next;
-      fn(c);
-      c = next;
-    }
+    connections_.forEach(std::forward<Fn>(fn));
   }
   // Called whenever a connection closes (the listener resumes accepting, drain checks done).
   void (*on_removed)(void* ctx) = nullptr;
   void* on_removed_ctx = nullptr;
 
  private:
-  ClientConnection* head_ = nullptr;
-  size_t size_ = 0;
+  OwnedList<ClientConnection> connections_;
 };
 
 }  // namespace loopguard::proxy

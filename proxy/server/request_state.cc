@@ -11,60 +11,41 @@ constexpr size_t kKeptHeadBytes = 16 * 1024;
 void RequestState::onParseNext() { owner->onPipelined(); }
 
 RequestStatePool::RequestStatePool(ProxyContext& context, size_t max_free)
-    : context_(context), max_free_(max_free) {
-  uv_check_init(context.loop, check_.get());
-  check_.markInitialized();
-  check_.get()->data = this;
-}
+    : context_(context), max_free_(max_free) {}
 
-RequestStatePool::~RequestStatePool() {
-  for (RequestState* s : releasing_) delete s;
-}
+RequestStatePool::~RequestStatePool() = default;
 
-RequestState* RequestStatePool::take(ClientConnection& owner, http::ParserEvents& events,
-                                     uint64_t max_head_bytes) {
-  RequestState* s;
+RequestState* RequestStatePool::take(ClientConnection& owner, uint64_t max_head_bytes) {
+  std::unique_ptr<RequestState> s;
   if (free_.empty()) {
-    s = new RequestState(context_, events);
+    s = std::make_unique<RequestState>(context_, max_head_bytes);
   } else {
-    s = free_.back().release();
+    s = std::move(free_.back());
     free_.pop_back();
   }
-  s->parser.setEvents(events);
-  s->parser.setMaxHeadBytes(max_head_bytes);
-  s->parser.reset();
-  s->exchange.bind(owner);
+  s->parts.parser.setMaxHeadBytes(max_head_bytes);
+  s->parts.parser.reset();
   s->owner = &owner;
-  return s;
+  return s.release();
 }
 
 void RequestStatePool::release(RequestState* state) {
-  state->parser.setEvents(http::detachedParserEvents());
   state->parse_next.cancel();
   state->owner = nullptr;
-  if (releasing_.empty()) {
-    uv_check_start(check_.get(), [](uv_check_t* h) {
-      static_cast<RequestStatePool*>(h->data)->onCheck();
-    });
-  }
-  releasing_.push_back(state);
+  releasing_.emplace_back(state);
+  recycle_.post(context_.loop);
 }
 
-void RequestStatePool::onCheck() {
-  uv_check_stop(check_.get());
+void RequestStatePool::recycle() {
   auto releasing = std::move(releasing_);
   releasing_.clear();
-  for (RequestState* s : releasing) {
+  for (auto& s : releasing) {
     // One large request (a 60 KiB head, a buffered body) must not leave its buffers in the free
     // list for good: such a state is freed, and the next request builds a plain one.
-    bool large = s->exchange.holdsLargeBuffers() ||
-                 s->parser.headers().bytes() > kKeptHeadBytes ||
-                 s->parser.target().size() > kKeptHeadBytes;
-    if (free_.size() < max_free_ && !large) {
-      free_.emplace_back(s);
-    } else {
-      delete s;
-    }
+    const http::MessageParser& p = s->parts.parser;
+    bool large = s->exchange.holdsLargeBuffers() || p.headers().bytes() > kKeptHeadBytes ||
+                 p.target().size() > kKeptHeadBytes || s->answer.capacity() > kKeptHeadBytes;
+    if (free_.size() < max_free_ && !large) free_.push_back(std::move(s));
   }
 }
 

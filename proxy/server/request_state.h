@@ -1,28 +1,31 @@
-// What a client connection needs only while a request is on it: the request parser (with the
-// head it collects) and the Exchange. The context pools them, so an idle keep-alive connection
-// holds none of it (about 2.5 KiB saved per idle connection) and a busy one reuses buffers that
-// have already grown to size.
+// What a client connection needs only while a request is on it: its stream's parts (the request
+// parser, with the head it collects, and the output batch) and the Exchange. The context pools
+// them, so an idle keep-alive connection holds none of it (about 2.5 KiB saved per idle
+// connection) and a busy one reuses buffers that have already grown to size.
 #pragma once
 
 #include <uv.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
-#include "proxy/session/exchange.h"
-#include "proxy/http/message_parser.h"
-#include "common/uv/handle.h"
 #include "common/uv/loop.h"
+#include "proxy/session/exchange.h"
+#include "proxy/stream/http_stream.h"
 
 namespace loopguard::proxy {
 
 class ClientConnection;
 
 struct RequestState {
-  RequestState(ProxyContext& context, http::ParserEvents& events)
-      : parser(HTTP_REQUEST, events, 64 * 1024), exchange(context) {}
-  http::MessageParser parser;
+  RequestState(ProxyContext& context, uint64_t max_head_bytes)
+      : parts(HTTP_REQUEST, max_head_bytes), exchange(context) {}
+  StreamParts parts;
   Exchange exchange;
+  // An answer the connection makes itself (a malformed head, the header timeout): written from
+  // here, so it lives as long as the write that carries it.
+  std::string answer;
   // Pipelined input already buffered when an exchange ends is parsed from the loop, not under
   // the frames of the exchange that just ended. Lives here: only a connection with a request
   // state has input to parse.
@@ -35,25 +38,25 @@ struct RequestState {
 
 class RequestStatePool {
  public:
-  RequestStatePool(ProxyContext& context, size_t max_free = 1024);
+  explicit RequestStatePool(ProxyContext& context, size_t max_free = 1024);
   ~RequestStatePool();
   RequestStatePool(const RequestStatePool&) = delete;
   RequestStatePool& operator=(const RequestStatePool&) = delete;
 
-  // A state bound to `owner`, its parser reset and ready for a new message.
-  RequestState* take(ClientConnection& owner, http::ParserEvents& events, uint64_t max_head_bytes);
-  // Given back at the end of this loop iteration, not now: the connection that gives it back
-  // is inside a call chain of its own exchange (the exchange's finish() ends in onExchangeDone).
+  // A state for `owner`, its parser reset and ready for a new message.
+  RequestState* take(ClientConnection& owner, uint64_t max_head_bytes);
+  // Given back from the loop's ready queue, not now: the connection that gives it back is
+  // inside a call chain of its own exchange (the exchange's finish() ends in onExchangeDone).
   void release(RequestState* state);
 
  private:
-  void onCheck();
+  void recycle();
 
   ProxyContext& context_;
   size_t max_free_;
   std::vector<std::unique_ptr<RequestState>> free_;
-  std::vector<RequestState*> releasing_;
-  uv::Handle<uv_check_t> check_;
+  std::vector<std::unique_ptr<RequestState>> releasing_;
+  uv::ReadyCall recycle_{this, &uv::bindMethod<RequestStatePool, &RequestStatePool::recycle>};
 };
 
 }  // namespace loopguard::proxy

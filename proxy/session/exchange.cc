@@ -4,8 +4,6 @@
 
 #include <algorithm>
 
-#include "proxy/server/client_connection.h"
-
 namespace loopguard::proxy {
 
 using http::BodyFraming;
@@ -80,10 +78,6 @@ void Exchange::resetPerRequestState() {
   upstream_ = nullptr;
   upstream_reused_ = false;
   retried_ = false;
-  client_writing_ = false;
-  client_write_copied_ = false;
-  client_written_.cancel();
-  upstream_buf_lent_ = false;
   body_too_large_ = false;
   client_timed_out_ = false;
   client_stalled_ = false;
@@ -100,7 +94,6 @@ void Exchange::resetPerRequestState() {
   response_framing_ = BodyFraming::None;
   request_body_bytes_ = 0;
   buffered_body_.clear();
-  to_client_.clear();
   start_ms_ = 0;
   queued_at_ms_ = 0;
 }
@@ -114,7 +107,7 @@ void Exchange::start(bool has_body) {
   request_side_ = has_body ? RequestSide::Body : RequestSide::Complete;
   record_.method.assign(p.method());
   record_.request = &p;
-  record_.client = client_->peerIp();
+  record_.client = owner_->peerIp();
   keep_alive_ = p.keepAlive();
   snapshot_ = context_.snapshot;
   ++context_.counters.requests_total;
@@ -147,7 +140,7 @@ void Exchange::start(bool has_body) {
     // Each read is copied out and its block given back at once: large reads pin nothing.
     client_->socket().setReadLimit(net::BufferPool::kLargeBlock);
     if (expect_continue_) {
-      to_client_.addFrame(kContinue);
+      toClient().addFrame(kContinue);
       flushClient();
     }
     pumpRequestBody();
@@ -184,7 +177,6 @@ bool Exchange::route() {
 
   if (p.chunked()) {
     request_framing_ = BodyFraming::Chunked;
-    chunked_validator_.reset();
   } else if (p.hasContentLength()) {
     request_framing_ = BodyFraming::ContentLength;
   } else {
@@ -384,15 +376,13 @@ void Exchange::respondError(int status, const char* message, const char* overloa
     return;
   }
   cancelWaits();
-  if (upstream_buf_lent_ && !client_writing_) {
-    upstream_buf_lent_ = false;
-    upstream_->socket().unlend();
-  }
+  // What was queued for the client and not sent goes (and with it any borrow of the upstream's
+  // read block); a write in flight (a 100 Continue) completes first.
+  client_->discardOutput();
   releaseUpstream(false);
   // The answer is ours from here on: the next request of the route need not wait for it to be
   // written (a client that does not read could otherwise keep the slot).
   releaseSlot();
-  if (!client_writing_) to_client_.clear();
   response_side_ = ResponseSide::None;
   if (request_side_ != RequestSide::Complete) keep_alive_ = false;
   record_.status = status;
@@ -418,7 +408,7 @@ void Exchange::respondError(int status, const char* message, const char* overloa
   e.client_minor = client_->parser().httpMinor() == 0 ? 0 : 1;
   client_head_.clear();
   http::writeErrorResponse(client_head_, e);
-  to_client_.addOwned(client_head_);
+  toClient().addOwned(client_head_);
   phase_ = Phase::Finishing;
   flushClient();
 }
@@ -450,10 +440,6 @@ void Exchange::releaseSlot() {
 void Exchange::releaseUpstream(bool reusable) {
   if (upstream_ == nullptr) return;
   upstream::UpstreamConnection* c = std::exchange(upstream_, nullptr);
-  if (upstream_buf_lent_) {
-    upstream_buf_lent_ = false;
-    c->socket().unlend();
-  }
   // Its stream stops calling this exchange. A write still in flight (borrowing the client's
   // read block) ends with the connection, which the target closes when it is not reusable.
   c->detach();
@@ -462,13 +448,14 @@ void Exchange::releaseUpstream(bool reusable) {
 }
 
 void Exchange::finish(bool aborted) {
-  // A write the kernel took whole, its completion still queued, is over already.
-  if (client_written_.posted()) settleClientWrite();
+  // A client write the kernel took whole, its completion still queued, is over already: only a
+  // busy one is still in flight.
+  bool client_writing = clientBusy();
   cancelWaits();
   budget_timer_.stop();
   send_timer_.stop();  // a write still pending dies with the connection, which closes
   bool reusable = response_side_ == ResponseSide::Complete && request_sent_ &&
-                  response_keep_alive_ && phase_ != Phase::Tunnel && !client_writing_ &&
+                  response_keep_alive_ && phase_ != Phase::Tunnel && !client_writing &&
                   upstream_ != nullptr && upstream_->socket().input().empty();
   releaseUpstream(reusable);
   releaseSlot();
@@ -476,7 +463,7 @@ void Exchange::finish(bool aborted) {
   recordMetrics();
   snapshot_->observers.finished(record_);
   bool keep_alive = keep_alive_ && request_side_ == RequestSide::Complete && !context_.draining &&
-                    response_framing_ != BodyFraming::UntilClose && !client_writing_;
+                    response_framing_ != BodyFraming::UntilClose && !client_writing;
   // A client may still be sending what the proxy will never read (a body refused for its size,
   // pipelined requests after a "Connection: close"): closing now would reset the connection and
   // could destroy the answer in the client's receive buffer, so the connection lingers. Not
@@ -484,12 +471,12 @@ void Exchange::finish(bool aborted) {
   AfterExchange after = client_stalled_ ? AfterExchange::Reset : AfterExchange::Close;
   if (keep_alive) {
     after = AfterExchange::KeepAlive;
-  } else if (!aborted && !client_timed_out_ && !client_writing_ &&
-             (request_side_ != RequestSide::Complete || !client_->socket().input().empty())) {
+  } else if (!aborted && !client_timed_out_ && !client_writing &&
+             (request_side_ != RequestSide::Complete || !client_->input().empty())) {
     after = AfterExchange::Linger;
   }
   phase_ = Phase::Idle;
-  if (!client_writing_) to_client_.clear();
+  client_->discardOutput();
   snapshot_.reset();
   record_.route = nullptr;
   record_.runtime = nullptr;
@@ -498,7 +485,7 @@ void Exchange::finish(bool aborted) {
   request_framing_ = BodyFraming::None;
   if (buffered_body_.capacity() > 4 * kKeptBufferBytes) std::string().swap(buffered_body_);
   record_.target_name.clear();
-  client_->onExchangeDone(after);
+  owner_->onExchangeDone(after);
 }
 
 bool Exchange::holdsLargeBuffers() const {
@@ -511,17 +498,54 @@ void Exchange::onClientGone() {
   abort("client closed the connection");
 }
 
-void Exchange::onClientInput() {
-  switch (phase_) {
-    case Phase::BufferingBody:
-    case Phase::Forwarding:
-      pumpRequestBody();
-      return;
-    case Phase::Tunnel:
-      pumpTunnel();
-      return;
-    default:
-      return;  // kept in the buffer until the request can use it
+// ---------------------------------------------------------------------------------------------
+// Stream events: each says which of the two streams it is about.
+
+http::ParserAction Exchange::onStreamHead(HttpStream& stream) {
+  // The client's stream stops after the request's message: a pipelined head waits for the next
+  // exchange.
+  return isClient(stream) ? http::ParserAction::Fail : onUpstreamHead(stream);
+}
+
+http::ParserAction Exchange::onStreamBody(HttpStream& stream, const char* at, size_t len) {
+  return isClient(stream) ? onRequestBody(at, len) : onUpstreamBody(stream, at, len);
+}
+
+http::ParserAction Exchange::onStreamMessageEnd(HttpStream& stream) {
+  if (!isClient(stream)) return onUpstreamMessageEnd();
+  onRequestComplete();
+  return http::ParserAction::Pause;
+}
+
+void Exchange::onStreamParsed(HttpStream& stream, const http::ParseResult& result) {
+  if (isClient(stream)) {
+    onRequestParsed(result);
+  } else {
+    onUpstreamParsed(stream, result);
+  }
+}
+
+void Exchange::onStreamData(HttpStream& stream) {
+  if (!isClient(stream)) {
+    onUpstreamData();
+  } else if (phase_ == Phase::Tunnel) {
+    pumpTunnel();
+  }
+}
+
+void Exchange::onStreamWritten(HttpStream& stream, int status) {
+  if (isClient(stream)) {
+    onClientWritten(status);
+  } else {
+    onUpstreamWritten(status);
+  }
+}
+
+void Exchange::onStreamEof(HttpStream& stream, int) {
+  if (isClient(stream)) {
+    onClientGone();
+  } else {
+    onUpstreamEof(stream);
   }
 }
 

@@ -1,4 +1,9 @@
-// One request's life, from a parsed head to the last response byte, as explicit phases. Every
+// One request's life, from a parsed head to the last response byte, as explicit phases: a relay
+// between two HttpStreams, the client's and the upstream connection's. It drives both streams
+// while it runs (it is their StreamHandler), and knows nothing of the connection classes: the
+// client side is an HttpStream and an ExchangeClient, the upstream side what the route's target
+// hands out.
+// Every
 // path (response done, client gone, upstream error, timeout, refusal) ends in exactly one
 // finish(), which releases what was taken: the route slot, the upstream connection, the timers.
 //
@@ -23,13 +28,13 @@
 
 #include <uv.h>
 
-#include "proxy/http/chunked_validator.h"
 #include "proxy/http/header_rules.h"
 #include "proxy/http/message_parser.h"
 #include "proxy/session/exchange_observer.h"
 #include "proxy/output_batch.h"
 #include "proxy/proxy_context.h"
 #include "proxy/routing/limiter.h"
+#include "proxy/stream/http_stream.h"
 #include "proxy/upstream/target.h"
 #include "proxy/upstream/upstream_connection.h"
 #include "common/uv/loop.h"
@@ -37,7 +42,22 @@
 
 namespace loopguard::proxy {
 
-class ClientConnection;
+// How a client connection goes on once an exchange is done with it.
+enum class AfterExchange {
+  KeepAlive,  // read the next request
+  Close,      // nothing more will come (or nothing more matters): close now
+  Reset,      // given up on (it stopped reading): close now, dropping what the kernel still holds
+  Linger,     // the client may still be sending: drain its input for a while, then close
+};
+
+// The client side, as the exchange sees it besides its stream.
+class ExchangeClient {
+ public:
+  virtual ~ExchangeClient() = default;
+  virtual const std::string& peerIp() const = 0;
+  // The exchange is done; the stream is the client's again.
+  virtual void onExchangeDone(AfterExchange after) = 0;
+};
 
 class Exchange final : private routing::LimiterWaiter,
                        private upstream::TargetWaiter,
@@ -58,17 +78,17 @@ class Exchange final : private routing::LimiterWaiter,
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
-  // The connection this (pooled) exchange serves, until it is released.
-  void bind(ClientConnection& client) { client_ = &client; }
-  // The request head has been parsed (the client's parser is paused after it).
+  // The client stream this (pooled) exchange serves, and its connection.
+  void bind(HttpStream& client, ExchangeClient& owner) {
+    client_ = &client;
+    owner_ = &owner;
+  }
+  // What drives the client stream while the exchange runs (set it before start()).
+  StreamHandler& streamHandler() { return *this; }
+  // The request head has been parsed (the client's stream is paused after it).
   void start(bool has_body);
-  // Client events while the exchange runs.
-  void onClientInput();
-  void onClientWritten(int status);
+  // The client is gone (or its connection closes): the exchange ends now.
   void onClientGone();
-  // Body pieces and the end of the request, from the client's parser.
-  void onRequestBody(const char* at, size_t len);
-  void onRequestComplete();
 
   Phase phase() const { return phase_; }
   bool active() const { return phase_ != Phase::Idle; }
@@ -88,25 +108,26 @@ class Exchange final : private routing::LimiterWaiter,
 
   // Request body streaming (client -> upstream).
   void pumpRequestBody();
+  // Body pieces, the end of the request, the end of a parse round: the client stream's events.
+  http::ParserAction onRequestBody(const char* at, size_t len);
+  void onRequestComplete();
+  void onRequestParsed(const http::ParseResult& r);
   void flushUpstream();
   void noteRequestSent();
-  bool upstreamWriting() const { return upstream_ != nullptr && upstream_->stream().writing(); }
+  // The upstream has a write to take (one the kernel took whole, its completion still queued,
+  // does not count: the batch is free again).
+  bool upstreamWriting() const { return upstream_ != nullptr && upstream_->stream().busy(); }
   OutputBatch& toUpstream() { return upstream_->stream().out(); }
 
   // Response streaming (upstream -> client).
   void readResponse();
   void flushClient();
-  // A client write waits for the client. One the kernel took whole (its notification still
-  // queued) does not hold the upstream's bytes up: the next piece goes out as it arrives (its
-  // flush settles that write first) instead of piling up in a read block sized for one write.
-  bool clientBusy() const { return client_writing_ && !client_written_.posted(); }
-  // The bytes of the client write in flight are the socket's or the kernel's now.
-  void freeClientWriteBuffers();
-  // The client write in flight is over: its buffers are free.
-  void settleClientWrite();
-  // A client write the kernel took at once completes from the loop's ready queue, like one
-  // that waited: never inside flushClient().
-  void onClientWriteReady() { onClientWritten(client_write_status_); }
+  void onClientWritten(int status);
+  // A client write waits for the client. One the kernel took whole (its completion still
+  // queued) does not hold the upstream's bytes up: the next piece goes out as it arrives
+  // instead of piling up in a read block sized for one write (HttpStream::busy()).
+  bool clientBusy() const { return client_->busy(); }
+  OutputBatch& toClient() { return client_->out(); }
 
   // Ends.
   void respondError(int status, const char* message, const char* overload_reason = "");
@@ -133,8 +154,10 @@ class Exchange final : private routing::LimiterWaiter,
   // TargetWaiter
   void onTargetReady(upstream::UpstreamConnection* connection, bool reused) override;
   void onTargetFailed(upstream::UpstreamErrorKind kind, const char* why) override;
-  // UpstreamStreamHandler: the upstream connection's stream (the response, the request's
-  // writes, the peer's close, a tunnel's bytes) and the pool giving up on the request.
+  // StreamHandler of both streams: the client's (the request body, the response's writes, the
+  // client's close, a tunnel's bytes) and the upstream connection's (the response, the
+  // request's writes, the peer's close, a tunnel's bytes); each event says which stream it is
+  // about. UpstreamStreamHandler: the pool giving up on the request.
   http::ParserAction onStreamHead(HttpStream& stream) override;
   http::ParserAction onStreamBody(HttpStream& stream, const char* at, size_t len) override;
   http::ParserAction onStreamMessageEnd(HttpStream& stream) override;
@@ -165,8 +188,18 @@ class Exchange final : private routing::LimiterWaiter,
   // A pooled exchange serves many requests: every per-request member starts from here.
   void resetPerRequestState();
 
+  bool isClient(const HttpStream& stream) const { return &stream == client_; }
+  http::ParserAction onUpstreamHead(HttpStream& in);
+  http::ParserAction onUpstreamBody(HttpStream& in, const char* at, size_t len);
+  http::ParserAction onUpstreamMessageEnd();
+  void onUpstreamParsed(HttpStream& in, const http::ParseResult& r);
+  void onUpstreamData();
+  void onUpstreamWritten(int status);
+  void onUpstreamEof(HttpStream& in);
+
   ProxyContext& context_;
-  ClientConnection* client_ = nullptr;
+  HttpStream* client_ = nullptr;
+  ExchangeClient* owner_ = nullptr;
   uv::Timer client_timer_;    // timeouts.body while request body bytes are awaited
   uv::Timer send_timer_;      // timeouts.send while a write to the client is pending
   uv::Timer upstream_timer_;  // response_timeout until the head, read_timeout while bytes move
@@ -189,11 +222,6 @@ class Exchange final : private routing::LimiterWaiter,
   upstream::UpstreamConnection* upstream_ = nullptr;
   bool upstream_reused_ = false;
   bool retried_ = false;
-  bool client_writing_ = false;
-  bool client_write_copied_ = false;  // the write in flight no longer needs to_client_
-  uv::ReadyCall client_written_{this, &uv::bindMethod<Exchange, &Exchange::onClientWriteReady>};
-  int client_write_status_ = 0;
-  bool upstream_buf_lent_ = false;  // the upstream's read buffer backs the client write
   bool body_too_large_ = false;     // set inside a parser callback, acted on after it
   bool client_timed_out_ = false;   // the body stopped arriving: 408, and nothing to linger for
   bool client_stalled_ = false;     // stopped reading (timeouts.send): its connection is reset
@@ -213,8 +241,6 @@ class Exchange final : private routing::LimiterWaiter,
   std::string buffered_body_;  // buffer_request
   std::string head_;           // the head being written (upstream request or client response)
   std::string client_head_;
-  http::ChunkedValidator chunked_validator_;  // chunked request bodies only
-  OutputBatch to_client_;  // the request's side is the upstream stream's out()
 
   // What the observers see of this request (the access log, latency samples, the advisor), and
   // metrics.

@@ -2,8 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "proxy/server/client_connection.h"
-
 namespace loopguard::proxy {
 
 using http::BodyFraming;
@@ -17,7 +15,7 @@ void Exchange::sendRequestHead() {
   http::UpstreamRequestParams params;
   params.method = p.method();
   params.target = p.target();
-  params.client_ip = client_->peerIp();
+  params.client_ip = owner_->peerIp();
   params.request_id = record_.request_id;
   params.fallback_host = record_.route->route->target;
   params.websocket_upgrade = record_.websocket;
@@ -37,8 +35,8 @@ void Exchange::sendRequestHead() {
   if (buffered) {
     out.addOwned(buffered_body_);
   } else if (request_side_ == RequestSide::Body) {
-    if (expect_continue_ && request_body_bytes_ == 0 && client_->socket().input().empty()) {
-      to_client_.addFrame(kContinue);
+    if (expect_continue_ && request_body_bytes_ == 0 && client_->input().empty()) {
+      toClient().addFrame(kContinue);
       flushClient();
     }
     pumpRequestBody();  // sends the head along with whatever body is already here
@@ -47,34 +45,34 @@ void Exchange::sendRequestHead() {
   flushUpstream();
 }
 
+// Lets the client stream parse the body on, unless the upstream still has the last piece to
+// take (then its write's completion resumes it).
 void Exchange::pumpRequestBody() {
   if (request_side_ != RequestSide::Body) return;
   if (phase_ == Phase::Forwarding && upstreamWriting()) return;
   if (phase_ != Phase::Forwarding && phase_ != Phase::BufferingBody) return;
-  net::Socket& in = client_->socket();
-  std::string_view input = in.input();
-  if (input.empty()) {
-    in.readStart();
+  if (client_->input().empty()) {
     awaitClientBody();
-    if (phase_ == Phase::Forwarding) flushUpstream();  // the head, if nothing else
-    return;
+    if (phase_ == Phase::Forwarding) {
+      flushUpstream();  // the head, if nothing else
+      if (upstreamWriting()) return;  // its completion resumes the body
+    }
   }
-  http::MessageParser& p = client_->parser();
-  p.resume();
-  http::ParseResult r = p.execute(input.data(), input.size());
-  bool framing_ok = r.status != http::ParseStatus::Error &&
-                    r.status != http::ParseStatus::HeadTooLarge &&
-                    (request_framing_ != BodyFraming::Chunked ||
-                     chunked_validator_.feed(input.data(), r.consumed));
-  if (!framing_ok) {
-    in.consume(input.size());
+  // Parses what is there and reads on; each round ends in onRequestParsed, which pauses the
+  // stream again while the upstream has a piece to take: body spans are only ever added to a
+  // batch no write is using.
+  client_->resume();
+}
+
+// One parse round of the request body ended: what the callbacks queued goes upstream.
+void Exchange::onRequestParsed(const http::ParseResult& r) {
+  if (phase_ != Phase::Forwarding && phase_ != Phase::BufferingBody) return;
+  if (r.status == http::ParseStatus::Error || r.status == http::ParseStatus::HeadTooLarge) {
+    client_->consume(client_->input().size());
     keep_alive_ = false;
     respondError(400, r.reason ? r.reason : "malformed chunked body");
     return;
   }
-  // Body spans point into the client's read block: the upstream write borrows it.
-  if (phase_ == Phase::Forwarding && !toUpstream().empty()) upstream_->stream().borrow(in);
-  in.consume(r.consumed);
   if (body_too_large_) {
     body_too_large_ = false;
     keep_alive_ = false;
@@ -84,47 +82,52 @@ void Exchange::pumpRequestBody() {
   if (phase_ == Phase::BufferingBody) {
     if (request_side_ == RequestSide::Complete) {
       client_timer_.stop();
-      in.setReadLimit(net::BufferPool::kSmallBlock);  // what follows waits unread: keep it small
+      // What follows waits unread: keep it small.
+      client_->socket().setReadLimit(net::BufferPool::kSmallBlock);
       admit();
     } else {
-      in.readStart();
       awaitClientBody();
     }
     return;
   }
   flushUpstream();
-  if (request_side_ == RequestSide::Body && in.input().empty()) {
-    in.readStart();
+  if (request_side_ != RequestSide::Body) return;
+  if (upstreamWriting()) {
+    client_->pause();  // backpressure: resumed when the upstream has taken this piece
+  } else if (client_->input().empty()) {
     awaitClientBody();
   }
 }
 
-void Exchange::onRequestBody(const char* at, size_t len) {
+http::ParserAction Exchange::onRequestBody(const char* at, size_t len) {
   request_body_bytes_ += len;
   uint64_t max_body = snapshot_->config().limits.max_body_bytes;
   if ((max_body > 0 && request_body_bytes_ > max_body) || body_too_large_) {
-    body_too_large_ = true;
-    return;
+    body_too_large_ = true;  // answered (413) when the round ends
+    return http::ParserAction::Continue;
   }
   if (phase_ == Phase::BufferingBody) {
     if (buffered_body_.size() + len > record_.route->route->buffer_limit) {
       body_too_large_ = true;
-      return;
+      return http::ParserAction::Continue;
     }
     buffered_body_.append(at, len);
-    return;
+    return http::ParserAction::Continue;
   }
+  // The span points into the client's read block: the upstream write borrows it.
+  upstream_->stream().borrow(*client_);
+  OutputBatch& out = toUpstream();
   if (request_framing_ == BodyFraming::Chunked) {
     std::string size_line;
     http::appendHex(size_line, len);
     size_line.append("\r\n");
-    OutputBatch& out = toUpstream();
     out.addFrame(size_line);
     out.addData(at, len);
     out.addFrame("\r\n");
   } else {
-    toUpstream().addData(at, len);
+    out.addData(at, len);
   }
+  return http::ParserAction::Continue;
 }
 
 void Exchange::onRequestComplete() {
@@ -137,7 +140,7 @@ void Exchange::onRequestComplete() {
 void Exchange::flushUpstream() {
   if (upstream_ == nullptr) return;
   HttpStream& up = upstream_->stream();
-  if (up.writing()) return;
+  if (up.busy()) return;
   if (up.out().empty()) {
     if (request_side_ == RequestSide::Complete && !request_sent_) {
       snapshot_->observers.requestSent(record_, *upstream_);
@@ -153,7 +156,7 @@ void Exchange::flushUpstream() {
     snapshot_->observers.requestSent(record_, *upstream_);  // the write with its last bytes
   }
   // The client's reads are paced to this write while more of its bytes are to come.
-  up.flush(request_side_ != RequestSide::Complete || phase_ == Phase::Tunnel);
+  up.flush(request_side_ != RequestSide::Complete || phase_ == Phase::Tunnel ? client_ : nullptr);
   awaitUpstreamBytes();  // until the upstream takes it (read_timeout)
 }
 
@@ -165,7 +168,7 @@ void Exchange::noteRequestSent() {
 }
 
 // The upstream stream's write completed (always from the loop, never inside flushUpstream).
-void Exchange::onStreamWritten(HttpStream&, int status) {
+void Exchange::onUpstreamWritten(int status) {
   upstream_quiet_since_ = uv_now(context_.loop);
   if (status < 0) {
     upstreamFailed(UpstreamErrorKind::Reset, "upstream closed while receiving the request");

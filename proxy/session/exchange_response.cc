@@ -4,8 +4,6 @@
 
 #include <utility>
 
-#include "proxy/server/client_connection.h"
-
 namespace loopguard::proxy {
 
 using http::BodyFraming;
@@ -15,7 +13,7 @@ using upstream::UpstreamErrorKind;
 // Response: upstream -> client
 
 // Raw bytes from the upstream: only a tunnel reads them so.
-void Exchange::onStreamData(HttpStream&) {
+void Exchange::onUpstreamData() {
   upstream_quiet_since_ = uv_now(context_.loop);
   if (phase_ == Phase::Tunnel) pumpTunnel();
 }
@@ -38,7 +36,7 @@ void Exchange::readResponse() {
 }
 
 // One parse round of the response ended: what the callbacks queued goes to the client.
-void Exchange::onStreamParsed(HttpStream& in, const http::ParseResult& r) {
+void Exchange::onUpstreamParsed(HttpStream& in, const http::ParseResult& r) {
   if (upstream_ == nullptr || phase_ != Phase::Forwarding) return;
   response_started_ = true;
   if (r.status == http::ParseStatus::Error || r.status == http::ParseStatus::HeadTooLarge) {
@@ -46,7 +44,7 @@ void Exchange::onStreamParsed(HttpStream& in, const http::ParseResult& r) {
     spdlog::get("upstream")
         ->warn("upstream {}: invalid response: {}", record_.target_name, r.reason ? r.reason : "?");
     if (response_side_ == ResponseSide::None) {
-      to_client_.clear();
+      client_->discardOutput();
       upstreamFailed(UpstreamErrorKind::Reset, "invalid response from upstream");
     } else {
       abort("invalid response body from upstream");
@@ -75,7 +73,7 @@ void Exchange::onStreamParsed(HttpStream& in, const http::ParseResult& r) {
   }
 }
 
-http::ParserAction Exchange::onStreamHead(HttpStream& in) {
+http::ParserAction Exchange::onUpstreamHead(HttpStream& in) {
   http::MessageParser& p = in.parser();
   int status = p.statusCode();
   if (status >= 100 && status < 200 && status != 101) {
@@ -114,35 +112,33 @@ http::ParserAction Exchange::onStreamHead(HttpStream& in) {
   params.keep_alive = keep_alive_;
   client_head_.clear();
   http::writeClientResponseHead(client_head_, params, p.headers());
-  to_client_.addOwned(client_head_);
+  toClient().addOwned(client_head_);
   response_side_ = ResponseSide::HeadQueued;
   snapshot_->observers.responseHead(record_, response_framing_ == BodyFraming::Chunked ||
                                                  response_framing_ == BodyFraming::UntilClose);
   return head_request_ ? http::ParserAction::SkipBody : http::ParserAction::Continue;
 }
 
-http::ParserAction Exchange::onStreamBody(HttpStream& in, const char* at, size_t len) {
+http::ParserAction Exchange::onUpstreamBody(HttpStream& in, const char* at, size_t len) {
   if (informational_) return http::ParserAction::Continue;
   response_side_ = ResponseSide::Body;
   // The spans stay in the upstream's read block until the client write that carries them ends.
-  if (!upstream_buf_lent_) {
-    in.socket().lend();
-    upstream_buf_lent_ = true;
-  }
+  client_->borrow(in);
+  OutputBatch& out = toClient();
   if (response_framing_ == BodyFraming::Chunked) {
     std::string size_line;
     http::appendHex(size_line, len);
     size_line.append("\r\n");
-    to_client_.addFrame(size_line);
-    to_client_.addData(at, len);
-    to_client_.addFrame("\r\n");
+    out.addFrame(size_line);
+    out.addData(at, len);
+    out.addFrame("\r\n");
   } else {
-    to_client_.addData(at, len);
+    out.addData(at, len);
   }
   return http::ParserAction::Continue;
 }
 
-http::ParserAction Exchange::onStreamMessageEnd(HttpStream&) {
+http::ParserAction Exchange::onUpstreamMessageEnd() {
   if (informational_) {
     informational_ = false;
     return http::ParserAction::Continue;  // the real response follows on the same connection
@@ -150,16 +146,13 @@ http::ParserAction Exchange::onStreamMessageEnd(HttpStream&) {
   if (record_.status == 101)
     return http::ParserAction::Continue;  // llhttp stops with an upgrade next
   response_side_ = ResponseSide::Complete;
-  if (response_framing_ == BodyFraming::Chunked) to_client_.addFrame("0\r\n\r\n");
+  if (response_framing_ == BodyFraming::Chunked) toClient().addFrame("0\r\n\r\n");
   return http::ParserAction::Pause;
 }
 
 void Exchange::flushClient() {
-  // The kernel took the last write whole; only its notification is still queued (it finds
-  // nothing left to do).
-  if (client_written_.posted()) settleClientWrite();
-  if (client_writing_) return;
-  if (to_client_.empty()) {
+  if (clientBusy()) return;
+  if (toClient().empty()) {
     if (phase_ == Phase::Finishing || response_side_ == ResponseSide::Complete) {
       // An early answer to an upload still in progress: the rest of its body is unread.
       if (request_side_ != RequestSide::Complete) keep_alive_ = false;
@@ -169,65 +162,14 @@ void Exchange::flushClient() {
     }
     return;
   }
-  const auto& bufs = to_client_.buffers();
-  size_t bytes = to_client_.bytes();
-  record_.bytes += bytes;
-  client_writing_ = true;
-  net::Socket::WriteStatus written =
-      client_->socket().writeNow(bufs.data(), static_cast<unsigned>(bufs.size()));
+  record_.bytes += toClient().bytes();
   // Pacing is for the reads still to come: none once the response is whole.
-  if (upstream_ != nullptr && response_side_ != ResponseSide::Complete) {
-    net::paceReads(upstream_->socket(), client_->socket(), written, bytes);
-  }
-  switch (written) {
-    case net::Socket::WriteStatus::Copied:
-      // The socket holds what is left: the upstream's read block is free to go back.
-      freeClientWriteBuffers();
-      awaitClientWrite();
-      return;
-    case net::Socket::WriteStatus::Pending:
-      awaitClientWrite();
-      return;
-    case net::Socket::WriteStatus::Done:
-      // The kernel took it all (no uv_write, no epoll_ctl): the buffers are free now (the
-      // upstream's block must not stay lent and fill up meanwhile), and the completion still
-      // comes from the loop, in this same iteration.
-      freeClientWriteBuffers();
-      client_write_status_ = 0;
-      client_written_.post(context_.loop);
-      return;
-    case net::Socket::WriteStatus::Error:
-      client_write_status_ = UV_EPIPE;
-      client_written_.post(context_.loop);
-      return;
-  }
-}
-
-void Exchange::freeClientWriteBuffers() {
-  to_client_.clear();
-  client_write_copied_ = true;  // what to_client_ holds from now on is still to be sent
-  if (upstream_buf_lent_) {
-    upstream_buf_lent_ = false;
-    if (upstream_ != nullptr) upstream_->socket().unlend();
-  }
-}
-
-void Exchange::settleClientWrite() {
-  client_written_.cancel();
-  client_writing_ = false;
-  // A copied (or wholly taken) write freed its buffers then: what the batch holds now, and the
-  // upstream block it may borrow again, belong to the next write (the next piece of a
-  // response, an error answer behind a 100 Continue).
-  if (std::exchange(client_write_copied_, false)) return;
-  to_client_.clear();
-  if (upstream_buf_lent_) {
-    upstream_buf_lent_ = false;
-    if (upstream_ != nullptr) upstream_->socket().unlend();
-  }
+  bool more = upstream_ != nullptr && response_side_ != ResponseSide::Complete;
+  client_->flush(more ? &upstream_->stream() : nullptr);  // completes in onClientWritten
+  if (clientBusy()) awaitClientWrite();
 }
 
 void Exchange::onClientWritten(int status) {
-  settleClientWrite();
   if (phase_ == Phase::Idle) return;
   if (status < 0) {
     abort("client went away");
@@ -254,7 +196,7 @@ void Exchange::onClientWritten(int status) {
   }
 }
 
-void Exchange::onStreamEof(HttpStream& in, int) {
+void Exchange::onUpstreamEof(HttpStream& in) {
   if (phase_ == Phase::Tunnel) {
     abort("tunnel closed by upstream");
     return;
@@ -296,31 +238,29 @@ void Exchange::handleUpstreamEof() {
 void Exchange::startTunnel() {
   phase_ = Phase::Tunnel;
   upstream_->beginTunnel();
-  client_->socket().readStart();
+  client_->setRaw();
   pumpTunnel();
 }
 
 void Exchange::pumpTunnel() {
   if (phase_ != Phase::Tunnel || upstream_ == nullptr) return;
-  net::Socket& down = client_->socket();
-  net::Socket& up = upstream_->socket();
+  HttpStream& up = upstream_->stream();
   if (!upstreamWriting()) {
-    std::string_view in = down.input();
+    std::string_view in = client_->input();
     if (!in.empty()) {
       toUpstream().addData(in.data(), in.size());
-      upstream_->stream().borrow(down);
-      down.consume(in.size());
+      up.borrow(*client_);
+      client_->consume(in.size());
       flushUpstream();  // completes from the loop, never from here
     } else {
-      down.readStart();
+      client_->readStart();
     }
   }
   if (!clientBusy()) {
     std::string_view in = up.input();
     if (!in.empty()) {
-      to_client_.addData(in.data(), in.size());
-      up.lend();
-      upstream_buf_lent_ = true;
+      toClient().addData(in.data(), in.size());
+      client_->borrow(up);
       up.consume(in.size());
       flushClient();
     } else {

@@ -7,8 +7,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "proxy/server/client_connection.h"
-
 namespace loopguard::proxy {
 
 using upstream::UpstreamErrorKind;
@@ -17,7 +15,7 @@ using upstream::UpstreamErrorKind;
 // Client side: timeouts.body
 
 bool Exchange::waitingForClientBody() const {
-  if (request_side_ != RequestSide::Body || !client_->socket().input().empty()) return false;
+  if (request_side_ != RequestSide::Body || !client_->input().empty()) return false;
   // While an upstream write is pending the client is not read (backpressure): its silence is
   // ours, and read_timeout covers the upstream's.
   return phase_ == Phase::BufferingBody || (phase_ == Phase::Forwarding && !upstreamWriting());
@@ -60,7 +58,7 @@ void Exchange::awaitClientWrite() {
 }
 
 void Exchange::onSendTimer() {
-  if (phase_ == Phase::Idle || !client_writing_) return;  // re-armed by the next pending write
+  if (phase_ == Phase::Idle || !clientBusy()) return;  // re-armed by the next pending write
   uint64_t now = uv_now(context_.loop);
   // As for an upstream write, bytes the client took since the last look are progress; here the
   // kernel's queue counts too (unsentBytes), so any reading at all is seen. A stalled client is
@@ -94,7 +92,7 @@ Exchange::UpstreamWait Exchange::upstreamWait() const {
     return request_sent_ ? UpstreamWait::Head : UpstreamWait::None;
   }
   // A complete response, or one that waits for the client to read: not the upstream's turn.
-  if (response_side_ == ResponseSide::Complete || client_writing_ || upgrade_accepted_) {
+  if (response_side_ == ResponseSide::Complete || clientBusy() || upgrade_accepted_) {
     return UpstreamWait::None;
   }
   return UpstreamWait::Bytes;

@@ -29,6 +29,12 @@ void HttpStream::attach(StreamParts& parts) {
 }
 
 StreamParts* HttpStream::detach() {
+  if (writing_ && parts_ != nullptr && parts_->written.posted()) {
+    // The kernel took the last write whole: it is over, and its completion, still queued, goes
+    // with the parts (whoever detaches is done with this stream's writes).
+    writing_ = false;
+    write_copied_ = false;
+  }
   assert(!writing_ && "detach with a write in flight");
   StreamParts* parts = std::exchange(parts_, nullptr);
   if (parts != nullptr) {
@@ -77,7 +83,9 @@ void HttpStream::parseOnce() {
     return;
   }
   body_failed_ = false;
-  http::ParseResult r = parts_->parser.execute(in.data(), in.size());
+  StreamParts* parts = parts_;
+  http::ParseResult r = parts->parser.execute(in.data(), in.size());
+  if (parts_ != parts) return;  // a callback gave the parts back: the round is void
   if (body_failed_ && r.status != http::ParseStatus::Error) {
     r.status = http::ParseStatus::Error;
     r.reason = "refused by the receiver";
@@ -158,28 +166,33 @@ void HttpStream::discardOutputOf(StreamParts& parts) {
   releaseLender();
 }
 
-void HttpStream::flush(bool pace_lender) {
-  if (writing_ || parts_ == nullptr || parts_->out.empty()) return;
+void HttpStream::flush(HttpStream* paced) {
+  if (busy() || parts_ == nullptr || parts_->out.empty()) return;
   const auto& bufs = parts_->out.buffers();
   size_t bytes = parts_->out.bytes();
+  // A write the kernel took whole may still have its completion queued: this one joins it.
+  bool joined = writing_;
   writing_ = true;
   net::Socket::WriteStatus status =
       socket_.writeNow(bufs.data(), static_cast<unsigned>(bufs.size()));
-  if (pace_lender && lender_ != nullptr) net::paceReads(*lender_, socket_, status, bytes);
+  if (paced != nullptr) net::paceReads(paced->socket_, socket_, status, bytes);
   switch (status) {
     case net::Socket::WriteStatus::Pending:
+      if (joined) parts_->written.cancel();  // onSocketWritten completes both
       return;  // onSocketWritten follows
     case net::Socket::WriteStatus::Copied:
       // The socket holds what is left: the batch and the lender's read block are free now (a
       // large block behind a stalled write goes back to the pool). onSocketWritten follows.
-      parts_->out.clear();
-      releaseLender();
-      write_copied_ = true;
+      if (joined) parts_->written.cancel();
+      freeWrittenOutput();
       return;
     case net::Socket::WriteStatus::Done:
-      // The kernel took it all, with no uv_write and no epoll_ctl: the completion still comes
-      // from the loop (the ready queue runs in this same iteration), not from here.
-      parts_->written_status = 0;
+      // The kernel took it all, with no uv_write and no epoll_ctl. The batch and the lender's
+      // block are free now (bytes must not pile up in a block lent to a finished write); the
+      // completion still comes from the loop (the ready queue runs in this same iteration),
+      // not from here.
+      freeWrittenOutput();
+      if (!joined) parts_->written_status = 0;
       parts_->written.post(loop_);
       return;
     case net::Socket::WriteStatus::Error:
@@ -187,6 +200,12 @@ void HttpStream::flush(bool pace_lender) {
       parts_->written.post(loop_);
       return;
   }
+}
+
+void HttpStream::freeWrittenOutput() {
+  parts_->out.clear();
+  releaseLender();
+  write_copied_ = true;  // what out() holds from now on is still to be sent
 }
 
 void HttpStream::onSocketWritten(int status) {

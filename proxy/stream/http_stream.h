@@ -111,11 +111,17 @@ class HttpStream final : private net::SocketEvents, private http::ParserEvents {
   void borrow(HttpStream& lender) { borrow(lender.socket_); }
   void borrow(net::Socket& lender);
   // Writes out(); one write in flight. Completion: onStreamWritten, always from the loop.
-  // `pace_lender`: the lender has more to send through this stream, so its reads are paced to
-  // how this write went (net::paceReads): a peer that does not read stops the other side's
-  // reads instead of growing what the proxy holds.
-  void flush(bool pace_lender = false);
+  // `paced`: the stream whose bytes these are has more to send through this one, so its reads
+  // are paced to how this write went (net::paceReads): a peer that does not read stops the other
+  // side's reads instead of growing what the proxy holds.
+  // A write the kernel took whole frees out() (and the lender's block) at once; until its
+  // completion runs, more may be queued and flushed: it goes out at once, and one completion
+  // covers both.
+  void flush(HttpStream* paced = nullptr);
+  // A write is in flight (its completion not yet run).
   bool writing() const { return writing_; }
+  // A write waits for the peer: the kernel did not take it whole.
+  bool busy() const { return writing_ && !(parts_ != nullptr && parts_->written.posted()); }
   // Drops what out() holds and was not written yet.
   void discardOutput();
   int shutdown() { return socket_.shutdown(); }
@@ -132,6 +138,7 @@ class HttpStream final : private net::SocketEvents, private http::ParserEvents {
   void completeWrite(int status);
   void releaseLender();
   void discardOutputOf(StreamParts& parts);
+  void freeWrittenOutput();
   static http::ParserAction actionOf(int rc);
   static int codeOf(http::ParserAction action, bool head);
 
