@@ -215,6 +215,17 @@ void ProxyServer::acceptOne(uv_stream_t* server) {
   c.start();
 }
 
+int ProxyServer::adoptConnection(uv_os_fd_t fd) {
+  ClientConnection& c = connections_.open(client_services_);
+  int rc = c.stream().socket().open(fd);
+  if (rc != 0) {
+    c.close();
+    return rc;
+  }
+  c.start();
+  return 0;
+}
+
 void ProxyServer::onConnectionRemoved() {
   listener_.resume();
   if (context_.draining) checkDrained();

@@ -35,6 +35,9 @@ class ProxyServer {
   // Binds the listener. Returns false with `error` set on failure.
   bool start(const config::Address& listen, std::string& error);
   const std::string& boundAddress() const { return listener_.boundAddress(); }
+  // Serves a connected unix-domain socket that did not come through the listener (one end of a
+  // socketpair: the relay's unit tests). Takes the fd over. 0, or a libuv error.
+  int adoptConnection(uv_os_fd_t fd);
 
   // The access log's switch and format (log.access_log, log.format or --log-format).
   void configureAccessLog(bool enabled, AccessLogFormat format);
