@@ -35,7 +35,8 @@ void ClientConnection::takeRequestState() {
   request_ = services_.states.take(
       *this, services_.context.snapshot->config().limits.max_header_bytes);
   stream_.attach(request_->parts);
-  request_->exchange.bind(stream_, *this);
+  peer_.format(request_->peer_ip);
+  request_->exchange.bind(stream_, ExchangeClient{&request_->peer_ip, this, &ClientConnection::onExchangeDone});
 }
 
 void ClientConnection::releaseRequestState() {
@@ -47,7 +48,7 @@ void ClientConnection::releaseRequestState() {
 int ClientConnection::accept(uv_stream_t* server) { return stream_.socket().accept(server); }
 
 void ClientConnection::start() {
-  peer_ip_ = stream_.socket().peerIp();
+  peer_ = PeerAddress::parse(stream_.socket().peerIp());
   // A connection that never sends a byte gets the header timeout too, then a silent close.
   armTimeout(static_cast<uint64_t>(services_.context.snapshot->config().timeouts.header.count()));
   stream_.setRaw();  // idle: the first byte of a request is announced, and takes the parser
@@ -163,7 +164,7 @@ void ClientConnection::onExchangeDone(AfterExchange after) {
 // Refusals, lingering, timeouts, close
 
 void ClientConnection::rejectRequest(int status, const char* message, bool linger) {
-  services_.context.log->debug("client {}: rejecting request: {} {}", peer_ip_, status, message);
+  services_.context.log->debug("client {}: rejecting request: {} {}", request_->peer_ip, status, message);
   stream_.pause();
   stream_.consume(stream_.input().size());
   timeout_.cancel();
@@ -184,7 +185,7 @@ void ClientConnection::rejectRequest(int status, const char* message, bool linge
     // The same shape as an exchange's line; what the broken head never said stays absent.
     AccessRecord r;
     r.request_id = request_id;
-    r.client = peer_ip_;
+    r.client = request_->peer_ip;
     r.status = status;
     r.bytes = out.size();
     r.error = message;

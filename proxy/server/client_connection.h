@@ -24,6 +24,7 @@
 #include "common/owned_list.h"
 #include "common/uv/timeout_queue.h"
 #include "proxy/proxy_context.h"
+#include "proxy/server/peer_address.h"
 #include "proxy/server/request_state.h"
 #include "proxy/session/exchange.h"
 #include "proxy/stream/http_stream.h"
@@ -40,9 +41,7 @@ struct ClientServices {
   RequestStatePool& states;
 };
 
-class ClientConnection final : public ListNode<ClientConnection>,
-                               private StreamHandler,
-                               private ExchangeClient {
+class ClientConnection final : public ListNode<ClientConnection>, private StreamHandler {
  public:
   enum class State : uint8_t {
     AwaitingHead,  // between requests or inside a head
@@ -87,9 +86,11 @@ class ClientConnection final : public ListNode<ClientConnection>,
   void onStreamData(HttpStream& stream) override;
   void onStreamWritten(HttpStream& stream, int status) override;
   void onStreamEof(HttpStream& stream, int status) override;
-  // ExchangeClient
-  const std::string& peerIp() const override { return peer_ip_; }
-  void onExchangeDone(AfterExchange after) override;
+  // The exchange is done with the stream (ExchangeClient::done).
+  void onExchangeDone(AfterExchange after);
+  static void onExchangeDone(void* self, AfterExchange after) {
+    static_cast<ClientConnection*>(self)->onExchangeDone(after);
+  }
 
   // A request's first byte (or a pipelined one, already buffered): the head must arrive within
   // timeouts.header from here.
@@ -111,11 +112,12 @@ class ClientConnection final : public ListNode<ClientConnection>,
   // while lingering (re-armed by each read). An idle connection carries no timer handle.
   uv::Timeout timeout_{this, &uv::bindMethod<ClientConnection, &ClientConnection::onTimeout>};
   RequestState* request_ = nullptr;  // taken when a request's first byte arrives
+  uint64_t linger_until_ = 0;        // lingering ends by then at the latest
+  // Packed together: every idle connection carries them.
+  PeerAddress peer_;
   State state_ = State::AwaitingHead;
   bool in_head_ = false;  // a head's first byte has arrived: timeouts.header runs
   bool close_after_write_ = false;
-  uint64_t linger_until_ = 0;  // lingering ends by then at the latest
-  std::string peer_ip_;
 };
 
 // Every open client connection, for max_connections and drain. It owns them.

@@ -26,6 +26,7 @@ struct RequestState {
   // An answer the connection makes itself (a malformed head, the header timeout): written from
   // here, so it lives as long as the write that carries it.
   std::string answer;
+  std::string peer_ip;  // the connection's PeerAddress as text, for this request
   // Pipelined input already buffered when an exchange ends is parsed from the loop, not under
   // the frames of the exchange that just ended. Lives here: only a connection with a request
   // state has input to parse.

@@ -74,15 +74,11 @@ void Exchange::resetPerRequestState() {
   request_side_ = RequestSide::Head;
   response_side_ = ResponseSide::None;
   record_.clear();
-  slot_held_ = false;
   upstream_ = nullptr;
   upstream_reused_ = false;
   retried_ = false;
   body_too_large_ = false;
-  client_timed_out_ = false;
-  client_stalled_ = false;
-  upgrade_accepted_ = false;
-  request_sent_ = false;
+  client_end_ = ClientEnd::Normal;
   response_started_ = false;
   informational_ = false;
   upgrade_declined_ = false;
@@ -101,13 +97,13 @@ void Exchange::resetPerRequestState() {
 void Exchange::start(bool has_body) {
   http::MessageParser& p = client_->parser();
   resetPerRequestState();
-  phase_ = Phase::Forwarding;  // provisional: every path below moves on from here
+  phase_ = Phase::Routing;  // every path below moves on from here
   start_ms_ = uv_now(context_.loop);
   record_.start_ns = uv_hrtime();
   request_side_ = has_body ? RequestSide::Body : RequestSide::Complete;
   record_.method.assign(p.method());
   record_.request = &p;
-  record_.client = owner_->peerIp();
+  record_.client = *owner_.peer_ip;
   keep_alive_ = p.keepAlive();
   snapshot_ = context_.snapshot;
   ++context_.counters.requests_total;
@@ -163,7 +159,7 @@ bool Exchange::route() {
                             http::requestHost(p.target(), p.headers()), path.appPath()};
   record_.route = snapshot_->table.match(view);
   if (record_.route == nullptr) {
-    if (request_side_ != RequestSide::Complete) keep_alive_ = false;
+    if (!requestRead()) keep_alive_ = false;
     respondError(404, "no route matches the request");
     return false;
   }
@@ -238,7 +234,6 @@ void Exchange::admit() {
   phase_ = Phase::Queued;
   switch (record_.runtime->limiter->limiter().admit(*this)) {
     case Admission::Admitted:
-      slot_held_ = true;
       record_.admitted_ns = record_.queue_start_ns;
       record_.runtime->metrics->queue_wait.record(0);
       acquireTarget();
@@ -255,7 +250,6 @@ void Exchange::admit() {
 
 void Exchange::onAdmitted() {
   record_.admitted_ns = uv_hrtime();
-  slot_held_ = true;
   record_.runtime->metrics->queue_wait.record(
       static_cast<double>(uv_now(context_.loop) - queued_at_ms_) / 1000.0);
   acquireTarget();
@@ -318,9 +312,9 @@ void Exchange::onTargetReady(upstream::UpstreamConnection* connection, bool reus
   connection->countRequest();
   phase_ = Phase::Forwarding;
   response_started_ = false;
-  request_sent_ = false;
   informational_ = false;
-  upgrade_accepted_ = false;
+  // A second attempt (a retry) sends the request again.
+  if (request_side_ == RequestSide::Sent) request_side_ = RequestSide::Complete;
   // The response is parsed as it comes, even while the request is still going up (an app may
   // answer an upload early). Nothing is there yet: a pooled connection with input is dropped.
   connection->stream().resume();
@@ -384,7 +378,7 @@ void Exchange::respondError(int status, const char* message, const char* overloa
   // written (a client that does not read could otherwise keep the slot).
   releaseSlot();
   response_side_ = ResponseSide::None;
-  if (request_side_ != RequestSide::Complete) keep_alive_ = false;
+  if (!requestRead()) keep_alive_ = false;
   record_.status = status;
   record_.error.assign(message);
   record_.overload = overload_reason;
@@ -432,8 +426,7 @@ void Exchange::cancelWaits() {
 }
 
 void Exchange::releaseSlot() {
-  if (!slot_held_) return;
-  slot_held_ = false;
+  if (!slotHeld()) return;
   record_.runtime->limiter->limiter().release();
 }
 
@@ -454,7 +447,7 @@ void Exchange::finish(bool aborted) {
   cancelWaits();
   budget_timer_.stop();
   send_timer_.stop();  // a write still pending dies with the connection, which closes
-  bool reusable = response_side_ == ResponseSide::Complete && request_sent_ &&
+  bool reusable = response_side_ == ResponseSide::Complete && request_side_ == RequestSide::Sent &&
                   response_keep_alive_ && phase_ != Phase::Tunnel && !client_writing &&
                   upstream_ != nullptr && upstream_->socket().input().empty();
   releaseUpstream(reusable);
@@ -462,17 +455,17 @@ void Exchange::finish(bool aborted) {
   client_->socket().setReadLimit(net::BufferPool::kSmallBlock);
   recordMetrics();
   snapshot_->observers.finished(record_);
-  bool keep_alive = keep_alive_ && request_side_ == RequestSide::Complete && !context_.draining &&
+  bool keep_alive = keep_alive_ && requestRead() && !context_.draining &&
                     response_framing_ != BodyFraming::UntilClose && !client_writing;
   // A client may still be sending what the proxy will never read (a body refused for its size,
   // pipelined requests after a "Connection: close"): closing now would reset the connection and
   // could destroy the answer in the client's receive buffer, so the connection lingers. Not
   // after a cut response, a dead client or a body timeout: there nothing more is coming.
-  AfterExchange after = client_stalled_ ? AfterExchange::Reset : AfterExchange::Close;
+  AfterExchange after = client_end_ == ClientEnd::Stalled ? AfterExchange::Reset : AfterExchange::Close;
   if (keep_alive) {
     after = AfterExchange::KeepAlive;
-  } else if (!aborted && !client_timed_out_ && !client_writing &&
-             (request_side_ != RequestSide::Complete || !client_->input().empty())) {
+  } else if (!aborted && client_end_ != ClientEnd::TimedOut && !client_writing &&
+             (!requestRead() || !client_->input().empty())) {
     after = AfterExchange::Linger;
   }
   phase_ = Phase::Idle;
@@ -485,7 +478,7 @@ void Exchange::finish(bool aborted) {
   request_framing_ = BodyFraming::None;
   if (buffered_body_.capacity() > 4 * kKeptBufferBytes) std::string().swap(buffered_body_);
   record_.target_name.clear();
-  owner_->onExchangeDone(after);
+  owner_.done(owner_.connection, after);
 }
 
 bool Exchange::holdsLargeBuffers() const {

@@ -50,21 +50,26 @@ enum class AfterExchange {
   Linger,     // the client may still be sending: drain its input for a while, then close
 };
 
-// The client side, as the exchange sees it besides its stream.
-class ExchangeClient {
- public:
-  virtual ~ExchangeClient() = default;
-  virtual const std::string& peerIp() const = 0;
-  // The exchange is done; the stream is the client's again.
-  virtual void onExchangeDone(AfterExchange after) = 0;
+// The client side, as the exchange sees it besides its stream: who it is (the text of its
+// address, for the access log and X-Forwarded-For) and whom to tell when the exchange is done
+// (the stream is then the connection's again). Plain data held by the pooled exchange, not an
+// interface of the connection: an idle connection pays nothing for it.
+struct ExchangeClient {
+  const std::string* peer_ip = nullptr;
+  void* connection = nullptr;
+  void (*done)(void* connection, AfterExchange after) = nullptr;
 };
 
 class Exchange final : private routing::LimiterWaiter,
                        private upstream::TargetWaiter,
                        private upstream::UpstreamStreamHandler {
  public:
+  // The phase says what the exchange waits for, and which of its resources it holds: the
+  // route's slot from Connecting to the end of Tunnel (slotHeld()), an upstream connection in
+  // Forwarding and Tunnel.
   enum class Phase {
     Idle,           // no request
+    Routing,        // the head is checked and matched to a route (within start())
     BufferingBody,  // buffer_request: reading the whole body before asking for a slot
     Queued,         // waiting in the route's limiter
     Connecting,     // slot held; waiting for an upstream connection
@@ -79,9 +84,9 @@ class Exchange final : private routing::LimiterWaiter,
   Exchange& operator=(const Exchange&) = delete;
 
   // The client stream this (pooled) exchange serves, and its connection.
-  void bind(HttpStream& client, ExchangeClient& owner) {
+  void bind(HttpStream& client, const ExchangeClient& owner) {
     client_ = &client;
-    owner_ = &owner;
+    owner_ = owner;
   }
   // What drives the client stream while the exchange runs (set it before start()).
   StreamHandler& streamHandler() { return *this; }
@@ -97,8 +102,24 @@ class Exchange final : private routing::LimiterWaiter,
 
  private:
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-  enum class RequestSide { Head, Body, Complete };
-  enum class ResponseSide { None, HeadQueued, Body, Complete };
+  // One state machine per direction, besides the phase.
+  // The request, client -> upstream: its head is parsed (Head), its body is read (Body), all of
+  // it is read from the client (Complete), and written upstream on this attempt (Sent; a retry
+  // goes back to Complete).
+  enum class RequestSide { Head, Body, Complete, Sent };
+  // The response, upstream -> client: nothing yet (None), its head is queued for the client
+  // (HeadQueued), its body streams (Body), all of it is in (Complete); or a 101 is on its way
+  // to the client, after which the exchange becomes a tunnel (Upgraded).
+  enum class ResponseSide { None, HeadQueued, Body, Complete, Upgraded };
+  // How the client side ended, when not normally: its body stopped arriving (TimedOut: 408, and
+  // nothing to linger for), or it stopped reading (Stalled: its connection is reset).
+  enum class ClientEnd : uint8_t { Normal, TimedOut, Stalled };
+  bool requestRead() const {
+    return request_side_ == RequestSide::Complete || request_side_ == RequestSide::Sent;
+  }
+  bool slotHeld() const {
+    return phase_ == Phase::Connecting || phase_ == Phase::Forwarding || phase_ == Phase::Tunnel;
+  }
 
   // Start-up steps.
   bool route();
@@ -199,7 +220,7 @@ class Exchange final : private routing::LimiterWaiter,
 
   ProxyContext& context_;
   HttpStream* client_ = nullptr;
-  ExchangeClient* owner_ = nullptr;
+  ExchangeClient owner_;
   uv::Timer client_timer_;    // timeouts.body while request body bytes are awaited
   uv::Timer send_timer_;      // timeouts.send while a write to the client is pending
   uv::Timer upstream_timer_;  // response_timeout until the head, read_timeout while bytes move
@@ -217,16 +238,12 @@ class Exchange final : private routing::LimiterWaiter,
   ResponseSide response_side_ = ResponseSide::None;
 
   std::shared_ptr<const Snapshot> snapshot_;
-  bool slot_held_ = false;
 
   upstream::UpstreamConnection* upstream_ = nullptr;
   bool upstream_reused_ = false;
   bool retried_ = false;
   bool body_too_large_ = false;     // set inside a parser callback, acted on after it
-  bool client_timed_out_ = false;   // the body stopped arriving: 408, and nothing to linger for
-  bool client_stalled_ = false;     // stopped reading (timeouts.send): its connection is reset
-  bool upgrade_accepted_ = false;   // a 101 is on its way to the client
-  bool request_sent_ = false;   // the whole request is upstream
+  ClientEnd client_end_ = ClientEnd::Normal;
   bool response_started_ = false;  // any response byte from upstream
   bool informational_ = false;     // current upstream message is a 1xx we drop
   bool upgrade_declined_ = false;

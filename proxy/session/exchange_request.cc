@@ -15,7 +15,7 @@ void Exchange::sendRequestHead() {
   http::UpstreamRequestParams params;
   params.method = p.method();
   params.target = p.target();
-  params.client_ip = owner_->peerIp();
+  params.client_ip = *owner_.peer_ip;
   params.request_id = record_.request_id;
   params.fallback_host = record_.route->route->target;
   params.websocket_upgrade = record_.websocket;
@@ -80,7 +80,7 @@ void Exchange::onRequestParsed(const http::ParseResult& r) {
     return;
   }
   if (phase_ == Phase::BufferingBody) {
-    if (request_side_ == RequestSide::Complete) {
+    if (requestRead()) {
       client_timer_.stop();
       // What follows waits unread: keep it small.
       client_->socket().setReadLimit(net::BufferPool::kSmallBlock);
@@ -142,7 +142,7 @@ void Exchange::flushUpstream() {
   HttpStream& up = upstream_->stream();
   if (up.busy()) return;
   if (up.out().empty()) {
-    if (request_side_ == RequestSide::Complete && !request_sent_) {
+    if (requestRead()) {
       snapshot_->observers.requestSent(record_, *upstream_);
       noteRequestSent();
     }
@@ -151,17 +151,17 @@ void Exchange::flushUpstream() {
   // Upstream time starts as the end of the request is handed over. Stamped before the write: a
   // stamp after it is late whenever the write's wake-up of the app preempts us, and a sample
   // shorter than the app's work would pull the latency baseline down.
-  if (request_side_ == RequestSide::Complete) record_.upstream_sent_us = uv_hrtime() / 1000;
-  if (request_side_ == RequestSide::Complete && !request_sent_) {
+  if (requestRead()) record_.upstream_sent_us = uv_hrtime() / 1000;
+  if (requestRead()) {
     snapshot_->observers.requestSent(record_, *upstream_);  // the write with its last bytes
   }
   // The client's reads are paced to this write while more of its bytes are to come.
-  up.flush(request_side_ != RequestSide::Complete || phase_ == Phase::Tunnel ? client_ : nullptr);
+  up.flush(!requestRead() || phase_ == Phase::Tunnel ? client_ : nullptr);
   awaitUpstreamBytes();  // until the upstream takes it (read_timeout)
 }
 
 void Exchange::noteRequestSent() {
-  request_sent_ = true;
+  request_side_ = RequestSide::Sent;
   if (record_.upstream_sent_us == 0) record_.upstream_sent_us = uv_hrtime() / 1000;
   upstream_->markRequestSent();
   awaitResponseHead();
@@ -178,8 +178,8 @@ void Exchange::onUpstreamWritten(int status) {
     pumpTunnel();
     return;
   }
-  if (request_side_ == RequestSide::Complete) {
-    if (!request_sent_) noteRequestSent();
+  if (requestRead()) {
+    if (request_side_ != RequestSide::Sent) noteRequestSent();
     return;
   }
   pumpRequestBody();

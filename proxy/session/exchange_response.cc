@@ -21,7 +21,7 @@ void Exchange::onUpstreamData() {
 // Lets the upstream stream parse on, unless the client still has the last piece to take.
 void Exchange::readResponse() {
   if (upstream_ == nullptr || phase_ != Phase::Forwarding) return;
-  if (clientBusy() || upgrade_accepted_ || response_side_ == ResponseSide::Complete) return;
+  if (clientBusy() || response_side_ == ResponseSide::Upgraded || response_side_ == ResponseSide::Complete) return;
   HttpStream& in = upstream_->stream();
   if (!in.input().empty()) {
     in.resume();  // the round ends in onStreamParsed()
@@ -57,12 +57,12 @@ void Exchange::onUpstreamParsed(HttpStream& in, const http::ParseResult& r) {
       upstreamFailed(UpstreamErrorKind::Reset, "unexpected upgrade from upstream");
       return;
     }
-    upgrade_accepted_ = true;
+    response_side_ = ResponseSide::Upgraded;
   }
   flushClient();
   // With nothing left to write, a whole response ends the exchange right there.
   if (phase_ != Phase::Forwarding || upstream_ == nullptr) return;
-  if (clientBusy() || upgrade_accepted_ || response_side_ == ResponseSide::Complete) {
+  if (clientBusy() || response_side_ == ResponseSide::Upgraded || response_side_ == ResponseSide::Complete) {
     in.pause();  // resumed when the client has taken this piece
     return;
   }
@@ -108,7 +108,7 @@ http::ParserAction Exchange::onUpstreamHead(HttpStream& in) {
     response_framing_ = BodyFraming::UntilClose;  // HTTP/1.0 client: the close ends the body
     keep_alive_ = false;
   }
-  if (context_.draining || request_side_ != RequestSide::Complete) keep_alive_ = false;
+  if (context_.draining || !requestRead()) keep_alive_ = false;
   params.keep_alive = keep_alive_;
   client_head_.clear();
   http::writeClientResponseHead(client_head_, params, p.headers());
@@ -155,9 +155,9 @@ void Exchange::flushClient() {
   if (toClient().empty()) {
     if (phase_ == Phase::Finishing || response_side_ == ResponseSide::Complete) {
       // An early answer to an upload still in progress: the rest of its body is unread.
-      if (request_side_ != RequestSide::Complete) keep_alive_ = false;
+      if (!requestRead()) keep_alive_ = false;
       finish();
-    } else if (upgrade_accepted_) {
+    } else if (response_side_ == ResponseSide::Upgraded) {
       startTunnel();
     }
     return;
@@ -185,7 +185,7 @@ void Exchange::onClientWritten(int status) {
     case Phase::Forwarding:
       if (response_side_ == ResponseSide::Complete) {
         flushClient();
-      } else if (upgrade_accepted_) {
+      } else if (response_side_ == ResponseSide::Upgraded) {
         startTunnel();
       } else {
         readResponse();

@@ -37,7 +37,7 @@ void Exchange::onClientTimer() {
     return;
   }
   spdlog::get("proxy")->debug("request {}: no body bytes for {} ms", record_.request_id, quiet);
-  client_timed_out_ = true;
+  client_end_ = ClientEnd::TimedOut;
   ++record_.runtime->metrics->client_timeouts_body;
   // Releases the slot and closes a streamed body's upstream connection (it has half a request).
   respondError(408, "request body not received within timeouts.body");
@@ -77,7 +77,7 @@ void Exchange::onSendTimer() {
   metrics::RouteMetrics& m =
       record_.runtime != nullptr ? *record_.runtime->metrics : context_.unrouted;
   ++m.client_timeouts_send;
-  client_stalled_ = true;
+  client_end_ = ClientEnd::Stalled;
   // The access log keeps the status sent (499 if none was), with this as its error.
   abort("the client read nothing within timeouts.send");
 }
@@ -89,10 +89,10 @@ Exchange::UpstreamWait Exchange::upstreamWait() const {
   if (upstream_ == nullptr || phase_ != Phase::Forwarding) return UpstreamWait::None;
   if (upstreamWriting()) return UpstreamWait::Bytes;  // the upstream has to take the request
   if (response_side_ == ResponseSide::None) {
-    return request_sent_ ? UpstreamWait::Head : UpstreamWait::None;
+    return request_side_ == RequestSide::Sent ? UpstreamWait::Head : UpstreamWait::None;
   }
   // A complete response, or one that waits for the client to read: not the upstream's turn.
-  if (response_side_ == ResponseSide::Complete || clientBusy() || upgrade_accepted_) {
+  if (response_side_ == ResponseSide::Complete || clientBusy() || response_side_ == ResponseSide::Upgraded) {
     return UpstreamWait::None;
   }
   return UpstreamWait::Bytes;

@@ -9,9 +9,12 @@ StreamParts::StreamParts(llhttp_type_t type, uint64_t max_head_bytes)
     : parser(type, http::detachedParserEvents(), max_head_bytes) {}
 
 void StreamParts::onWritten() { stream->completeWrite(written_status); }
+int StreamParts::onHeadComplete() { return stream->onHeadComplete(); }
+void StreamParts::onBodyData(const char* at, size_t len) { stream->onBodyData(at, len); }
+int StreamParts::onMessageComplete() { return stream->onMessageComplete(); }
 
 HttpStream::HttpStream(uv_loop_t* loop, net::BufferPool& buffers, StreamHandler& handler)
-    : loop_(loop), socket_(loop, buffers, *this), handler_(&handler) {}
+    : socket_(loop, buffers, *this), handler_(&handler) {}
 
 HttpStream::~HttpStream() {
   releaseLender();
@@ -25,7 +28,7 @@ void HttpStream::attach(StreamParts& parts) {
   assert(parts_ == nullptr);
   parts_ = &parts;
   parts.stream = this;
-  parts.parser.setEvents(*this);
+  parts.parser.setEvents(parts);
 }
 
 StreamParts* HttpStream::detach() {
@@ -193,11 +196,11 @@ void HttpStream::flush(HttpStream* paced) {
       // not from here.
       freeWrittenOutput();
       if (!joined) parts_->written_status = 0;
-      parts_->written.post(loop_);
+      parts_->written.post(loop());
       return;
     case net::Socket::WriteStatus::Error:
       parts_->written_status = UV_EPIPE;
-      parts_->written.post(loop_);
+      parts_->written.post(loop());
       return;
   }
 }

@@ -52,14 +52,18 @@ class StreamHandler {
   virtual void onStreamConnected(HttpStream& stream, int status) { (void)stream, (void)status; }
 };
 
-// A stream's message state, attached while it is in use.
-struct StreamParts {
+// A stream's message state, attached while it is in use. The parser's events come through
+// here to the stream it is attached to, so an idle stream carries no parser interface.
+struct StreamParts final : private http::ParserEvents {
   StreamParts(llhttp_type_t type, uint64_t max_head_bytes);
   http::MessageParser parser;
   OutputBatch out;
 
  private:
   friend class HttpStream;
+  int onHeadComplete() override;
+  void onBodyData(const char* at, size_t len) override;
+  int onMessageComplete() override;
   void onWritten();
   HttpStream* stream = nullptr;
   // A write the kernel took at once completes from here (see HttpStream::flush).
@@ -67,7 +71,7 @@ struct StreamParts {
   int written_status = 0;
 };
 
-class HttpStream final : private net::SocketEvents, private http::ParserEvents {
+class HttpStream final : private net::SocketEvents {
  public:
   HttpStream(uv_loop_t* loop, net::BufferPool& buffers, StreamHandler& handler);
   ~HttpStream() override;
@@ -76,7 +80,7 @@ class HttpStream final : private net::SocketEvents, private http::ParserEvents {
 
   void setHandler(StreamHandler& handler) { handler_ = &handler; }
   net::Socket& socket() { return socket_; }
-  uv_loop_t* loop() const { return loop_; }
+  uv_loop_t* loop() const { return socket_.loop(); }
 
   // ---- Message state
   void attach(StreamParts& parts);
@@ -147,12 +151,11 @@ class HttpStream final : private net::SocketEvents, private http::ParserEvents {
   void onSocketEof(int status) override;
   void onSocketWritten(int status) override;
   void onSocketConnected(int status) override;
-  // ParserEvents
-  int onHeadComplete() override;
-  void onBodyData(const char* at, size_t len) override;
-  int onMessageComplete() override;
+  // The parser's events, through the attached parts.
+  int onHeadComplete();
+  void onBodyData(const char* at, size_t len);
+  int onMessageComplete();
 
-  uv_loop_t* loop_;
   net::Socket socket_;
   StreamHandler* handler_;
   StreamParts* parts_ = nullptr;
