@@ -494,6 +494,22 @@ void Exchange::onClientGone() {
 // ---------------------------------------------------------------------------------------------
 // Stream events: each says which of the two streams it is about.
 
+void Exchange::relayBody(HttpStream& from, HttpStream& to, BodyFraming framing, const char* at,
+                         size_t len) {
+  to.borrow(from);
+  OutputBatch& out = to.out();
+  if (framing == BodyFraming::Chunked) {
+    std::string size_line;
+    http::appendHex(size_line, len);
+    size_line.append("\r\n");
+    out.addFrame(size_line);
+    out.addData(at, len);
+    out.addFrame("\r\n");
+  } else {
+    out.addData(at, len);
+  }
+}
+
 http::ParserAction Exchange::onStreamHead(HttpStream& stream) {
   // The client's stream stops after the request's message: a pipelined head waits for the next
   // exchange.

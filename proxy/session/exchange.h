@@ -210,6 +210,11 @@ class Exchange final : private routing::LimiterWaiter,
   void resetPerRequestState();
 
   bool isClient(const HttpStream& stream) const { return &stream == client_; }
+  // A body span from `from`'s read block goes into `to`'s output batch, framed for its side
+  // (chunked: a size line and CRLF around it). No copy: `to` borrows the block until the write
+  // that carries the span ends.
+  static void relayBody(HttpStream& from, HttpStream& to, http::BodyFraming framing,
+                        const char* at, size_t len);
   http::ParserAction onUpstreamHead(HttpStream& in);
   http::ParserAction onUpstreamBody(HttpStream& in, const char* at, size_t len);
   http::ParserAction onUpstreamMessageEnd();

@@ -114,19 +114,7 @@ http::ParserAction Exchange::onRequestBody(const char* at, size_t len) {
     buffered_body_.append(at, len);
     return http::ParserAction::Continue;
   }
-  // The span points into the client's read block: the upstream write borrows it.
-  upstream_->stream().borrow(*client_);
-  OutputBatch& out = toUpstream();
-  if (request_framing_ == BodyFraming::Chunked) {
-    std::string size_line;
-    http::appendHex(size_line, len);
-    size_line.append("\r\n");
-    out.addFrame(size_line);
-    out.addData(at, len);
-    out.addFrame("\r\n");
-  } else {
-    out.addData(at, len);
-  }
+  relayBody(*client_, upstream_->stream(), request_framing_, at, len);
   return http::ParserAction::Continue;
 }
 

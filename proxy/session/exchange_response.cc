@@ -122,19 +122,7 @@ http::ParserAction Exchange::onUpstreamHead(HttpStream& in) {
 http::ParserAction Exchange::onUpstreamBody(HttpStream& in, const char* at, size_t len) {
   if (informational_) return http::ParserAction::Continue;
   response_side_ = ResponseSide::Body;
-  // The spans stay in the upstream's read block until the client write that carries them ends.
-  client_->borrow(in);
-  OutputBatch& out = toClient();
-  if (response_framing_ == BodyFraming::Chunked) {
-    std::string size_line;
-    http::appendHex(size_line, len);
-    size_line.append("\r\n");
-    out.addFrame(size_line);
-    out.addData(at, len);
-    out.addFrame("\r\n");
-  } else {
-    out.addData(at, len);
-  }
+  relayBody(in, *client_, response_framing_, at, len);
   return http::ParserAction::Continue;
 }
 
