@@ -66,7 +66,8 @@ void ClientConnection::onStreamData(HttpStream&) {
       return;
     case State::Lingering:
       stream_.consume(stream_.input().size());
-      if (uv_now(services_.context.loop) >= linger_until_) {
+      if (static_cast<int32_t>(static_cast<uint32_t>(uv_now(services_.context.loop)) -
+                               linger_until_) >= 0) {
         close();
       } else {
         armTimeout(kLingerQuietMs);  // quiet from now on
@@ -211,7 +212,7 @@ void ClientConnection::linger() {
     close();
     return;
   }
-  linger_until_ = uv_now(services_.context.loop) + kLingerMaxMs;
+  linger_until_ = static_cast<uint32_t>(uv_now(services_.context.loop) + kLingerMaxMs);
   armTimeout(kLingerQuietMs);
   stream_.socket().setReadLimit(net::BufferPool::kLargeBlock);  // dropped as soon as read
   stream_.setRaw();

@@ -112,8 +112,10 @@ class ClientConnection final : public ListNode<ClientConnection>, private Stream
   // while lingering (re-armed by each read). An idle connection carries no timer handle.
   uv::Timeout timeout_{this, &uv::bindMethod<ClientConnection, &ClientConnection::onTimeout>};
   RequestState* request_ = nullptr;  // taken when a request's first byte arrives
-  uint64_t linger_until_ = 0;        // lingering ends by then at the latest
   // Packed together: every idle connection carries them.
+  // Lingering ends by then at the latest: the loop's clock in ms, its low 32 bits (compared
+  // wrap-safe: a linger lasts seconds, the clock wraps after 49 days).
+  uint32_t linger_until_ = 0;
   PeerAddress peer_;
   State state_ = State::AwaitingHead;
   bool in_head_ = false;  // a head's first byte has arrived: timeouts.header runs

@@ -39,11 +39,11 @@ StreamParts* HttpStream::detach() {
     write_copied_ = false;
   }
   assert(!writing_ && "detach with a write in flight");
+  releaseLender();
   StreamParts* parts = std::exchange(parts_, nullptr);
   if (parts != nullptr) {
     parts->written.cancel();
     parts->out.clear();
-    releaseLender();
     parts->parser.setEvents(http::detachedParserEvents());
     parts->stream = nullptr;
   }
@@ -149,14 +149,16 @@ int HttpStream::onMessageComplete() { return codeOf(handler_->onStreamMessageEnd
 // Writing
 
 void HttpStream::borrow(net::Socket& lender) {
-  if (lender_ == &lender) return;
-  assert(lender_ == nullptr && "out() borrows from one stream at a time");
-  lender_ = &lender;
+  assert(parts_ != nullptr && "only a stream with an output batch borrows");
+  if (parts_->lender == &lender) return;
+  assert(parts_->lender == nullptr && "out() borrows from one stream at a time");
+  parts_->lender = &lender;
   lender.lend();
 }
 
 void HttpStream::releaseLender() {
-  if (net::Socket* lender = std::exchange(lender_, nullptr)) lender->unlend();
+  if (parts_ == nullptr) return;
+  if (net::Socket* lender = std::exchange(parts_->lender, nullptr)) lender->unlend();
 }
 
 void HttpStream::discardOutput() {

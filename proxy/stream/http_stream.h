@@ -66,6 +66,7 @@ struct StreamParts final : private http::ParserEvents {
   int onMessageComplete() override;
   void onWritten();
   HttpStream* stream = nullptr;
+  net::Socket* lender = nullptr;  // whose read block `out` points into
   // A write the kernel took at once completes from here (see HttpStream::flush).
   uv::ReadyCall written{this, &uv::bindMethod<StreamParts, &StreamParts::onWritten>};
   int written_status = 0;
@@ -159,7 +160,6 @@ class HttpStream final : private net::SocketEvents {
   net::Socket socket_;
   StreamHandler* handler_;
   StreamParts* parts_ = nullptr;
-  net::Socket* lender_ = nullptr;  // whose read block out() points into
   bool paused_ = true;
   bool raw_ = false;
   bool parsing_ = false;  // a parse round is on the stack
