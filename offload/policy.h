@@ -72,7 +72,6 @@ struct PoolStats {
   uint32_t busy = 0;
   uint32_t stopping = 0;
   std::array<uint64_t, kRestartReasonCount> restarts{};  // by RestartReason
-  uint64_t restartsFor(RestartReason r) const { return restarts[static_cast<size_t>(r)]; }
 };
 
 }  // namespace loopguard::offload

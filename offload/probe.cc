@@ -24,15 +24,17 @@ constexpr size_t kMaxStatusLine = 4096;
 
 }  // namespace
 
-Probe::Probe(uv_loop_t* loop, net::BufferPool& buffers, ProbeOwner& owner)
-    : owner_(&owner),
+Probe::Probe(ProbeSet& set, uv_loop_t* loop, net::BufferPool& buffers, ProbeOwner& owner)
+    : set_(set),
+      loop_(loop),
+      owner_(&owner),
       socket_(loop, buffers, *this),
       timer_(loop, this, &uv::bindTimer<Probe, &Probe::onTimeout>) {}
 
-Probe* Probe::start(uv_loop_t* loop, net::BufferPool& buffers, const WorkerAddress& address,
-                    const std::optional<std::string>& path, uint64_t timeout_ms,
-                    ProbeOwner& owner) {
-  auto* p = new Probe(loop, buffers, owner);
+Probe& Probe::start(ProbeSet& set, uv_loop_t* loop, net::BufferPool& buffers,
+                    const WorkerAddress& address, const std::optional<std::string>& path,
+                    uint64_t timeout_ms, ProbeOwner& owner) {
+  Probe* p = &set.emplace(set, loop, buffers, owner);
   p->path_ = path;
   int rc;
   if (address.is_unix) {
@@ -49,7 +51,7 @@ Probe* Probe::start(uv_loop_t* loop, net::BufferPool& buffers, const WorkerAddre
   } else {
     p->timer_.start(timeout_ms);
   }
-  return p;
+  return *p;
 }
 
 void Probe::cancel() {
@@ -136,12 +138,15 @@ void Probe::done(bool ready, std::string detail) {
   timer_.stop();
   connect_error_.cancel();
   ProbeOwner* owner = std::exchange(owner_, nullptr);
-  // Close first: the owner may start the next probe from its callback. Memory goes in the
-  // close callback, so `this` stays valid until we return.
+  // Close first: the owner may start the next probe from its callback. The set retires it
+  // from the close callback, so `this` stays valid until we return.
   socket_.close(&Probe::onClosed, this);
   if (owner != nullptr) owner->onProbeResult(ready, detail);
 }
 
-void Probe::onClosed(void* self) { delete static_cast<Probe*>(self); }
+void Probe::onClosed(void* self) {
+  auto* probe = static_cast<Probe*>(self);
+  probe->set_.retire(probe->loop_, *probe);
+}
 
 }  // namespace loopguard::offload

@@ -2,8 +2,9 @@
 // ready.path) an HTTP GET whose status must be below 500. A minimal client on purpose: it only
 // needs the status line, and it must never be mistaken for a request slot of the pool.
 //
-// Heap-allocated; deletes itself once its socket is closed. The owner hears the result once,
-// unless it cancel()s first.
+// Held by a ProbeSet (the supervisor's), which outlives the workers it probes for: the probe
+// is retired from its socket's close callback, so it may close after its worker is gone. The
+// worker hears the result once, unless it cancel()s first.
 #pragma once
 
 #include <uv.h>
@@ -13,6 +14,7 @@
 
 #include "common/net/buffer_pool.h"
 #include "common/net/socket.h"
+#include "common/owned_list.h"
 #include "common/uv/loop.h"
 #include "common/uv/timer.h"
 
@@ -33,18 +35,23 @@ class ProbeOwner {
   virtual void onProbeResult(bool ready, const std::string& detail) = 0;
 };
 
-class Probe final : private net::SocketEvents {
+class Probe;
+using ProbeSet = OwnedList<Probe>;
+
+class Probe final : public ListNode<Probe>, private net::SocketEvents {
  public:
-  // Starts a probe; the result comes later (never from inside this call).
-  static Probe* start(uv_loop_t* loop, net::BufferPool& buffers, const WorkerAddress& address,
-                      const std::optional<std::string>& path, uint64_t timeout_ms,
-                      ProbeOwner& owner);
-  // No result will be delivered; the probe closes itself.
+  // Starts a probe held by `set`; the result comes later (never from inside this call).
+  static Probe& start(ProbeSet& set, uv_loop_t* loop, net::BufferPool& buffers,
+                      const WorkerAddress& address, const std::optional<std::string>& path,
+                      uint64_t timeout_ms, ProbeOwner& owner);
+  // No result will be delivered; the probe closes (and its set retires it).
   void cancel();
 
+  // For ProbeSet::emplace() only (start() is how a probe is made).
+  Probe(ProbeSet& set, uv_loop_t* loop, net::BufferPool& buffers, ProbeOwner& owner);
+  ~Probe() override = default;
+
  private:
-  Probe(uv_loop_t* loop, net::BufferPool& buffers, ProbeOwner& owner);
-  ~Probe() = default;
   void onSocketRead() override;
   void onSocketEof(int status) override;
   void onSocketWritten(int status) override;
@@ -55,6 +62,8 @@ class Probe final : private net::SocketEvents {
   void done(bool ready, std::string detail);
   static void onClosed(void* self);
 
+  ProbeSet& set_;
+  uv_loop_t* loop_;
   ProbeOwner* owner_;
   net::Socket socket_;
   uv::Timer timer_;

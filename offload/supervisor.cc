@@ -142,8 +142,8 @@ void Supervisor::spawnInto(Slot& s) {
     ::unlink(address.path.c_str());  // never a stale socket from an earlier process
   }
   WorkerHost& host = *this;  // a private base: convert here, not inside make_unique
-  auto worker =
-      std::make_unique<Worker>(loop_, buffers_, host, config_.name, s.index, generation, address);
+  auto worker = std::make_unique<Worker>(loop_, buffers_, probes_, host, config_.name, s.index,
+                                         generation, address);
   Worker* w = worker.get();
   w->recycle_after = recycleThreshold(config_.max_requests, rng_());
   w->config_generation = config_generation_;

@@ -120,6 +120,9 @@ class Supervisor final : private WorkerHost {
   uint64_t config_generation_ = 0;
   uint64_t next_generation_ = 0;  // per spawned process, for unique socket paths
   std::vector<std::unique_ptr<Slot>> slots_;
+  // Readiness probes of workers, each until its socket is closed (possibly after its worker is
+  // swept). Before workers_: a worker going away cancels its probe into this set.
+  ProbeSet probes_;
   std::vector<std::unique_ptr<Worker>> workers_;  // every process not yet swept, any state
   std::vector<std::unique_ptr<Diagnostic>> diagnostics_;
   std::array<uint64_t, kRestartReasonCount> restarts_{};

@@ -40,11 +40,12 @@ std::vector<std::string> workerEnvironment(const config::Pool& config, const Sub
 
 }  // namespace
 
-Worker::Worker(uv_loop_t* loop, net::BufferPool& buffers, WorkerHost& host,
+Worker::Worker(uv_loop_t* loop, net::BufferPool& buffers, ProbeSet& probes, WorkerHost& host,
                const std::string& pool, uint32_t index, uint64_t generation,
                WorkerAddress address)
     : loop_(loop),
       buffers_(buffers),
+      probes_(probes),
       host_(host),
       index_(index),
       generation_(generation),
@@ -87,8 +88,8 @@ void Worker::probeNow() {
     host_.onWorkerNotReady(*this, last_probe_.empty() ? "no probe finished" : last_probe_);
     return;
   }
-  probe_ = Probe::start(loop_, buffers_, address_, ready_path_,
-                        std::min(kProbeTimeoutMs, ready_deadline_ - now), *this);
+  probe_ = &Probe::start(probes_, loop_, buffers_, address_, ready_path_,
+                         std::min(kProbeTimeoutMs, ready_deadline_ - now), *this);
 }
 
 void Worker::onProbeResult(bool ready, const std::string& detail) {

@@ -40,8 +40,9 @@ class Worker final : private ChildEvents, private ProbeOwner {
     Exited,    // the process is gone; the object lives on until its connections are closed
   };
 
-  Worker(uv_loop_t* loop, net::BufferPool& buffers, WorkerHost& host, const std::string& pool,
-         uint32_t index, uint64_t generation, WorkerAddress address);
+  // Its readiness probes go in `probes`, which outlives it (they may close after it is gone).
+  Worker(uv_loop_t* loop, net::BufferPool& buffers, ProbeSet& probes, WorkerHost& host,
+         const std::string& pool, uint32_t index, uint64_t generation, WorkerAddress address);
   ~Worker() override;
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -106,6 +107,7 @@ class Worker final : private ChildEvents, private ProbeOwner {
 
   uv_loop_t* loop_;
   net::BufferPool& buffers_;
+  ProbeSet& probes_;
   WorkerHost& host_;
   uint32_t index_;
   uint64_t generation_;

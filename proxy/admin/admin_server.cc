@@ -14,18 +14,18 @@ constexpr size_t kMaxAdminConnections = 64;
 constexpr uint64_t kAdminTimeoutMs = 10'000;
 }  // namespace
 
-class AdminServer::Connection final : private net::SocketEvents, private http::ParserEvents {
+// Held by its server's OwnedList from accept to its socket's close callback, which hands it
+// back to the server to retire.
+class AdminServer::Connection final : public ListNode<Connection>,
+                                      private net::SocketEvents,
+                                      private http::ParserEvents {
  public:
-  Connection(AdminServer& server)
+  explicit Connection(AdminServer& server)
       : server_(server),
         socket_(server.loop_, server.buffers_, *this),
         parser_(HTTP_REQUEST, *this, 16 * 1024),
-        timer_(server.loop_, this, &uv::bindTimer<Connection, &Connection::onTimeout>) {
-    next = server_.connections_;
-    if (next) next->prev = this;
-    server_.connections_ = this;
-    ++server_.open_;
-  }
+        timer_(server.loop_, this, &uv::bindTimer<Connection, &Connection::onTimeout>) {}
+  ~Connection() override = default;
 
   int accept(uv_stream_t* s) { return socket_.accept(s); }
   void start() {
@@ -38,20 +38,11 @@ class AdminServer::Connection final : private net::SocketEvents, private http::P
     socket_.close(&Connection::onClosed, this);
   }
 
-  Connection* prev = nullptr;
-  Connection* next = nullptr;
 
  private:
-  ~Connection() = default;
   static void onClosed(void* self) {
     auto* c = static_cast<Connection*>(self);
-    AdminServer& s = c->server_;
-    if (c->prev) c->prev->next = c->next;
-    if (c->next) c->next->prev = c->prev;
-    if (s.connections_ == c) s.connections_ = c->next;
-    --s.open_;
-    delete c;
-    s.listener_.resume();
+    c->server_.onConnectionClosed(*c);
   }
 
   void onSocketRead() override {
@@ -144,7 +135,7 @@ AdminServer::AdminServer(uv_loop_t* loop, AdminHandler handler)
       handler_(std::move(handler)),
       listener_(
           loop, [this](uv_stream_t* s) { acceptOne(s); },
-          [this] { return open_ < kMaxAdminConnections; }) {}
+          [this] { return connections_.size() < kMaxAdminConnections; }) {}
 
 AdminServer::~AdminServer() { close(); }
 
@@ -154,17 +145,22 @@ bool AdminServer::start(const config::Address& address, std::string& error) {
 }
 
 void AdminServer::acceptOne(uv_stream_t* server) {
-  auto* c = new Connection(*this);
-  if (c->accept(server) != 0) {
-    c->close();
+  Connection& c = connections_.emplace(*this);
+  if (c.accept(server) != 0) {
+    c.close();
     return;
   }
-  c->start();
+  c.start();
+}
+
+void AdminServer::onConnectionClosed(Connection& connection) {
+  connections_.retire(loop_, connection);
+  listener_.resume();
 }
 
 void AdminServer::close() {
   listener_.close();
-  for (Connection* c = connections_; c != nullptr; c = c->next) c->close();
+  connections_.forEach([](Connection& c) { c.close(); });
 }
 
 }  // namespace loopguard::admin

@@ -11,8 +11,9 @@
 #include <utility>
 #include <vector>
 
-#include "config/config.h"
 #include "common/net/buffer_pool.h"
+#include "common/owned_list.h"
+#include "config/config.h"
 #include "proxy/admin/access_policy.h"
 #include "proxy/server/listener.h"
 
@@ -44,12 +45,15 @@ class AdminServer {
   const std::string& boundAddress() const { return listener_.boundAddress(); }
   // Consulted for every request before the handler sees it (proxy/admin/access_policy.h).
   AdminAccessPolicy& policy() { return policy_; }
-  // Stops accepting and closes open admin connections.
+  // Stops accepting and closes open admin connections. The server must outlive their close
+  // callbacks (it is destroyed once the loop has run them).
   void close();
 
  private:
   class Connection;
   void acceptOne(uv_stream_t* server);
+  // From a connection's close callback: it leaves the set (deleted at the end of the loop turn).
+  void onConnectionClosed(Connection& connection);
 
   uv_loop_t* loop_;
   AdminHandler handler_;
@@ -57,8 +61,7 @@ class AdminServer {
   bool unix_listener_ = false;  // its peers are local: the socket file's permissions guard it
   net::BufferPool buffers_{8};
   proxy::Listener listener_;
-  Connection* connections_ = nullptr;  // intrusive list, for close()
-  size_t open_ = 0;
+  OwnedList<Connection> connections_;  // open or closing
 };
 
 }  // namespace loopguard::admin

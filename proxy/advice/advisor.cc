@@ -355,10 +355,9 @@ void Advisor::onLocated(const void* connection, uint32_t generation, const Socke
   }
 
   if (generation == 0) {  // a probe connection
-    auto* probe = static_cast<const ProbeConnection*>(connection);
-    auto it = std::find(probes_.begin(), probes_.end(), probe);
-    if (it == probes_.end()) return;  // gone meanwhile
-    ProbeConnection& p = **it;
+    ProbeConnection* probe = openProbeAt(connection);
+    if (probe == nullptr) return;  // gone meanwhile
+    ProbeConnection& p = *probe;
     if (result.status == LocateStatus::NotYet && attempt < kMaxLookupAttempts) {
       retryLookup(PendingLookup{connection, 0, peer, upstream, attempt + 1,
                                 now() + retryDelayNs(attempt)});
@@ -380,7 +379,6 @@ void Advisor::onLocated(const void* connection, uint32_t generation, const Socke
     // backing off, since which process accepts a new connection is up to the kernel.
     ++as.probe_failures;
     as.probe_backoff_until_ns = now() + std::min<int64_t>(2000, 20 * as.probe_failures) * kNsPerMs;
-    probes_.erase(it);
     p.close();
     return;
   }
@@ -686,16 +684,16 @@ void Advisor::onProbeTimer() {
 void Advisor::openProbe(Group& g) {
   AddressState& as = addresses_[addressKey(g.upstream, g.peer.peer_name)];
   if (as.probes_connecting > 0 || now() < as.probe_backoff_until_ns) return;
-  auto* p = new ProbeConnection(loop_, buffers_, *this);
-  p->address = g.peer.peer_name;
-  p->upstream = g.upstream;
-  if (p->connect(g.peer) != 0) {
-    p->close();
+  ProbeOwner& owner = *this;  // a private base: convert here, not inside emplace()
+  ProbeConnection& p = probes_.emplace(loop_, buffers_, owner);
+  p.address = g.peer.peer_name;
+  p.upstream = g.upstream;
+  if (p.connect(g.peer) != 0) {
+    p.close();
     as.probe_backoff_until_ns = now() + 1000 * kNsPerMs;
     return;
   }
   ++as.probes_connecting;
-  probes_.push_back(p);
 }
 
 void Advisor::onProbeConnected(ProbeConnection& p) {
@@ -704,7 +702,6 @@ void Advisor::onProbeConnected(ProbeConnection& p) {
   SocketPeer peer;
   const int fd = p.fd();
   if (fd < 0 || !describeSocket(fd, peer)) {
-    probes_.erase(std::remove(probes_.begin(), probes_.end(), &p), probes_.end());
     p.close();
     return;
   }
@@ -727,7 +724,6 @@ void Advisor::onProbeHead(ProbeConnection& p) {
 }
 
 void Advisor::onProbeGone(ProbeConnection& p) {
-  probes_.erase(std::remove(probes_.begin(), probes_.end(), &p), probes_.end());
   AddressState& as = addresses_[addressKey(p.upstream, p.address)];
   if (!p.connected() && as.probes_connecting > 0) {
     // Failed while connecting: back off before the next one.
@@ -747,9 +743,18 @@ void Advisor::closeProbes() {
     if (gp->probe != nullptr) gp->stream().probeLost();
     gp->probe = nullptr;
   }
-  for (ProbeConnection* p : probes_) p->close();
-  probes_.clear();
+  probes_.forEach([](ProbeConnection& p) { p.close(); });
   for (auto& [key, as] : addresses_) as.probes_connecting = 0;
+}
+
+void Advisor::onProbeClosed(ProbeConnection& p) { probes_.retire(loop_, p); }
+
+ProbeConnection* Advisor::openProbeAt(const void* connection) {
+  ProbeConnection* found = nullptr;
+  probes_.forEach([&](ProbeConnection& p) {
+    if (&p == connection && !p.closing()) found = &p;
+  });
+  return found;
 }
 
 }  // namespace loopguard::advice

@@ -32,6 +32,7 @@
 #include "proxy/metrics/prometheus.h"
 #include "proxy/routing/adaptive_limit.h"
 #include "common/net/buffer_pool.h"
+#include "common/owned_list.h"
 #include "common/uv/timer.h"
 
 namespace loopguard::advice {
@@ -129,7 +130,11 @@ class Advisor final : public Observer, public routing::LoopBlockOracle, private 
   void onProbeConnected(ProbeConnection& probe) override;
   void onProbeHead(ProbeConnection& probe) override;
   void onProbeGone(ProbeConnection& probe) override;
+  void onProbeClosed(ProbeConnection& probe) override;
   void closeProbes();
+  // The probe `connection` points to if it is still open: `connection` may be one closed since
+  // (its address compared, never dereferenced).
+  ProbeConnection* openProbeAt(const void* connection);
 
   uv_loop_t* loop_;
   net::BufferPool& buffers_;
@@ -147,7 +152,7 @@ class Advisor final : public Observer, public routing::LoopBlockOracle, private 
   std::vector<InFlight> in_flight_;
   std::vector<uint32_t> free_tickets_;
   std::vector<PendingLookup> retries_;
-  std::vector<ProbeConnection*> probes_;
+  OwnedList<ProbeConnection> probes_;  // open, or closing until their close callback
   ProcessLocator locator_;
   uv::Timer refresh_timer_;
   uv::Timer retry_timer_;

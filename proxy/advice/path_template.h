@@ -1,7 +1,7 @@
 // Endpoint keys for the advisor: a request target folded to its path template. The query is
 // dropped and every segment that looks like an identifier (a number, a UUID, long hex, a long
 // opaque token) becomes `{}`, so `/users/42/orders?x=1` and `/users/7/orders` are one endpoint.
-// Pure functions: no state, unit-tested in tests/unit/advice_path_template_test.cc.
+// Pure functions: no state, unit-tested in tests/unit/proxy/advice/path_template_test.cc.
 #pragma once
 
 #include <string>

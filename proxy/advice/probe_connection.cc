@@ -122,6 +122,9 @@ void ProbeConnection::close() {
   socket_.close(&ProbeConnection::onClosed, this);
 }
 
-void ProbeConnection::onClosed(void* self) { delete static_cast<ProbeConnection*>(self); }
+void ProbeConnection::onClosed(void* self) {
+  auto* probe = static_cast<ProbeConnection*>(self);
+  probe->owner_.onProbeClosed(*probe);
+}
 
 }  // namespace loopguard::advice

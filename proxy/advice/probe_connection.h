@@ -1,8 +1,8 @@
 // One keep-alive connection the advisor's probe (S3) sends its trivial requests on: one at a
 // time, `GET <probe_path>`, the response read and dropped. Its owner learns when a head
 // arrives (the probe's completion, timed like every other), when it may send again, and when
-// the connection is gone. Deletes itself after close(), from the socket's close callback; after
-// close() it calls nobody.
+// the connection is gone. Its owner holds it (an OwnedList) and retires it when its socket's
+// close callback says it is closed; after close() it calls nothing else.
 #pragma once
 
 #include <uv.h>
@@ -10,10 +10,11 @@
 #include <cstdint>
 #include <string>
 
-#include "proxy/advice/process_locator.h"
-#include "proxy/http/message_parser.h"
+#include "common/intrusive_list.h"
 #include "common/net/buffer_pool.h"
 #include "common/net/socket.h"
+#include "proxy/advice/process_locator.h"
+#include "proxy/http/message_parser.h"
 
 namespace loopguard::advice {
 
@@ -24,15 +25,22 @@ class ProbeOwner {
   virtual ~ProbeOwner() = default;
   virtual void onProbeConnected(ProbeConnection& probe) = 0;
   virtual void onProbeHead(ProbeConnection& probe) = 0;
-  // The connection failed or closed; it deletes itself right after (do not touch it again).
+  // The connection failed or the peer closed it; it is closing (no other call follows but
+  // onProbeClosed).
   virtual void onProbeGone(ProbeConnection& probe) = 0;
+  // Its socket is closed (after close() or onProbeGone()): the owner retires it now.
+  virtual void onProbeClosed(ProbeConnection& probe) = 0;
 };
 
-class ProbeConnection final : private net::SocketEvents, private http::ParserEvents {
+class ProbeConnection final : public ListNode<ProbeConnection>,
+                              private net::SocketEvents,
+                              private http::ParserEvents {
  public:
   enum class State { Connecting, Idle, WaitingHead, ReadingBody, Closing };
 
   ProbeConnection(uv_loop_t* loop, net::BufferPool& buffers, ProbeOwner& owner);
+  // Only its owner's set destroys it, once onProbeClosed() was called.
+  ~ProbeConnection() override = default;
   ProbeConnection(const ProbeConnection&) = delete;
   ProbeConnection& operator=(const ProbeConnection&) = delete;
 
@@ -40,10 +48,12 @@ class ProbeConnection final : private net::SocketEvents, private http::ParserEve
   int connect(const SocketPeer& to);
   // Sends one probe if idle; false otherwise.
   bool send(const std::string& request);
+  // Starts closing; onProbeClosed() follows from the close callback.
   void close();
 
   State state() const { return state_; }
   bool idle() const { return state_ == State::Idle; }
+  bool closing() const { return state_ == State::Closing; }
   bool connected() const { return connected_; }  // the connect succeeded at some point
   int fd() const;
 
@@ -52,7 +62,6 @@ class ProbeConnection final : private net::SocketEvents, private http::ParserEve
   std::string upstream;
 
  private:
-  ~ProbeConnection() override = default;
   void onSocketConnected(int status) override;
   void onSocketRead() override;
   void onSocketEof(int status) override;

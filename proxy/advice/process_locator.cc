@@ -423,8 +423,8 @@ void ProcessLocator::startBatch() {
       },
       [](uv_work_t* req, int status) {
         auto* b = static_cast<Batch*>(req->data);
-        if (b->owner == nullptr) {  // the locator is gone and left it to us
-          delete b;
+        if (b->owner == nullptr) {  // the locator is gone and left the batch to this callback
+          std::unique_ptr<Batch> orphan(b);
           return;
         }
         b->owner->onBatchDone(status);

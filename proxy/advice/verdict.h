@@ -1,6 +1,6 @@
 // From evidence to a verdict: `blocks_loop`, `ok` or `not_enough_data`, with the blocking time
 // per request, the share of the process's time, a confidence, and what each statistic said
-// (with a note wherever they disagree). Pure; tested in tests/unit/advice_verdict_test.cc.
+// (with a note wherever they disagree). Pure; tested in tests/unit/proxy/advice/verdict_test.cc.
 //
 // S1 decides, unless the probe (S3) has enough rows, which then decides: it is not fooled by
 // paced traffic. S2 only corroborates: where it (or S1, when S3 decides) contradicts the

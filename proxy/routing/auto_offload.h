@@ -1,7 +1,8 @@
 // Auto-offload's decisions: which endpoints (route, method, path template) of the routes with
 // `auto_offload:` are served by the route's pool instead of the app. Pure logic with the clock
-// passed in, unit-tested in tests/unit/auto_offload_test.cc; the loop side (a timer that feeds
-// it the advisor's verdicts, the log line, the metric) is proxy/auto_offload_driver.h.
+// passed in, unit-tested in tests/unit/proxy/routing/auto_offload_test.cc; the loop side (a
+// timer that feeds it the advisor's verdicts, the log line, the metric) is
+// proxy/auto_offload_driver.h.
 //
 // An endpoint moves when the advisor has said `blocks_loop` about it, with at least the route's
 // min_confidence and on at least advice.min_samples observations, for kConfirmMs on end (so at

@@ -39,8 +39,9 @@ std::string addressName(const sockaddr_storage& addr) {
 
 }  // namespace
 
-// One uv_getaddrinfo in flight. Heap-owned because the cluster may go away first: then it is
-// in no list any more, and the callback only frees it.
+// One uv_getaddrinfo in flight. libuv's request owns it from the call to the callback (its
+// unique_ptr is released into req.data, and the callback takes it back), because the cluster
+// may go away first: then the query is in no list any more, and the callback only frees it.
 struct Cluster::DnsQuery : ListNode<DnsQuery> {
   uv_getaddrinfo_t req{};
   Cluster* cluster = nullptr;  // valid while linked()
@@ -266,18 +267,18 @@ void Cluster::resolveAll() {
     if (a.kind != config::Address::Kind::Tcp) continue;
     sockaddr_storage tmp;
     if (literalAddress(a, tmp)) continue;
-    auto* q = new DnsQuery;
+    auto q = std::make_unique<DnsQuery>();
     q->cluster = this;
     q->source = a.toString();
     q->port = a.port;
-    q->req.data = q;
+    q->req.data = q.get();
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     int rc = uv_getaddrinfo(
         loop_, &q->req,
         [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
-          auto* query = static_cast<DnsQuery*>(req->data);
+          std::unique_ptr<DnsQuery> query(static_cast<DnsQuery*>(req->data));
           Cluster* cluster = query->linked() ? query->cluster : nullptr;
           query->unlink();
           std::vector<sockaddr_storage> addrs;
@@ -306,14 +307,9 @@ void Cluster::resolveAll() {
             }
             if (status != UV_ECANCELED) cluster->onResolved(query->source, addrs, none);
           }
-          delete query;
         },
         a.host.c_str(), nullptr, &hints);
-    if (rc == 0) {
-      dns_queries_.pushBack(*q);
-    } else {
-      delete q;
-    }
+    if (rc == 0) dns_queries_.pushBack(*q.release());  // the request holds it now
   }
 }
 

@@ -16,7 +16,7 @@ ConnectionPool::ConnectionPool(uv_loop_t* loop, net::BufferPool& buffers, Owner&
       waiters_(this),
       fresh_(this) {}
 
-ConnectionPool::~ConnectionPool() { assert(open_ == 0 && "a pool outlives its connections"); }
+ConnectionPool::~ConnectionPool() { assert(open() == 0 && "a pool outlives its connections"); }
 
 ConnectionPool& ConnectionPool::of(UpstreamConnection& connection) {
   return *connection.pool_link.pool;
@@ -150,14 +150,14 @@ void ConnectionPool::connectAsNeeded() {
 }
 
 void ConnectionPool::startConnect(TargetWaiter* fresh) {
-  auto* connection = new UpstreamConnection(loop_, buffers_, *this, destination_.name);
+  ConnectionOwner& self = *this;  // a private base: convert here, not inside emplace()
+  UpstreamConnection* connection = &connections_.emplace(loop_, buffers_, self, destination_.name);
   PoolLink& link = connection->pool_link;
   link.pool = this;
   link.connection = connection;
   link.stage = Stage::Connecting;
   link.waiter = fresh;
   connecting_list_.pushBack(link);
-  ++open_;
   if (settings_.open_gauge != nullptr) ++*settings_.open_gauge;
   ++connecting_;
   if (fresh != nullptr) {
@@ -278,10 +278,11 @@ void ConnectionPool::onConnectionGone(UpstreamConnection* connection) {
       connectAsNeeded();
     }
   }
-  --open_;
+  // Out of the set now (open() is one lower), deleted at the end of the loop turn.
+  connections_.retire(loop_, *connection);
   if (settings_.open_gauge != nullptr) --*settings_.open_gauge;
   if (owner_ != nullptr) owner_->onConnectionClosed(*this, *connection, in_use);
-  if (self_ && open_ == 0) uv::Loop::of(loop_).deferDelete(std::move(self_));
+  if (self_ && open() == 0) uv::Loop::of(loop_).deferDelete(std::move(self_));
 }
 
 void ConnectionPool::shutdown(const char* why) {
@@ -316,7 +317,7 @@ void ConnectionPool::retire(std::unique_ptr<ConnectionPool> pool) {
   self->owner_ = nullptr;
   self->shutdown("upstream shutting down");
   while (PoolLink* link = self->connecting_list_.front()) self->closeConnection(*link->connection);
-  if (self->open_ == 0) {
+  if (self->open() == 0) {
     uv::Loop::of(self->loop_).deferDelete(std::move(pool));
   } else {
     self->self_ = std::move(pool);

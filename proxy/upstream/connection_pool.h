@@ -14,7 +14,8 @@
 // gets it from the loop's ready queue (TargetWaiter), never on the stack of the request that
 // released it. If the waiter is cancelled first, the connection goes to the one after it.
 //
-// The pool owns its connections from connect to close (the one place that creates them). Its
+// The pool owns its connections from connect to close callback (a ConnectionSet: the one place
+// that creates them; each is retired, deferred, once its close callback says it is gone). Its
 // Owner (the Cluster's endpoint, the WorkerPool's worker) decides what a failed connect means:
 // try another destination, or fail the request.
 #pragma once
@@ -113,7 +114,7 @@ class ConnectionPool final : private ConnectionOwner, private WaitList::Observer
 
   const Destination& destination() const { return destination_; }
   Owner& owner() const { return *owner_; }
-  uint32_t open() const { return open_; }
+  uint32_t open() const { return static_cast<uint32_t>(connections_.size()); }
   uint32_t connecting() const { return connecting_; }
   uint32_t idle() const { return static_cast<uint32_t>(idle_.size()); }
   uint32_t inUse() const { return in_use_; }  // connections carrying a request
@@ -158,12 +159,12 @@ class ConnectionPool final : private ConnectionOwner, private WaitList::Observer
   Owner* owner_;
   Destination destination_;
   PoolSettings settings_;
+  ConnectionSet connections_;            // every connection, from connect to close callback
   IntrusiveList<PoolLink> idle_;         // front: most recently used
   IntrusiveList<PoolLink> connecting_list_;
   IntrusiveList<PoolLink> set_aside_list_;
   WaitList waiters_;                     // oldest first
   WaitList fresh_;                       // each has a connect of its own
-  uint32_t open_ = 0;
   uint32_t connecting_ = 0;
   uint32_t fresh_connecting_ = 0;
   uint32_t set_aside_ = 0;

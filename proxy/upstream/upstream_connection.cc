@@ -143,8 +143,7 @@ void UpstreamConnection::fail(UpstreamErrorKind kind, const char* why) {
 
 void UpstreamConnection::onClosed(void* self) {
   auto* c = static_cast<UpstreamConnection*>(self);
-  c->owner_.onConnectionGone(c);
-  delete c;
+  c->owner_.onConnectionGone(c);  // the owner retires it
 }
 
 }  // namespace loopguard::upstream

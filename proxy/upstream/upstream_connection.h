@@ -2,8 +2,9 @@
 // request at a time. Owns its HttpStream (socket, response parser, output batch) and the
 // connect/idle timer. While a request is on it the exchange is the stream's handler (attach());
 // between requests the connection is, and reads nothing but "the peer closed" or bytes that
-// mean the peer is confused. Deletes itself from its socket's close callback; its Owner (the
-// pool it belongs to) is told first.
+// mean the peer is confused. Its Owner (the pool it belongs to) holds it in an OwnedList from
+// connect to close, and retires it when the socket's close callback tells it the connection is
+// gone (onConnectionGone): it never deletes itself.
 #pragma once
 
 #include <uv.h>
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "common/intrusive_list.h"
+#include "common/owned_list.h"
 #include "common/uv/timer.h"
 #include "proxy/http/message_parser.h"
 #include "proxy/stream/http_stream.h"
@@ -45,15 +47,23 @@ class ConnectionOwner {
   virtual ~ConnectionOwner() = default;
   virtual void onConnectResult(UpstreamConnection* connection, int status) = 0;
   virtual void onIdleClosed(UpstreamConnection* connection) = 0;  // left the idle set
-  virtual void onConnectionGone(UpstreamConnection* connection) = 0;  // about to be deleted
+  // From the close callback: the owner retires it from its set now (deleted at the end of the
+  // loop turn). Nothing else is called on the owner after this.
+  virtual void onConnectionGone(UpstreamConnection* connection) = 0;
 };
 
-class UpstreamConnection final : private proxy::StreamHandler {
+// The set a pool holds its connections in.
+using ConnectionSet = OwnedList<UpstreamConnection>;
+
+class UpstreamConnection final : public ListNode<UpstreamConnection>,
+                                 private proxy::StreamHandler {
  public:
   enum class State { Connecting, Idle, Active, Tunnel, Closing };
 
   UpstreamConnection(uv_loop_t* loop, net::BufferPool& pool, ConnectionOwner& owner,
                      std::string peer_name);
+  // Only its owner's ConnectionSet destroys it, once onConnectionGone() was called.
+  ~UpstreamConnection() override;
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
@@ -68,7 +78,7 @@ class UpstreamConnection final : private proxy::StreamHandler {
   void detach();  // the exchange is done with it (the pool decides reuse or close)
   void beginTunnel();
 
-  // Closes now. Safe in any state; deletion follows from the close callback.
+  // Closes now. Safe in any state; onConnectionGone() follows from the close callback.
   void close();
   // The owner gives up on the request in progress: the handler hears why, then it closes.
   void fail(UpstreamErrorKind kind, const char* why);
@@ -91,7 +101,6 @@ class UpstreamConnection final : private proxy::StreamHandler {
   PoolLink pool_link;
 
  private:
-  ~UpstreamConnection();
   // StreamHandler, between requests (connecting, idle, set aside for a waiter).
   http::ParserAction onStreamHead(proxy::HttpStream&) override { return http::ParserAction::Fail; }
   http::ParserAction onStreamBody(proxy::HttpStream&, const char*, size_t) override {

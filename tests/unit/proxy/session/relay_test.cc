@@ -53,7 +53,8 @@ class PairTarget final : public upstream::Target, private upstream::ConnectionOw
     }
     int fds[2];
     openPair(fds);
-    auto* c = new upstream::UpstreamConnection(loop_, buffers_, *this, "pair");
+    upstream::ConnectionOwner& owner = *this;
+    upstream::UpstreamConnection* c = &connections_.emplace(loop_, buffers_, owner, "pair");
     EXPECT_EQ(c->socket().open(fds[0]), 0);
     c->becomeIdle(60'000);
     app_fds.push_back(fds[1]);
@@ -88,12 +89,14 @@ class PairTarget final : public upstream::Target, private upstream::ConnectionOw
   void onConnectionGone(upstream::UpstreamConnection* c) override {
     if (idle_ == c) idle_ = nullptr;
     ++gone;
+    connections_.retire(loop_, *c);  // as a pool does: the owner retires what closed
   }
 
   uv_loop_t* loop_;
   net::BufferPool& buffers_;
   std::string name_ = "pair";
   upstream::UpstreamConnection* idle_ = nullptr;
+  upstream::ConnectionSet connections_;
 };
 
 struct RelayTest : ::testing::Test {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "tests/unit/support/loop_runner.h"
@@ -26,8 +27,14 @@ struct FakeOwner final : ConnectionPool::Owner {
   }
   void onHandOut(ConnectionPool&, TargetWaiter&, UpstreamConnection&) override { ++handed_out; }
   void onWaitCancelled(ConnectionPool&, TargetWaiter&) override { ++cancelled; }
-  void onConnectionClosed(ConnectionPool&, UpstreamConnection&, bool) override { ++closed; }
+  void onConnectionClosed(ConnectionPool& pool, UpstreamConnection& c, bool) override {
+    ++closed;
+    open_when_closed.push_back(pool.open());
+    closed_peers.push_back(c.peerName());  // still alive: deleted at the end of the loop turn
+  }
   uv_loop_t* loop;
+  std::vector<uint32_t> open_when_closed;
+  std::vector<std::string> closed_peers;
   int connect_failures = 0;
   int last_status = 0;
   int handed_out = 0;
@@ -314,6 +321,26 @@ TEST_F(PoolTest, TheIdleSetIsBoundedAndDropsWhatTheAppCloses) {
   EXPECT_EQ(pool->idle(), 0u);
   EXPECT_EQ(owner.closed, 2);
   finish(std::move(pool));
+}
+
+TEST_F(PoolTest, AClosedConnectionLeavesThePoolInItsCloseCallbackAndDiesAfterTheTurn) {
+  auto pool = makePool();
+  Request a, b;
+  pool->request(a);
+  pool->request(b);
+  ASSERT_TRUE(runUntil(loop, [&] { return a.ready() && b.ready(); }));
+  EXPECT_EQ(pool->open(), 2u);
+  pool->release(a.connection, false);
+  EXPECT_EQ(pool->open(), 2u) << "closing, not closed: the pool holds it until its callback";
+  ASSERT_TRUE(runUntil(loop, [&] { return owner.closed == 1; }));
+  // The owner heard it with the connection already out of the set, yet still readable (ASan
+  // would catch a delete before the end of the turn; LeakSanitizer a retire that never frees).
+  EXPECT_EQ(owner.open_when_closed, (std::vector<uint32_t>{1}));
+  EXPECT_EQ(owner.closed_peers, (std::vector<std::string>{"test"}));
+  EXPECT_EQ(pool->open(), 1u);
+  pool->release(b.connection, false);
+  finish(std::move(pool));
+  EXPECT_EQ(owner.open_when_closed, (std::vector<uint32_t>{1, 0}));
 }
 
 TEST_F(PoolTest, ARetiredPoolOutlivesItsOwnerUntilItsConnectionsAreClosed) {

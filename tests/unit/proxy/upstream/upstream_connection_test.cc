@@ -19,11 +19,18 @@ namespace {
 using loopguard::testing::runUntil;
 using loopguard::testing::step;
 
-// The pool the connection belongs to: counts what it is told.
+// The pool the connection belongs to: holds it, counts what it is told, and retires it when it
+// is gone, as a ConnectionPool does.
 struct FakeOwner final : ConnectionOwner {
+  explicit FakeOwner(uv_loop_t* l) : loop(l) {}
   void onConnectResult(UpstreamConnection*, int) override {}
   void onIdleClosed(UpstreamConnection*) override { ++idle_closed; }
-  void onConnectionGone(UpstreamConnection*) override { ++gone; }
+  void onConnectionGone(UpstreamConnection* c) override {
+    ++gone;
+    connections.retire(loop, *c);
+  }
+  uv_loop_t* loop;
+  ConnectionSet connections;
   int idle_closed = 0;
   int gone = 0;
 };
@@ -61,7 +68,7 @@ struct UpstreamConnectionTest : ::testing::Test {
   UpstreamConnection* open() {
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
     ::fcntl(fds[1], F_SETFL, O_NONBLOCK);
-    auto* c = new UpstreamConnection(loop.get(), buffers, owner, "app");
+    UpstreamConnection* c = &owner.connections.emplace(loop.get(), buffers, owner, "app");
     EXPECT_EQ(c->socket().open(fds[0]), 0);
     c->becomeIdle(60'000);
     return c;
@@ -76,11 +83,12 @@ struct UpstreamConnectionTest : ::testing::Test {
     c->attach(x, 64 * 1024);
     return c;
   }
-  // The connection's close callback ran (it deleted itself; the pool heard of it as idle
-  // `idle_closed` times) and the loop has nothing left.
+  // The connection's close callback ran (its owner retired it; the pool heard of it as idle
+  // `idle_closed` times), it was deleted, and the loop has nothing left.
   void expectGoneAndLoopClosed(int idle_closed) {
     ASSERT_TRUE(runUntil(loop, [&] { return owner.gone == 1; }));
     EXPECT_EQ(owner.idle_closed, idle_closed);
+    EXPECT_TRUE(owner.connections.empty());
     EXPECT_EQ(loop.close(), 0);
   }
   void TearDown() override {
@@ -89,7 +97,7 @@ struct UpstreamConnectionTest : ::testing::Test {
 
   uv::Loop loop;
   net::BufferPool buffers{4};
-  FakeOwner owner;
+  FakeOwner owner{loop.get()};
   int fds[2] = {-1, -1};
 };
 

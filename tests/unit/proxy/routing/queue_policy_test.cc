@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "proxy/routing/limiter.h"
-#include "tests/unit/limiter_test_support.h"
+#include "tests/unit/support/limiter_test_support.h"
 
 namespace loopguard::routing {
 namespace {

@@ -9,7 +9,7 @@
 #include "proxy/advice/evidence.h"
 #include "proxy/advice/process_stream.h"
 #include "proxy/advice/verdict.h"
-#include "tests/unit/advice_sim.h"
+#include "tests/unit/support/advice_sim.h"
 
 namespace loopguard::advice {
 namespace {

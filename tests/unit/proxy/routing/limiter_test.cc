@@ -1,5 +1,5 @@
 #include "proxy/routing/limiter.h"
-#include "tests/unit/limiter_test_support.h"
+#include "tests/unit/support/limiter_test_support.h"
 
 #include <gtest/gtest.h>
 

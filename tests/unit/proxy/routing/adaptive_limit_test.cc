@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "proxy/routing/route_latency.h"
-#include "tests/unit/limiter_test_support.h"
-#include "tests/unit/overload_sim.h"
+#include "tests/unit/support/limiter_test_support.h"
+#include "tests/unit/support/overload_sim.h"
 
 namespace loopguard::routing {
 namespace {
