@@ -7,99 +7,107 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <memory>
+#include <utility>
+#include <vector>
 
 namespace loopguard::net {
 
 Socket::Socket(uv_loop_t* loop, BufferPool& pool, SocketEvents& events)
-    : loop_(loop), pool_(pool), events_(events) {
-  handle_.get()->tcp.data = this;
-}
+    : pool_(pool), events_(events), where_{loop} {}
 
 Socket::~Socket() {
   close();
-  if (block_ != nullptr) pool_.give(block_, block_size_);
-  if (spill_ != nullptr) pool_.give(spill_, BufferPool::Size::Small);
+  // Its callbacks may still run (UV_ECANCELED, then the close callback): they find no Socket.
+  if (state_ == State::Closing) where_.stream->data = nullptr;
+  // libuv reads no byte of a write once its handle is closing: the spill can go now.
+  if (write_ != nullptr && write_->spill != nullptr) {
+    pool_.give(std::exchange(write_->spill, nullptr), BufferPool::Size::Small);
+  }
+  if (block_ != nullptr) pool_.give(block_, blockSize());
 }
 
-int Socket::accept(uv_stream_t* server) {
-  int rc;
-  if (server->type == UV_NAMED_PIPE) {
-    is_tcp_ = false;
-    rc = uv_pipe_init(loop_, &handle_.get()->pipe, 0);
-  } else {
-    rc = uv_tcp_init(loop_, &handle_.get()->tcp);
+// The handle is allocated alone, as the type it is: a TCP connection does not pay for the
+// larger pipe handle, and no close bookkeeping rides along (the Socket keeps it).
+template <class T>
+int Socket::makeHandle(int (*init)(uv_loop_t*, T*)) {
+  if (state_ != State::None) return UV_EALREADY;
+  auto* handle = new T{};
+  int rc = init(where_.loop, handle);
+  if (rc != 0) {
+    delete handle;  // not registered with the loop
+    return rc;
   }
+  handle->data = this;
+  where_.stream = reinterpret_cast<uv_stream_t*>(handle);
+  state_ = State::Open;
+  return 0;
+}
+
+namespace {
+int initPipe(uv_loop_t* loop, uv_pipe_t* pipe) { return uv_pipe_init(loop, pipe, 0); }
+uv_tcp_t* tcp(uv_stream_t* stream) { return reinterpret_cast<uv_tcp_t*>(stream); }
+uv_pipe_t* pipe(uv_stream_t* stream) { return reinterpret_cast<uv_pipe_t*>(stream); }
+}  // namespace
+
+int Socket::accept(uv_stream_t* server) {
+  bool is_tcp = server->type != UV_NAMED_PIPE;
+  int rc = is_tcp ? makeHandle(&uv_tcp_init) : makeHandle(&initPipe);
   if (rc != 0) return rc;
-  handle_.markInitialized();
-  handle_.get()->tcp.data = this;
-  rc = uv_accept(server, handle_.stream());
-  if (rc == 0 && is_tcp_) uv_tcp_nodelay(&handle_.get()->tcp, 1);
+  rc = uv_accept(server, where_.stream);
+  if (rc == 0 && is_tcp) uv_tcp_nodelay(tcp(where_.stream), 1);
   return rc;
 }
 
+void Socket::onConnected(uv_connect_t* req, int status) {
+  auto* self = static_cast<Socket*>(req->handle->data);
+  delete req;
+  if (self != nullptr) self->events_.onSocketConnected(status);
+}
+
 int Socket::connectTcp(const sockaddr* addr) {
-  is_tcp_ = true;
-  int rc = uv_tcp_init(loop_, &handle_.get()->tcp);
+  int rc = makeHandle(&uv_tcp_init);
   if (rc != 0) return rc;
-  handle_.markInitialized();
-  handle_.get()->tcp.data = this;
-  uv_tcp_nodelay(&handle_.get()->tcp, 1);
-  connect_req_ = std::make_unique<uv_connect_t>();
-  connect_req_->data = this;
-  return uv_tcp_connect(connect_req_.get(), &handle_.get()->tcp, addr,
-                        [](uv_connect_t* req, int status) {
-                          auto* self = static_cast<Socket*>(req->data);
-                          auto done = std::move(self->connect_req_);
-                          self->events_.onSocketConnected(status);
-                        });
+  uv_tcp_nodelay(tcp(where_.stream), 1);
+  auto* req = new uv_connect_t;
+  rc = uv_tcp_connect(req, tcp(where_.stream), addr, &Socket::onConnected);
+  if (rc != 0) delete req;  // no callback follows
+  return rc;
 }
 
 int Socket::connectUnix(const std::string& path) {
-  is_tcp_ = false;
-  int rc = uv_pipe_init(loop_, &handle_.get()->pipe, 0);
+  int rc = makeHandle(&initPipe);
   if (rc != 0) return rc;
-  handle_.markInitialized();
-  handle_.get()->pipe.data = this;
-  connect_req_ = std::make_unique<uv_connect_t>();
-  connect_req_->data = this;
-  uv_pipe_connect(connect_req_.get(), &handle_.get()->pipe, path.c_str(),
-                  [](uv_connect_t* req, int status) {
-                    auto* self = static_cast<Socket*>(req->data);
-                    auto done = std::move(self->connect_req_);
-                    self->events_.onSocketConnected(status);
-                  });
+  // Errors, even immediate ones, come through the callback.
+  uv_pipe_connect(new uv_connect_t, pipe(where_.stream), path.c_str(), &Socket::onConnected);
   return 0;
 }
 
 int Socket::open(uv_os_fd_t fd) {
-  is_tcp_ = false;
-  int rc = uv_pipe_init(loop_, &handle_.get()->pipe, 0);
+  int rc = makeHandle(&initPipe);
   if (rc != 0) return rc;
-  handle_.markInitialized();
-  handle_.get()->pipe.data = this;
-  return uv_pipe_open(&handle_.get()->pipe, fd);
+  return uv_pipe_open(pipe(where_.stream), fd);
 }
 
 void Socket::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* self = static_cast<Socket*>(h->data);
   if (self->block_ == nullptr) {
-    if (self->read_limit_ == BufferPool::kLargeBlock &&
-        self->pool_.largeHeldBack(uv_now(self->loop_))) {
-      self->read_limit_ = BufferPool::kSmallBlock;
+    if (self->large_reads_ && self->pool_.largeHeldBack(uv_now(h->loop))) {
+      self->large_reads_ = false;
     }
-    self->block_size_ = self->read_limit_ == BufferPool::kLargeBlock ? BufferPool::Size::Large
-                                                                     : BufferPool::Size::Small;
-    self->block_ = self->pool_.take(self->block_size_);
+    self->large_block_ = self->large_reads_;
+    self->block_ = self->pool_.take(self->blockSize());
     self->begin_ = self->end_ = 0;
   }
   buf->base = self->block_ + self->end_;
-  buf->len = std::min(BufferPool::bytes(self->block_size_) - self->end_, size_t{self->read_limit_});
+  buf->len = std::min(BufferPool::bytes(self->blockSize()) - self->end_, self->readLimit());
 }
 
 void Socket::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   auto* self = static_cast<Socket*>(s->data);
   if (nread > 0) {
-    self->end_ += static_cast<size_t>(nread);
+    self->end_ += static_cast<uint32_t>(nread);
     // A full block means the owner has not consumed yet: pause until it has (backpressure).
     if (self->inputFull()) self->pauseReading();
     self->events_.onSocketRead();
@@ -115,30 +123,30 @@ void Socket::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
 }
 
 void Socket::readStart() {
-  if (reading_ || handle_.closed() || !handle_.initialized()) return;
+  if (reading_ || state_ != State::Open) return;
   reading_ = true;
   if (inputFull()) {
     paused_ = true;  // resumed once the block drains
     return;
   }
-  if (uv_read_start(handle_.stream(), &Socket::onAlloc, &Socket::onRead) != 0) reading_ = false;
+  if (uv_read_start(where_.stream, &Socket::onAlloc, &Socket::onRead) != 0) reading_ = false;
 }
 
 void Socket::readStop() {
   if (!reading_) return;
   reading_ = false;
-  if (!paused_ && !handle_.closed()) uv_read_stop(handle_.stream());
+  if (!paused_ && state_ == State::Open) uv_read_stop(where_.stream);
   paused_ = false;
 }
 
 void Socket::pauseReading() {
   if (!reading_ || paused_) return;
   paused_ = true;
-  if (!handle_.closed()) uv_read_stop(handle_.stream());
+  if (state_ == State::Open) uv_read_stop(where_.stream);
 }
 
 void Socket::consume(size_t n) {
-  begin_ += n;
+  begin_ += static_cast<uint32_t>(n);
   releaseBlockIfDrained();
 }
 
@@ -150,17 +158,17 @@ void Socket::unlend() {
 void Socket::setReadLimit(size_t bytes) {
   // Either a whole large block or at most a small one: a large block read only in part would
   // be pinned whole (pooled blocks are touched throughout) when the write of it stalls.
-  read_limit_ = bytes >= BufferPool::kLargeBlock ? BufferPool::kLargeBlock : BufferPool::kSmallBlock;
+  large_reads_ = bytes >= BufferPool::kLargeBlock;
   // Unparsed input left in a large block (pipelined requests behind a buffered body) may wait
   // a long time for its turn: it moves to a small block, and the large one goes back.
-  size_t left = end_ - begin_;
-  if (read_limit_ == BufferPool::kSmallBlock && block_ != nullptr &&
-      block_size_ == BufferPool::Size::Large && lent_ == 0 && left <= BufferPool::kSmallBlock) {
+  uint32_t left = end_ - begin_;
+  if (!large_reads_ && block_ != nullptr && large_block_ && lent_ == 0 &&
+      left <= BufferPool::kSmallBlock) {
     char* small = pool_.take(BufferPool::Size::Small);
     std::memcpy(small, block_ + begin_, left);
-    pool_.give(block_, block_size_);
+    pool_.give(block_, BufferPool::Size::Large);
     block_ = small;
-    block_size_ = BufferPool::Size::Small;
+    large_block_ = false;
     begin_ = 0;
     end_ = left;
     if (!inputFull()) resumeIfPaused();
@@ -171,14 +179,17 @@ void Socket::resumeIfPaused() {
   if (!paused_) return;
   // Never a callback from here: libuv reads on the next loop iteration.
   paused_ = false;
-  if (handle_.closed() || uv_read_start(handle_.stream(), &Socket::onAlloc, &Socket::onRead) != 0) {
+  if (state_ != State::Open ||
+      uv_read_start(where_.stream, &Socket::onAlloc, &Socket::onRead) != 0) {
     reading_ = false;
   }
 }
 
 size_t Socket::sendRoom() {
   uv_os_fd_t fd;
-  if (handle_.closed() || uv_fileno(handle_.base(), &fd) != 0) return 0;
+  if (state_ != State::Open || uv_fileno(reinterpret_cast<uv_handle_t*>(where_.stream), &fd) != 0) {
+    return 0;
+  }
   // One syscall for both the send buffer's size and what it holds, in the kernel's own units
   // (bytes of payload plus each segment's bookkeeping): a write is taken while the queued
   // total is below the size. TCP counts its queue in WMEM_QUEUED, unix sockets in WMEM_ALLOC.
@@ -194,8 +205,8 @@ size_t Socket::sendRoom() {
 }
 
 size_t Socket::sendRoomAfter(size_t written) {
-  known_room_ = known_room_ > written ? known_room_ - written : 0;
-  if (known_room_ < BufferPool::kLargeBlock) known_room_ = sendRoom();
+  known_room_ = known_room_ > written ? known_room_ - static_cast<uint32_t>(written) : 0;
+  if (known_room_ < BufferPool::kLargeBlock) known_room_ = static_cast<uint32_t>(sendRoom());
   return known_room_;
 }
 
@@ -222,37 +233,36 @@ void paceReads(Socket& from, Socket& to, Socket::WriteStatus status, size_t byte
 
 void Socket::releaseBlockIfDrained() {
   if (block_ == nullptr || begin_ != end_ || lent_ > 0) return;
-  pool_.give(block_, block_size_);
+  pool_.give(block_, blockSize());
   block_ = nullptr;
   begin_ = end_ = 0;
   resumeIfPaused();  // the owner still wants to read: the next read takes a fresh block
 }
 
-int Socket::write(const uv_buf_t* bufs, unsigned count) {
-  if (handle_.closed()) return UV_EPIPE;
-  write_req_ = std::make_unique<uv_write_t>();
-  write_req_->data = this;
-  int rc = uv_write(write_req_.get(), handle_.stream(), bufs, count, [](uv_write_t* req, int status) {
-    auto* self = static_cast<Socket*>(req->data);
-    auto done = std::move(self->write_req_);  // freed after the callback; a new write makes its own
-    self->writing_ = false;
-    if (self->spill_ != nullptr) {
-      self->pool_.give(self->spill_, BufferPool::Size::Small);
-      self->spill_ = nullptr;
-    }
-    self->events_.onSocketWritten(status);
-  });
-  if (rc == 0) {
-    writing_ = true;
-  } else {
-    write_req_.reset();
-  }
+void Socket::onWritten(uv_write_t* req, int status) {
+  std::unique_ptr<PendingWrite> done(reinterpret_cast<PendingWrite*>(req));  // req is first
+  auto* self = static_cast<Socket*>(req->handle->data);
+  if (self == nullptr) return;  // the Socket is gone, and gave the spill back
+  self->write_ = nullptr;
+  if (done->spill != nullptr) self->pool_.give(done->spill, BufferPool::Size::Small);
+  done.reset();  // a new write from the callback makes its own
+  self->events_.onSocketWritten(status);
+}
+
+int Socket::startWrite(const uv_buf_t* bufs, unsigned count, char* spill) {
+  if (state_ != State::Open) return UV_EPIPE;
+  auto write = std::make_unique<PendingWrite>();
+  write->spill = spill;
+  int rc = uv_write(&write->req, where_.stream, bufs, count, &Socket::onWritten);
+  if (rc == 0) write_ = write.release();
   return rc;
 }
 
+int Socket::write(const uv_buf_t* bufs, unsigned count) { return startWrite(bufs, count, nullptr); }
+
 Socket::WriteStatus Socket::writeNow(const uv_buf_t* bufs, unsigned count) {
-  if (handle_.closed()) return WriteStatus::Error;
-  int n = uv_try_write(handle_.stream(), bufs, count);
+  if (state_ != State::Open) return WriteStatus::Error;
+  int n = uv_try_write(where_.stream, bufs, count);
   if (n < 0 && n != UV_EAGAIN) return WriteStatus::Error;
   size_t written = n > 0 ? static_cast<size_t>(n) : 0;
   unsigned i = 0;
@@ -262,39 +272,56 @@ Socket::WriteStatus Socket::writeNow(const uv_buf_t* bufs, unsigned count) {
   }
   if (i == count) return WriteStatus::Done;
   known_room_ = 0;  // the kernel is full
-  rest_.assign(bufs + i, bufs + count);
-  rest_[0].base += written;
-  rest_[0].len -= written;
+  bufs += i;
+  count -= i;
   size_t left = 0;
-  for (const uv_buf_t& b : rest_) left += b.len;
-  WriteStatus status = WriteStatus::Pending;
+  for (unsigned k = 0; k < count; ++k) left += bufs[k].len;
+  left -= written;
   if (left <= BufferPool::kSmallBlock) {
-    spill_ = pool_.take(BufferPool::Size::Small);
+    char* spill = pool_.take(BufferPool::Size::Small);
     size_t at = 0;
-    for (const uv_buf_t& b : rest_) {
-      std::memcpy(spill_ + at, b.base, b.len);
-      at += b.len;
+    for (unsigned k = 0; k < count; ++k) {
+      size_t skip = k == 0 ? written : 0;
+      std::memcpy(spill + at, bufs[k].base + skip, bufs[k].len - skip);
+      at += bufs[k].len - skip;
     }
-    rest_.assign(1, uv_buf_init(spill_, static_cast<unsigned>(left)));
-    status = WriteStatus::Copied;
-  }
-  if (write(rest_.data(), static_cast<unsigned>(rest_.size())) != 0) {
-    if (spill_ != nullptr) {
-      pool_.give(spill_, BufferPool::Size::Small);
-      spill_ = nullptr;
+    uv_buf_t copy = uv_buf_init(spill, static_cast<unsigned>(left));
+    if (startWrite(&copy, 1, spill) != 0) {
+      pool_.give(spill, BufferPool::Size::Small);
+      return WriteStatus::Error;
     }
-    return WriteStatus::Error;
+    return WriteStatus::Copied;
   }
-  return status;
+  // uv_write copies the array (not the bytes), so the rest's first buffer, past what was
+  // written, can be handed over from a copy that lives only for the call.
+  int rc;
+  if (written == 0) {
+    rc = startWrite(bufs, count, nullptr);
+  } else {
+    uv_buf_t inline_rest[16];
+    std::vector<uv_buf_t> heap_rest;
+    uv_buf_t* rest = inline_rest;
+    if (count > std::size(inline_rest)) {
+      heap_rest.resize(count);
+      rest = heap_rest.data();
+    }
+    std::copy(bufs, bufs + count, rest);
+    rest[0].base += written;
+    rest[0].len -= written;
+    rc = startWrite(rest, count, nullptr);
+  }
+  return rc == 0 ? WriteStatus::Pending : WriteStatus::Error;
 }
 
 size_t Socket::writeQueueSize() const {
-  return handle_.closed() ? 0 : handle_.stream()->write_queue_size;
+  return state_ == State::Open ? where_.stream->write_queue_size : 0;
 }
 
 size_t Socket::unsentBytes() const {
   uv_os_fd_t fd;
-  if (handle_.closed() || uv_fileno(handle_.base(), &fd) != 0) return 0;
+  if (state_ != State::Open || uv_fileno(reinterpret_cast<uv_handle_t*>(where_.stream), &fd) != 0) {
+    return 0;
+  }
   int in_kernel = 0;
   if (ioctl(fd, SIOCOUTQ, &in_kernel) != 0 || in_kernel < 0) in_kernel = 0;
   return writeQueueSize() + static_cast<size_t>(in_kernel);
@@ -302,7 +329,10 @@ size_t Socket::unsentBytes() const {
 
 void Socket::resetOnClose() {
   uv_os_fd_t fd;
-  if (!is_tcp_ || handle_.closed() || uv_fileno(handle_.base(), &fd) != 0) return;
+  if (state_ != State::Open || where_.stream->type != UV_TCP ||
+      uv_fileno(reinterpret_cast<uv_handle_t*>(where_.stream), &fd) != 0) {
+    return;
+  }
   linger l{};
   l.l_onoff = 1;
   l.l_linger = 0;
@@ -310,25 +340,49 @@ void Socket::resetOnClose() {
 }
 
 int Socket::shutdown() {
-  if (handle_.closed()) return UV_EPIPE;
-  shutdown_req_ = std::make_unique<uv_shutdown_t>();
-  shutdown_req_->data = this;
-  return uv_shutdown(shutdown_req_.get(), handle_.stream(), [](uv_shutdown_t* req, int) {
-    static_cast<Socket*>(req->data)->shutdown_req_.reset();
-  });
+  if (state_ != State::Open) return UV_EPIPE;
+  auto* req = new uv_shutdown_t;
+  int rc = uv_shutdown(req, where_.stream, [](uv_shutdown_t* done, int) { delete done; });
+  if (rc != 0) delete req;  // no callback follows
+  return rc;
+}
+
+void Socket::onHandleClosed(uv_handle_t* h) {
+  auto* self = static_cast<Socket*>(h->data);
+  uv_loop_t* loop = h->loop;
+  if (h->type == UV_TCP) {
+    delete reinterpret_cast<uv_tcp_t*>(h);
+  } else {
+    delete reinterpret_cast<uv_pipe_t*>(h);
+  }
+  if (self == nullptr) return;  // the Socket went first: its owner is gone too
+  self->where_.loop = loop;
+  self->state_ = State::Closed;
+  if (self->on_closed_ != nullptr) self->on_closed_(self->on_closed_ctx_);  // may delete self
 }
 
 void Socket::close(ClosedFn on_closed, void* ctx) {
   reading_ = false;
   paused_ = false;
-  handle_.close(on_closed, ctx);
+  if (state_ == State::Closing || state_ == State::Closed) return;
+  if (state_ == State::None) {
+    // No handle: nothing pending can refer to this Socket.
+    state_ = State::Closed;
+    if (on_closed != nullptr) on_closed(ctx);  // may delete this
+    return;
+  }
+  on_closed_ = on_closed;
+  on_closed_ctx_ = ctx;
+  state_ = State::Closing;
+  // Pending requests complete (UV_ECANCELED) before onHandleClosed frees the handle.
+  uv_close(reinterpret_cast<uv_handle_t*>(where_.stream), &Socket::onHandleClosed);
 }
 
 std::string Socket::peerIp() const {
-  if (!is_tcp_ || handle_.closed()) return {};
+  if (state_ != State::Open || where_.stream->type != UV_TCP) return {};
   sockaddr_storage addr{};
   int len = sizeof(addr);
-  if (uv_tcp_getpeername(&handle_.get()->tcp, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+  if (uv_tcp_getpeername(tcp(where_.stream), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     return {};
   }
   char text[INET6_ADDRSTRLEN] = {0};

@@ -7,15 +7,18 @@
 //    it and nothing is lent (unless the owner stopped reading meanwhile);
 //  - at most one write in flight; the owner is told when it completes;
 //  - close() defers the owner's deletion to the handle's close callback.
+//
+// Every idle keep-alive connection carries one of these and its handle, so both are kept small:
+// the handle is allocated when accept/connect/open tells its type (a TCP handle is 16 bytes
+// smaller than a pipe), and the requests exist only while in flight.
 #pragma once
 
 #include <uv.h>
 
 #include <cstddef>
-#include <memory>
+#include <cstdint>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "common/net/buffer_pool.h"
 #include "common/uv/handle.h"
@@ -57,20 +60,22 @@ class Socket {
   // While lent, consumed bytes stay in place (a write on the other side points at them).
   void lend() { ++lent_; }
   void unlend();
-  bool inputFull() const { return block_ != nullptr && end_ == BufferPool::bytes(block_size_); }
+  bool inputFull() const { return block_ != nullptr && end_ == BufferPool::bytes(blockSize()); }
 
   // The most one read may take: a large block when `bytes` reach one, else a small block. The
   // next block taken is of that size; a block already held is filled first, except that unread
   // input in a large block moves to a small one when the limit drops (and nothing is lent).
   void setReadLimit(size_t bytes);
-  size_t readLimit() const { return read_limit_; }
+  size_t readLimit() const {
+    return large_reads_ ? BufferPool::kLargeBlock : BufferPool::kSmallBlock;
+  }
   // A low estimate of the bytes the kernel would take now without blocking (0 if unknown).
   size_t sendRoom();
   // The same after `written` more bytes went in at once, asking the kernel only when what is
   // known to fit falls below a large block (its queue only drains meanwhile).
   size_t sendRoomAfter(size_t written);
   BufferPool& pool() { return pool_; }
-  uv_loop_t* loop() const { return loop_; }
+  uv_loop_t* loop() const { return hasHandle() ? where_.stream->loop : where_.loop; }
 
   // At most one write in flight: callers check writing() first.
   int write(const uv_buf_t* bufs, unsigned count);
@@ -85,7 +90,7 @@ class Socket {
   // in the socket buffer, so this saves two syscalls per proxied request.
   enum class WriteStatus { Done, Pending, Copied, Error };
   WriteStatus writeNow(const uv_buf_t* bufs, unsigned count);
-  bool writing() const { return writing_; }
+  bool writing() const { return write_ != nullptr; }
   size_t writeQueueSize() const;
   // Bytes written and not yet taken by the peer: libuv's queue plus what the kernel still holds
   // (unsent or unacknowledged, SIOCOUTQ). It falls as the peer reads even while the kernel's
@@ -99,49 +104,67 @@ class Socket {
   // Half-close our sending side after pending writes (used for tunnels).
   int shutdown();
 
+  // Starts closing; `on_closed(ctx)` runs from the handle's close callback, after every pending
+  // request completed (UV_ECANCELED), unless this Socket was destroyed before (its owner, whom
+  // `ctx` is, is gone then). Without a handle yet it runs at once. Only the first call counts.
   using ClosedFn = uv::Handle<uv_tcp_t>::ClosedFn;
   void close(ClosedFn on_closed = nullptr, void* ctx = nullptr);
-  bool closed() const { return handle_.closed(); }
+  bool closed() const { return state_ == State::Closing || state_ == State::Closed; }
 
   // Peer address as text ("1.2.3.4" / "::1"); empty for unix sockets.
   std::string peerIp() const;
-  uv_stream_t* stream() const { return handle_.stream(); }
+  // The handle once accept/connect/open made it; nullptr before, and once closed.
+  uv_stream_t* stream() const { return state_ == State::Open ? where_.stream : nullptr; }
 
  private:
-  union Storage {
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
+  // None: no handle yet (accept/connect/open makes it). Open. Closing: close() was called and
+  // the close callback has not run. Closed: it has, and the handle's memory is gone.
+  enum class State : uint8_t { None, Open, Closing, Closed };
+  // A write in flight; the callback reaches the Socket through req.handle->data, which is
+  // nullptr once the Socket is gone (it gave the spill back then).
+  struct PendingWrite {
+    uv_write_t req;
+    char* spill = nullptr;  // a small block holding the bytes (WriteStatus::Copied)
   };
 
+  bool hasHandle() const { return state_ == State::Open || state_ == State::Closing; }
+  BufferPool::Size blockSize() const {
+    return large_block_ ? BufferPool::Size::Large : BufferPool::Size::Small;
+  }
+  template <class T>
+  int makeHandle(int (*init)(uv_loop_t*, T*));
+  int startWrite(const uv_buf_t* bufs, unsigned count, char* spill);
   void releaseBlockIfDrained();
   void pauseReading();
   void resumeIfPaused();
   static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void onWritten(uv_write_t* req, int status);
+  static void onConnected(uv_connect_t* req, int status);
+  static void onHandleClosed(uv_handle_t* h);
 
-  uv_loop_t* loop_;
+  // Packed (72 bytes, which socket_test holds it to): every idle connection carries one.
   BufferPool& pool_;
   SocketEvents& events_;
-  uv::Handle<Storage> handle_;
-  // Packed: every idle connection carries one of these.
-  bool is_tcp_ = true;
-  bool reading_ = false;  // the owner wants input
-  bool paused_ = false;   // ...but the block is full: resumed when it drains
-  bool writing_ = false;
-  BufferPool::Size block_size_ = BufferPool::Size::Small;
-  // Requests live only while in flight (most writes complete at once through writeNow), so an
-  // idle connection does not carry ~370 bytes of request structs.
-  std::unique_ptr<uv_write_t> write_req_;
-  std::unique_ptr<uv_connect_t> connect_req_;
-  std::unique_ptr<uv_shutdown_t> shutdown_req_;
-  std::vector<uv_buf_t> rest_;  // what writeNow() could not write at once
-  char* spill_ = nullptr;       // a small block holding it (WriteStatus::Copied)
+  // The loop while there is no handle (State None and Closed), else the handle, whose loop it
+  // is: one pointer for both. The handle's data points back here until this Socket is gone.
+  union Where {
+    uv_loop_t* loop;
+    uv_stream_t* stream;
+  } where_;
+  PendingWrite* write_ = nullptr;  // at most one write in flight
   char* block_ = nullptr;
+  ClosedFn on_closed_ = nullptr;
+  void* on_closed_ctx_ = nullptr;
   uint32_t begin_ = 0;  // offsets in the block (at most a large block)
   uint32_t end_ = 0;
-  int32_t lent_ = 0;
-  uint32_t read_limit_ = BufferPool::kSmallBlock;
-  size_t known_room_ = 0;  // sendRoomAfter()'s budget
+  uint32_t known_room_ = 0;  // sendRoomAfter()'s budget (at most half a send buffer)
+  uint16_t lent_ = 0;        // a handful at most: the writes pointing into the block
+  State state_ = State::None;
+  bool reading_ : 1 = false;  // the owner wants input
+  bool paused_ : 1 = false;   // ...but the block is full: resumed when it drains
+  bool large_block_ : 1 = false;  // block_ is a large block, else a small one
+  bool large_reads_ : 1 = false;  // readLimit() is a large block, else a small one
 };
 
 // Paces the reads of `from` to how `to` took the last write of their bytes (`bytes` long), so

@@ -1,4 +1,6 @@
-// RAII ownership of one libuv handle. The only code in loopguard that calls uv_close.
+// RAII ownership of one libuv handle. With net::Socket (whose stream handle is allocated as the
+// type it opens as, and which keeps its close bookkeeping itself: every idle connection holds
+// one), the only code in loopguard that calls uv_close.
 //
 // libuv's contract: a handle's memory may be released only in its close callback, and write or
 // connect requests still pending complete (with UV_ECANCELED) before that callback runs. So the
