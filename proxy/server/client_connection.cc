@@ -25,7 +25,11 @@ ClientConnection::ClientConnection(ClientServices& services)
   ++services_.context.counters.client_connections;
 }
 
+// A retired connection (closed, its close callback run) is destroyed at the end of the loop
+// turn, possibly after its server: it has given everything back already, and must not touch
+// the services. One destroyed open (its server's set goes first) gives back what it holds.
 ClientConnection::~ClientConnection() {
+  if (stream_.closed()) return;
   releaseRequestState();
   --services_.context.counters.client_connections;
 }
@@ -262,6 +266,7 @@ void ClientConnection::close() {
 
 void ClientConnection::onClosed(void* self) {
   auto* c = static_cast<ClientConnection*>(self);
+  --c->services_.context.counters.client_connections;
   c->services_.set.retire(c->services_.context.loop, *c);
 }
 
