@@ -2,16 +2,17 @@
 
 namespace loopguard::uv {
 
-Timer::Timer(uv_loop_t* loop, void* owner, Fn fn) : owner_(owner), fn_(fn) {
-  uv_timer_init(loop, handle_.get());
-  handle_.markInitialized();
-  handle_.get()->data = this;
-}
-
 void Timer::start(uint64_t timeout_ms, uint64_t repeat_ms) {
-  if (handle_.closed()) return;
+  if (closed_) return;
+  if (!handle_) {
+    handle_.emplace();
+    uv_timer_init(loop_, handle_->get());
+    handle_->markInitialized();
+    handle_->get()->data = this;
+    if (unref_) uv_unref(handle_->base());
+  }
   uv_timer_start(
-      handle_.get(),
+      handle_->get(),
       [](uv_timer_t* t) {
         auto* self = static_cast<Timer*>(t->data);
         self->fn_(self->owner_);
@@ -20,15 +21,21 @@ void Timer::start(uint64_t timeout_ms, uint64_t repeat_ms) {
 }
 
 void Timer::stop() {
-  if (!handle_.closed()) uv_timer_stop(handle_.get());
+  if (handle_ && !handle_->closed()) uv_timer_stop(handle_->get());
 }
 
 bool Timer::active() const {
-  return !handle_.closed() && uv_is_active(handle_.base()) != 0;
+  return handle_ && !handle_->closed() && uv_is_active(handle_->base()) != 0;
 }
 
 void Timer::unref() {
-  if (!handle_.closed()) uv_unref(handle_.base());
+  unref_ = true;
+  if (handle_ && !handle_->closed()) uv_unref(handle_->base());
+}
+
+void Timer::close() {
+  closed_ = true;
+  if (handle_) handle_->close();
 }
 
 }  // namespace loopguard::uv
