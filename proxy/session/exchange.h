@@ -170,7 +170,7 @@ class Exchange final : private routing::LimiterWaiter,
   void onEvicted() override;
   void recordQueueRefusal();
   // This attempt's outcome, to the observers, once its request was sent
-  // (proxy/exchange_observer.h).
+  // (proxy/session/exchange_observer.h).
   void endAttempt(routing::SampleOutcome outcome);
   // TargetWaiter
   void onTargetReady(upstream::UpstreamConnection* connection, bool reused) override;

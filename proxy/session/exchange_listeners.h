@@ -1,4 +1,4 @@
-// The exchange's listeners (proxy/exchange_observer.h): each turns the events into what its
+// The exchange's listeners (proxy/session/exchange_observer.h): each turns the events into what its
 // consumer wants. Owned by the ProxyServer, registered in every snapshot it builds.
 #pragma once
 
