@@ -378,19 +378,19 @@ void Socket::close(ClosedFn on_closed, void* ctx) {
   uv_close(reinterpret_cast<uv_handle_t*>(where_.stream), &Socket::onHandleClosed);
 }
 
-std::string Socket::peerIp() const {
+PeerAddress Socket::peerAddress() const {
   if (state_ != State::Open || where_.stream->type != UV_TCP) return {};
   sockaddr_storage addr{};
   int len = sizeof(addr);
   if (uv_tcp_getpeername(tcp(where_.stream), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     return {};
   }
-  char text[INET6_ADDRSTRLEN] = {0};
-  if (addr.ss_family == AF_INET) {
-    uv_ip4_name(reinterpret_cast<sockaddr_in*>(&addr), text, sizeof(text));
-  } else if (addr.ss_family == AF_INET6) {
-    uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&addr), text, sizeof(text));
-  }
+  return PeerAddress::of(reinterpret_cast<const sockaddr*>(&addr));
+}
+
+std::string Socket::peerIp() const {
+  std::string text;
+  peerAddress().format(text);
   return text;
 }
 

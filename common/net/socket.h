@@ -21,6 +21,7 @@
 #include <string_view>
 
 #include "common/net/buffer_pool.h"
+#include "common/net/peer_address.h"
 #include "common/uv/handle.h"
 
 namespace loopguard::net {
@@ -113,6 +114,8 @@ class Socket {
 
   // Peer address as text ("1.2.3.4" / "::1"); empty for unix sockets.
   std::string peerIp() const;
+  // The same in binary; unspecified for a unix socket.
+  PeerAddress peerAddress() const;
   // The handle once accept/connect/open made it; nullptr before, and once closed.
   uv_stream_t* stream() const { return state_ == State::Open ? where_.stream : nullptr; }
 

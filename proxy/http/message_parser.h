@@ -92,6 +92,8 @@ class MessageParser final : private ChunkedValidator::Sink {
   bool hasContentLength() const { return (parser_.flags & F_CONTENT_LENGTH) != 0; }
   bool hasTransferEncoding() const { return (parser_.flags & F_TRANSFER_ENCODING) != 0; }
   uint64_t contentLength() const { return declared_length_; }
+  // The head announces a body: chunked, or a Content-Length above 0.
+  bool hasBody() const { return chunked() || (hasContentLength() && contentLength() > 0); }
   bool upgradeRequested() const { return parser_.upgrade != 0; }
   bool needsEof() const { return llhttp_message_needs_eof(&parser_) != 0; }
   // Requests only: set when a header line began with whitespace (obs-fold). execute() fails

@@ -52,7 +52,7 @@ void ClientConnection::releaseRequestState() {
 int ClientConnection::accept(uv_stream_t* server) { return stream_.socket().accept(server); }
 
 void ClientConnection::start() {
-  peer_ = PeerAddress::parse(stream_.socket().peerIp());
+  peer_ = stream_.socket().peerAddress();
   // A connection that never sends a byte gets the header timeout too, then a silent close.
   armTimeout(static_cast<uint64_t>(services_.context.snapshot->config().timeouts.header.count()));
   stream_.setRaw();  // idle: the first byte of a request is announced, and takes the parser
@@ -97,11 +97,9 @@ void ClientConnection::onPipelined() {
 }
 
 http::ParserAction ClientConnection::onStreamHead(HttpStream&) {
-  const http::MessageParser& p = stream_.parser();
-  bool has_body = p.chunked() || (p.hasContentLength() && p.contentLength() > 0);
   // With a body, stop here: the Exchange reads the body when the upstream can take it.
   // Without one, llhttp completes the message right away and we stop after it.
-  return has_body ? http::ParserAction::Pause : http::ParserAction::Continue;
+  return stream_.parser().hasBody() ? http::ParserAction::Pause : http::ParserAction::Continue;
 }
 
 http::ParserAction ClientConnection::onStreamBody(HttpStream&, const char*, size_t) {
@@ -122,10 +120,8 @@ void ClientConnection::onStreamParsed(HttpStream&, const http::ParseResult& r) {
       timeout_.cancel();
       in_head_ = false;
       state_ = State::Exchanging;
-      const http::MessageParser& p = stream_.parser();
-      bool has_body = p.chunked() || (p.hasContentLength() && p.contentLength() > 0);
       stream_.setHandler(request_->exchange.streamHandler());
-      request_->exchange.start(has_body);
+      request_->exchange.start(stream_.parser().hasBody());
       return;
     }
     case http::ParseStatus::HeadTooLarge:

@@ -24,7 +24,6 @@
 #include "common/owned_list.h"
 #include "common/uv/timeout_queue.h"
 #include "proxy/proxy_context.h"
-#include "proxy/server/peer_address.h"
 #include "proxy/server/request_state.h"
 #include "proxy/session/exchange.h"
 #include "proxy/stream/http_stream.h"
@@ -116,7 +115,7 @@ class ClientConnection final : public ListNode<ClientConnection>, private Stream
   // Lingering ends by then at the latest: the loop's clock in ms, its low 32 bits (compared
   // wrap-safe: a linger lasts seconds, the clock wraps after 49 days).
   uint32_t linger_until_ = 0;
-  PeerAddress peer_;
+  net::PeerAddress peer_;
   State state_ = State::AwaitingHead;
   bool in_head_ = false;  // a head's first byte has arrived: timeouts.header runs
   bool close_after_write_ = false;

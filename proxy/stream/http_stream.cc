@@ -162,12 +162,10 @@ void HttpStream::releaseLender() {
 }
 
 void HttpStream::discardOutput() {
-  if (parts_ != nullptr) discardOutputOf(*parts_);
-}
-
-void HttpStream::discardOutputOf(StreamParts& parts) {
-  if (writing_) return;  // the write owns it until it completes
-  parts.out.clear();
+  // A write that waits for the peer owns the batch until it completes; one the kernel took
+  // whole freed it already, and what is there now was never sent.
+  if (parts_ == nullptr || busy()) return;
+  parts_->out.clear();
   releaseLender();
 }
 

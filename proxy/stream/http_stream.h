@@ -142,7 +142,6 @@ class HttpStream final : private net::SocketEvents {
   friend struct StreamParts;
   void completeWrite(int status);
   void releaseLender();
-  void discardOutputOf(StreamParts& parts);
   void freeWrittenOutput();
   static http::ParserAction actionOf(int rc);
   static int codeOf(http::ParserAction action, bool head);
