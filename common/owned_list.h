@@ -2,7 +2,8 @@
 // objects with callbacks of their own (connections, probes), which must outlive the callback
 // that ends them.
 //
-//  - emplace() is the one place such an object is created (no raw `new` elsewhere);
+//  - emplace() (or emplaceIn(), for a slab) is the one place such an object is created (no raw
+//    `new` elsewhere);
 //  - retire() takes it out of the set and hands it to the loop's deferred delete
 //    (uv::Loop::deferDelete): it is destroyed at the end of the loop turn, once nothing on the
 //    stack can refer to it any more. An object never deletes itself; it asks its set;
@@ -19,6 +20,7 @@
 #include <utility>
 
 #include "common/intrusive_list.h"
+#include "common/slab.h"
 #include "common/uv/loop.h"
 
 namespace loopguard {
@@ -37,6 +39,15 @@ class OwnedList {
     T& ref = *object;
     list_.pushBack(*object.release());
     return ref;
+  }
+
+  // The same, the object in `slab` (T derives from SlabAllocated): for objects that every open
+  // connection holds for its life.
+  template <class... Args>
+  T& emplaceIn(Slab& slab, Args&&... args) {
+    T* object = new (slab) T(std::forward<Args>(args)...);
+    list_.pushBack(*object);
+    return *object;
   }
 
   // `object` leaves the set now and is destroyed at the end of this loop turn.

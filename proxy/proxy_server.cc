@@ -1,5 +1,6 @@
 #include "proxy/proxy_server.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 namespace loopguard::proxy {
@@ -35,7 +36,13 @@ bool ProxyServer::start(const config::Address& listen, std::string& error) {
   return true;
 }
 
-void ProxyServer::onTrimTimer() { context_.buffers.trim(); }
+void ProxyServer::onTrimTimer() {
+  context_.buffers.trim();
+  // The request states of a burst that is over are freed, and the heap pages they leave go back
+  // to the system: nothing long-lived sits between them (connections and their handles live in
+  // the loop's slab), so after a burst an idle connection costs its socket and little else.
+  if (request_states_.trim() > 0) malloc_trim(0);
+}
 
 std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(
     std::shared_ptr<const config::Config> config) {

@@ -122,8 +122,8 @@ class ProxyServer {
   ConnectionSet connections_;
   ClientServices client_services_{context_, connections_, request_states_};
   Listener listener_;
-  // Once a second the buffer pool gives back the free blocks the traffic did not need
-  // (BufferPool::trim): what a burst leaves in it does not stay resident.
+  // Once a second the buffer pool and the request-state pool give back what the traffic did not
+  // need (BufferPool::trim, RequestStatePool::trim): what a burst leaves does not stay resident.
   uv::Timer trim_timer_{loop_, this, &uv::bindMethod<ProxyServer, &ProxyServer::onTrimTimer>};
   std::map<std::string, std::shared_ptr<routing::RouteLimiter>> limiters_;  // by route name
   // By route name: the limiters of auto_offload routes' moved endpoints, on their pools.

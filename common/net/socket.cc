@@ -8,9 +8,13 @@
 #include <algorithm>
 #include <cstring>
 #include <iterator>
+#include <type_traits>
 #include <memory>
 #include <utility>
 #include <vector>
+
+#include "common/slab.h"
+#include "common/uv/loop.h"
 
 namespace loopguard::net {
 
@@ -28,15 +32,39 @@ Socket::~Socket() {
   if (block_ != nullptr) pool_.give(block_, blockSize());
 }
 
+namespace {
+// A TCP handle, which every open connection holds for its life, comes from the loop's slab
+// (packed, and apart from the heap that requests churn: common/slab.h). Pipes are few.
+template <class T>
+T* newHandle(uv_loop_t* loop) {
+  if constexpr (std::is_same_v<T, uv_tcp_t>) {
+    void* block = uv::Loop::of(loop).slab(sizeof(uv_tcp_t)).allocate();
+    return block != nullptr ? new (block) uv_tcp_t{} : nullptr;
+  } else {
+    (void)loop;
+    return new T{};
+  }
+}
+template <class T>
+void deleteHandle(T* handle) {
+  if constexpr (std::is_same_v<T, uv_tcp_t>) {
+    Slab::release(handle);  // trivially destructible
+  } else {
+    delete handle;
+  }
+}
+}  // namespace
+
 // The handle is allocated alone, as the type it is: a TCP connection does not pay for the
 // larger pipe handle, and no close bookkeeping rides along (the Socket keeps it).
 template <class T>
 int Socket::makeHandle(int (*init)(uv_loop_t*, T*)) {
   if (state_ != State::None) return UV_EALREADY;
-  auto* handle = new T{};
+  T* handle = newHandle<T>(where_.loop);
+  if (handle == nullptr) return UV_ENOMEM;
   int rc = init(where_.loop, handle);
   if (rc != 0) {
-    delete handle;  // not registered with the loop
+    deleteHandle(handle);  // not registered with the loop
     return rc;
   }
   handle->data = this;
@@ -351,9 +379,9 @@ void Socket::onHandleClosed(uv_handle_t* h) {
   auto* self = static_cast<Socket*>(h->data);
   uv_loop_t* loop = h->loop;
   if (h->type == UV_TCP) {
-    delete reinterpret_cast<uv_tcp_t*>(h);
+    deleteHandle(reinterpret_cast<uv_tcp_t*>(h));
   } else {
-    delete reinterpret_cast<uv_pipe_t*>(h);
+    deleteHandle(reinterpret_cast<uv_pipe_t*>(h));
   }
   if (self == nullptr) return;  // the Socket went first: its owner is gone too
   self->where_.loop = loop;

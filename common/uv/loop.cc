@@ -63,4 +63,11 @@ int Loop::close() {
   return close_rc_;
 }
 
+Slab& Loop::slab(size_t block_bytes) {
+  for (auto& s : slabs_) {
+    if (s->blockBytes() == Slab::roundedBlockBytes(block_bytes)) return *s;
+  }
+  return *slabs_.emplace_back(std::make_unique<Slab>(block_bytes));
+}
+
 }  // namespace loopguard::uv

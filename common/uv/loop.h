@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/intrusive_list.h"
+#include "common/slab.h"
 #include "common/uv/bind.h"
 #include "common/uv/handle.h"
 
@@ -68,6 +69,10 @@ class Loop {
     arm();
   }
 
+  // The loop's slab for blocks of `block_bytes` (made on first use): what every open connection
+  // holds for its life is allocated there (see common/slab.h). A handful of sizes at most.
+  Slab& slab(size_t block_bytes);
+
   // Runs the loop until nothing is left to do (owners close their handles first), closes the
   // loop's own handles, and returns uv_loop_close(): 0, or UV_EBUSY if a handle is still open.
   // Called again, returns the same.
@@ -78,6 +83,8 @@ class Loop {
   void arm();
   void drain();
 
+  // First: destroyed last, after everything the loop destroys that lives in them.
+  std::vector<std::unique_ptr<Slab>> slabs_;
   uv_loop_t loop_;
   Handle<uv_check_t> check_;  // drains the queue after the poll
   Handle<uv_idle_t> idle_;    // while work is queued: keeps the poll from blocking

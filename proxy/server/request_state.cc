@@ -1,5 +1,7 @@
 #include "proxy/server/request_state.h"
 
+#include <algorithm>
+
 #include "proxy/server/client_connection.h"
 
 namespace loopguard::proxy {
@@ -22,16 +24,19 @@ RequestState* RequestStatePool::take(ClientConnection& owner, uint64_t max_head_
   } else {
     s = std::move(free_.back());
     free_.pop_back();
+    low_free_ = std::min(low_free_, free_.size());
   }
   s->parts.parser.setMaxHeadBytes(max_head_bytes);
   s->parts.parser.reset();
   s->owner = &owner;
+  ++in_use_;
   return s.release();
 }
 
 void RequestStatePool::release(RequestState* state) {
   state->parse_next.cancel();
   state->owner = nullptr;
+  --in_use_;
   releasing_.emplace_back(state);
   recycle_.post(context_.loop);
 }
@@ -47,6 +52,15 @@ void RequestStatePool::recycle() {
                  p.target().size() > kKeptHeadBytes || s->answer.capacity() > kKeptHeadBytes;
     if (free_.size() < max_free_ && !large) free_.push_back(std::move(s));
   }
+}
+
+size_t RequestStatePool::trim() {
+  size_t unused = std::min(low_free_, free_.size());
+  if (in_use_ == 0 && releasing_.empty()) unused = free_.size();
+  // LIFO: the front has waited longest.
+  free_.erase(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(unused));
+  low_free_ = free_.size();
+  return unused;
 }
 
 }  // namespace loopguard::proxy

@@ -49,6 +49,10 @@ class RequestStatePool {
   // Given back from the loop's ready queue, not now: the connection that gives it back is
   // inside a call chain of its own exchange (the exchange's finish() ends in onExchangeDone).
   void release(RequestState* state);
+  // Frees the states that stayed in the free list through the whole period since the last
+  // trim, and all of them when no request is in progress (a burst is over: the next request
+  // makes a new one, at most one allocation a second for a trickle); returns how many.
+  size_t trim();
 
  private:
   void recycle();
@@ -57,6 +61,8 @@ class RequestStatePool {
   size_t max_free_;
   std::vector<std::unique_ptr<RequestState>> free_;
   std::vector<std::unique_ptr<RequestState>> releasing_;
+  size_t low_free_ = 0;  // the fewest free states since the last trim
+  size_t in_use_ = 0;    // taken and not yet released
   uv::ReadyCall recycle_{this, &uv::bindMethod<RequestStatePool, &RequestStatePool::recycle>};
 };
 
