@@ -75,18 +75,18 @@ const char* WorkerPool::unavailableReason() const {
   return supervisor_.available() ? nullptr : "no_workers";
 }
 
-upstream::WorkerIdentity WorkerPool::identifyWorker(const UpstreamConnection& connection) const {
-  auto it = running_.find(const_cast<UpstreamConnection*>(&connection));
+upstream::WorkerIdentity WorkerPool::identifyWorker(const upstream::Lease& lease) const {
+  auto it = running_.find(const_cast<UpstreamConnection*>(&UpstreamConnection::of(lease)));
   if (it == running_.end()) return {};
   const Worker& w = *it->second.worker;
   return {true, w.index(), w.pid()};
 }
 
-bool WorkerPool::retryable(const UpstreamConnection* connection) const {
+bool WorkerPool::retryable(const upstream::Lease* lease) const {
   // Retry only when the worker is alive: a request that was on a worker when it died may be
   // what killed it. The exit may not be reported yet when the connection's EOF arrives, so
   // the process is asked directly.
-  auto it = running_.find(const_cast<UpstreamConnection*>(connection));
+  auto it = running_.find(const_cast<UpstreamConnection*>(&UpstreamConnection::of(*lease)));
   if (it == running_.end()) return false;
   const Worker& w = *it->second.worker;
   return w.dispatchable() && !w.processGone();
@@ -219,7 +219,8 @@ void WorkerPool::track(UpstreamConnection* c, Worker& w, const upstream::TargetW
   armDeadline(first);
 }
 
-void WorkerPool::release(UpstreamConnection* c, bool reusable) {
+void WorkerPool::release(upstream::Lease* lease, bool reusable) {
+  UpstreamConnection* c = &UpstreamConnection::of(*lease);
   auto it = running_.find(c);
   if (it == running_.end()) {  // never handed out through this pool: nothing to account for
     upstream::ConnectionPool::of(*c).release(c, false);

@@ -75,14 +75,13 @@ class WorkerPool final : public upstream::Target,
   const std::string& name() const override { return name_; }
   upstream::AcquireResult acquire(upstream::TargetWaiter& waiter,
                                   const upstream::AcquireOptions& options) override;
-  void release(upstream::UpstreamConnection* connection, bool reusable) override;
+  void release(upstream::Lease* lease, bool reusable) override;
   // The pool's own request_timeout ends a request first (504 and a replaced worker); the
   // exchange's response timeout is only a backstop.
   config::Duration responseTimeout() const override;
-  bool retryable(const upstream::UpstreamConnection* connection) const override;
+  bool retryable(const upstream::Lease* lease) const override;
   const char* unavailableReason() const override;
-  upstream::WorkerIdentity identifyWorker(
-      const upstream::UpstreamConnection& connection) const override;
+  upstream::WorkerIdentity identifyWorker(const upstream::Lease& lease) const override;
 
   // CapacityGate
   bool tryTake() override;

@@ -293,7 +293,7 @@ void Exchange::acquireTarget() {
   AcquireResult r = record_.runtime->target->acquire(*this, options);
   switch (r.kind) {
     case AcquireResult::Kind::Ready:
-      onTargetReady(r.connection, true);
+      onTargetReady(r.lease, true);
       return;
     case AcquireResult::Kind::Failed:
       upstreamFailed(UpstreamErrorKind::Connect, r.why);
@@ -303,7 +303,7 @@ void Exchange::acquireTarget() {
   }
 }
 
-void Exchange::onTargetReady(upstream::UpstreamConnection* connection, bool reused) {
+void Exchange::onTargetReady(upstream::Lease* connection, bool reused) {
   upstream_ = connection;
   upstream_reused_ = reused;
   record_.target_name = connection->peerName();
@@ -432,11 +432,11 @@ void Exchange::releaseSlot() {
 
 void Exchange::releaseUpstream(bool reusable) {
   if (upstream_ == nullptr) return;
-  upstream::UpstreamConnection* c = std::exchange(upstream_, nullptr);
+  upstream::Lease* c = std::exchange(upstream_, nullptr);
   // Its stream stops calling this exchange. A write still in flight (borrowing the client's
   // read block) ends with the connection, which the target closes when it is not reusable.
   c->detach();
-  c->socket().setReadLimit(net::BufferPool::kSmallBlock);  // its next response starts small
+  c->stream().socket().setReadLimit(net::BufferPool::kSmallBlock);  // its next response starts small
   record_.runtime->target->release(c, reusable);           // the target closes it when not reusable
 }
 
@@ -449,7 +449,7 @@ void Exchange::finish(bool aborted) {
   send_timer_.stop();  // a write still pending dies with the connection, which closes
   bool reusable = response_side_ == ResponseSide::Complete && request_side_ == RequestSide::Sent &&
                   response_keep_alive_ && phase_ != Phase::Tunnel && !client_writing &&
-                  upstream_ != nullptr && upstream_->socket().input().empty();
+                  upstream_ != nullptr && upstream_->stream().socket().input().empty();
   releaseUpstream(reusable);
   releaseSlot();
   client_->socket().setReadLimit(net::BufferPool::kSmallBlock);

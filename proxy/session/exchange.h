@@ -35,8 +35,8 @@
 #include "proxy/proxy_context.h"
 #include "proxy/routing/limiter.h"
 #include "proxy/stream/http_stream.h"
+#include "proxy/upstream/lease.h"
 #include "proxy/upstream/target.h"
-#include "proxy/upstream/upstream_connection.h"
 #include "common/uv/loop.h"
 #include "common/uv/timer.h"
 
@@ -173,7 +173,7 @@ class Exchange final : private routing::LimiterWaiter,
   // (proxy/session/exchange_observer.h).
   void endAttempt(routing::SampleOutcome outcome);
   // TargetWaiter
-  void onTargetReady(upstream::UpstreamConnection* connection, bool reused) override;
+  void onTargetReady(upstream::Lease* connection, bool reused) override;
   void onTargetFailed(upstream::UpstreamErrorKind kind, const char* why) override;
   // StreamHandler of both streams: the client's (the request body, the response's writes, the
   // client's close, a tunnel's bytes) and the upstream connection's (the response, the
@@ -244,7 +244,7 @@ class Exchange final : private routing::LimiterWaiter,
 
   std::shared_ptr<const Snapshot> snapshot_;
 
-  upstream::UpstreamConnection* upstream_ = nullptr;
+  upstream::Lease* upstream_ = nullptr;
   bool upstream_reused_ = false;
   bool retried_ = false;
   bool body_too_large_ = false;     // set inside a parser callback, acted on after it

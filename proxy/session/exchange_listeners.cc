@@ -6,12 +6,12 @@
 
 #include "proxy/http/message_parser.h"
 #include "proxy/proxy_context.h"
-#include "proxy/upstream/upstream_connection.h"
+#include "proxy/upstream/lease.h"
 
 namespace loopguard::proxy {
 
 void AccessLogObserver::onUpstreamAttached(ExchangeRecord& record,
-                                           upstream::UpstreamConnection& connection) {
+                                           upstream::Lease& connection) {
   record.worker = record.runtime->target->identifyWorker(connection);
 }
 
@@ -51,7 +51,7 @@ void LatencySampleObserver::onAttemptEnded(ExchangeRecord& record, routing::Samp
 }
 
 void AdvisorObserver::onRequestSent(ExchangeRecord& record,
-                                    upstream::UpstreamConnection& connection) {
+                                    upstream::Lease& connection) {
   if (record.websocket || record.route->route->target_kind != config::TargetKind::Upstream) {
     return;
   }
@@ -62,7 +62,7 @@ void AdvisorObserver::onRequestSent(ExchangeRecord& record,
   r.method = record.method;
   r.target = record.request->target();
   r.connection = &connection;
-  r.socket = connection.socket().stream();
+  r.socket = connection.stream().socket().stream();
   r.first_on_connection = connection.requestsServed() == 1;
   record.advice_ticket = advisor_.onRequestSent(r);
 }

@@ -13,7 +13,7 @@ class AccessLogObserver final : public ExchangeObserver {
  public:
   explicit AccessLogObserver(AccessLog& log) : log_(log) {}
   void onUpstreamAttached(ExchangeRecord& record,
-                          upstream::UpstreamConnection& connection) override;
+                          upstream::Lease& connection) override;
   void onFinished(ExchangeRecord& record) override;
 
  private:
@@ -35,7 +35,7 @@ class LatencySampleObserver final : public ExchangeObserver {
 class AdvisorObserver final : public ExchangeObserver {
  public:
   explicit AdvisorObserver(advice::Observer& advisor) : advisor_(advisor) {}
-  void onRequestSent(ExchangeRecord& record, upstream::UpstreamConnection& connection) override;
+  void onRequestSent(ExchangeRecord& record, upstream::Lease& connection) override;
   void onResponseHead(ExchangeRecord& record, bool streamed) override;
   // Ended without a head: error, timeout, client gone.
   void onFinished(ExchangeRecord& record) override { abandon(record); }

@@ -34,7 +34,7 @@ namespace loopguard::routing {
 struct CompiledRoute;
 }
 namespace loopguard::upstream {
-class UpstreamConnection;
+class Lease;
 }
 
 namespace loopguard::proxy {
@@ -73,11 +73,11 @@ class ExchangeObserver {
  public:
   virtual ~ExchangeObserver() = default;
   virtual void onUpstreamAttached(ExchangeRecord& record,
-                                  upstream::UpstreamConnection& connection) {
+                                  upstream::Lease& connection) {
     (void)record;
     (void)connection;
   }
-  virtual void onRequestSent(ExchangeRecord& record, upstream::UpstreamConnection& connection) {
+  virtual void onRequestSent(ExchangeRecord& record, upstream::Lease& connection) {
     (void)record;
     (void)connection;
   }
@@ -107,10 +107,10 @@ class ExchangeObservers {
   }
   size_t size() const { return count_; }
 
-  void upstreamAttached(ExchangeRecord& r, upstream::UpstreamConnection& c) const {
+  void upstreamAttached(ExchangeRecord& r, upstream::Lease& c) const {
     for (size_t i = 0; i < count_; ++i) list_[i]->onUpstreamAttached(r, c);
   }
-  void requestSent(ExchangeRecord& r, upstream::UpstreamConnection& c) const {
+  void requestSent(ExchangeRecord& r, upstream::Lease& c) const {
     for (size_t i = 0; i < count_; ++i) list_[i]->onRequestSent(r, c);
   }
   void attemptEnded(ExchangeRecord& r, routing::SampleOutcome outcome) const {

@@ -108,7 +108,7 @@ void Exchange::awaitResponseHead() {
 void Exchange::awaitUpstreamBytes() {
   upstream_quiet_since_ = uv_now(context_.loop);
   if (upstreamWait() != UpstreamWait::Bytes) return;
-  if (upstreamWriting()) upstream_write_left_ = upstream_->socket().writeQueueSize();
+  if (upstreamWriting()) upstream_write_left_ = upstream_->stream().socket().writeQueueSize();
   armUpstreamTimer(upstream_quiet_since_ +
                    static_cast<uint64_t>(record_.runtime->target->readTimeout().count()));
 }
@@ -136,7 +136,7 @@ void Exchange::onUpstreamTimer() {
       if (upstreamWriting()) {
         // libuv reports a write only once it is whole; a queue that shrank since the last look
         // is progress. So a stalled write is noticed within one to two read_timeouts.
-        size_t left = upstream_->socket().writeQueueSize();
+        size_t left = upstream_->stream().socket().writeQueueSize();
         if (left < upstream_write_left_) upstream_quiet_since_ = now;
         upstream_write_left_ = left;
       }

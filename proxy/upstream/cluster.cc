@@ -208,8 +208,9 @@ AcquireResult Cluster::acquire(TargetWaiter& waiter, const AcquireOptions& optio
   return AcquireResult::pending();
 }
 
-void Cluster::release(UpstreamConnection* connection, bool reusable) {
-  ConnectionPool::of(*connection).release(connection, reusable);
+void Cluster::release(Lease* lease, bool reusable) {
+  UpstreamConnection& connection = UpstreamConnection::of(*lease);
+  ConnectionPool::of(connection).release(&connection, reusable);
 }
 
 void Cluster::recordError(UpstreamErrorKind kind) {

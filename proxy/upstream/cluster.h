@@ -60,7 +60,7 @@ class Cluster final : public Target, public routing::CapacityGate {
 
   const std::string& name() const override { return config_.name; }
   AcquireResult acquire(TargetWaiter& waiter, const AcquireOptions& options) override;
-  void release(UpstreamConnection* connection, bool reusable) override;
+  void release(Lease* lease, bool reusable) override;
   config::Duration responseTimeout() const override { return config_.response_timeout; }
   config::Duration readTimeout() const override { return config_.read_timeout; }
   void recordError(UpstreamErrorKind kind) override;

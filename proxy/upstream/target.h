@@ -1,6 +1,7 @@
 // What a route points at. Two kinds share this interface: a Cluster (the app's own processes,
 // reached over keep-alive pools) and a worker pool (processes loopguard runs, in offload/, which
-// plugs in through a PoolBinding). Either way the request travels over an UpstreamConnection.
+// plugs in through a PoolBinding). Either way the exchange gets a Lease for the request (an
+// UpstreamConnection of the target's, which only the target knows as such).
 #pragma once
 
 #include <functional>
@@ -18,7 +19,7 @@ class RouteLimiter;
 
 namespace loopguard::upstream {
 
-class UpstreamConnection;
+class Lease;
 
 // Which worker of a pool a connection leads to, for the access log.
 struct WorkerIdentity {
@@ -30,9 +31,9 @@ struct WorkerIdentity {
 struct AcquireResult {
   enum class Kind { Ready, Pending, Failed };
   Kind kind = Kind::Pending;
-  UpstreamConnection* connection = nullptr;  // Ready
-  const char* why = "";                      // Failed
-  static AcquireResult ready(UpstreamConnection* c) { return {Kind::Ready, c, ""}; }
+  Lease* lease = nullptr;  // Ready
+  const char* why = "";    // Failed
+  static AcquireResult ready(Lease* l) { return {Kind::Ready, l, ""}; }
   static AcquireResult pending() { return {Kind::Pending, nullptr, ""}; }
   static AcquireResult failed(const char* why) { return {Kind::Failed, nullptr, why}; }
 };
@@ -49,8 +50,9 @@ class Target {
   // The waiter leaves wherever it waits (the target's queues are WaitLists).
   void cancel(TargetWaiter& waiter) { waiter.cancelWait(); }
 
-  // The request on `connection` is over. `reusable`: both messages complete and keep-alive.
-  virtual void release(UpstreamConnection* connection, bool reusable) = 0;
+  // The request on `lease` (one this target handed out) is over. `reusable`: both messages
+  // complete and keep-alive.
+  virtual void release(Lease* lease, bool reusable) = 0;
 
   // Until the response head, once the request is sent.
   virtual config::Duration responseTimeout() const = 0;
@@ -60,11 +62,11 @@ class Target {
   // proxy-side timeout could not do), so by default this is the same backstop as above.
   virtual config::Duration readTimeout() const { return responseTimeout(); }
 
-  // Whether a request that failed on a reused `connection` before any response byte may be
+  // Whether a request that failed on a reused `lease` before any response byte may be
   // sent again (idempotent only; the Exchange checks that). A worker pool says no when the
   // worker itself died: the request may be what killed it.
-  virtual bool retryable(const UpstreamConnection* connection) const {
-    (void)connection;
+  virtual bool retryable(const Lease* lease) const {
+    (void)lease;
     return true;
   }
 
@@ -79,10 +81,10 @@ class Target {
   // A request failed after its connection was handed out (reset or timeout), for metrics.
   virtual void recordError(UpstreamErrorKind kind) { (void)kind; }
 
-  // The pool worker behind `connection` (a worker pool only; a cluster's endpoint is the
-  // connection's peer name).
-  virtual WorkerIdentity identifyWorker(const UpstreamConnection& connection) const {
-    (void)connection;
+  // The pool worker behind `lease` (a worker pool only; a cluster's endpoint is the lease's
+  // peer name).
+  virtual WorkerIdentity identifyWorker(const Lease& lease) const {
+    (void)lease;
     return {};
   }
 };

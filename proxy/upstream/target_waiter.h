@@ -20,6 +20,7 @@
 namespace loopguard::upstream {
 
 class ConnectionPool;
+class Lease;
 class UpstreamConnection;
 class WaitList;
 
@@ -43,7 +44,7 @@ class TargetWaiter : private ListNode<TargetWaiter> {
 
   // A connection ready for one request. `reused`: it has been idle in a pool (it may have been
   // closed by the app meanwhile: see the retry rule in the Exchange).
-  virtual void onTargetReady(UpstreamConnection* connection, bool reused) = 0;
+  virtual void onTargetReady(Lease* lease, bool reused) = 0;
   virtual void onTargetFailed(UpstreamErrorKind kind, const char* why) = 0;
 
   // Queued somewhere, or its outcome on its way.

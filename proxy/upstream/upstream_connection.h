@@ -17,6 +17,7 @@
 #include "common/uv/timer.h"
 #include "proxy/http/message_parser.h"
 #include "proxy/stream/http_stream.h"
+#include "proxy/upstream/lease.h"
 #include "proxy/upstream/target.h"
 
 namespace loopguard::upstream {
@@ -31,14 +32,6 @@ struct PoolLink : ListNode<PoolLink> {
   Stage stage = Stage::Connecting;
   TargetWaiter* waiter = nullptr;  // Connecting: the fresh request it is for; SetAside: who gets it
   int connect_status = 0;          // why a connect failed before it started
-};
-
-// The exchange currently using the connection: the handler of its stream (the response, the
-// request's writes, the peer's close), and of the one event that comes from the pool instead.
-class UpstreamStreamHandler : public proxy::StreamHandler {
- public:
-  // The owner gave up on the request (e.g. a worker killed at request_timeout).
-  virtual void onUpstreamFailed(UpstreamErrorKind kind, const char* why) = 0;
 };
 
 // The pool the connection belongs to.
@@ -56,8 +49,16 @@ class ConnectionOwner {
 using ConnectionSet = OwnedList<UpstreamConnection>;
 
 class UpstreamConnection final : public ListNode<UpstreamConnection>,
+                                 public Lease,
                                  private proxy::StreamHandler {
  public:
+  // A target takes back only the leases it handed out, all of them its own connections: the
+  // one place a Lease becomes a connection again.
+  static UpstreamConnection& of(Lease& lease) { return static_cast<UpstreamConnection&>(lease); }
+  static const UpstreamConnection& of(const Lease& lease) {
+    return static_cast<const UpstreamConnection&>(lease);
+  }
+
   enum class State { Connecting, Idle, Active, Tunnel, Closing };
 
   UpstreamConnection(uv_loop_t* loop, net::BufferPool& pool, ConnectionOwner& owner,
@@ -74,9 +75,9 @@ class UpstreamConnection final : public ListNode<UpstreamConnection>,
   void becomeIdle(uint64_t idle_timeout_ms);
   // Exchange side: `handler` drives the stream until detach(); the parser is reset for a new
   // response.
-  void attach(UpstreamStreamHandler& handler, uint64_t max_head_bytes);
-  void detach();  // the exchange is done with it (the pool decides reuse or close)
-  void beginTunnel();
+  void attach(UpstreamStreamHandler& handler, uint64_t max_head_bytes) override;
+  void detach() override;  // the exchange is done with it (the pool decides reuse or close)
+  void beginTunnel() override;
 
   // Closes now. Safe in any state; onConnectionGone() follows from the close callback.
   void close();
@@ -84,19 +85,19 @@ class UpstreamConnection final : public ListNode<UpstreamConnection>,
   void fail(UpstreamErrorKind kind, const char* why);
 
   State state() const { return state_; }
-  proxy::HttpStream& stream() { return stream_; }
+  proxy::HttpStream& stream() override { return stream_; }
   net::Socket& socket() { return stream_.socket(); }
-  http::MessageParser& parser() { return parts_->parser; }
+  http::MessageParser& parser() override { return parts_->parser; }
   bool hasParser() const { return parts_ != nullptr; }  // attached at least once
-  const std::string& peerName() const { return peer_name_; }
-  uint64_t requestsServed() const { return requests_served_; }
+  const std::string& peerName() const override { return peer_name_; }
+  uint64_t requestsServed() const override { return requests_served_; }
   // The peer closed (EOF or a read error). A worker pool reads this as "the worker may have
   // died" when it happens mid-request.
   bool peerClosed() const { return stream_.peerClosed(); }
-  void countRequest() { ++requests_served_; }
+  void countRequest() override { ++requests_served_; }
   // Set by the exchange once the whole request is written (cleared by attach()): a target that
   // takes back an unfinished request knows the upstream is working on it.
-  void markRequestSent() { request_sent_ = true; }
+  void markRequestSent() override { request_sent_ = true; }
   bool requestSent() const { return request_sent_; }
   PoolLink pool_link;
 

@@ -22,10 +22,10 @@ using loopguard::testing::runUntil;
 // Remembers each event with what the record says at that moment.
 class EventLog final : public ExchangeObserver {
  public:
-  void onUpstreamAttached(ExchangeRecord& r, upstream::UpstreamConnection&) override {
+  void onUpstreamAttached(ExchangeRecord& r, upstream::Lease&) override {
     events.push_back("attached target=" + r.target_name);
   }
-  void onRequestSent(ExchangeRecord& r, upstream::UpstreamConnection&) override {
+  void onRequestSent(ExchangeRecord& r, upstream::Lease&) override {
     events.push_back(std::string("sent stamped=") + (r.upstream_sent_us != 0 ? "yes" : "no"));
   }
   void onAttemptEnded(ExchangeRecord&, routing::SampleOutcome outcome) override {

@@ -14,10 +14,10 @@ namespace {
 class Recorder final : public ExchangeObserver {
  public:
   Recorder(std::string name, std::vector<std::string>& log) : name_(std::move(name)), log_(log) {}
-  void onUpstreamAttached(ExchangeRecord& r, upstream::UpstreamConnection&) override {
+  void onUpstreamAttached(ExchangeRecord& r, upstream::Lease&) override {
     note("attached", r);
   }
-  void onRequestSent(ExchangeRecord& r, upstream::UpstreamConnection&) override { note("sent", r); }
+  void onRequestSent(ExchangeRecord& r, upstream::Lease&) override { note("sent", r); }
   void onAttemptEnded(ExchangeRecord& r, routing::SampleOutcome outcome) override {
     note(outcome == routing::SampleOutcome::Ok ? "ended-ok" : "ended-drop", r);
   }

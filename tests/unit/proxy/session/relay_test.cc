@@ -61,7 +61,8 @@ class PairTarget final : public upstream::Target, private upstream::ConnectionOw
     ++opened;
     return upstream::AcquireResult::ready(c);
   }
-  void release(upstream::UpstreamConnection* c, bool reusable) override {
+  void release(upstream::Lease* lease, bool reusable) override {
+    upstream::UpstreamConnection* c = &upstream::UpstreamConnection::of(*lease);
     releases.push_back(reusable);
     if (reusable && idle_ == nullptr) {
       c->becomeIdle(60'000);

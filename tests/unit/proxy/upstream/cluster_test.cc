@@ -20,8 +20,8 @@ using loopguard::testing::step;
 
 // What an Exchange is to a target, reduced to its outcome.
 struct Waiter final : TargetWaiter {
-  void onTargetReady(UpstreamConnection* c, bool) override {
-    connection = c;
+  void onTargetReady(Lease* lease, bool) override {
+    connection = &UpstreamConnection::of(*lease);
     ++outcomes;
   }
   void onTargetFailed(UpstreamErrorKind, const char* w) override {

@@ -44,7 +44,8 @@ struct FakeOwner final : ConnectionPool::Owner {
 
 // A request: what an Exchange is to the pool.
 struct Request final : TargetWaiter, private UpstreamStreamHandler {
-  void onTargetReady(UpstreamConnection* c, bool r) override {
+  void onTargetReady(Lease* lease, bool r) override {
+    UpstreamConnection* c = &UpstreamConnection::of(*lease);
     connection = c;
     reused = r;
     ++outcomes;
