@@ -15,10 +15,10 @@ constexpr size_t kAlign = alignof(std::max_align_t);
 constexpr size_t roundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 }  // namespace
 
+
 Slab::Slab(size_t block_bytes)
     : block_bytes_(roundedBlockBytes(block_bytes)),
-      blocks_per_chunk_(
-          static_cast<uint32_t>((kChunkBytes - roundUp(sizeof(Chunk), kAlign)) / block_bytes_)) {
+      blocks_per_chunk_(static_cast<uint32_t>((kChunkBytes - kFirstBlock) / block_bytes_)) {
   assert(blocks_per_chunk_ > 0);
 }
 
@@ -28,8 +28,9 @@ size_t Slab::roundedBlockBytes(size_t block_bytes) {
 
 Slab::~Slab() {
   if (spare_ != nullptr) munmap(spare_, kChunkBytes);
-  // Open chunks with live blocks stay mapped (see the header); they leave the list here.
+  // Chunks with live blocks stay mapped (see the header); their blocks' release() finds no slab.
   while (Chunk* c = open_.popFront()) c->slab = nullptr;
+  while (Chunk* c = full_.popFront()) c->slab = nullptr;
 }
 
 Slab::Chunk* Slab::mapChunk() {
@@ -62,13 +63,15 @@ void* Slab::allocate() {
     c->free = c->free->next;
   } else {
     // Blocks are handed out in order first, so a chunk's untouched tail is never paged in.
-    block = reinterpret_cast<char*>(c) + roundUp(sizeof(Chunk), kAlign) +
-            size_t{c->never_used} * block_bytes_;
+    block = reinterpret_cast<char*>(c) + kFirstBlock + size_t{c->never_used} * block_bytes_;
     ++c->never_used;
   }
   ++c->live;
   ++live_;
-  if (c->free == nullptr && c->never_used == blocks_per_chunk_) c->unlink();  // full
+  if (c->free == nullptr && c->never_used == blocks_per_chunk_) {
+    c->unlink();
+    full_.pushBack(*c);
+  }
   return block;
 }
 
@@ -97,7 +100,10 @@ void Slab::takeBack(Chunk& c, void* block) {
     }
     return;
   }
-  if (!c.linked()) open_.pushFront(c);  // was full
+  if (full_.contains(c)) {
+    c.unlink();
+    open_.pushFront(c);
+  }
 }
 
 }  // namespace loopguard

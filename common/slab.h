@@ -52,6 +52,11 @@ class Slab {
     uint32_t never_used = 0;  // index of the first block never handed out
   };
 
+  // Where a chunk's first block starts: after its header, aligned.
+  static constexpr size_t kFirstBlock =
+      (sizeof(Chunk) + alignof(std::max_align_t) - 1) / alignof(std::max_align_t) *
+      alignof(std::max_align_t);
+
   Chunk* mapChunk();
   void takeBack(Chunk& chunk, void* block);
 
@@ -59,9 +64,11 @@ class Slab {
   uint32_t blocks_per_chunk_;
   size_t live_ = 0;
   size_t mapped_ = 0;
-  // The chunks with a free block and at least one live one (a full chunk is in no list; it
-  // rejoins when a block comes back).
+  // Every chunk with a live block: those with a free block too (allocate takes from the front),
+  // and the full ones, which rejoin open_ when a block comes back. Both are known so that the
+  // slab's destruction can tell every chunk it still has live blocks in that it is gone.
   IntrusiveList<Chunk> open_;
+  IntrusiveList<Chunk> full_;
   Chunk* spare_ = nullptr;  // an empty chunk kept mapped
 };
 

@@ -64,8 +64,9 @@ int Loop::close() {
 }
 
 Slab& Loop::slab(size_t block_bytes) {
+  size_t rounded = Slab::roundedBlockBytes(block_bytes);
   for (auto& s : slabs_) {
-    if (s->blockBytes() == Slab::roundedBlockBytes(block_bytes)) return *s;
+    if (s->blockBytes() == rounded) return *s;
   }
   return *slabs_.emplace_back(std::make_unique<Slab>(block_bytes));
 }

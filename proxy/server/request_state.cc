@@ -56,7 +56,7 @@ void RequestStatePool::recycle() {
 
 size_t RequestStatePool::trim() {
   size_t unused = std::min(low_free_, free_.size());
-  if (in_use_ == 0 && releasing_.empty()) unused = free_.size();
+  if (in_use_ == 0) unused = free_.size();
   // LIFO: the front has waited longest.
   free_.erase(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(unused));
   low_free_ = free_.size();

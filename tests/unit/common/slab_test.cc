@@ -59,6 +59,18 @@ TEST(Slab, AChunkThatFilledUpTakesBlocksAgainOnceOneIsFreed) {
   EXPECT_EQ(slab.liveBlocks(), 0u);
 }
 
+// An object that outlives its loop (and so the loop's slab) keeps valid memory, and giving it
+// back later touches nothing of the slab that is gone: in a full chunk as in a partly used one.
+TEST(Slab, BlocksReleasedAfterTheirSlabIsGoneTouchNothingOfIt) {
+  std::vector<void*> blocks;
+  {
+    Slab slab(8 * 1024);
+    while (slab.mappedChunks() < 2) blocks.push_back(slab.allocate());  // the first chunk is full
+  }
+  for (void* b : blocks) std::memset(b, 0xab, 8 * 1024);  // still mapped
+  for (void* b : blocks) Slab::release(b);  // ASan: no use of the destroyed slab
+}
+
 struct Pooled : ListNode<Pooled>, SlabAllocated {
   explicit Pooled(int& alive) : alive_(alive) { ++alive_; }
   ~Pooled() { --alive_; }
