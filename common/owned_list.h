@@ -45,6 +45,7 @@ class OwnedList {
   // connection holds for its life.
   template <class... Args>
   T& emplaceIn(Slab& slab, Args&&... args) {
+    static_assert(alignof(T) <= Slab::kAlign, "a slab's blocks are only Slab::kAlign-aligned");
     T* object = new (slab) T(std::forward<Args>(args)...);
     list_.pushBack(*object);
     return *object;

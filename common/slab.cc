@@ -10,8 +10,6 @@
 namespace loopguard {
 
 namespace {
-// Blocks start after the chunk header, at the alignment new gives (16 on x86-64).
-constexpr size_t kAlign = alignof(std::max_align_t);
 constexpr size_t roundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 }  // namespace
 
@@ -23,7 +21,7 @@ Slab::Slab(size_t block_bytes)
 }
 
 size_t Slab::roundedBlockBytes(size_t block_bytes) {
-  return roundUp(block_bytes < sizeof(FreeBlock) ? sizeof(FreeBlock) : block_bytes, kAlign);
+  return roundUp(block_bytes < sizeof(FreeBlock) ? sizeof(FreeBlock) : block_bytes, Slab::kAlign);
 }
 
 Slab::~Slab() {

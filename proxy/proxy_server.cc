@@ -37,11 +37,15 @@ bool ProxyServer::start(const config::Address& listen, std::string& error) {
 }
 
 void ProxyServer::onTrimTimer() {
+  uv::Loop& loop = uv::Loop::of(context_.loop);
   context_.buffers.trim();
-  // The request states of a burst that is over are freed, and the heap pages they leave go back
-  // to the system: nothing long-lived sits between them (connections and their handles live in
-  // the loop's slab), so after a burst an idle connection costs its socket and little else.
-  if (request_states_.trim() > 0) malloc_trim(0);
+  // The request states of a burst that is over are freed, and so are the parts its idle
+  // upstream connections kept (UpstreamTimeouts::kKeepPartsMs); the heap pages they leave go
+  // back to the system. Nothing long-lived sits between them (connections and their handles
+  // live in the loop's slab), so after a burst an idle connection costs its socket and little
+  // else.
+  if (request_states_.trim() > 0) loop.noteHeapFreed();
+  if (loop.takeHeapFreed()) malloc_trim(0);
 }
 
 std::shared_ptr<const Snapshot> ProxyServer::buildSnapshot(

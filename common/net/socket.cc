@@ -38,6 +38,7 @@ namespace {
 template <class T>
 T* newHandle(uv_loop_t* loop) {
   if constexpr (std::is_same_v<T, uv_tcp_t>) {
+    static_assert(alignof(uv_tcp_t) <= Slab::kAlign);
     void* block = uv::Loop::of(loop).slab(sizeof(uv_tcp_t)).allocate();
     return block != nullptr ? new (block) uv_tcp_t{} : nullptr;
   } else {

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "common/intrusive_list.h"
@@ -73,6 +74,12 @@ class Loop {
   // holds for its life is allocated there (see common/slab.h). A handful of sizes at most.
   Slab& slab(size_t block_bytes);
 
+  // Something gave back memory a burst had used (pooled states trimmed, idle connections'
+  // parts dropped): whoever trims the heap (the proxy's trim timer, malloc_trim) does it at its
+  // next tick. Taking the note clears it.
+  void noteHeapFreed() { heap_freed_ = true; }
+  bool takeHeapFreed() { return std::exchange(heap_freed_, false); }
+
   // Runs the loop until nothing is left to do (owners close their handles first), closes the
   // loop's own handles, and returns uv_loop_close(): 0, or UV_EBUSY if a handle is still open.
   // Called again, returns the same.
@@ -91,6 +98,7 @@ class Loop {
   IntrusiveList<ReadyCall> ready_;
   std::vector<Doomed> doomed_;
   bool armed_ = false;
+  bool heap_freed_ = false;
   bool closed_ = false;
   int close_rc_ = 0;
 };

@@ -75,15 +75,6 @@ struct Advisor::Group {
   explicit Group(const StreamParams& params) : stream_(std::make_unique<ProcessStream>(params)) {}
 };
 
-struct Advisor::ConnectionState {
-  int32_t group = -1;
-  uint32_t generation = 0;
-  int64_t last_used_ns = 0;
-  int64_t retry_after_ns = 0;  // the locator was full: not before then
-  bool looking = false;
-  bool untracked = false;  // its process cannot be found; its requests are not observed
-};
-
 struct Advisor::AddressState {
   enum class Mode { Unknown, Process, Whole };
   Mode mode = Mode::Unknown;

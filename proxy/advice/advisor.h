@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <memory_resource>
 #include <random>
 #include <string>
 #include <string_view>
@@ -98,7 +99,14 @@ class Advisor final : public Observer, public routing::LoopBlockOracle, private 
 
  private:
   struct Group;
-  struct ConnectionState;
+  struct ConnectionState {
+    int32_t group = -1;
+    uint32_t generation = 0;
+    int64_t last_used_ns = 0;
+    int64_t retry_after_ns = 0;  // the locator was full: not before then
+    bool looking = false;
+    bool untracked = false;  // its process cannot be found; its requests are not observed
+  };
   struct AddressState;
   struct InFlight;
   struct EndpointState;
@@ -147,7 +155,11 @@ class Advisor final : public Observer, public routing::LoopBlockOracle, private 
   std::vector<EndpointState> endpoint_state_;  // by EndpointId
   std::vector<std::unique_ptr<Group>> groups_;
   std::unordered_map<std::string, int32_t> group_index_;  // by process or address key
-  std::unordered_map<const void*, ConnectionState> connections_;
+  // The connections seen, a node each, from a pool of their own: a burst of new upstream
+  // connections leaves its nodes packed in a few blocks, not each among the burst's freed
+  // allocations, where every one would keep a heap page the burst used resident.
+  std::pmr::unsynchronized_pool_resource connection_nodes_;
+  std::pmr::unordered_map<const void*, ConnectionState> connections_{&connection_nodes_};
   std::unordered_map<std::string, AddressState> addresses_;  // by upstream '|' address
   std::vector<InFlight> in_flight_;
   std::vector<uint32_t> free_tickets_;

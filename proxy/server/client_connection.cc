@@ -35,18 +35,17 @@ ClientConnection::~ClientConnection() {
 }
 
 void ClientConnection::takeRequestState() {
-  if (request_ != nullptr) return;
-  request_ = services_.states.take(
+  if (stream_.attached()) return;
+  RequestState* request = services_.states.take(
       *this, services_.context.snapshot->config().limits.max_header_bytes);
-  stream_.attach(request_->parts);
-  peer_.format(request_->peer_ip);
-  request_->exchange.bind(stream_, ExchangeClient{&request_->peer_ip, this, &ClientConnection::onExchangeDone});
+  stream_.attach(*request);
+  peer_.format(request->peer_ip);
+  request->exchange.bind(stream_, ExchangeClient{&request->peer_ip, this, &ClientConnection::onExchangeDone});
 }
 
 void ClientConnection::releaseRequestState() {
-  if (request_ == nullptr) return;
-  stream_.detach();
-  services_.states.release(std::exchange(request_, nullptr));
+  if (!stream_.attached()) return;
+  services_.states.release(static_cast<RequestState*>(stream_.detach()));
 }
 
 int ClientConnection::accept(uv_stream_t* server) { return stream_.socket().accept(server); }
@@ -120,8 +119,8 @@ void ClientConnection::onStreamParsed(HttpStream&, const http::ParseResult& r) {
       timeout_.cancel();
       in_head_ = false;
       state_ = State::Exchanging;
-      stream_.setHandler(request_->exchange.streamHandler());
-      request_->exchange.start(stream_.parser().hasBody());
+      stream_.setHandler(request()->exchange.streamHandler());
+      request()->exchange.start(stream_.parser().hasBody());
       return;
     }
     case http::ParseStatus::HeadTooLarge:
@@ -154,7 +153,7 @@ void ClientConnection::onExchangeDone(AfterExchange after) {
   // that just ended is still on the stack (its finish() called this), and the next request must
   // not start underneath it.
   if (!stream_.input().empty()) {
-    request_->parse_next.post(services_.context.loop);
+    request()->parse_next.post(services_.context.loop);
   } else {
     releaseRequestState();  // idle: the parser and exchange go back to the pool
     stream_.setRaw();
@@ -165,7 +164,7 @@ void ClientConnection::onExchangeDone(AfterExchange after) {
 // Refusals, lingering, timeouts, close
 
 void ClientConnection::rejectRequest(int status, const char* message, bool linger) {
-  services_.context.log->debug("client {}: rejecting request: {} {}", request_->peer_ip, status, message);
+  services_.context.log->debug("client {}: rejecting request: {} {}", request()->peer_ip, status, message);
   stream_.pause();
   stream_.consume(stream_.input().size());
   timeout_.cancel();
@@ -178,7 +177,7 @@ void ClientConnection::rejectRequest(int status, const char* message, bool linge
   e.request_id = request_id;
   e.keep_alive = false;
   e.client_minor = 1;
-  std::string& out = request_->answer;
+  std::string& out = request()->answer;
   out.clear();
   http::writeErrorResponse(out, e);
   ++services_.context.unrouted.requests_by_code[status];
@@ -186,7 +185,7 @@ void ClientConnection::rejectRequest(int status, const char* message, bool linge
     // The same shape as an exchange's line; what the broken head never said stays absent.
     AccessRecord r;
     r.request_id = request_id;
-    r.client = request_->peer_ip;
+    r.client = request()->peer_ip;
     r.status = status;
     r.bytes = out.size();
     r.error = message;
@@ -250,8 +249,8 @@ void ClientConnection::closeIfIdle() {
 
 void ClientConnection::close() {
   if (state_ == State::Closing && stream_.closed()) return;
-  if (state_ == State::Exchanging && request_->exchange.active()) {
-    request_->exchange.onClientGone();  // ends in onExchangeDone(Close) -> close()
+  if (state_ == State::Exchanging && request()->exchange.active()) {
+    request()->exchange.onClientGone();  // ends in onExchangeDone(Close) -> close()
     return;
   }
   state_ = State::Closing;

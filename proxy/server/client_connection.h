@@ -101,6 +101,8 @@ class ClientConnection final : public ListNode<ClientConnection>,
   void onPipelined();
   void takeRequestState();
   void releaseRequestState();
+  // Taken when a request's first byte arrives: the parts attached to the stream.
+  RequestState* request() const { return static_cast<RequestState*>(stream_.parts()); }
   // A request refused before any Exchange saw it; `linger`: the client may still be sending.
   void rejectRequest(int status, const char* message, bool linger);
   void linger();
@@ -114,7 +116,6 @@ class ClientConnection final : public ListNode<ClientConnection>,
   // head arrives (or before the first byte), timeouts.idle between requests, kLingerQuietMs
   // while lingering (re-armed by each read). An idle connection carries no timer handle.
   uv::Timeout timeout_{this, &uv::bindMethod<ClientConnection, &ClientConnection::onTimeout>};
-  RequestState* request_ = nullptr;  // taken when a request's first byte arrives
   // Packed together: every idle connection carries them.
   // Lingering ends by then at the latest: the loop's clock in ms, its low 32 bits (compared
   // wrap-safe: a linger lasts seconds, the clock wraps after 49 days).

@@ -26,8 +26,8 @@ RequestState* RequestStatePool::take(ClientConnection& owner, uint64_t max_head_
     free_.pop_back();
     low_free_ = std::min(low_free_, free_.size());
   }
-  s->parts.parser.setMaxHeadBytes(max_head_bytes);
-  s->parts.parser.reset();
+  s->parser.setMaxHeadBytes(max_head_bytes);
+  s->parser.reset();
   s->owner = &owner;
   ++in_use_;
   return s.release();
@@ -47,7 +47,7 @@ void RequestStatePool::recycle() {
   for (auto& s : releasing) {
     // One large request (a 60 KiB head, a buffered body) must not leave its buffers in the free
     // list for good: such a state is freed, and the next request builds a plain one.
-    const http::MessageParser& p = s->parts.parser;
+    const http::MessageParser& p = s->parser;
     bool large = s->exchange.holdsLargeBuffers() || p.headers().bytes() > kKeptHeadBytes ||
                  p.target().size() > kKeptHeadBytes || s->answer.capacity() > kKeptHeadBytes;
     if (free_.size() < max_free_ && !large) free_.push_back(std::move(s));

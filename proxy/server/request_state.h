@@ -18,10 +18,11 @@ namespace loopguard::proxy {
 
 class ClientConnection;
 
-struct RequestState {
+// The stream's parts are its base: while a request is on a connection they are attached to its
+// stream, and that is how the connection finds its request state (one pointer, not two).
+struct RequestState : StreamParts {
   RequestState(ProxyContext& context, uint64_t max_head_bytes)
-      : parts(HTTP_REQUEST, max_head_bytes), exchange(context) {}
-  StreamParts parts;
+      : StreamParts(HTTP_REQUEST, max_head_bytes), exchange(context) {}
   Exchange exchange;
   // An answer the connection makes itself (a malformed head, the header timeout): written from
   // here, so it lives as long as the write that carries it.

@@ -54,7 +54,7 @@ class StreamHandler {
 
 // A stream's message state, attached while it is in use. The parser's events come through
 // here to the stream it is attached to, so an idle stream carries no parser interface.
-struct StreamParts final : private http::ParserEvents {
+struct StreamParts : private http::ParserEvents {
   StreamParts(llhttp_type_t type, uint64_t max_head_bytes);
   http::MessageParser parser;
   OutputBatch out;
@@ -88,6 +88,7 @@ class HttpStream final : private net::SocketEvents {
   // Gives the parts back (nothing in flight: not writing). Their parser stops delivering here.
   StreamParts* detach();
   bool attached() const { return parts_ != nullptr; }
+  StreamParts* parts() const { return parts_; }
   http::MessageParser& parser() { return parts_->parser; }
   OutputBatch& out() { return parts_->out; }
 

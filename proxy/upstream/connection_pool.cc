@@ -4,6 +4,8 @@
 #include <cassert>
 #include <utility>
 
+#include "common/uv/loop.h"
+
 namespace loopguard::upstream {
 
 ConnectionPool::ConnectionPool(uv_loop_t* loop, net::BufferPool& buffers, Owner& owner,
@@ -13,6 +15,7 @@ ConnectionPool::ConnectionPool(uv_loop_t* loop, net::BufferPool& buffers, Owner&
       owner_(&owner),
       destination_(std::move(destination)),
       settings_(settings),
+      timeouts_(loop, settings.connect_timeout_ms, settings.idle_timeout_ms),
       waiters_(this),
       fresh_(this) {}
 
@@ -135,7 +138,7 @@ void ConnectionPool::park(UpstreamConnection& connection) {
   PoolLink& link = connection.pool_link;
   link.unlink();
   link.stage = Stage::Idle;
-  connection.becomeIdle(settings_.idle_timeout_ms);
+  connection.becomeIdle();
   idle_.pushFront(link);  // LIFO
 }
 
@@ -151,7 +154,9 @@ void ConnectionPool::connectAsNeeded() {
 
 void ConnectionPool::startConnect(TargetWaiter* fresh) {
   ConnectionOwner& self = *this;  // a private base: convert here, not inside emplace()
-  UpstreamConnection* connection = &connections_.emplace(loop_, buffers_, self, destination_.name);
+  UpstreamConnection* connection =
+      &connections_.emplaceIn(uv::Loop::of(loop_).slab(sizeof(UpstreamConnection)), loop_,
+                              buffers_, self, timeouts_, destination_.name);
   PoolLink& link = connection->pool_link;
   link.pool = this;
   link.connection = connection;
@@ -165,9 +170,8 @@ void ConnectionPool::startConnect(TargetWaiter* fresh) {
     fresh->connection_ = connection;
   }
   int rc = destination_.is_unix
-               ? connection->connectUnix(destination_.unix_path, settings_.connect_timeout_ms)
-               : connection->connectTcp(reinterpret_cast<const sockaddr*>(&destination_.addr),
-                                        settings_.connect_timeout_ms);
+               ? connection->connectUnix(destination_.unix_path)
+               : connection->connectTcp(reinterpret_cast<const sockaddr*>(&destination_.addr));
   if (rc != 0) {
     // Reported from the close callback, as a failed connect: never from inside request().
     link.connect_status = rc;

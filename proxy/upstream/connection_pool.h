@@ -159,6 +159,7 @@ class ConnectionPool final : private ConnectionOwner, private WaitList::Observer
   Owner* owner_;
   Destination destination_;
   PoolSettings settings_;
+  UpstreamTimeouts timeouts_;            // before connections_: every entry is a connection's
   ConnectionSet connections_;            // every connection, from connect to close callback
   IntrusiveList<PoolLink> idle_;         // front: most recently used
   IntrusiveList<PoolLink> connecting_list_;

@@ -1,6 +1,9 @@
 #include "proxy/upstream/upstream_connection.h"
 
+#include <algorithm>
 #include <utility>
+
+#include "common/uv/loop.h"
 
 namespace loopguard::upstream {
 
@@ -13,45 +16,55 @@ const char* errorKindName(UpstreamErrorKind kind) {
   return "unknown";
 }
 
+UpstreamTimeouts::UpstreamTimeouts(uv_loop_t* loop, uint64_t connect_ms, uint64_t idle_ms,
+                                   uint64_t keep_parts_ms)
+    : connect(loop, connect_ms),
+      keep_parts(loop, std::min(keep_parts_ms, idle_ms)),
+      idle_rest(loop, idle_ms - std::min(keep_parts_ms, idle_ms)) {}
+
 UpstreamConnection::UpstreamConnection(uv_loop_t* loop, net::BufferPool& pool,
-                                       ConnectionOwner& owner, std::string peer_name)
-    : loop_(loop),
-      owner_(owner),
+                                       ConnectionOwner& owner, UpstreamTimeouts& timeouts,
+                                       std::string peer_name)
+    : owner_(owner),
+      timeouts_(timeouts),
       peer_name_(std::move(peer_name)),
-      stream_(loop, pool, *this),
-      timer_(loop, this, &uv::bindTimer<UpstreamConnection, &UpstreamConnection::onTimer>) {}
+      stream_(loop, pool, *this) {}
 
 UpstreamConnection::~UpstreamConnection() = default;
 
-int UpstreamConnection::connectTcp(const sockaddr* addr, uint64_t timeout_ms) {
+int UpstreamConnection::connectTcp(const sockaddr* addr) {
   int rc = stream_.socket().connectTcp(addr);
-  if (rc == 0) timer_.start(timeout_ms);
+  if (rc == 0) timeout_.arm(timeouts_.connect);
   return rc;
 }
 
-int UpstreamConnection::connectUnix(const std::string& path, uint64_t timeout_ms) {
+int UpstreamConnection::connectUnix(const std::string& path) {
   int rc = stream_.socket().connectUnix(path);
-  if (rc == 0) timer_.start(timeout_ms);
+  if (rc == 0) timeout_.arm(timeouts_.connect);
   return rc;
 }
 
 void UpstreamConnection::onStreamConnected(proxy::HttpStream&, int status) {
   if (state_ != State::Connecting) return;  // closed meanwhile: the cancel callback is moot
-  timer_.stop();
+  timeout_.cancel();
   owner_.onConnectResult(this, status);
 }
 
-void UpstreamConnection::becomeIdle(uint64_t idle_timeout_ms) {
+void UpstreamConnection::becomeIdle() {
   state_ = State::Idle;
   handler_ = nullptr;
   stream_.setHandler(*this);
   // Reading while idle notices the peer closing (or misbehaving) at once.
   stream_.setRaw(true);
-  // The idle timer is re-armed lazily: a connection reused at once (the common case) costs no
-  // timer operation; onTimer() checks how long it has really been idle.
-  idle_since_ = uv_now(loop_);
-  idle_timeout_ms_ = idle_timeout_ms;
-  if (!timer_.active()) timer_.start(idle_timeout_ms);
+  idle_stage_ = IdleStage::KeepsParts;
+  timeout_.arm(timeouts_.keep_parts);  // two list operations; attach() cancels it
+}
+
+void UpstreamConnection::dropParts() {
+  if (!parts_) return;
+  stream_.detach();  // idle: nothing in flight
+  parts_.reset();
+  uv::Loop::of(stream_.loop()).noteHeapFreed();
 }
 
 void UpstreamConnection::resetParser(uint64_t max_head_bytes) {
@@ -65,7 +78,8 @@ void UpstreamConnection::resetParser(uint64_t max_head_bytes) {
 }
 
 void UpstreamConnection::attach(UpstreamStreamHandler& handler, uint64_t max_head_bytes) {
-  state_ = State::Active;  // the idle timer may still run: onTimer() ignores an active connection
+  state_ = State::Active;
+  timeout_.cancel();
   handler_ = &handler;
   request_sent_ = false;
   resetParser(max_head_bytes);
@@ -107,21 +121,25 @@ void UpstreamConnection::onStreamEof(proxy::HttpStream&, int) {
   }
 }
 
-void UpstreamConnection::onTimer() {
+void UpstreamConnection::onTimeout() {
   if (state_ == State::Connecting) {
     // Connect timed out: report it like any other connect failure.
     state_ = State::Closing;
     owner_.onConnectResult(this, UV_ETIMEDOUT);
     close();
-  } else if (state_ == State::Idle) {
-    uint64_t idle_for = uv_now(loop_) - idle_since_;
-    if (idle_for < idle_timeout_ms_) {
-      timer_.start(idle_timeout_ms_ - idle_for);  // it was busy in between
+    return;
+  }
+  if (state_ != State::Idle) return;
+  if (idle_stage_ == IdleStage::KeepsParts) {
+    dropParts();
+    idle_stage_ = IdleStage::Bare;
+    if (timeouts_.idle_rest.duration() > 0) {
+      timeout_.arm(timeouts_.idle_rest);
       return;
     }
-    owner_.onIdleClosed(this);
-    close();
   }
+  owner_.onIdleClosed(this);
+  close();
 }
 
 void UpstreamConnection::close() {
@@ -129,7 +147,7 @@ void UpstreamConnection::close() {
   state_ = State::Closing;
   handler_ = nullptr;
   stream_.setHandler(*this);
-  timer_.stop();
+  timeout_.cancel();
   stream_.close(&UpstreamConnection::onClosed, this);
 }
 

@@ -54,9 +54,11 @@ class PairTarget final : public upstream::Target, private upstream::ConnectionOw
     int fds[2];
     openPair(fds);
     upstream::ConnectionOwner& owner = *this;
-    upstream::UpstreamConnection* c = &connections_.emplace(loop_, buffers_, owner, "pair");
+    upstream::UpstreamConnection* c = &connections_.emplaceIn(
+        uv::Loop::of(loop_).slab(sizeof(upstream::UpstreamConnection)), loop_, buffers_, owner,
+        timeouts_, "pair");
     EXPECT_EQ(c->socket().open(fds[0]), 0);
-    c->becomeIdle(60'000);
+    c->becomeIdle();
     app_fds.push_back(fds[1]);
     ++opened;
     return upstream::AcquireResult::ready(c);
@@ -65,7 +67,7 @@ class PairTarget final : public upstream::Target, private upstream::ConnectionOw
     upstream::UpstreamConnection* c = &upstream::UpstreamConnection::of(*lease);
     releases.push_back(reusable);
     if (reusable && idle_ == nullptr) {
-      c->becomeIdle(60'000);
+      c->becomeIdle();
       idle_ = c;
     } else {
       c->close();
@@ -97,6 +99,7 @@ class PairTarget final : public upstream::Target, private upstream::ConnectionOw
   net::BufferPool& buffers_;
   std::string name_ = "pair";
   upstream::UpstreamConnection* idle_ = nullptr;
+  upstream::UpstreamTimeouts timeouts_{loop_, 5'000, 60'000};  // before connections_
   upstream::ConnectionSet connections_;
 };
 

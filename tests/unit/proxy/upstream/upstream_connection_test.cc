@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,12 +66,17 @@ struct FakeExchange final : UpstreamStreamHandler {
 
 struct UpstreamConnectionTest : ::testing::Test {
   // A connection whose socket is one end of a socketpair, idle in its (fake) pool.
-  UpstreamConnection* open() {
+  // Its pool's deadlines: connect 5 s, idle `idle_ms`, keeping its parts `keep_parts_ms` of it.
+  UpstreamConnection* open(uint64_t idle_ms = 60'000,
+                           uint64_t keep_parts_ms = UpstreamTimeouts::kKeepPartsMs) {
+    deadlines.emplace(loop.get(), 5'000, idle_ms, keep_parts_ms);
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
     ::fcntl(fds[1], F_SETFL, O_NONBLOCK);
-    UpstreamConnection* c = &owner.connections.emplace(loop.get(), buffers, owner, "app");
+    UpstreamConnection* c =
+        &owner.connections.emplaceIn(loop.slab(sizeof(UpstreamConnection)), loop.get(), buffers,
+                                     owner, *deadlines, "app");
     EXPECT_EQ(c->socket().open(fds[0]), 0);
-    c->becomeIdle(60'000);
+    c->becomeIdle();
     return c;
   }
   void send(std::string_view bytes) {
@@ -89,6 +95,7 @@ struct UpstreamConnectionTest : ::testing::Test {
     ASSERT_TRUE(runUntil(loop, [&] { return owner.gone == 1; }));
     EXPECT_EQ(owner.idle_closed, idle_closed);
     EXPECT_TRUE(owner.connections.empty());
+    deadlines.reset();  // the pool's queues go with the pool
     EXPECT_EQ(loop.close(), 0);
   }
   void TearDown() override {
@@ -97,6 +104,7 @@ struct UpstreamConnectionTest : ::testing::Test {
 
   uv::Loop loop;
   net::BufferPool buffers{4};
+  std::optional<UpstreamTimeouts> deadlines;
   FakeOwner owner{loop.get()};
   int fds[2] = {-1, -1};
 };
@@ -117,12 +125,55 @@ TEST_F(UpstreamConnectionTest, TheExchangeDrivesTheStreamAndTheParserServesTheNe
                 : "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
     ASSERT_TRUE(runUntil(loop, [&] { return x.messages == i + 1; }));
     c->detach();
-    c->becomeIdle(60'000);
+    c->becomeIdle();
   }
   EXPECT_EQ(x.statuses, (std::vector<int>{200, 404}));
   EXPECT_EQ(x.body, "hello");
   c->close();
   expectGoneAndLoopClosed(0);
+}
+
+// One request on `c`: written, answered with `response`, parsed to its end.
+void serveOne(UpstreamConnectionTest& t, UpstreamConnection* c, FakeExchange& x,
+              std::string_view response) {
+  const int before = x.messages;
+  c->attach(x, 64 * 1024);
+  c->stream().out().addFrame("GET / HTTP/1.1\r\nHost: app\r\n\r\n");
+  c->stream().flush();
+  ASSERT_TRUE(runUntil(t.loop, [&] { return !c->stream().writing(); }));
+  EXPECT_EQ(t.received(), "GET / HTTP/1.1\r\nHost: app\r\n\r\n");
+  c->stream().resume();
+  t.send(response);
+  ASSERT_TRUE(runUntil(t.loop, [&] { return x.messages == before + 1; }));
+  c->detach();
+  c->becomeIdle();
+}
+
+TEST_F(UpstreamConnectionTest, AnIdleConnectionGivesUpItsPartsAfterAWhileAndStaysOpen) {
+  FakeExchange x;
+  UpstreamConnection* c = open(60'000, /*keep_parts_ms=*/20);
+  EXPECT_FALSE(c->hasParser());  // never used: nothing to keep
+  serveOne(*this, c, x, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+  EXPECT_TRUE(c->hasParser());  // kept for the next request
+  ASSERT_TRUE(runUntil(loop, [&] { return !c->hasParser(); }));
+  EXPECT_EQ(c->state(), UpstreamConnection::State::Idle);
+  EXPECT_EQ(owner.idle_closed, 0);
+  // The next request gets new parts and is served as the first was.
+  serveOne(*this, c, x, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(x.statuses, (std::vector<int>{200, 404}));
+  EXPECT_EQ(x.body, "hello");
+  c->close();
+  expectGoneAndLoopClosed(0);
+}
+
+TEST_F(UpstreamConnectionTest, AnIdleConnectionClosesOnceItsIdleTimeoutHasPassed) {
+  FakeExchange x;
+  UpstreamConnection* c = open(/*idle_ms=*/60, /*keep_parts_ms=*/20);
+  serveOne(*this, c, x, "HTTP/1.1 204 No Content\r\n\r\n");
+  uint64_t idle_from = uv_now(loop.get());
+  ASSERT_TRUE(runUntil(loop, [&] { return owner.idle_closed == 1; }));
+  EXPECT_GE(uv_now(loop.get()) - idle_from, 60u);  // the whole idle timeout, not its first part
+  expectGoneAndLoopClosed(1);
 }
 
 TEST_F(UpstreamConnectionTest, AnIdleConnectionThatReceivesBytesIsDropped) {
