@@ -140,13 +140,10 @@ void Probe::done(bool ready, std::string detail) {
   ProbeOwner* owner = std::exchange(owner_, nullptr);
   // Close first: the owner may start the next probe from its callback. The set retires it
   // from the close callback, so `this` stays valid until we return.
-  socket_.close(&Probe::onClosed, this);
+  socket_.close();
   if (owner != nullptr) owner->onProbeResult(ready, detail);
 }
 
-void Probe::onClosed(void* self) {
-  auto* probe = static_cast<Probe*>(self);
-  probe->set_.retire(probe->loop_, *probe);
-}
+void Probe::onSocketClosed() { set_.retire(loop_, *this); }
 
 }  // namespace loopguard::offload

@@ -56,11 +56,11 @@ class Probe final : public ListNode<Probe>, private net::SocketEvents {
   void onSocketEof(int status) override;
   void onSocketWritten(int status) override;
   void onSocketConnected(int status) override;
+  void onSocketClosed() override;
   void onTimeout();
   void onConnectError();  // from the ready queue: a connect that failed inside start()
   void judge();  // status line seen: ready if below 500
   void done(bool ready, std::string detail);
-  static void onClosed(void* self);
 
   ProbeSet& set_;
   uv_loop_t* loop_;

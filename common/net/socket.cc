@@ -22,7 +22,7 @@ Socket::Socket(uv_loop_t* loop, BufferPool& pool, SocketEvents& events)
     : pool_(pool), events_(events), where_{loop} {}
 
 Socket::~Socket() {
-  close();
+  closeHandle();  // its owner, who would hear of it, is going too
   // Its callbacks may still run (UV_ECANCELED, then the close callback): they find no Socket.
   if (state_ == State::Closing) where_.stream->data = nullptr;
   // libuv reads no byte of a write once its handle is closing: the spill can go now.
@@ -387,24 +387,26 @@ void Socket::onHandleClosed(uv_handle_t* h) {
   if (self == nullptr) return;  // the Socket went first: its owner is gone too
   self->where_.loop = loop;
   self->state_ = State::Closed;
-  if (self->on_closed_ != nullptr) self->on_closed_(self->on_closed_ctx_);  // may delete self
+  self->events_.onSocketClosed();  // may delete self
 }
 
-void Socket::close(ClosedFn on_closed, void* ctx) {
+void Socket::close() {
+  if (closeHandle()) events_.onSocketClosed();  // may delete this
+}
+
+bool Socket::closeHandle() {
   reading_ = false;
   paused_ = false;
-  if (state_ == State::Closing || state_ == State::Closed) return;
+  if (state_ == State::Closing || state_ == State::Closed) return false;
   if (state_ == State::None) {
     // No handle: nothing pending can refer to this Socket.
     state_ = State::Closed;
-    if (on_closed != nullptr) on_closed(ctx);  // may delete this
-    return;
+    return true;
   }
-  on_closed_ = on_closed;
-  on_closed_ctx_ = ctx;
   state_ = State::Closing;
   // Pending requests complete (UV_ECANCELED) before onHandleClosed frees the handle.
   uv_close(reinterpret_cast<uv_handle_t*>(where_.stream), &Socket::onHandleClosed);
+  return false;
 }
 
 PeerAddress Socket::peerAddress() const {

@@ -33,6 +33,10 @@ class SocketEvents {
   virtual void onSocketEof(int status) = 0;     // UV_EOF or a read error
   virtual void onSocketWritten(int status) = 0; // the write in flight completed
   virtual void onSocketConnected(int /*status*/) {}  // connect() result
+  // The close() asked for is done: from the handle's close callback, after every pending
+  // request completed (UV_ECANCELED); at once when there was no handle yet. Never after the
+  // Socket is destroyed. The owner may delete itself, and the Socket, from here.
+  virtual void onSocketClosed() {}
 };
 
 class Socket {
@@ -105,11 +109,10 @@ class Socket {
   // Half-close our sending side after pending writes (used for tunnels).
   int shutdown();
 
-  // Starts closing; `on_closed(ctx)` runs from the handle's close callback, after every pending
-  // request completed (UV_ECANCELED), unless this Socket was destroyed before (its owner, whom
-  // `ctx` is, is gone then). Without a handle yet it runs at once. Only the first call counts.
-  using ClosedFn = uv::Handle<uv_tcp_t>::ClosedFn;
-  void close(ClosedFn on_closed = nullptr, void* ctx = nullptr);
+  // Starts closing; SocketEvents::onSocketClosed follows (see there). Only the first call
+  // counts. The events object hears it rather than a callback stored here: every idle
+  // connection holds a Socket, and two more pointers in each are 16 bytes per connection.
+  void close();
   bool closed() const { return state_ == State::Closing || state_ == State::Closed; }
 
   // Peer address as text ("1.2.3.4" / "::1"); empty for unix sockets.
@@ -144,6 +147,8 @@ class Socket {
   static void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void onWritten(uv_write_t* req, int status);
   static void onConnected(uv_connect_t* req, int status);
+  // Starts closing; true when there was no handle, so it is closed already and nothing follows.
+  bool closeHandle();
   static void onHandleClosed(uv_handle_t* h);
 
   // Packed (72 bytes, which socket_test holds it to): every idle connection carries one.
@@ -157,8 +162,6 @@ class Socket {
   } where_;
   PendingWrite* write_ = nullptr;  // at most one write in flight
   char* block_ = nullptr;
-  ClosedFn on_closed_ = nullptr;
-  void* on_closed_ctx_ = nullptr;
   uint32_t begin_ = 0;  // offsets in the block (at most a large block)
   uint32_t end_ = 0;
   uint32_t known_room_ = 0;  // sendRoomAfter()'s budget (at most half a send buffer)

@@ -35,15 +35,12 @@ class AdminServer::Connection final : public ListNode<Connection>,
   void close() {
     if (socket_.closed()) return;
     timer_.stop();
-    socket_.close(&Connection::onClosed, this);
+    socket_.close();
   }
 
 
  private:
-  static void onClosed(void* self) {
-    auto* c = static_cast<Connection*>(self);
-    c->server_.onConnectionClosed(*c);
-  }
+  void onSocketClosed() override { server_.onConnectionClosed(*this); }
 
   void onSocketRead() override {
     if (responded_) {

@@ -113,18 +113,15 @@ void ProbeConnection::gone() {
   if (state_ == State::Closing) return;
   state_ = State::Closing;
   owner_.onProbeGone(*this);
-  socket_.close(&ProbeConnection::onClosed, this);
+  socket_.close();
 }
 
 void ProbeConnection::close() {
   if (state_ == State::Closing) return;
   state_ = State::Closing;
-  socket_.close(&ProbeConnection::onClosed, this);
+  socket_.close();
 }
 
-void ProbeConnection::onClosed(void* self) {
-  auto* probe = static_cast<ProbeConnection*>(self);
-  probe->owner_.onProbeClosed(*probe);
-}
+void ProbeConnection::onSocketClosed() { owner_.onProbeClosed(*this); }
 
 }  // namespace loopguard::advice

@@ -66,11 +66,11 @@ class ProbeConnection final : public ListNode<ProbeConnection>,
   void onSocketRead() override;
   void onSocketEof(int status) override;
   void onSocketWritten(int status) override;
+  void onSocketClosed() override;
   int onHeadComplete() override;
   void onBodyData(const char*, size_t) override {}
   int onMessageComplete() override;
   void gone();
-  static void onClosed(void* self);
 
   ProbeOwner& owner_;
   net::Socket socket_;

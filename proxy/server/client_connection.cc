@@ -255,14 +255,13 @@ void ClientConnection::close() {
   }
   state_ = State::Closing;
   timeout_.cancel();
-  if (!stream_.closed()) stream_.close(&ClientConnection::onClosed, this);
+  if (!stream_.closed()) stream_.close(*this);
   releaseRequestState();  // after the close: a write in flight is cancelled with it
 }
 
-void ClientConnection::onClosed(void* self) {
-  auto* c = static_cast<ClientConnection*>(self);
-  --c->services_.context.counters.client_connections;
-  c->services_.set.retire(c->services_.context.loop, *c);
+void ClientConnection::onStreamClosed(HttpStream&) {
+  --services_.context.counters.client_connections;
+  services_.set.retire(services_.context.loop, *this);
 }
 
 }  // namespace loopguard::proxy

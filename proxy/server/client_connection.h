@@ -89,6 +89,7 @@ class ClientConnection final : public ListNode<ClientConnection>,
   void onStreamData(HttpStream& stream) override;
   void onStreamWritten(HttpStream& stream, int status) override;
   void onStreamEof(HttpStream& stream, int status) override;
+  void onStreamClosed(HttpStream& stream) override;
   // The exchange is done with the stream (ExchangeClient::done).
   void onExchangeDone(AfterExchange after);
   static void onExchangeDone(void* self, AfterExchange after) {
@@ -108,7 +109,6 @@ class ClientConnection final : public ListNode<ClientConnection>,
   void linger();
   void armTimeout(uint64_t ms) { timeout_.arm(services_.context.timeouts.of(ms)); }
   void onTimeout();
-  static void onClosed(void* self);
 
   ClientServices& services_;
   HttpStream stream_;

@@ -224,9 +224,10 @@ void HttpStream::completeWrite(int status) {
   handler_->onStreamWritten(*this, status);
 }
 
-void HttpStream::close(net::Socket::ClosedFn on_closed, void* ctx) {
+void HttpStream::close(StreamHandler& owner) {
+  handler_ = &owner;
   // uv_close stops every write at once: whatever this stream borrowed is not read any more.
-  socket_.close(on_closed, ctx);
+  socket_.close();
   if (parts_ != nullptr) parts_->written.cancel();
   writing_ = false;
   write_copied_ = false;

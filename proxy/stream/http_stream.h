@@ -50,6 +50,9 @@ class StreamHandler {
   // The peer closed or reset (UV_EOF or a read error). Input already read stays in input().
   virtual void onStreamEof(HttpStream& stream, int status) = 0;
   virtual void onStreamConnected(HttpStream& stream, int status) { (void)stream, (void)status; }
+  // The close() asked for is done (net::SocketEvents::onSocketClosed): the owner that closed
+  // the stream may delete itself from here.
+  virtual void onStreamClosed(HttpStream& stream) { (void)stream; }
 };
 
 // A stream's message state, attached while it is in use. The parser's events come through
@@ -132,9 +135,9 @@ class HttpStream final : private net::SocketEvents {
   void discardOutput();
   int shutdown() { return socket_.shutdown(); }
 
-  // Closes the socket; `on_closed(ctx)` runs from its close callback. A write in flight
-  // completes first (UV_ECANCELED).
-  void close(net::Socket::ClosedFn on_closed = nullptr, void* ctx = nullptr);
+  // Closes the socket; `owner` becomes the handler and hears onStreamClosed from its close
+  // callback. A write in flight completes first (UV_ECANCELED), to `owner` as well.
+  void close(StreamHandler& owner);
   bool closed() const { return socket_.closed(); }
 
  private:
@@ -152,6 +155,7 @@ class HttpStream final : private net::SocketEvents {
   void onSocketEof(int status) override;
   void onSocketWritten(int status) override;
   void onSocketConnected(int status) override;
+  void onSocketClosed() override { handler_->onStreamClosed(*this); }
   // The parser's events, through the attached parts.
   int onHeadComplete();
   void onBodyData(const char* at, size_t len);

@@ -146,9 +146,8 @@ void UpstreamConnection::close() {
   if (stream_.closed()) return;
   state_ = State::Closing;
   handler_ = nullptr;
-  stream_.setHandler(*this);
   timeout_.cancel();
-  stream_.close(&UpstreamConnection::onClosed, this);
+  stream_.close(*this);
 }
 
 void UpstreamConnection::fail(UpstreamErrorKind kind, const char* why) {
@@ -159,9 +158,8 @@ void UpstreamConnection::fail(UpstreamErrorKind kind, const char* why) {
   close();
 }
 
-void UpstreamConnection::onClosed(void* self) {
-  auto* c = static_cast<UpstreamConnection*>(self);
-  c->owner_.onConnectionGone(c);  // the owner retires it
+void UpstreamConnection::onStreamClosed(proxy::HttpStream&) {
+  owner_.onConnectionGone(this);  // the owner retires it
 }
 
 }  // namespace loopguard::upstream

@@ -136,10 +136,10 @@ class UpstreamConnection final : public ListNode<UpstreamConnection>,
   void onStreamWritten(proxy::HttpStream&, int) override {}  // nothing of its own to write
   void onStreamEof(proxy::HttpStream& stream, int status) override;
   void onStreamConnected(proxy::HttpStream& stream, int status) override;
+  void onStreamClosed(proxy::HttpStream& stream) override;
   void onTimeout();
   void resetParser(uint64_t max_head_bytes);
   void dropParts();
-  static void onClosed(void* self);
 
   // Where an idle connection is in its idle timeout.
   enum class IdleStage : uint8_t { KeepsParts, Bare };

@@ -39,6 +39,11 @@ struct Recorder : SocketEvents {
   void onSocketConnected(int status) override {
     events.push_back("connected " + std::to_string(status));
   }
+  void onSocketClosed() override {
+    ++closed;
+    events.push_back("closed");
+  }
+  int closed = 0;
   bool saw(const std::string& event) const {
     for (const std::string& e : events) {
       if (e == event) return true;
@@ -63,16 +68,6 @@ struct Pair {
   }
   ~Pair() {
     if (peer >= 0) ::close(peer);
-  }
-};
-
-struct ClosedFlag {
-  int calls = 0;
-  std::vector<std::string>* events = nullptr;  // records "closed" there too, when set
-  static void on(void* ctx) {
-    auto* self = static_cast<ClosedFlag*>(ctx);
-    ++self->calls;
-    if (self->events != nullptr) self->events->push_back("closed");
   }
 };
 
@@ -208,16 +203,15 @@ TEST_F(SocketOnPair, AWritePendingAtCloseCompletesCancelledBeforeTheCloseCallbac
   std::string bytes;
   ASSERT_EQ(writeMoreThanFits(socket, bytes), Socket::WriteStatus::Pending);
   EXPECT_TRUE(socket.writing());
-  ClosedFlag closed{0, &events.events};
-  socket.close(&ClosedFlag::on, &closed);
-  EXPECT_EQ(closed.calls, 0);  // from the close callback
-  ASSERT_TRUE(runUntil(loop, [&] { return closed.calls == 1; }));
+  socket.close();
+  EXPECT_EQ(events.closed, 0);  // from the close callback
+  ASSERT_TRUE(runUntil(loop, [&] { return events.closed == 1; }));
   ASSERT_EQ(events.events.size(), 2u);
   EXPECT_EQ(events.events[0], "written " + std::to_string(UV_ECANCELED));
   EXPECT_EQ(events.events[1], "closed");
   EXPECT_FALSE(socket.writing());
-  socket.close(&ClosedFlag::on, &closed);  // only the first call counts
-  EXPECT_EQ(closed.calls, 1);
+  socket.close();  // only the first call counts
+  EXPECT_EQ(events.closed, 1);
   EXPECT_EQ(loop.close(), 0);
 }
 
@@ -265,7 +259,6 @@ TEST(Socket, DestroyedWithAWritePendingItTellsNoOneAndFreesEverything) {
   Recorder events;
   Pair pair;
   std::string bytes;
-  ClosedFlag closed;
   {
     auto socket = std::make_unique<Socket>(loop.get(), pool, events);
     ASSERT_EQ(socket->open(pair.ours), 0);
@@ -274,7 +267,7 @@ TEST(Socket, DestroyedWithAWritePendingItTellsNoOneAndFreesEverything) {
     uv_buf_t small = uv_buf_init(hundred.data(), 100);
     ASSERT_EQ(socket->writeNow(&small, 1), Socket::WriteStatus::Copied);
     // Its owner closes it, then goes before the close callback (torn down with the loop).
-    socket->close(&ClosedFlag::on, &closed);
+    socket->close();
   }
   EXPECT_EQ(pool.blocksInUse(BufferPool::Size::Small), 0u);  // the spill came back at once
   Pair other;
@@ -285,7 +278,7 @@ TEST(Socket, DestroyedWithAWritePendingItTellsNoOneAndFreesEverything) {
   }  // destroyed open, with a write pending: closed by its destructor
   EXPECT_EQ(loop.close(), 0);  // ASan: the handles and requests are freed
   EXPECT_TRUE(events.events.empty());
-  EXPECT_EQ(closed.calls, 0);
+  EXPECT_EQ(events.closed, 0);
 }
 
 TEST(Socket, DestroyedWithAConnectPendingItIsNotCalledBack) {
@@ -328,14 +321,28 @@ TEST(Socket, ARefusedConnectIsReportedAndAShutdownCompletes) {
   EXPECT_EQ(loop.close(), 0);
 }
 
+TEST(Socket, DestroyedWithoutACloseItTellsItsOwnerNothing) {
+  // Its owner is the one destroying it (or going with it): nothing may call back into it.
+  uv::Loop loop;
+  BufferPool pool;
+  Recorder events;
+  { Socket never_opened(loop.get(), pool, events); }
+  {
+    Pair pair;
+    Socket opened(loop.get(), pool, events);
+    ASSERT_EQ(opened.open(pair.ours), 0);
+  }
+  EXPECT_EQ(loop.close(), 0);  // the open one's handle closed too
+  EXPECT_EQ(events.closed, 0);
+}
+
 TEST(Socket, ClosedBeforeItHasAHandleItCallsBackAtOnce) {
   uv::Loop loop;
   BufferPool pool;
   Recorder events;
   Socket socket(loop.get(), pool, events);
-  ClosedFlag closed;
-  socket.close(&ClosedFlag::on, &closed);
-  EXPECT_EQ(closed.calls, 1);
+  socket.close();
+  EXPECT_EQ(events.closed, 1);
   EXPECT_TRUE(socket.closed());
   std::string bytes = "x";
   uv_buf_t buf = uv_buf_init(bytes.data(), 1);

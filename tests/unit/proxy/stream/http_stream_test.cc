@@ -43,6 +43,7 @@ struct Recorder : StreamHandler {
   }
   void onStreamWritten(HttpStream&, int status) override { written.push_back(status); }
   void onStreamEof(HttpStream&, int status) override { eof = status; }
+  void onStreamClosed(HttpStream&) override { ++closed; }
 
   http::ParserAction forward(const char* at, size_t len) {
     forward_to->out().addData(at, len);
@@ -57,14 +58,15 @@ struct Recorder : StreamHandler {
   std::vector<http::ParseStatus> results;
   std::vector<int> written;
   int eof = 0;
+  int closed = 0;
   HttpStream* forward_to = nullptr;  // body spans go there, borrowed
   HttpStream* source = nullptr;
 };
 
 // A stream over one end of a socketpair; the test plays the peer on the other end.
 struct Side {
-  Side(uv::Loop& loop, net::BufferPool& buffers, StreamHandler& h, llhttp_type_t type)
-      : parts(type, 64 * 1024), stream(loop.get(), buffers, h) {
+  Side(uv::Loop& loop, net::BufferPool& buffers, Recorder& h, llhttp_type_t type)
+      : owner(h), parts(type, 64 * 1024), stream(loop.get(), buffers, h) {
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
     ::fcntl(fds[1], F_SETFL, O_NONBLOCK);
     EXPECT_EQ(stream.socket().open(fds[0]), 0);
@@ -81,12 +83,13 @@ struct Side {
   }
   // Closes the stream and waits for its close callback (pending writes complete first).
   void close(uv::Loop& loop) {
-    bool closed = false;
-    stream.close([](void* flag) { *static_cast<bool*>(flag) = true; }, &closed);
-    ASSERT_TRUE(runUntil(loop, [&] { return closed; }));
+    stream.close(owner);
+    EXPECT_EQ(owner.closed, 0);  // from the close callback
+    ASSERT_TRUE(runUntil(loop, [&] { return owner.closed == 1; }));
   }
 
   int fds[2] = {-1, -1};
+  Recorder& owner;
   StreamParts parts;
   HttpStream stream;
 };
