@@ -6,7 +6,7 @@
 #   deploy/run-tests.sh --both       both, one after the other (what CI runs)
 #   deploy/run-tests.sh --fuzz       only the fuzz step
 # --sanitize and --both end with the fuzz step: every libFuzzer target (tests/fuzz) built with clang
-# under ASan+UBSan (build-fuzz/) and run for LOOPGUARD_FUZZ_SECONDS each (default 30; 0 skips),
+# under ASan+UBSan (build-fuzz/) and run for LOOPGUARD_FUZZ_SECONDS each (default 20; 0 skips),
 # two at a time. A crash fails the run; tests/fuzz/README.md says how to reproduce it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ run_suite() {  # $1 = build dir, $2.. = extra cmake flags
 }
 
 run_fuzz() {
-  local seconds=${LOOPGUARD_FUZZ_SECONDS:-30}
+  local seconds=${LOOPGUARD_FUZZ_SECONDS:-20}
   if [ "$seconds" = 0 ]; then echo "run-tests: fuzz step skipped (LOOPGUARD_FUZZ_SECONDS=0)"; return; fi
   cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
     -DCMAKE_CXX_COMPILER=clang++ -DLOOPGUARD_FUZZ=ON -DLOOPGUARD_TESTS=OFF \
