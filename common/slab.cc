@@ -13,7 +13,6 @@ namespace {
 constexpr size_t roundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 }  // namespace
 
-
 Slab::Slab(size_t block_bytes)
     : block_bytes_(roundedBlockBytes(block_bytes)),
       blocks_per_chunk_(static_cast<uint32_t>((kChunkBytes - kFirstBlock) / block_bytes_)) {

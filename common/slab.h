@@ -1,5 +1,6 @@
 // Fixed-size blocks carved from 64 KiB chunks mapped apart from the malloc heap: for the objects
-// every open connection holds for its whole life (the connection and its TCP handle). Packed
+// every open connection holds for its whole life (a client or upstream connection and its TCP
+// handle). Packed
 // with no per-block header (a malloc chunk adds 16 bytes), and apart from what requests
 // allocate and free: when a burst of requests is over, what it allocated can go back to the
 // system (malloc_trim) because no connection sits between its pages. nginx gets the same from

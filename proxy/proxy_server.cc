@@ -44,7 +44,7 @@ void ProxyServer::onTrimTimer() {
   // back to the system. Nothing long-lived sits between them (connections and their handles
   // live in the loop's slab), so after a burst an idle connection costs its socket and little
   // else.
-  if (request_states_.trim() > 0) loop.noteHeapFreed();
+  request_states_.trim();
   if (loop.takeHeapFreed()) malloc_trim(0);
 }
 

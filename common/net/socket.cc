@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <cstring>
 #include <iterator>
-#include <type_traits>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 

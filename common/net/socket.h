@@ -151,7 +151,7 @@ class Socket {
   bool closeHandle();
   static void onHandleClosed(uv_handle_t* h);
 
-  // Packed (72 bytes, which socket_test holds it to): every idle connection carries one.
+  // Packed (56 bytes, which socket_test holds it to): every idle connection carries one.
   BufferPool& pool_;
   SocketEvents& events_;
   // The loop while there is no handle (State None and Closed), else the handle, whose loop it

@@ -60,6 +60,7 @@ size_t RequestStatePool::trim() {
   // LIFO: the front has waited longest.
   free_.erase(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(unused));
   low_free_ = free_.size();
+  if (unused > 0) uv::Loop::of(context_.loop).noteHeapFreed();
   return unused;
 }
 

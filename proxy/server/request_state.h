@@ -52,7 +52,8 @@ class RequestStatePool {
   void release(RequestState* state);
   // Frees the states that stayed in the free list through the whole period since the last
   // trim, and all of them when no request is in progress (a burst is over: the next request
-  // makes a new one, at most one allocation a second for a trickle); returns how many.
+  // makes a new one, at most one allocation a second for a trickle); returns how many, and
+  // notes on the loop that heap memory came back (uv::Loop::noteHeapFreed).
   size_t trim();
 
  private:

@@ -110,7 +110,7 @@ class SocketOnPair : public ::testing::Test {
 TEST(Socket, AnIdleSocketIsSmallAndHoldsNoRequestOrBuffer) {
   // Every idle keep-alive connection carries one: the requests, the write's rest and the close
   // bookkeeping of a pending write live only while in flight.
-  EXPECT_LE(sizeof(Socket), 72u);
+  EXPECT_LE(sizeof(Socket), 56u);
   uv::Loop loop;
   BufferPool pool;
   Recorder events;

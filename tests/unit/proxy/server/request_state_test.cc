@@ -29,6 +29,7 @@ TEST(RequestStatePool, TrimFreesOnlyWhatAWholePeriodLeftUnused) {
     for (int i = 1; i < 5; ++i) pool.release(burst[i]);
     testing::step(loop);  // releases complete from the ready queue
     EXPECT_EQ(pool.trim(), 0u) << "the burst ran in this period: its states were wanted";
+    EXPECT_FALSE(loop.takeHeapFreed()) << "nothing freed, nothing to give back";
 
     // Steady traffic of one request at a time through the next period.
     for (int i = 0; i < 3; ++i) {
@@ -36,6 +37,7 @@ TEST(RequestStatePool, TrimFreesOnlyWhatAWholePeriodLeftUnused) {
       testing::step(loop);
     }
     EXPECT_EQ(pool.trim(), 3u) << "three states stayed free all period; the fourth was used";
+    EXPECT_TRUE(loop.takeHeapFreed()) << "the trim timer gives the pages back";
     EXPECT_EQ(pool.trim(), 1u) << "and the last one, once a period passes without a request";
     EXPECT_EQ(pool.trim(), 0u);
     pool.release(long_one);

@@ -155,7 +155,9 @@ TEST_F(UpstreamConnectionTest, AnIdleConnectionGivesUpItsPartsAfterAWhileAndStay
   EXPECT_FALSE(c->hasParser());  // never used: nothing to keep
   serveOne(*this, c, x, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
   EXPECT_TRUE(c->hasParser());  // kept for the next request
+  EXPECT_FALSE(loop.takeHeapFreed());
   ASSERT_TRUE(runUntil(loop, [&] { return !c->hasParser(); }));
+  EXPECT_TRUE(loop.takeHeapFreed()) << "the trim timer gives the pages back";
   EXPECT_EQ(c->state(), UpstreamConnection::State::Idle);
   EXPECT_EQ(owner.idle_closed, 0);
   // The next request gets new parts and is served as the first was.
